@@ -1,0 +1,501 @@
+//! The config file (`workflow-mcp --config FILE`): its format, and loading it into validated workflow
+//! definitions. Every problem is reported with the file, the entry and what is wrong, all at once.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::param::{Delivery, Param, ParamType};
+use super::workflow::{Source, WorkflowDef};
+
+/// The workflow-mcp config file: the workflows it serves, where to discover more, and the server's limits.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Folders (relative to this file) whose executables describe themselves when run with
+    /// `--workflow-metadata`.
+    #[serde(default)]
+    pub discover: Vec<PathBuf>,
+    /// Server environment variables passed through to every workflow, beyond the built-in allow-list
+    /// (PATH, HOME, LANG, LC_*, TZ, TMPDIR, USER, LOGNAME, SHELL, TERM).
+    #[serde(default)]
+    pub inherit_env: Vec<String>,
+    /// Commands wrapped as workflows.
+    #[serde(default)]
+    pub workflows: Vec<WorkflowEntry>,
+    /// Server-wide limits; every key has a default.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A command wrapped as a workflow.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowEntry {
+    /// The name agents call it by: letters, digits, `_`, `-`, `.`; at most 64 characters.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The argv, run without a shell. A program path containing `/` is relative to this file's folder.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub params: Vec<ParamEntry>,
+    /// Working directory, relative to this file's folder (default: the folder itself).
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    /// Environment variables set for this workflow.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Kill the workflow (TERM, grace, KILL) after this many milliseconds; state `timed_out`.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// At most this many executions of this workflow run at once; more wait as `queued`.
+    #[serde(default)]
+    pub max_concurrent: Option<usize>,
+}
+
+/// A typed parameter of a manifest workflow, with exactly one of `arg`, `flag`, `positional`, `env`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParamEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<Value>,
+    #[serde(default, rename = "enum")]
+    pub allowed: Option<Vec<Value>>,
+    #[serde(default)]
+    pub minimum: Option<f64>,
+    #[serde(default)]
+    pub maximum: Option<f64>,
+    /// A regular expression a string value must match (searched, as in JSON Schema; anchor it with ^...$).
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// Appends `ARG value`, e.g. `"--jobs"`.
+    #[serde(default)]
+    pub arg: Option<String>,
+    /// Appends `FLAG` when the boolean is true, e.g. `"--release"`.
+    #[serde(default)]
+    pub flag: Option<String>,
+    /// Appends the value as its own argument (after all options, in declaration order).
+    #[serde(default)]
+    pub positional: bool,
+    /// Sets this environment variable to the value.
+    #[serde(default)]
+    pub env: Option<String>,
+}
+
+/// Server-wide limits.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Executions running at once across all workflows; more wait as `queued`.
+    pub max_concurrent: usize,
+    /// Timeout for workflows that set none (milliseconds); null means no timeout.
+    pub default_timeout_ms: Option<u64>,
+    /// Default grace period between SIGTERM and SIGKILL on cancel and timeout (milliseconds).
+    pub grace_ms: u64,
+    /// Log memory (text plus index) one execution may hold before lines from its middle are dropped.
+    pub log_bytes_per_execution: usize,
+    /// Log memory all executions together may hold.
+    pub log_bytes_total: usize,
+    /// A longer line is stored as several `partial` records.
+    pub max_line_bytes: usize,
+    /// Finished executions kept in memory (oldest are forgotten first).
+    pub retain_executions: usize,
+    /// Finished executions older than this are forgotten (seconds).
+    pub retain_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_concurrent: 32,
+            default_timeout_ms: None,
+            grace_ms: 5000,
+            log_bytes_per_execution: 256 << 20,
+            log_bytes_total: 2 << 30,
+            max_line_bytes: 64 << 10,
+            retain_executions: 1000,
+            retain_seconds: 24 * 3600,
+        }
+    }
+}
+
+/// A config file, loaded and checked.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    /// The folder relative paths resolve against.
+    pub dir: PathBuf,
+    pub workflows: Vec<Arc<WorkflowDef>>,
+    pub discover: Vec<PathBuf>,
+    pub inherit_env: Vec<String>,
+    pub limits: Limits,
+    /// Problems that do not stop the server (a missing discover folder, a missing cwd).
+    pub warnings: Vec<String>,
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {} is not valid: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {} has {} problem(s):\n  - {}", path.display(), problems.len(), problems.join("\n  - "))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+/// Whether `name` is a usable workflow name.
+pub fn valid_workflow_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+}
+
+/// Whether `name` can be an environment variable name.
+pub fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Reads, parses and checks a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let de = &mut serde_json::Deserializer::from_str(&text);
+    let file: ConfigFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if at.is_empty() || at == "." {
+            inner.to_string()
+        } else {
+            format!("at {at}: {inner}")
+        };
+        ConfigError::Parse {
+            path: path.clone(),
+            message,
+        }
+    })?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    from_file(file, path, dir)
+}
+
+/// Checks a parsed config file; relative paths resolve against `dir`.
+pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut workflows = Vec::new();
+    let mut names = HashSet::new();
+    for (i, entry) in file.workflows.iter().enumerate() {
+        let at = format!("workflows[{i}] \"{}\"", entry.name);
+        if !names.insert(entry.name.clone()) {
+            problems.push(format!("{at}: the name is used by an earlier entry; names must be unique"));
+        }
+        match workflow_from_entry(entry, &dir) {
+            Ok((def, mut warn)) => {
+                warnings.extend(warn.drain(..).map(|w| format!("{at}: {w}")));
+                workflows.push(Arc::new(def));
+            }
+            Err(errs) => problems.extend(errs.into_iter().map(|e| format!("{at}: {e}"))),
+        }
+    }
+    for (i, var) in file.inherit_env.iter().enumerate() {
+        if !valid_env_name(var) {
+            problems.push(format!(
+                "inherit_env[{i}]: \"{var}\" is not an environment variable name (letters, digits, _)"
+            ));
+        }
+    }
+    let limits = &file.limits;
+    if limits.max_concurrent == 0 {
+        problems.push("limits.max_concurrent must be at least 1".into());
+    }
+    if limits.max_line_bytes < 1024 || limits.max_line_bytes > 16 << 20 {
+        problems.push(format!(
+            "limits.max_line_bytes must be between 1024 and 16777216, got {}",
+            limits.max_line_bytes
+        ));
+    }
+    if limits.log_bytes_per_execution < 1 << 20 {
+        problems.push(format!(
+            "limits.log_bytes_per_execution must be at least 1048576 (1 MiB), got {}",
+            limits.log_bytes_per_execution
+        ));
+    }
+    if limits.log_bytes_total < limits.log_bytes_per_execution {
+        problems.push(format!(
+            "limits.log_bytes_total ({}) must be at least limits.log_bytes_per_execution ({})",
+            limits.log_bytes_total, limits.log_bytes_per_execution
+        ));
+    }
+    if limits.default_timeout_ms == Some(0) {
+        problems.push("limits.default_timeout_ms must be positive (or null for no timeout)".into());
+    }
+    let discover: Vec<PathBuf> = file.discover.iter().map(|d| dir.join(d)).collect();
+    for d in &discover {
+        if !d.is_dir() {
+            warnings.push(format!("discover folder {} does not exist", d.display()));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid { path, problems });
+    }
+    Ok(Config {
+        path,
+        dir,
+        workflows,
+        discover,
+        inherit_env: file.inherit_env,
+        limits: file.limits,
+        warnings,
+    })
+}
+
+fn workflow_from_entry(entry: &WorkflowEntry, dir: &Path) -> Result<(WorkflowDef, Vec<String>), Vec<String>> {
+    let mut errs = Vec::new();
+    let mut warnings = Vec::new();
+    if !valid_workflow_name(&entry.name) {
+        errs.push(
+            "name must be 1-64 characters of letters, digits, '_', '-', '.', starting with a letter or digit"
+                .to_owned(),
+        );
+    }
+    let mut command = entry.command.clone();
+    match command.first_mut() {
+        None => errs.push("command is empty; give the program and its arguments, e.g. [\"make\", \"all\"]".into()),
+        Some(program) if program.is_empty() => errs.push("command[0] (the program) is empty".into()),
+        Some(program) => {
+            if program.contains('/') && Path::new(program).is_relative() {
+                *program = dir.join(&*program).to_string_lossy().into_owned();
+            }
+        }
+    }
+    if command.iter().any(|a| a.contains('\0')) {
+        errs.push("command arguments must not contain NUL characters".into());
+    }
+    let cwd = match &entry.cwd {
+        Some(c) => dir.join(c),
+        None => dir.to_owned(),
+    };
+    if !cwd.is_dir() {
+        warnings.push(format!(
+            "cwd {} is not a folder; executions will fail to start",
+            cwd.display()
+        ));
+    }
+    for name in entry.env.keys() {
+        if !valid_env_name(name) {
+            errs.push(format!(
+                "env key \"{name}\" is not an environment variable name (letters, digits, _)"
+            ));
+        }
+    }
+    if entry.timeout_ms == Some(0) {
+        errs.push("timeout_ms must be positive".into());
+    }
+    if entry.max_concurrent == Some(0) {
+        errs.push("max_concurrent must be at least 1".into());
+    }
+    let mut params = Vec::new();
+    let mut param_names = HashSet::new();
+    for (j, p) in entry.params.iter().enumerate() {
+        if !param_names.insert(p.name.as_str()) {
+            errs.push(format!("params[{j}] \"{}\": the name is used twice", p.name));
+        }
+        match param_from_entry(p) {
+            Ok(param) => params.push(param),
+            Err(e) => errs.extend(e.into_iter().map(|e| format!("params[{j}] \"{}\": {e}", p.name))),
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let def = WorkflowDef {
+        name: entry.name.clone(),
+        title: None,
+        description: entry.description.clone(),
+        command,
+        params,
+        cwd,
+        env: entry.env.clone().into_iter().collect(),
+        timeout_ms: entry.timeout_ms,
+        max_concurrent: entry.max_concurrent,
+        source: Source::Manifest,
+    };
+    Ok((def, warnings))
+}
+
+fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
+    let mut errs = Vec::new();
+    let name_ok = !p.name.is_empty()
+        && p.name.len() <= 64
+        && p.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
+    if !name_ok {
+        errs.push("name must be 1-64 characters of letters, digits, '_', '-'".into());
+    }
+    let ways = [p.arg.is_some(), p.flag.is_some(), p.positional, p.env.is_some()];
+    let delivery = match ways.iter().filter(|w| **w).count() {
+        1 => {
+            if let Some(a) = &p.arg {
+                Some(Delivery::Arg(a.clone()))
+            } else if let Some(f) = &p.flag {
+                Some(Delivery::Flag(f.clone()))
+            } else if p.positional {
+                Some(Delivery::Positional)
+            } else {
+                p.env.clone().map(Delivery::Env)
+            }
+        }
+        n => {
+            errs.push(format!(
+                "needs exactly one of \"arg\", \"flag\", \"positional\": true, \"env\" (found {n})"
+            ));
+            None
+        }
+    };
+    match &delivery {
+        Some(Delivery::Flag(_)) if p.kind != ParamType::Boolean => {
+            errs.push("\"flag\" is only for boolean params; use \"arg\" to pass a value".into())
+        }
+        Some(Delivery::Env(var)) if !valid_env_name(var) => {
+            errs.push(format!("env \"{var}\" is not an environment variable name"))
+        }
+        Some(Delivery::Arg(a) | Delivery::Flag(a)) if a.is_empty() => errs.push("the option text is empty".into()),
+        _ => {}
+    }
+    let numeric = matches!(p.kind, ParamType::Integer | ParamType::Number);
+    if (p.minimum.is_some() || p.maximum.is_some()) && !numeric {
+        errs.push("minimum/maximum apply only to integer and number params".into());
+    }
+    if let (Some(lo), Some(hi)) = (p.minimum, p.maximum)
+        && lo > hi
+    {
+        errs.push(format!("minimum {lo} is greater than maximum {hi}"));
+    }
+    let pattern = match &p.pattern {
+        Some(_) if p.kind != ParamType::String => {
+            errs.push("pattern applies only to string params".into());
+            None
+        }
+        Some(src) => match Regex::new(src) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                errs.push(format!("pattern is not a valid regular expression: {e}"));
+                None
+            }
+        },
+        None => None,
+    };
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    let mut param = Param {
+        name: p.name.clone(),
+        kind: p.kind,
+        description: p.description.clone(),
+        required: p.required,
+        default: None,
+        allowed: None,
+        minimum: p.minimum,
+        maximum: p.maximum,
+        pattern,
+        delivery: delivery.expect("checked above"),
+    };
+    if let Some(allowed) = &p.allowed {
+        let mut checked = Vec::new();
+        for v in allowed {
+            match param.check(v) {
+                Ok(c) => checked.push(c),
+                Err(e) => errs.push(format!("enum value {v} does not fit the param: {e}")),
+            }
+        }
+        if checked.is_empty() && errs.is_empty() {
+            errs.push("enum is empty".into());
+        }
+        param.allowed = Some(checked);
+    }
+    if let Some(d) = &p.default {
+        match param.check(d) {
+            Ok(c) => param.default = Some(c),
+            Err(e) => errs.push(format!("default does not fit the param: {e}")),
+        }
+    }
+    if errs.is_empty() { Ok(param) } else { Err(errs) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(json: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile = serde_json::from_str(json).unwrap();
+        from_file(file, PathBuf::from("/cfg/workflows.json"), PathBuf::from("/tmp"))
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_entry() {
+        let err = check(
+            r#"{"workflows": [
+                {"name": "a", "command": []},
+                {"name": "b", "command": ["x"], "params": [
+                    {"name": "n", "type": "string", "flag": "--n"},
+                    {"name": "m", "type": "integer", "minimum": 5, "maximum": 1, "arg": "--m"},
+                    {"name": "k", "type": "integer", "default": "x", "positional": true}
+                ]},
+                {"name": "a", "command": ["y"]}
+            ]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/cfg/workflows.json"), "{err}");
+        assert!(err.contains("workflows[0] \"a\": command is empty"), "{err}");
+        assert!(err.contains("workflows[1] \"b\": params[0] \"n\": \"flag\" is only for boolean"), "{err}");
+        assert!(err.contains("params[1] \"m\": minimum 5 is greater than maximum 1"), "{err}");
+        assert!(err.contains("params[2] \"k\": default does not fit"), "{err}");
+        assert!(err.contains("workflows[2] \"a\": the name is used by an earlier entry"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_path() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.json");
+        std::fs::write(&path, r#"{"workflows": [{"name": "a", "comand": ["x"]}]}"#).unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("bad.json"), "{err}");
+        assert!(err.contains("workflows[0]"), "{err}");
+        assert!(err.contains("unknown field `comand`"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn relative_program_and_cwd_resolve_against_the_config_folder() {
+        let cfg = check(r#"{"workflows": [{"name": "a", "command": ["./run.sh", "x"], "cwd": "sub"}]}"#).unwrap();
+        let wf = &cfg.workflows[0];
+        assert_eq!(wf.command[0], "/tmp/./run.sh");
+        assert_eq!(wf.cwd, PathBuf::from("/tmp/sub"));
+        assert!(cfg.warnings.iter().any(|w| w.contains("cwd")));
+    }
+}

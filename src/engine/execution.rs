@@ -1,0 +1,244 @@
+//! One execution: its identity, its lifecycle state machine, and the status snapshot clients read.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::progress::{Progress, ProgressTracker};
+use crate::catalog::WorkflowDef;
+use crate::clock::{millis_between, rfc3339};
+use crate::logs::{LogLine, LogStore, Stream, StreamCounters};
+
+/// Where an execution stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionState {
+    /// Waiting for a concurrency slot.
+    Queued,
+    Running,
+    /// Exited with code 0.
+    Succeeded,
+    /// Exited with a non-zero code, or was killed by a signal we did not send.
+    Failed,
+    /// Stopped by `cancel_execution` (or by the server shutting down).
+    Cancelled,
+    /// Stopped because it ran longer than its timeout.
+    TimedOut,
+    /// The process could not be started; `error` says why.
+    FailedToStart,
+    /// Known, but no longer supervised.
+    Lost,
+}
+
+impl ExecutionState {
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, ExecutionState::Queued | ExecutionState::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionState::Queued => "queued",
+            ExecutionState::Running => "running",
+            ExecutionState::Succeeded => "succeeded",
+            ExecutionState::Failed => "failed",
+            ExecutionState::Cancelled => "cancelled",
+            ExecutionState::TimedOut => "timed_out",
+            ExecutionState::FailedToStart => "failed_to_start",
+            ExecutionState::Lost => "lost",
+        }
+    }
+}
+
+/// Why the engine is stopping an execution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Cancel,
+    Timeout,
+    Shutdown,
+}
+
+/// The mutable part of an execution.
+#[derive(Debug)]
+pub struct Lifecycle {
+    pub state: ExecutionState,
+    pub pid: Option<u32>,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+    pub stop: Option<StopReason>,
+    /// Streams a descendant outside the process group kept open after the workflow exited.
+    pub held_open: Vec<Stream>,
+    /// The leader has exited (its status is recorded) but the execution is not final yet.
+    pub exited: bool,
+}
+
+/// One run of a workflow.
+#[derive(Debug)]
+pub struct Execution {
+    pub id: Uuid,
+    pub workflow: Arc<WorkflowDef>,
+    /// Every param with a value, as JSON.
+    pub params: Map<String, Value>,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub idempotency_key: Option<String>,
+    pub created_at: SystemTime,
+    /// The log store; the drain threads hold clones of this handle.
+    pub logs_buffer: Arc<LogStore>,
+    /// Bumped on every new chunk of lines and every state change; followers wait on it.
+    pub logs_tx: Arc<watch::Sender<u64>>,
+    pub progress: Arc<ProgressTracker>,
+    life: Mutex<Lifecycle>,
+}
+
+/// Lines and bytes per stream, and what was lost or cut.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct OutputSummary {
+    pub stdout: StreamCounters,
+    pub stderr: StreamCounters,
+    /// Seq of the newest line, null before the first.
+    pub last_seq: Option<u64>,
+    pub last_output_at: Option<String>,
+    /// Lines evicted from memory (the head and the newest lines are kept; `get_logs` reports the gap).
+    pub dropped_lines: u64,
+    pub dropped_bytes: u64,
+    /// Records that are pieces of a line longer than the max line length.
+    pub truncated_lines: u64,
+    /// Streams a descendant that escaped the process group kept open after the workflow exited; reading them
+    /// stopped.
+    pub held_open: Vec<Stream>,
+}
+
+/// The status of an execution, as every status-returning tool reports it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ExecutionStatus {
+    pub execution_id: String,
+    pub workflow: String,
+    pub state: ExecutionState,
+    /// Exit code when the process exited normally; null when it was killed by a signal or has not exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the process (e.g. "SIGKILL"), or null.
+    pub signal: Option<String>,
+    /// Why the execution failed to start (the OS error), or why it was stopped; null otherwise.
+    pub error: Option<String>,
+    pub params: Map<String, Value>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// Run time so far (running) or in all (finished); null before it starts.
+    pub duration_ms: Option<u64>,
+    pub pid: Option<u32>,
+    /// 1-based place in the queue while `queued`, else null.
+    pub queue_position: Option<usize>,
+    pub output: OutputSummary,
+    /// From structured events; null if the workflow sent none.
+    pub progress: Option<Progress>,
+    /// The last lines, when asked for with `tail_lines`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<Vec<LogLine>>,
+}
+
+impl Execution {
+    #[expect(clippy::too_many_arguments, reason = "plain constructor of a record")]
+    pub fn new(
+        workflow: Arc<WorkflowDef>,
+        params: Map<String, Value>,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        idempotency_key: Option<String>,
+        logs_buffer: Arc<LogStore>,
+        state: ExecutionState,
+        progress: Arc<ProgressTracker>,
+    ) -> Arc<Self> {
+        let (logs_tx, _) = watch::channel(0u64);
+        Arc::new(Execution {
+            id: Uuid::new_v4(),
+            workflow,
+            params,
+            argv,
+            env,
+            idempotency_key,
+            created_at: SystemTime::now(),
+            logs_buffer,
+            logs_tx: Arc::new(logs_tx),
+            progress,
+            life: Mutex::new(Lifecycle {
+                state,
+                pid: None,
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                signal: None,
+                error: None,
+                stop: None,
+                held_open: Vec::new(),
+                exited: false,
+            }),
+        })
+    }
+
+    /// The lifecycle, locked. Held only for field reads and writes, never across a wait or an await.
+    pub fn life(&self) -> MutexGuard<'_, Lifecycle> {
+        self.life.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn state(&self) -> ExecutionState {
+        self.life().state
+    }
+
+    /// Wakes everyone waiting on this execution (state or log followers).
+    pub fn notify(&self) {
+        self.logs_tx.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Applies a change to the lifecycle and wakes waiters.
+    pub fn update<R>(&self, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        let r = f(&mut self.life());
+        self.notify();
+        r
+    }
+
+    /// The status as clients see it (`queue_position` is filled in by the engine).
+    pub fn status(&self, queue_position: Option<usize>) -> ExecutionStatus {
+        let now = SystemTime::now();
+        let stats = self.logs_buffer.stats();
+        let life = self.life();
+        let duration_ms = life
+            .started_at
+            .map(|s| millis_between(s, life.finished_at.unwrap_or(now)));
+        ExecutionStatus {
+            execution_id: self.id.to_string(),
+            workflow: self.workflow.name.clone(),
+            state: life.state,
+            exit_code: life.exit_code,
+            signal: life.signal.map(super::process::signal_name),
+            error: life.error.clone(),
+            params: self.params.clone(),
+            created_at: rfc3339(self.created_at),
+            started_at: life.started_at.map(rfc3339),
+            finished_at: life.finished_at.map(rfc3339),
+            duration_ms,
+            pid: life.pid,
+            queue_position,
+            output: OutputSummary {
+                stdout: stats.stdout,
+                stderr: stats.stderr,
+                last_seq: stats.next_seq.checked_sub(1),
+                last_output_at: stats.last_output_at.map(rfc3339),
+                dropped_lines: stats.dropped_lines,
+                dropped_bytes: stats.dropped_bytes,
+                truncated_lines: stats.truncated_lines,
+                held_open: life.held_open.clone(),
+            },
+            progress: self.progress.snapshot(),
+            tail: None,
+        }
+    }
+}

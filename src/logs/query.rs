@@ -1,0 +1,514 @@
+//! Queries over a store [`Snapshot`]: cursor paging, tail, stream and event selection, grep with context lines,
+//! and line and byte budgets that are never exceeded. A query reads only the segments it needs, so a page costs
+//! O(page) however long the log is; grep scans.
+
+use std::collections::VecDeque;
+
+use regex::bytes::Regex;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::render::render;
+use super::store::{LineRef, Snapshot, Stream, flags};
+
+/// Which streams a query returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamSelector {
+    #[default]
+    Both,
+    Stdout,
+    Stderr,
+}
+
+/// Whether a query returns structured-event lines (`__WF_EVENT__:`), plain lines, or both.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSelector {
+    /// Event lines and plain lines.
+    #[default]
+    All,
+    /// Only well-formed event lines.
+    Only,
+    /// Only plain lines (event lines left out).
+    Exclude,
+}
+
+/// What to read from a log.
+#[derive(Clone, Debug)]
+pub struct LogQuery {
+    pub since_seq: Option<u64>,
+    pub tail: Option<u64>,
+    pub stream: StreamSelector,
+    pub events: EventSelector,
+    pub grep: Option<Regex>,
+    pub context: usize,
+    pub max_lines: usize,
+    pub max_bytes: usize,
+    pub raw: bool,
+}
+
+impl Default for LogQuery {
+    fn default() -> Self {
+        LogQuery {
+            since_seq: None,
+            tail: None,
+            stream: StreamSelector::Both,
+            events: EventSelector::All,
+            grep: None,
+            context: 0,
+            max_lines: 200,
+            max_bytes: 32 * 1024,
+            raw: false,
+        }
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One line as served to a reader.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LogLine {
+    /// Per-execution sequence number, from 0; never changes.
+    pub seq: u64,
+    pub stream: Stream,
+    /// When the line was read (RFC 3339 UTC, milliseconds).
+    pub ts: String,
+    /// The line as UTF-8 (invalid bytes as U+FFFD), ANSI escapes removed and carriage returns resolved unless
+    /// `raw`.
+    pub text: String,
+    /// This record is a piece of a line longer than the max line length; the line continues in the next record.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub partial: bool,
+    /// A well-formed `__WF_EVENT__:` structured-event line.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub event: bool,
+    /// With `grep`: true for a matching line, false for a context line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched: Option<bool>,
+    /// The text was cut to fit `max_bytes`; ask again with a larger `max_bytes` to read the whole line.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cut: bool,
+}
+
+/// Lines in the requested range that are no longer in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Omitted {
+    /// First seq missing.
+    pub from_seq: u64,
+    /// One past the last seq missing.
+    pub to_seq: u64,
+    pub lines: u64,
+}
+
+/// Which budget ended a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetHit {
+    MaxLines,
+    MaxBytes,
+}
+
+/// The answer to a [`LogQuery`].
+#[derive(Clone, Debug)]
+pub struct LogPage {
+    pub lines: Vec<LogLine>,
+    /// Pass back as `since_seq` to continue exactly where this page stopped.
+    pub next_seq: u64,
+    /// More lines exist at or after `next_seq` right now.
+    pub has_more: bool,
+    pub omitted: Option<Omitted>,
+    /// Lines produced so far (the seq the next line will get).
+    pub total_lines: u64,
+    pub oldest_seq: u64,
+    pub budget_hit: Option<BudgetHit>,
+    /// Bytes of `text` returned.
+    pub bytes: usize,
+}
+
+/// A position in a snapshot: segment index and line index within it.
+#[derive(Clone, Copy)]
+struct Pos {
+    seg: usize,
+    idx: usize,
+}
+
+fn position_of(snap: &Snapshot, seq: u64) -> Pos {
+    let seg = snap.segment_index_for(seq);
+    let idx = snap
+        .segments
+        .get(seg)
+        .map_or(0, |s| seq.saturating_sub(s.first_seq()) as usize);
+    Pos { seg, idx }
+}
+
+fn lines_from(snap: &Snapshot, start: u64) -> impl Iterator<Item = LineRef<'_>> {
+    let Pos { seg, idx } = position_of(snap, start);
+    snap.segments
+        .iter()
+        .skip(seg)
+        .enumerate()
+        .flat_map(move |(n, s)| (if n == 0 { idx } else { 0 }..s.len()).map(move |i| s.line(i)))
+}
+
+fn lines_backward(snap: &Snapshot) -> impl Iterator<Item = LineRef<'_>> {
+    snap.segments
+        .iter()
+        .rev()
+        .flat_map(|s| (0..s.len()).rev().map(move |i| s.line(i)))
+}
+
+impl LogQuery {
+    fn selects(&self, line: &LineRef<'_>) -> bool {
+        let stream_ok = match self.stream {
+            StreamSelector::Both => true,
+            StreamSelector::Stdout => line.stream() == Stream::Stdout,
+            StreamSelector::Stderr => line.stream() == Stream::Stderr,
+        };
+        let event = line.has(flags::EVENT);
+        stream_ok
+            && match self.events {
+                EventSelector::All => true,
+                EventSelector::Only => event,
+                EventSelector::Exclude => !event,
+            }
+    }
+
+    fn filtered(&self) -> bool {
+        self.stream != StreamSelector::Both || self.events != EventSelector::All || self.grep.is_some()
+    }
+
+    /// Whether a selected line matches `grep` (on the text as rendered, so escapes never hide a match).
+    fn matches(&self, re: &Regex, line: &LineRef<'_>) -> bool {
+        if !self.raw && line.has(flags::NEEDS_RENDER) {
+            re.is_match(render(line.bytes, true, false).as_bytes())
+        } else {
+            re.is_match(line.bytes)
+        }
+    }
+
+    /// Runs the query over a snapshot.
+    pub fn run(&self, snap: &Snapshot) -> LogPage {
+        let start = match self.tail {
+            Some(n) => self.tail_start(snap, n).max(self.since_seq.unwrap_or(0)),
+            None => self.since_seq.unwrap_or_else(|| snap.oldest_seq()),
+        };
+        self.forward(snap, start)
+    }
+
+    /// The seq a forward scan starts at so that it returns the last `n` lines of the selection (plus the
+    /// context lines before the first of them).
+    fn tail_start(&self, snap: &Snapshot, n: u64) -> u64 {
+        if n == 0 {
+            return snap.next_seq;
+        }
+        if !self.filtered() {
+            let mut remaining = n;
+            for seg in snap.segments.iter().rev() {
+                let len = seg.len() as u64;
+                if len >= remaining {
+                    return seg.first_seq() + (len - remaining);
+                }
+                remaining -= len;
+            }
+            return snap.oldest_seq();
+        }
+        let mut found = 0u64;
+        let mut context_left: Option<usize> = None;
+        let mut start = snap.oldest_seq();
+        for line in lines_backward(snap) {
+            if !self.selects(&line) {
+                continue;
+            }
+            if let Some(left) = context_left.as_mut() {
+                if *left == 0 {
+                    break;
+                }
+                *left -= 1;
+                start = line.seq;
+                continue;
+            }
+            let counts = match &self.grep {
+                Some(re) => self.matches(re, &line),
+                None => true,
+            };
+            if counts {
+                found += 1;
+                start = line.seq;
+                if found == n {
+                    context_left = Some(self.context);
+                }
+            }
+        }
+        start
+    }
+
+    fn forward(&self, snap: &Snapshot, start: u64) -> LogPage {
+        let max_lines = self.max_lines.max(1);
+        let mut page = LogPage {
+            lines: Vec::new(),
+            next_seq: snap.next_seq,
+            has_more: false,
+            omitted: None,
+            total_lines: snap.next_seq,
+            oldest_seq: snap.oldest_seq(),
+            budget_hit: None,
+            bytes: 0,
+        };
+        let mut before: VecDeque<LineRef<'_>> = VecDeque::with_capacity(self.context);
+        let mut after_left = 0usize;
+        'scan: for line in lines_from(snap, start) {
+            if !self.selects(&line) {
+                continue;
+            }
+            let matched = match &self.grep {
+                None => None,
+                Some(re) if self.matches(re, &line) => Some(true),
+                Some(_) if after_left > 0 => {
+                    after_left -= 1;
+                    Some(false)
+                }
+                Some(_) => {
+                    if self.context > 0 {
+                        if before.len() == self.context {
+                            before.pop_front();
+                        }
+                        before.push_back(line);
+                    }
+                    continue;
+                }
+            };
+            if matched == Some(true) {
+                after_left = self.context;
+            }
+            let context_lines = if matched == Some(true) { before.len() } else { 0 };
+            let emit = before
+                .drain(..context_lines)
+                .map(|l| (l, Some(false)))
+                .chain(std::iter::once((line, matched)));
+            for (l, m) in emit.collect::<Vec<_>>() {
+                if page.lines.len() >= max_lines {
+                    page.budget_hit = Some(BudgetHit::MaxLines);
+                    page.next_seq = l.seq;
+                    break 'scan;
+                }
+                let mut text = render(l.bytes, l.has(flags::NEEDS_RENDER), self.raw);
+                let mut cut = false;
+                if page.bytes + text.len() > self.max_bytes {
+                    if !page.lines.is_empty() {
+                        page.budget_hit = Some(BudgetHit::MaxBytes);
+                        page.next_seq = l.seq;
+                        break 'scan;
+                    }
+                    // A single line larger than the whole budget: serve its beginning so paging always advances.
+                    let mut end = self.max_bytes;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.truncate(end);
+                    cut = true;
+                }
+                page.bytes += text.len();
+                page.lines.push(LogLine {
+                    seq: l.seq,
+                    stream: l.stream(),
+                    ts: crate::clock::rfc3339(snap.timestamp(l.ts_ms)),
+                    text,
+                    partial: l.has(flags::PARTIAL),
+                    event: l.has(flags::EVENT),
+                    matched: m,
+                    cut,
+                });
+                if cut {
+                    page.budget_hit = Some(BudgetHit::MaxBytes);
+                    page.next_seq = l.seq + 1;
+                    break 'scan;
+                }
+            }
+        }
+        page.has_more = page.next_seq < snap.next_seq;
+        if let Some(gap) = snap.gap
+            && start < gap.to
+            && page.next_seq > gap.from
+        {
+            let from = start.max(gap.from);
+            page.omitted = Some(Omitted {
+                from_seq: from,
+                to_seq: gap.to,
+                lines: gap.to - from,
+            });
+        }
+        page
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::logs::store::{LogLimits, LogStore, MemoryBudget};
+
+    fn store_with(lines: &[(Stream, &str)]) -> Arc<LogStore> {
+        let store = LogStore::new(
+            LogLimits {
+                max_bytes: 1 << 24,
+                max_line_bytes: 4096,
+            },
+            MemoryBudget::new(1 << 30),
+        );
+        for (stream, text) in lines {
+            let mut f = 0;
+            if text.starts_with("__WF_EVENT__:") {
+                f |= flags::EVENT;
+            }
+            if crate::logs::render::needs_render(text.as_bytes()) {
+                f |= flags::NEEDS_RENDER;
+            }
+            store.append_line(*stream, text.as_bytes(), f, text.len() as u64 + 1, SystemTime::now());
+        }
+        store
+    }
+
+    fn numbered(n: usize) -> Arc<LogStore> {
+        let texts: Vec<String> = (0..n).map(|i| format!("line {i}")).collect();
+        let lines: Vec<(Stream, &str)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (if i % 3 == 0 { Stream::Stderr } else { Stream::Stdout }, t.as_str()))
+            .collect();
+        store_with(&lines)
+    }
+
+    fn seqs(page: &LogPage) -> Vec<u64> {
+        page.lines.iter().map(|l| l.seq).collect()
+    }
+
+    #[test]
+    fn paging_with_next_seq_is_repeatable_and_complete() {
+        let store = numbered(1000);
+        let snap = store.snapshot();
+        let mut q = LogQuery {
+            max_lines: 64,
+            ..LogQuery::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = q.run(&snap);
+            assert_eq!(seqs(&q.run(&snap)), seqs(&page), "the same call gives the same answer");
+            seen.extend(seqs(&page));
+            if !page.has_more {
+                break;
+            }
+            q.since_seq = Some(page.next_seq);
+        }
+        assert_eq!(seen, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn byte_budget_is_never_exceeded() {
+        let store = numbered(1000);
+        let q = LogQuery {
+            max_bytes: 100,
+            ..LogQuery::default()
+        };
+        let page = q.run(&store.snapshot());
+        assert!(page.bytes <= 100);
+        assert_eq!(page.bytes, page.lines.iter().map(|l| l.text.len()).sum::<usize>());
+        assert_eq!(page.budget_hit, Some(BudgetHit::MaxBytes));
+        assert_eq!(page.next_seq, page.lines.last().unwrap().seq + 1);
+    }
+
+    #[test]
+    fn a_line_larger_than_the_budget_is_cut_and_paging_advances() {
+        let long = "x".repeat(500);
+        let store = store_with(&[(Stream::Stdout, long.as_str()), (Stream::Stdout, "next")]);
+        let q = LogQuery {
+            max_bytes: 100,
+            ..LogQuery::default()
+        };
+        let page = q.run(&store.snapshot());
+        assert_eq!(page.lines.len(), 1);
+        assert!(page.lines[0].cut);
+        assert_eq!(page.lines[0].text.len(), 100);
+        assert_eq!(page.next_seq, 1);
+    }
+
+    #[test]
+    fn tail_and_stream_selection() {
+        let store = numbered(30);
+        let snap = store.snapshot();
+        let q = LogQuery {
+            tail: Some(3),
+            ..LogQuery::default()
+        };
+        assert_eq!(seqs(&q.run(&snap)), vec![27, 28, 29]);
+        let q = LogQuery {
+            tail: Some(2),
+            stream: StreamSelector::Stderr,
+            ..LogQuery::default()
+        };
+        assert_eq!(seqs(&q.run(&snap)), vec![24, 27]);
+    }
+
+    #[test]
+    fn grep_returns_matches_with_context() {
+        let store = numbered(30);
+        let q = LogQuery {
+            grep: Some(Regex::new("^line 1[05]$").unwrap()),
+            context: 1,
+            ..LogQuery::default()
+        };
+        let page = q.run(&store.snapshot());
+        assert_eq!(seqs(&page), vec![9, 10, 11, 14, 15, 16]);
+        let matched: Vec<_> = page.lines.iter().map(|l| l.matched).collect();
+        assert_eq!(
+            matched,
+            vec![Some(false), Some(true), Some(false), Some(false), Some(true), Some(false)]
+        );
+        assert!(!page.has_more);
+        assert_eq!(page.next_seq, 30);
+    }
+
+    #[test]
+    fn grep_sees_rendered_text_and_tail_counts_matches() {
+        let store = store_with(&[
+            (Stream::Stdout, "\x1b[31merr\x1b[0mor one"),
+            (Stream::Stdout, "fine"),
+            (Stream::Stderr, "error two"),
+        ]);
+        let q = LogQuery {
+            grep: Some(Regex::new("error").unwrap()),
+            ..LogQuery::default()
+        };
+        let page = q.run(&store.snapshot());
+        assert_eq!(seqs(&page), vec![0, 2]);
+        assert_eq!(page.lines[0].text, "error one");
+        let q = LogQuery {
+            tail: Some(1),
+            ..q
+        };
+        assert_eq!(seqs(&q.run(&store.snapshot())), vec![2]);
+    }
+
+    #[test]
+    fn event_lines_can_be_selected_or_left_out() {
+        let store = store_with(&[
+            (Stream::Stderr, "__WF_EVENT__:{\"type\":\"phase_started\"}"),
+            (Stream::Stderr, "plain"),
+        ]);
+        let only = LogQuery {
+            events: EventSelector::Only,
+            ..LogQuery::default()
+        };
+        assert_eq!(seqs(&only.run(&store.snapshot())), vec![0]);
+        let exclude = LogQuery {
+            events: EventSelector::Exclude,
+            ..LogQuery::default()
+        };
+        assert_eq!(seqs(&exclude.run(&store.snapshot())), vec![1]);
+    }
+}
