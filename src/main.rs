@@ -1,1 +1,111 @@
-fn main() {}
+//! The `workflow-mcp` binary: parses the command line, sets up tracing on stderr, and runs the command.
+//! Errors are printed once, with their chain; anyhow lives only here.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use workflow_mcp::catalog::config;
+use workflow_mcp::cli::args::{self, Command};
+use workflow_mcp::cli::setup::build_app;
+use workflow_mcp::engine::process;
+
+fn main() -> ExitCode {
+    let command = match args::parse(std::env::args_os().skip(1)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("workflow-mcp: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("workflow-mcp: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WORKFLOW_MCP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Help(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => {
+            println!("workflow-mcp {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            init_tracing("info,rmcp=warn");
+            let config = config::load(&config)?;
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
+            // Orphaned descendants of workflows re-parent to us, so they can be reaped and killed.
+            if !process::become_subreaper() {
+                tracing::warn!(
+                    "cannot become a child subreaper; orphaned workflow processes are reaped by init"
+                );
+            }
+            let rt = runtime()?;
+            rt.block_on(async {
+                let app = build_app(&config).context("cannot start the engine")?;
+                tracing::info!(
+                    config = %config.path.display(),
+                    workflows = app.catalog.all().len(),
+                    "serving MCP on stdio"
+                );
+                let stop = CancellationToken::new();
+                tokio::spawn(stop_on_signal(stop.clone()));
+                workflow_mcp::mcp::serve(app, tokio::io::stdin(), tokio::io::stdout(), stop).await;
+                anyhow::Ok(())
+            })?;
+            // The stdin reader may still be blocked in read(); do not wait for it.
+            std::process::exit(0);
+        }
+        Command::List { .. } | Command::Check { .. } | Command::Run { .. } => {
+            anyhow::bail!("this command is not available yet")
+        }
+    }
+}
+
+/// Cancels `stop` on SIGTERM, SIGINT or SIGHUP.
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    };
+    tracing::info!(signal = name, "received a stop signal");
+    stop.cancel();
+}

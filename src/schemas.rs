@@ -1,1 +1,69 @@
-//! placeholder
+//! The JSON Schemas generated from the Rust types into `schemas/`: the config file and each tool's input and
+//! output (exactly as `tools/list` declares them). The integration tests fail when a checked-in schema no longer
+//! matches; `UPDATE_SCHEMAS=1 cargo test schemas` rewrites them.
+
+use rmcp::handler::server::common::schema_for_input;
+use rmcp::handler::server::tool::schema_for_output;
+use schemars::JsonSchema;
+use serde_json::Value;
+
+use crate::catalog::ConfigFile;
+use crate::engine::ExecutionStatus;
+use crate::mcp::types::*;
+
+fn document<T: JsonSchema>() -> Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    serde_json::to_value(generator.into_root_schema_for::<T>()).expect("a schema is JSON")
+}
+
+fn input<T: JsonSchema + 'static>() -> Value {
+    Value::Object((*schema_for_input::<T>().expect("valid input schema")).clone())
+}
+
+fn output<T: JsonSchema + 'static>() -> Value {
+    Value::Object((*schema_for_output::<T>()).clone())
+}
+
+/// Every generated schema with its path under `schemas/`.
+pub fn all() -> Vec<(&'static str, Value)> {
+    vec![
+        ("config.schema.json", document::<ConfigFile>()),
+        (
+            "tools/list_workflows.input.json",
+            input::<ListWorkflowsInput>(),
+        ),
+        (
+            "tools/list_workflows.output.json",
+            output::<ListWorkflowsOutput>(),
+        ),
+        ("tools/execute_workflow.input.json", input::<ExecuteInput>()),
+        (
+            "tools/execute_workflow.output.json",
+            output::<ExecutionStatus>(),
+        ),
+        ("tools/get_status.input.json", input::<GetStatusInput>()),
+        ("tools/get_status.output.json", output::<ExecutionStatus>()),
+        ("tools/get_logs.input.json", input::<GetLogsInput>()),
+        ("tools/get_logs.output.json", output::<LogsOutput>()),
+        ("tools/cancel_execution.input.json", input::<CancelInput>()),
+        (
+            "tools/cancel_execution.output.json",
+            output::<ExecutionStatus>(),
+        ),
+        (
+            "tools/list_executions.input.json",
+            input::<ListExecutionsInput>(),
+        ),
+        (
+            "tools/list_executions.output.json",
+            output::<ListExecutionsOutput>(),
+        ),
+    ]
+}
+
+/// The text a schema file holds: pretty JSON and a final newline.
+pub fn render(schema: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(schema).expect("a schema is JSON");
+    s.push('\n');
+    s
+}

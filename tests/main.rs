@@ -1,0 +1,6 @@
+//! All integration tests, in one binary: each drives the real `workflow-mcp` binary over stdio.
+
+mod core;
+mod schemas;
+mod shutdown;
+mod util;

@@ -111,7 +111,12 @@ impl Param {
     }
 
     fn error(&self, got: &Value) -> String {
-        format!("param \"{}\" must be {}, got {}", self.name, self.expected(), describe_value(got))
+        format!(
+            "param \"{}\" must be {}, got {}",
+            self.name,
+            self.expected(),
+            describe_value(got)
+        )
     }
 
     /// Checks a value and returns it in canonical JSON form. Numbers and booleans given as strings
@@ -128,7 +133,10 @@ impl Param {
                     ));
                 }
                 if s.contains('\0') {
-                    return Err(format!("param \"{}\" must not contain a NUL character", self.name));
+                    return Err(format!(
+                        "param \"{}\" must not contain a NUL character",
+                        self.name
+                    ));
                 }
                 Value::String(s.clone())
             }
@@ -145,14 +153,16 @@ impl Param {
             },
             (ParamType::Number, Value::Number(n)) => n
                 .as_f64()
-                .map(|f| number_value(f))
+                .map(number_value)
                 .ok_or_else(|| self.error(value))?,
             (ParamType::Number, Value::String(s)) => match s.trim().parse::<f64>() {
                 Ok(f) if f.is_finite() => number_value(f),
                 _ => return Err(self.error(value)),
             },
             (ParamType::Boolean, Value::Bool(b)) => Value::Bool(*b),
-            (ParamType::Boolean, Value::String(s)) if s == "true" || s == "false" => Value::Bool(s == "true"),
+            (ParamType::Boolean, Value::String(s)) if s == "true" || s == "false" => {
+                Value::Bool(s == "true")
+            }
             _ => return Err(self.error(value)),
         };
         if let Some(allowed) = &self.allowed
@@ -247,7 +257,10 @@ pub fn render_value(v: &Value) -> String {
 
 /// The JSON Schema object of a whole parameter list.
 pub fn params_schema(params: &[Param]) -> Value {
-    let properties: Map<String, Value> = params.iter().map(|p| (p.name.clone(), p.schema())).collect();
+    let properties: Map<String, Value> = params
+        .iter()
+        .map(|p| (p.name.clone(), p.schema()))
+        .collect();
     let required: Vec<&str> = params
         .iter()
         .filter(|p| p.required && p.default.is_none())
@@ -262,7 +275,11 @@ pub fn params_schema(params: &[Param]) -> Value {
 }
 
 /// Checks an agent's params against a workflow's list and maps them onto the command.
-pub fn resolve(workflow: &str, params: &[Param], given: &Map<String, Value>) -> Result<Invocation, String> {
+pub fn resolve(
+    workflow: &str,
+    params: &[Param],
+    given: &Map<String, Value>,
+) -> Result<Invocation, String> {
     if given.len() > MAX_PARAMS_PER_CALL {
         return Err(format!(
             "{} params given; a call takes at most {MAX_PARAMS_PER_CALL}",
@@ -347,7 +364,11 @@ mod tests {
             param("filter", ParamType::String, Delivery::Positional),
             Param {
                 default: Some(json!(false)),
-                ..param("release", ParamType::Boolean, Delivery::Flag("--release".into()))
+                ..param(
+                    "release",
+                    ParamType::Boolean,
+                    Delivery::Flag("--release".into()),
+                )
             },
             Param {
                 minimum: Some(1.0),
@@ -357,7 +378,11 @@ mod tests {
             Param {
                 required: true,
                 allowed: Some(vec![json!("info"), json!("debug")]),
-                ..param("level", ParamType::String, Delivery::Env("LOG_LEVEL".into()))
+                ..param(
+                    "level",
+                    ParamType::String,
+                    Delivery::Env("LOG_LEVEL".into()),
+                )
             },
             param("ratio", ParamType::Number, Delivery::Arg("--ratio".into())),
         ]
@@ -375,14 +400,22 @@ mod tests {
             &given(json!({"filter": "net", "release": true, "jobs": 4, "level": "debug", "ratio": 5.0})),
         )
         .unwrap();
-        assert_eq!(inv.args, ["--release", "--jobs", "4", "--ratio", "5", "net"]);
+        assert_eq!(
+            inv.args,
+            ["--release", "--jobs", "4", "--ratio", "5", "net"]
+        );
         assert_eq!(inv.env, [("LOG_LEVEL".to_owned(), "debug".to_owned())]);
         assert_eq!(inv.values["ratio"], json!(5));
     }
 
     #[test]
     fn strings_holding_numbers_and_booleans_are_accepted() {
-        let inv = resolve("t", &sample(), &given(json!({"jobs": "8", "release": "true", "level": "info"}))).unwrap();
+        let inv = resolve(
+            "t",
+            &sample(),
+            &given(json!({"jobs": "8", "release": "true", "level": "info"})),
+        )
+        .unwrap();
         assert_eq!(inv.args, ["--release", "--jobs", "8"]);
         assert_eq!(inv.values["jobs"], json!(8));
     }
@@ -411,7 +444,9 @@ mod tests {
             err(json!({"level": "info", "bogus": 1})),
             "unknown param \"bogus\" for workflow \"test\"; known params: filter, release, jobs, level, ratio"
         );
-        assert!(err(json!({"level": "info", "filter": "--evil"})).contains("must not start with '-'"));
+        assert!(
+            err(json!({"level": "info", "filter": "--evil"})).contains("must not start with '-'")
+        );
         assert_eq!(
             err(json!({"level": "info", "release": 1})),
             "param \"release\" must be true or false, got 1"
@@ -426,7 +461,10 @@ mod tests {
     fn schema_lists_types_constraints_and_required() {
         let s = params_schema(&sample());
         assert_eq!(s["required"], json!(["level"]));
-        assert_eq!(s["properties"]["jobs"], json!({"type": "integer", "minimum": 1, "maximum": 64}));
+        assert_eq!(
+            s["properties"]["jobs"],
+            json!({"type": "integer", "minimum": 1, "maximum": 64})
+        );
         assert_eq!(s["properties"]["level"]["enum"], json!(["info", "debug"]));
         assert_eq!(s["additionalProperties"], json!(false));
     }

@@ -51,7 +51,10 @@ impl Catalog {
 
     /// The current list, in catalog order (manifest entries first, then discovered ones by name).
     pub fn all(&self) -> Arc<Vec<Arc<WorkflowDef>>> {
-        self.workflows.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.workflows
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<WorkflowDef>> {
@@ -74,8 +77,13 @@ impl Catalog {
             .map(|n| (edit_distance(n, name), *n))
             .filter(|(d, n)| *d <= 2.max(n.len() / 3))
             .min();
-        let hint = close.map(|(_, n)| format!(" (did you mean \"{n}\"?)")).unwrap_or_default();
-        format!("unknown workflow \"{name}\"{hint}; known workflows: {}", names.join(", "))
+        let hint = close
+            .map(|(_, n)| format!(" (did you mean \"{n}\"?)"))
+            .unwrap_or_default();
+        format!(
+            "unknown workflow \"{name}\"{hint}; known workflows: {}",
+            names.join(", ")
+        )
     }
 }
 

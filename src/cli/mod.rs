@@ -1,1 +1,4 @@
-//! placeholder
+//! The human-facing commands (`list`, `check`, `run`) and the wiring shared with `serve`.
+
+pub mod args;
+pub mod setup;

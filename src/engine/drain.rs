@@ -84,7 +84,11 @@ impl DrainSync {
 }
 
 /// Starts the drain thread of one pipe.
-pub fn spawn_drain(stream: Stream, pipe: File, handles: DrainHandles) -> io::Result<JoinHandle<()>> {
+pub fn spawn_drain(
+    stream: Stream,
+    pipe: File,
+    handles: DrainHandles,
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("drain-{}", stream.as_str()))
         .stack_size(256 * 1024)
@@ -195,7 +199,13 @@ fn drain(stream: Stream, mut pipe: File, h: &DrainHandles) {
         let mut line_start = 0;
         for nl in memchr::memchr_iter(b'\n', &buf[filled..end]) {
             let p = filled + nl;
-            let f = line_flags(stream, &buf[line_start..p], check_render, &mut events, &mut malformed);
+            let f = line_flags(
+                stream,
+                &buf[line_start..p],
+                check_render,
+                &mut events,
+                &mut malformed,
+            );
             lines.push((p as u32, f));
             line_start = p + 1;
         }
@@ -203,7 +213,8 @@ fn drain(stream: Stream, mut pipe: File, h: &DrainHandles) {
             h.logs_buffer.count_bytes(stream, n as u64, at);
             filled = end;
         } else {
-            h.logs_buffer.append(stream, &buf[..line_start], &lines, n as u64, at);
+            h.logs_buffer
+                .append(stream, &buf[..line_start], &lines, n as u64, at);
             buf.copy_within(line_start..end, 0);
             filled = end - line_start;
         }
@@ -228,12 +239,18 @@ fn drain(stream: Stream, mut pipe: File, h: &DrainHandles) {
         let at = SystemTime::now();
         let mut malformed = 0;
         let f = line_flags(stream, &buf[..filled], true, &mut events, &mut malformed);
-        h.logs_buffer.append_line(stream, &buf[..filled], f | flags::NO_NEWLINE, 0, at);
+        h.logs_buffer
+            .append_line(stream, &buf[..filled], f | flags::NO_NEWLINE, 0, at);
         publish_events(h, &mut events, malformed, at);
     }
 }
 
-fn publish_events(h: &DrainHandles, events: &mut Vec<WorkflowEvent>, malformed: u64, at: SystemTime) {
+fn publish_events(
+    h: &DrainHandles,
+    events: &mut Vec<WorkflowEvent>,
+    malformed: u64,
+    at: SystemTime,
+) {
     if malformed > 0 {
         h.progress.record_malformed(malformed);
     }
@@ -258,6 +275,10 @@ mod tests {
         assert_eq!(utf8_cut(s, 9), 6);
         assert_eq!(utf8_cut(s, 10), 10);
         let garbage = [0x80u8; 8];
-        assert_eq!(utf8_cut(&garbage, 4), 4, "not UTF-8 at all: cut where asked");
+        assert_eq!(
+            utf8_cut(&garbage, 4),
+            4,
+            "not UTF-8 at all: cut where asked"
+        );
     }
 }

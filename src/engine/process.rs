@@ -19,7 +19,11 @@ pub fn signal_group(pgid: u32, sig: i32) -> io::Result<()> {
         return Ok(());
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) }
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(err)
+    }
 }
 
 /// Sends `sig` to one process. A process that no longer exists is not an error.
@@ -34,12 +38,18 @@ pub fn signal_process(pid: u32, sig: i32) -> io::Result<()> {
         return Ok(());
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) }
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Ok(())
+    } else {
+        Err(err)
+    }
 }
 
 /// Whether any process (zombies included) is still in group `pgid`.
 pub fn group_exists(pgid: u32) -> bool {
-    let Ok(pgid) = i32::try_from(pgid) else { return false };
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
     // SAFETY: signal 0 only checks for existence and permission.
     let rc = unsafe { libc::kill(-pgid, 0) };
     rc == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
@@ -128,7 +138,9 @@ pub fn reap_orphans() {
 
 /// Every process as (pid, ppid, state), read from /proc.
 pub fn list_processes() -> Vec<(u32, u32, char)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.filter_map(|e| {
         let e = e.ok()?;
         let pid: u32 = e.file_name().to_str()?.parse().ok()?;

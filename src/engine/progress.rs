@@ -137,7 +137,7 @@ pub struct TaskProgress {
     pub started: u32,
     pub completed: u32,
     pub failed: u32,
-    /// The largest `total_tasks` announced by a `task_started` event, if any.
+    /// Tasks announced so far: the sum over phases of the latest `total_tasks` of a `task_started` event.
     pub total: Option<u32>,
     /// Up to 20 running tasks, oldest first; `running_count` has them all.
     pub running: Vec<RunningTask>,
@@ -193,6 +193,8 @@ struct TrackerState {
     running: BTreeMap<u64, RunningTask>,
     order: BTreeMap<String, u64>,
     next: u64,
+    /// `total_tasks` announced per phase.
+    totals: BTreeMap<Option<u32>, u32>,
 }
 
 impl ProgressTracker {
@@ -209,7 +211,11 @@ impl ProgressTracker {
     }
 
     pub fn record_malformed(&self, n: u64) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).progress.malformed_events += n;
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .progress
+            .malformed_events += n;
     }
 
     pub fn apply(&self, event: WorkflowEvent, at: SystemTime) {
@@ -219,7 +225,13 @@ impl ProgressTracker {
 }
 
 impl TrackerState {
-    fn message(&mut self, task_id: Option<String>, agent_name: Option<String>, text: String, at: SystemTime) {
+    fn message(
+        &mut self,
+        task_id: Option<String>,
+        agent_name: Option<String>,
+        text: String,
+        at: SystemTime,
+    ) {
         self.progress.message = Some(LastMessage {
             task_id,
             agent_name,
@@ -270,7 +282,8 @@ impl TrackerState {
             } => {
                 self.progress.tasks.started += 1;
                 if let Some(t) = total_tasks {
-                    self.progress.tasks.total = Some(self.progress.tasks.total.unwrap_or(0).max(t));
+                    self.totals.insert(phase, t);
+                    self.progress.tasks.total = Some(self.totals.values().sum());
                 }
                 self.finish_task(&task_id);
                 let k = self.next;
@@ -286,7 +299,9 @@ impl TrackerState {
                     },
                 );
             }
-            WorkflowEvent::TaskProgress { task_id, message } => self.message(Some(task_id), None, message, at),
+            WorkflowEvent::TaskProgress { task_id, message } => {
+                self.message(Some(task_id), None, message, at)
+            }
             WorkflowEvent::TaskCompleted { task_id, result } => {
                 self.progress.tasks.completed += 1;
                 self.finish_task(&task_id);
@@ -304,7 +319,10 @@ impl TrackerState {
                 agent_name,
                 description,
             } => {
-                if let Some(task) = self.order.get(&task_id).and_then(|k| self.running.get_mut(k))
+                if let Some(task) = self
+                    .order
+                    .get(&task_id)
+                    .and_then(|k| self.running.get_mut(k))
                     && !task.agents.contains(&agent_name)
                 {
                     task.agents.push(agent_name.clone());
@@ -334,7 +352,12 @@ impl TrackerState {
                 error,
             } => {
                 self.remove_agent(&task_id, &agent_name);
-                self.message(Some(task_id), Some(agent_name), format!("failed: {error}"), at);
+                self.message(
+                    Some(task_id),
+                    Some(agent_name),
+                    format!("failed: {error}"),
+                    at,
+                );
             }
             WorkflowEvent::StateFileCreated {
                 phase,
@@ -355,7 +378,13 @@ impl TrackerState {
         }
     }
 
-    fn set_phase_state(&mut self, phase: u32, name: String, state: StepState, error: Option<String>) {
+    fn set_phase_state(
+        &mut self,
+        phase: u32,
+        name: String,
+        state: StepState,
+        error: Option<String>,
+    ) {
         let total = self.progress.phase.as_ref().and_then(|p| p.total);
         let name = if name.is_empty() {
             self.progress
@@ -377,7 +406,11 @@ impl TrackerState {
     }
 
     fn remove_agent(&mut self, task_id: &str, agent: &str) {
-        if let Some(task) = self.order.get(task_id).and_then(|k| self.running.get_mut(k)) {
+        if let Some(task) = self
+            .order
+            .get(task_id)
+            .and_then(|k| self.running.get_mut(k))
+        {
             task.agents.retain(|a| a != agent);
         }
     }
@@ -431,12 +464,18 @@ mod tests {
             })
         );
         assert_eq!(p.phases_completed, 1);
-        assert_eq!((p.tasks.started, p.tasks.completed, p.tasks.failed), (3, 1, 1));
+        assert_eq!(
+            (p.tasks.started, p.tasks.completed, p.tasks.failed),
+            (3, 1, 1)
+        );
         assert_eq!(p.tasks.total, Some(2));
         assert_eq!(p.tasks.running_count, 1);
         assert_eq!(p.tasks.running[0].task_id, "t3");
         assert_eq!(p.message.as_ref().unwrap().text, "50%");
-        assert_eq!(p.message.as_ref().unwrap().agent_name.as_deref(), Some("cc"));
+        assert_eq!(
+            p.message.as_ref().unwrap().agent_name.as_deref(),
+            Some("cc")
+        );
         assert_eq!(p.state_files[0].path, "out/a.yaml");
         assert_eq!(p.events, 12);
         assert_eq!(p.malformed_events, 2);

@@ -110,13 +110,20 @@ struct Table {
 
 impl Table {
     fn has_slot(&self, def: &WorkflowDef, max: usize) -> bool {
-        let per = self.running_by_workflow.get(&def.name).copied().unwrap_or(0);
+        let per = self
+            .running_by_workflow
+            .get(&def.name)
+            .copied()
+            .unwrap_or(0);
         self.slotted.len() < max && def.max_concurrent.is_none_or(|m| per < m)
     }
 
     fn take_slot(&mut self, exec: &Execution) {
         self.slotted.insert(exec.id);
-        *self.running_by_workflow.entry(exec.workflow.name.clone()).or_default() += 1;
+        *self
+            .running_by_workflow
+            .entry(exec.workflow.name.clone())
+            .or_default() += 1;
     }
 
     fn release_slot(&mut self, exec: &Execution) {
@@ -161,7 +168,8 @@ impl Table {
             .iter()
             .enumerate()
             .filter(|(i, (_, at))| {
-                *i < excess || at.is_some_and(|t| now.duration_since(t).unwrap_or_default() > max_age)
+                *i < excess
+                    || at.is_some_and(|t| now.duration_since(t).unwrap_or_default() > max_age)
             })
             .map(|(_, (id, _))| *id)
             .collect();
@@ -200,8 +208,12 @@ impl Engine {
             })?;
         let mut base_env = vec![("NO_COLOR".to_owned(), "1".to_owned())];
         for (k, v) in std::env::vars_os() {
-            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else { continue };
-            let allowed = ALLOWED_ENV.contains(&k) || k.starts_with("LC_") || config.inherit_env.iter().any(|i| i == k);
+            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+                continue;
+            };
+            let allowed = ALLOWED_ENV.contains(&k)
+                || k.starts_with("LC_")
+                || config.inherit_env.iter().any(|i| i == k);
             if allowed {
                 base_env.push((k.to_owned(), v.to_owned()));
             }
@@ -313,15 +325,28 @@ impl Engine {
     pub fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
         let execs: Vec<Arc<Execution>> = {
             let t = lock(&self.shared.table);
-            t.order.iter().rev().filter_map(|id| t.by_id.get(id).cloned()).collect()
+            t.order
+                .iter()
+                .rev()
+                .filter_map(|id| t.by_id.get(id).cloned())
+                .collect()
         };
         let matching: Vec<Arc<Execution>> = execs
             .into_iter()
-            .filter(|e| filter.workflow.as_ref().is_none_or(|w| &e.workflow.name == w))
+            .filter(|e| {
+                filter
+                    .workflow
+                    .as_ref()
+                    .is_none_or(|w| &e.workflow.name == w)
+            })
             .filter(|e| filter.state.is_none_or(|s| e.state() == s))
             .collect();
         let total = matching.len();
-        let statuses = matching.iter().take(filter.limit).map(|e| self.status(e)).collect();
+        let statuses = matching
+            .iter()
+            .take(filter.limit)
+            .map(|e| self.status(e))
+            .collect();
         (statuses, total)
     }
 
@@ -332,7 +357,12 @@ impl Engine {
 
     /// Waits until the execution is final, `timeout` passes, `cancel` fires, or the server shuts down.
     /// Returns whether it is final.
-    pub async fn wait_final(&self, exec: &Execution, timeout: Duration, cancel: &CancellationToken) -> bool {
+    pub async fn wait_final(
+        &self,
+        exec: &Execution,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> bool {
         let mut rx = exec.logs_tx.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -411,7 +441,12 @@ impl Engine {
         let (queued, running): (Vec<_>, Vec<_>) = {
             let mut t = lock(&shared.table);
             let queued: Vec<_> = t.queue.drain(..).collect();
-            let running = t.by_id.values().filter(|e| !e.state().is_terminal()).cloned().collect();
+            let running = t
+                .by_id
+                .values()
+                .filter(|e| !e.state().is_terminal())
+                .cloned()
+                .collect();
             (queued, running)
         };
         for e in queued {
@@ -457,14 +492,21 @@ fn stop_message(reason: StopReason, exec: &Execution) -> String {
     match reason {
         StopReason::Cancel => "cancelled by request".to_owned(),
         StopReason::Timeout => {
-            let ms = exec.workflow.timeout_ms.map_or_else(|| "its".to_owned(), |ms| format!("{ms} ms"));
+            let ms = exec
+                .workflow
+                .timeout_ms
+                .map_or_else(|| "its".to_owned(), |ms| format!("{ms} ms"));
             format!("timed out (timeout {ms})")
         }
         StopReason::Shutdown => "stopped because the server shut down".to_owned(),
     }
 }
 
-fn final_state(stop: Option<StopReason>, exit_code: Option<i32>, _signal: Option<i32>) -> ExecutionState {
+fn final_state(
+    stop: Option<StopReason>,
+    exit_code: Option<i32>,
+    _signal: Option<i32>,
+) -> ExecutionState {
     match stop {
         Some(StopReason::Cancel | StopReason::Shutdown) => ExecutionState::Cancelled,
         Some(StopReason::Timeout) => ExecutionState::TimedOut,
@@ -477,15 +519,30 @@ fn final_state(stop: Option<StopReason>, exit_code: Option<i32>, _signal: Option
 fn describe_spawn_error(e: &std::io::Error, exec: &Execution) -> String {
     let program = &exec.argv[0];
     match e.raw_os_error() {
-        Some(libc::ENOENT) if program.contains('/') => format!("program {program} does not exist ({e})"),
-        Some(libc::ENOENT) => {
-            let path = exec.env.iter().rev().find(|(k, _)| k == "PATH").map_or("", |(_, v)| v.as_str());
-            format!("command \"{program}\" was not found in PATH ({path}); use an absolute path or add its folder to PATH")
+        Some(libc::ENOENT) if program.contains('/') => {
+            format!("program {program} does not exist ({e})")
         }
-        Some(libc::EACCES) => format!("{program} is not executable (permission denied); check its mode (chmod +x)"),
-        Some(libc::ENOEXEC) => format!("{program} is not a runnable executable (a script needs a #! line)"),
+        Some(libc::ENOENT) => {
+            let path = exec
+                .env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "PATH")
+                .map_or("", |(_, v)| v.as_str());
+            format!(
+                "command \"{program}\" was not found in PATH ({path}); use an absolute path or add its folder to PATH"
+            )
+        }
+        Some(libc::EACCES) => {
+            format!("{program} is not executable (permission denied); check its mode (chmod +x)")
+        }
+        Some(libc::ENOEXEC) => {
+            format!("{program} is not a runnable executable (a script needs a #! line)")
+        }
         Some(libc::EAGAIN) | Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) => {
-            format!("the system refused a new process for {program}: {e}; try again when fewer executions run")
+            format!(
+                "the system refused a new process for {program}: {e}; try again when fewer executions run"
+            )
         }
         _ => format!("failed to start {program}: {e}"),
     }
@@ -493,7 +550,11 @@ fn describe_spawn_error(e: &std::io::Error, exec: &Execution) -> String {
 
 impl Shared {
     /// Hands an execution to the spawner thread. `started` is told once it is running or failed to start.
-    fn launch(self: &Arc<Self>, exec: Arc<Execution>, started: Option<tokio::sync::oneshot::Sender<()>>) {
+    fn launch(
+        self: &Arc<Self>,
+        exec: Arc<Execution>,
+        started: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
         let shared = self.clone();
         let job: Job = Box::new(move || {
             shared.start(exec);
@@ -598,12 +659,20 @@ impl Shared {
             let _ = process::signal_group(pid, libc::SIGKILL);
             return;
         }
-        if let Some(timeout) = def.timeout_ms.map(Duration::from_millis).or(self.config.default_timeout) {
-            let engine = Engine { shared: self.clone() };
+        if let Some(timeout) = def
+            .timeout_ms
+            .map(Duration::from_millis)
+            .or(self.config.default_timeout)
+        {
+            let engine = Engine {
+                shared: self.clone(),
+            };
             let grace = self.config.grace;
             self.runtime.spawn(async move {
                 let never = CancellationToken::new();
-                if !engine.wait_final(&exec, timeout, &never).await && !engine.shared.shutdown.is_cancelled() {
+                if !engine.wait_final(&exec, timeout, &never).await
+                    && !engine.shared.shutdown.is_cancelled()
+                {
                     engine.stop(&exec, StopReason::Timeout, grace).await;
                 }
             });

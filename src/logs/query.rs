@@ -177,7 +177,9 @@ impl LogQuery {
     }
 
     fn filtered(&self) -> bool {
-        self.stream != StreamSelector::Both || self.events != EventSelector::All || self.grep.is_some()
+        self.stream != StreamSelector::Both
+            || self.events != EventSelector::All
+            || self.grep.is_some()
     }
 
     /// Whether a selected line matches `grep` (on the text as rendered, so escapes never hide a match).
@@ -283,7 +285,11 @@ impl LogQuery {
             if matched == Some(true) {
                 after_left = self.context;
             }
-            let context_lines = if matched == Some(true) { before.len() } else { 0 };
+            let context_lines = if matched == Some(true) {
+                before.len()
+            } else {
+                0
+            };
             let emit = before
                 .drain(..context_lines)
                 .map(|l| (l, Some(false)))
@@ -368,7 +374,13 @@ mod tests {
             if crate::logs::render::needs_render(text.as_bytes()) {
                 f |= flags::NEEDS_RENDER;
             }
-            store.append_line(*stream, text.as_bytes(), f, text.len() as u64 + 1, SystemTime::now());
+            store.append_line(
+                *stream,
+                text.as_bytes(),
+                f,
+                text.len() as u64 + 1,
+                SystemTime::now(),
+            );
         }
         store
     }
@@ -378,7 +390,16 @@ mod tests {
         let lines: Vec<(Stream, &str)> = texts
             .iter()
             .enumerate()
-            .map(|(i, t)| (if i % 3 == 0 { Stream::Stderr } else { Stream::Stdout }, t.as_str()))
+            .map(|(i, t)| {
+                (
+                    if i % 3 == 0 {
+                        Stream::Stderr
+                    } else {
+                        Stream::Stdout
+                    },
+                    t.as_str(),
+                )
+            })
             .collect();
         store_with(&lines)
     }
@@ -398,7 +419,11 @@ mod tests {
         let mut seen = Vec::new();
         loop {
             let page = q.run(&snap);
-            assert_eq!(seqs(&q.run(&snap)), seqs(&page), "the same call gives the same answer");
+            assert_eq!(
+                seqs(&q.run(&snap)),
+                seqs(&page),
+                "the same call gives the same answer"
+            );
             seen.extend(seqs(&page));
             if !page.has_more {
                 break;
@@ -417,7 +442,10 @@ mod tests {
         };
         let page = q.run(&store.snapshot());
         assert!(page.bytes <= 100);
-        assert_eq!(page.bytes, page.lines.iter().map(|l| l.text.len()).sum::<usize>());
+        assert_eq!(
+            page.bytes,
+            page.lines.iter().map(|l| l.text.len()).sum::<usize>()
+        );
         assert_eq!(page.budget_hit, Some(BudgetHit::MaxBytes));
         assert_eq!(page.next_seq, page.lines.last().unwrap().seq + 1);
     }
@@ -467,7 +495,14 @@ mod tests {
         let matched: Vec<_> = page.lines.iter().map(|l| l.matched).collect();
         assert_eq!(
             matched,
-            vec![Some(false), Some(true), Some(false), Some(false), Some(true), Some(false)]
+            vec![
+                Some(false),
+                Some(true),
+                Some(false),
+                Some(false),
+                Some(true),
+                Some(false)
+            ]
         );
         assert!(!page.has_more);
         assert_eq!(page.next_seq, 30);
@@ -487,10 +522,7 @@ mod tests {
         let page = q.run(&store.snapshot());
         assert_eq!(seqs(&page), vec![0, 2]);
         assert_eq!(page.lines[0].text, "error one");
-        let q = LogQuery {
-            tail: Some(1),
-            ..q
-        };
+        let q = LogQuery { tail: Some(1), ..q };
         assert_eq!(seqs(&q.run(&store.snapshot())), vec![2]);
     }
 

@@ -160,7 +160,11 @@ impl Segment {
     }
 
     fn start_of(&self, i: usize) -> usize {
-        if i == 0 { 0 } else { self.entries[i - 1].end() + 1 }
+        if i == 0 {
+            0
+        } else {
+            self.entries[i - 1].end() + 1
+        }
     }
 
     /// All line bytes of the segment, each line followed by `\n`.
@@ -171,11 +175,6 @@ impl Segment {
     /// Local index of the line that contains byte `offset` of [`Segment::data`].
     pub fn index_of_offset(&self, offset: usize) -> usize {
         self.entries.partition_point(|e| e.end() < offset)
-    }
-
-    /// Local index of the first line starting at or after byte `offset`.
-    pub fn first_line_from_offset(&self, offset: usize) -> usize {
-        self.entries.partition_point(|e| e.end() + 1 <= offset)
     }
 
     /// Start offset in [`Segment::data`] of local line `i` (`data.len()` when `i == len`).
@@ -313,7 +312,14 @@ impl MemoryBudget {
         // Finished before running; among finished the oldest first; among running the largest first.
         stores.sort_by_key(|s| {
             let inner = s.lock();
-            (!inner.finished, if inner.finished { inner.finish_order } else { u64::MAX - inner.mem as u64 })
+            (
+                !inner.finished,
+                if inner.finished {
+                    inner.finish_order
+                } else {
+                    u64::MAX - inner.mem as u64
+                },
+            )
         });
         for store in stores {
             if !self.over() {
@@ -416,9 +422,21 @@ impl LogStore {
     /// `data` holds the lines, each followed by `\n`; `lines` gives each line's end offset in `data` (exclusive,
     /// before its `\n`) and its flags. `bytes_read` is what the pipe delivered for this chunk (for the byte
     /// counters). Returns the seq the next line will get.
-    pub fn append(&self, stream: Stream, data: &[u8], lines: &[(u32, u8)], bytes_read: u64, at: SystemTime) -> u64 {
-        let ts_ms = u32::try_from(crate::clock::millis_between(self.origin, at)).unwrap_or(u32::MAX);
-        let stream_flag = if stream == Stream::Stderr { flags::STDERR } else { 0 };
+    pub fn append(
+        &self,
+        stream: Stream,
+        data: &[u8],
+        lines: &[(u32, u8)],
+        bytes_read: u64,
+        at: SystemTime,
+    ) -> u64 {
+        let ts_ms =
+            u32::try_from(crate::clock::millis_between(self.origin, at)).unwrap_or(u32::MAX);
+        let stream_flag = if stream == Stream::Stderr {
+            flags::STDERR
+        } else {
+            0
+        };
         let mut inner = self.lock();
         let mut i = 0;
         let mut data_off = 0usize;
@@ -426,7 +444,12 @@ impl LogStore {
             let seq_before = inner.next_seq;
             let before = inner.segments.back().expect("active").memory();
             // Clones the active segment (with no spare capacity) only if a reader still holds it.
-            let seg = Arc::make_mut(inner.segments.back_mut().expect("store always has an active segment"));
+            let seg = Arc::make_mut(
+                inner
+                    .segments
+                    .back_mut()
+                    .expect("store always has an active segment"),
+            );
             let (room, base) = (seg.data.capacity() - seg.data.len(), seg.data.len());
             // The longest prefix of the remaining lines that fits without reallocating.
             let fit = lines[i..].partition_point(|&(end, _)| end as usize + 1 - data_off <= room);
@@ -454,7 +477,10 @@ impl LogStore {
         let counters = &mut inner.streams[stream.index()];
         counters.lines += lines.len() as u64;
         counters.bytes += bytes_read;
-        inner.truncated_lines += lines.iter().filter(|(_, f)| f & flags::PARTIAL != 0).count() as u64;
+        inner.truncated_lines += lines
+            .iter()
+            .filter(|(_, f)| f & flags::PARTIAL != 0)
+            .count() as u64;
         if !lines.is_empty() || bytes_read > 0 {
             inner.last_output_at = Some(at);
         }
@@ -471,11 +497,24 @@ impl LogStore {
     }
 
     /// Appends one line that is not followed by `\n` in the caller's buffer (a partial piece or a final line).
-    pub fn append_line(&self, stream: Stream, line: &[u8], line_flags: u8, bytes_read: u64, at: SystemTime) -> u64 {
+    pub fn append_line(
+        &self,
+        stream: Stream,
+        line: &[u8],
+        line_flags: u8,
+        bytes_read: u64,
+        at: SystemTime,
+    ) -> u64 {
         let mut data = Vec::with_capacity(line.len() + 1);
         data.extend_from_slice(line);
         data.push(b'\n');
-        self.append(stream, &data, &[(line.len() as u32, line_flags)], bytes_read, at)
+        self.append(
+            stream,
+            &data,
+            &[(line.len() as u32, line_flags)],
+            bytes_read,
+            at,
+        )
     }
 
     /// Counts bytes read that did not complete a line yet (they are stored once the line is complete).
@@ -546,7 +585,12 @@ impl Inner {
             self.account(old, 0, budget);
         } else if self.head_open {
             let seg_mem = self.segments[last].memory();
-            let head_mem: usize = self.segments.iter().take(self.pinned).map(|s| s.memory()).sum();
+            let head_mem: usize = self
+                .segments
+                .iter()
+                .take(self.pinned)
+                .map(|s| s.memory())
+                .sum();
             // The first segment is always the head; more join it while they fit the head budget.
             if last == self.pinned && (self.pinned == 0 || head_mem + seg_mem <= self.head_budget) {
                 self.pinned += 1;
@@ -562,7 +606,10 @@ impl Inner {
     /// Evicts whole middle segments (after the head, before the active one) while `more` says so.
     fn evict_while(&mut self, mut more: impl FnMut(&Inner) -> bool, budget: &MemoryBudget) {
         while more(self) && self.segments.len() > self.pinned + 1 {
-            let seg = self.segments.remove(self.pinned).expect("middle segment exists");
+            let seg = self
+                .segments
+                .remove(self.pinned)
+                .expect("middle segment exists");
             self.head_open = false;
             if seg.is_empty() {
                 self.account(seg.memory(), 0, budget);
@@ -626,12 +673,29 @@ mod tests {
     fn lines_keep_their_seq_and_stream() {
         let (store, _) = store(1 << 20);
         let (data, ends) = chunk(&["a", "", "ccc"]);
-        store.append(Stream::Stdout, &data, &ends, data.len() as u64, SystemTime::now());
-        store.append_line(Stream::Stderr, b"tail", flags::NO_NEWLINE, 4, SystemTime::now());
+        store.append(
+            Stream::Stdout,
+            &data,
+            &ends,
+            data.len() as u64,
+            SystemTime::now(),
+        );
+        store.append_line(
+            Stream::Stderr,
+            b"tail",
+            flags::NO_NEWLINE,
+            4,
+            SystemTime::now(),
+        );
         let snap = store.snapshot();
         assert_eq!(
             all_lines(&snap),
-            vec![(0, "a".into()), (1, "".into()), (2, "ccc".into()), (3, "tail".into())]
+            vec![
+                (0, "a".into()),
+                (1, "".into()),
+                (2, "ccc".into()),
+                (3, "tail".into())
+            ]
         );
         let last = snap.segments.last().unwrap().line_at_seq(3).unwrap();
         assert_eq!(last.stream(), Stream::Stderr);
@@ -648,7 +712,13 @@ mod tests {
         let lines: Vec<&str> = vec![line.as_str(); 100];
         let (data, ends) = chunk(&lines);
         for _ in 0..200 {
-            store.append(Stream::Stdout, &data, &ends, data.len() as u64, SystemTime::now());
+            store.append(
+                Stream::Stdout,
+                &data,
+                &ends,
+                data.len() as u64,
+                SystemTime::now(),
+            );
         }
         let stats = store.stats();
         let snap = store.snapshot();
@@ -660,7 +730,10 @@ mod tests {
         assert_eq!(kept.last().unwrap().0, 19_999, "the newest line is kept");
         let gap = snap.gap.expect("a gap was recorded");
         assert_eq!(gap.to - gap.from, stats.dropped_lines);
-        assert!(kept.iter().all(|(seq, _)| *seq < gap.from || *seq >= gap.to));
+        assert!(
+            kept.iter()
+                .all(|(seq, _)| *seq < gap.from || *seq >= gap.to)
+        );
         assert!(stats.memory_bytes <= 256 * 1024 + 128 * 1024);
     }
 
@@ -673,7 +746,10 @@ mod tests {
         let (data, ends) = chunk(&["two"]);
         store.append(Stream::Stdout, &data, &ends, 4, SystemTime::now());
         assert_eq!(all_lines(&snap), vec![(0, "one".into())]);
-        assert_eq!(all_lines(&store.snapshot()), vec![(0, "one".into()), (1, "two".into())]);
+        assert_eq!(
+            all_lines(&store.snapshot()),
+            vec![(0, "one".into()), (1, "two".into())]
+        );
     }
 
     #[test]
@@ -695,7 +771,14 @@ mod tests {
         for _ in 0..4 {
             new.append(Stream::Stdout, &data, &ends, 0, SystemTime::now());
         }
-        assert!(old.stats().dropped_lines > 0, "the finished store gave memory back");
-        assert_eq!(new.stats().dropped_lines, 0, "the running store kept everything");
+        assert!(
+            old.stats().dropped_lines > 0,
+            "the finished store gave memory back"
+        );
+        assert_eq!(
+            new.stats().dropped_lines,
+            0,
+            "the running store kept everything"
+        );
     }
 }

@@ -1,0 +1,433 @@
+//! The rmcp server: six tools on top of the catalog and the engine. Every result carries `structuredContent`
+//! (matching the declared output schema) and a compact text for the model; a tool that ran and could not do
+//! what was asked answers `isError: true` with one sentence naming the problem and the way out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::schema_for_output;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::text;
+use super::types::*;
+use crate::catalog::param::{params_schema, resolve};
+use crate::catalog::{Catalog, WorkflowDef};
+use crate::engine::{Engine, Execution, ExecutionStatus, ListFilter, StopReason};
+use crate::logs::{LogQuery, StreamSelector};
+
+/// What the tools work on.
+pub struct App {
+    pub engine: Engine,
+    pub catalog: Arc<Catalog>,
+    /// Rescans the discovery folders (for `list_workflows {refresh: true}`); `None` when nothing to rescan.
+    pub refresh: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+#[derive(Clone)]
+pub struct WorkflowServer {
+    app: Arc<App>,
+    tool_router: ToolRouter<Self>,
+}
+
+type ToolResult = Result<CallToolResult, String>;
+
+fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
+    rmcp::handler::server::common::schema_for_input::<T>().unwrap_or_else(|e| {
+        panic!(
+            "invalid input schema for {}: {e}",
+            std::any::type_name::<T>()
+        )
+    })
+}
+
+/// Parses tool arguments; a bad one is named with what was expected.
+fn parse_args<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, String> {
+    serde_path_to_error::deserialize(Value::Object(args)).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            format!("invalid arguments for {tool}: {inner}")
+        } else {
+            format!("invalid argument \"{path}\" for {tool}: {inner}")
+        }
+    })
+}
+
+fn at_most(name: &str, value: Option<u64>, max: u64) -> Result<Option<u64>, String> {
+    match value {
+        Some(v) if v > max => Err(format!("\"{name}\" must be between 0 and {max}, got {v}")),
+        v => Ok(v),
+    }
+}
+
+fn in_range(
+    name: &str,
+    value: Option<u64>,
+    min: u64,
+    max: u64,
+    default: u64,
+) -> Result<u64, String> {
+    match value {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(v) => Err(format!(
+            "\"{name}\" must be between {min} and {max}, got {v}"
+        )),
+    }
+}
+
+fn reply<T: Serialize>(value: &T, text: String) -> ToolResult {
+    let structured = serde_json::to_value(value)
+        .map_err(|e| format!("internal error: cannot encode the result: {e}"))?;
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = Some(structured);
+    Ok(result)
+}
+
+impl WorkflowServer {
+    fn find(&self, execution_id: &str) -> Result<Arc<Execution>, String> {
+        let id = Uuid::parse_str(execution_id.trim()).map_err(|_| {
+            format!(
+                "execution_id \"{execution_id}\" is not an execution id (a UUID as execute_workflow returns it); \
+                 list_executions shows the known ones"
+            )
+        })?;
+        self.app.engine.get(&id).ok_or_else(|| {
+            format!(
+                "no execution with id {id}: it never existed here or was forgotten by the retention rule (the \
+                 server restarted, or it finished long ago); list_executions shows the known ones"
+            )
+        })
+    }
+
+    fn workflow(&self, name: &str) -> Result<Arc<WorkflowDef>, String> {
+        self.app
+            .catalog
+            .get(name)
+            .ok_or_else(|| self.app.catalog.unknown_message(name))
+    }
+
+    fn status_with_tail(&self, exec: &Execution, tail_lines: u64) -> ExecutionStatus {
+        let mut status = self.app.engine.status(exec);
+        if tail_lines > 0 {
+            let q = LogQuery {
+                tail: Some(tail_lines),
+                max_lines: tail_lines as usize,
+                max_bytes: DEFAULT_MAX_BYTES as usize,
+                ..LogQuery::default()
+            };
+            status.tail = Some(q.run(&exec.logs_buffer.snapshot()).lines);
+        }
+        status
+    }
+}
+
+#[tool_router]
+impl WorkflowServer {
+    pub fn new(app: Arc<App>) -> Self {
+        WorkflowServer {
+            app,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    #[tool(
+        description = "List the workflows this server can run, each with a JSON Schema of its params. \
+                       Start here; pass refresh=true to rescan discovery folders.",
+        input_schema = input_schema::<ListWorkflowsInput>(),
+        output_schema = schema_for_output::<ListWorkflowsOutput>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_workflows(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let input: ListWorkflowsInput = parse_args("list_workflows", args)?;
+        if input.refresh
+            && let Some(refresh) = self.app.refresh.clone()
+        {
+            tokio::task::spawn_blocking(move || refresh())
+                .await
+                .map_err(|e| format!("rescanning the discovery folders failed: {e}"))?;
+        }
+        let out = ListWorkflowsOutput {
+            workflows: self
+                .app
+                .catalog
+                .all()
+                .iter()
+                .map(|w| WorkflowInfo {
+                    name: w.name.clone(),
+                    title: w.title.clone(),
+                    description: w.description.clone(),
+                    params_schema: match params_schema(&w.params) {
+                        Value::Object(m) => m,
+                        _ => JsonObject::new(),
+                    },
+                    source: w.source,
+                    timeout_ms: w.timeout_ms,
+                    max_concurrent: w.max_concurrent,
+                })
+                .collect(),
+        };
+        reply(&out, text::workflows(&out))
+    }
+
+    #[tool(
+        description = "Start a workflow with params; returns its status (with execution_id) at once, or after \
+                       waiting up to wait_ms for it to finish. Follow it with get_status and get_logs.",
+        input_schema = input_schema::<ExecuteInput>(),
+        output_schema = schema_for_output::<ExecutionStatus>(),
+        annotations(destructive_hint = true, idempotent_hint = false, open_world_hint = true)
+    )]
+    async fn execute_workflow(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let input: ExecuteInput = parse_args("execute_workflow", args)?;
+        let wait = at_most("wait_ms", input.wait_ms, MAX_WAIT_MS)?.unwrap_or(0);
+        if let Some(key) = &input.idempotency_key
+            && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
+        {
+            return Err(format!(
+                "\"idempotency_key\" must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes long, got {}",
+                key.len()
+            ));
+        }
+        let def = self.workflow(&input.workflow)?;
+        let given = match input.params {
+            None | Some(Value::Null) => JsonObject::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                return Err(format!(
+                    "\"params\" must be a JSON object of param values such as {{\"name\": value}}, got {other}"
+                ));
+            }
+        };
+        let invocation = resolve(&def.name, &def.params, &given)?;
+        let exec = self
+            .app
+            .engine
+            .execute(def, invocation, input.idempotency_key)
+            .await
+            .map_err(|e| e.to_string())?;
+        if wait > 0 {
+            self.app
+                .engine
+                .wait_final(&exec, Duration::from_millis(wait), &ctx.ct)
+                .await;
+        }
+        let status = self.app.engine.status(&exec);
+        reply(&status, text::status(&status))
+    }
+
+    #[tool(
+        description = "The status of an execution: state, exit code or signal, duration, progress from \
+                       structured events, output counts. wait_ms waits for it to finish; tail_lines adds the \
+                       last lines of output.",
+        input_schema = input_schema::<GetStatusInput>(),
+        output_schema = schema_for_output::<ExecutionStatus>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_status(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let input: GetStatusInput = parse_args("get_status", args)?;
+        let wait = at_most("wait_ms", input.wait_ms, MAX_WAIT_MS)?.unwrap_or(0);
+        let tail = at_most("tail_lines", input.tail_lines, MAX_TAIL_LINES)?.unwrap_or(0);
+        let exec = self.find(&input.execution_id)?;
+        if wait > 0 {
+            self.app
+                .engine
+                .wait_final(&exec, Duration::from_millis(wait), &ctx.ct)
+                .await;
+        }
+        let status = self.status_with_tail(&exec, tail);
+        reply(&status, text::status(&status))
+    }
+
+    #[tool(
+        description = "Read an execution's output lines. Each line has a seq that never changes; pass next_seq \
+                       back as since_seq to continue exactly where you stopped (nothing is skipped or repeated). \
+                       tail=N gives the last N lines; stream, events and grep (+context) select lines; max_lines \
+                       and max_bytes bound the answer; wait_ms long-polls for new lines. In the text result each \
+                       line is `SEQ TEXT`, `SEQ! TEXT` for stderr.",
+        input_schema = input_schema::<GetLogsInput>(),
+        output_schema = schema_for_output::<LogsOutput>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn get_logs(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let input: GetLogsInput = parse_args("get_logs", args)?;
+        let wait = at_most("wait_ms", input.wait_ms, MAX_WAIT_MS)?.unwrap_or(0);
+        let context = at_most("context", input.context, MAX_CONTEXT)?.unwrap_or(0);
+        let max_lines = in_range(
+            "max_lines",
+            input.max_lines,
+            1,
+            MAX_LINES,
+            DEFAULT_MAX_LINES,
+        )?;
+        let max_bytes = in_range(
+            "max_bytes",
+            input.max_bytes,
+            1,
+            MAX_BYTES,
+            DEFAULT_MAX_BYTES,
+        )?;
+        let grep = match &input.grep {
+            None => None,
+            Some(p) if p.len() > MAX_GREP_BYTES => {
+                return Err(format!(
+                    "\"grep\" is {} bytes long; the limit is {MAX_GREP_BYTES}",
+                    p.len()
+                ));
+            }
+            Some(p) => Some(
+                regex::bytes::RegexBuilder::new(p)
+                    .size_limit(1 << 22)
+                    .build()
+                    .map_err(|e| format!("\"grep\" is not a valid regular expression: {e}"))?,
+            ),
+        };
+        let exec = self.find(&input.execution_id)?;
+        let mut query = LogQuery {
+            since_seq: input.since_seq,
+            tail: input.tail,
+            stream: input.stream.unwrap_or(StreamSelector::Both),
+            events: input.events.unwrap_or_default(),
+            grep,
+            context: context as usize,
+            max_lines: max_lines as usize,
+            max_bytes: max_bytes as usize,
+            raw: input.raw.unwrap_or(false),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
+        let shutdown = self.app.engine.shutdown_token();
+        let mut rx = exec.logs_tx.subscribe();
+        let (page, state) = loop {
+            // The state is read before the lines: a final state means the snapshot holds every line.
+            let state = exec.state();
+            let page = query.run(&exec.logs_buffer.snapshot());
+            let waiting_helps = page.lines.is_empty() && !state.is_terminal() && wait > 0;
+            if !waiting_helps || tokio::time::Instant::now() >= deadline {
+                break (page, state);
+            }
+            // Later rounds only look at what arrives after this scan.
+            query.since_seq = Some(page.next_seq);
+            query.tail = None;
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = async { tokio::select! { _ = ctx.ct.cancelled() => {}, _ = shutdown.cancelled() => {} } } => {
+                    let state = exec.state();
+                    break (query.run(&exec.logs_buffer.snapshot()), state);
+                }
+            }
+        };
+        let out = LogsOutput {
+            execution_id: exec.id.to_string(),
+            state,
+            first_seq: page.lines.first().map(|l| l.seq),
+            last_seq: page.lines.last().map(|l| l.seq),
+            next_seq: page.next_seq,
+            has_more: page.has_more,
+            done: state.is_terminal() && !page.has_more,
+            total_lines: page.total_lines,
+            truncated: page.budget_hit,
+            omitted: page.omitted,
+            lines: page.lines,
+        };
+        reply(&out, text::logs(&out))
+    }
+
+    #[tool(
+        description = "Stop an execution: SIGTERM to its whole process group, grace_ms (default 5000) to exit, \
+                       then SIGKILL. Returns the final status once no process of the group is left. A queued \
+                       execution is removed from the queue; a finished one is returned unchanged.",
+        input_schema = input_schema::<CancelInput>(),
+        output_schema = schema_for_output::<ExecutionStatus>(),
+        annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn cancel_execution(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let input: CancelInput = parse_args("cancel_execution", args)?;
+        let grace = at_most("grace_ms", input.grace_ms, MAX_GRACE_MS)?
+            .map(Duration::from_millis)
+            .unwrap_or(self.app.engine.config().grace);
+        let exec = self.find(&input.execution_id)?;
+        self.app.engine.stop(&exec, StopReason::Cancel, grace).await;
+        let status = self.app.engine.status(&exec);
+        reply(&status, text::status(&status))
+    }
+
+    #[tool(
+        description = "List executions, newest first, optionally only one workflow's or one state's.",
+        input_schema = input_schema::<ListExecutionsInput>(),
+        output_schema = schema_for_output::<ListExecutionsOutput>(),
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn list_executions(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+        let input: ListExecutionsInput = parse_args("list_executions", args)?;
+        let limit = in_range("limit", input.limit, 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT)?;
+        if let Some(w) = &input.workflow
+            && self.app.catalog.get(w).is_none()
+            && self
+                .app
+                .engine
+                .list(&ListFilter {
+                    workflow: Some(w.clone()),
+                    state: None,
+                    limit: 0,
+                })
+                .1
+                == 0
+        {
+            return Err(self.app.catalog.unknown_message(w));
+        }
+        let (executions, total) = self.app.engine.list(&ListFilter {
+            workflow: input.workflow,
+            state: input.state,
+            limit: limit as usize,
+        });
+        let cfg = self.app.engine.config();
+        let out = ListExecutionsOutput {
+            executions,
+            total,
+            retained: self.app.engine.retained(),
+            retention: format!(
+                "the last {} finished executions, for at most {} s",
+                cfg.retain_executions,
+                cfg.retain_age.as_secs()
+            ),
+        };
+        reply(&out, text::executions(&out))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for WorkflowServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("workflow-mcp", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Runs registered workflows (builds, test suites, multi-phase agent workflows) as subprocesses. \
+                 list_workflows shows what can run and each workflow's params; execute_workflow starts one and \
+                 returns an execution_id at once; get_status (wait_ms to wait for the end) and get_logs (pass \
+                 next_seq back as since_seq to follow; tail, grep) report on it; cancel_execution stops it.",
+            )
+    }
+}

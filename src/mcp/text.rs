@@ -1,0 +1,311 @@
+//! The text content of tool results, written for a model to read: compact, plain and complete. Structured
+//! content carries the same facts for programs.
+
+use std::fmt::Write as _;
+
+use crate::engine::{ExecutionState, ExecutionStatus, Progress};
+use crate::logs::{BudgetHit, LogLine, Stream};
+
+use super::types::{ListExecutionsOutput, ListWorkflowsOutput, LogsOutput};
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n < 1024 => format!("{n} B"),
+        n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n if n < 1024 * 1024 * 1024 => format!("{:.1} MiB", n as f64 / 1048576.0),
+        n => format!("{:.2} GiB", n as f64 / 1073741824.0),
+    }
+}
+
+fn human_ms(ms: u64) -> String {
+    match ms {
+        ms if ms < 1000 => format!("{ms} ms"),
+        ms if ms < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        ms => format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+/// `SEQ TEXT` per line; `SEQ! TEXT` for stderr; a `~` after the seq marks a partial record and a `-` a grep
+/// context line.
+pub fn log_line(out: &mut String, l: &LogLine) {
+    let _ = write!(out, "{}", l.seq);
+    if l.stream == Stream::Stderr {
+        out.push('!');
+    }
+    if l.partial {
+        out.push('~');
+    }
+    if l.matched == Some(false) {
+        out.push('-');
+    }
+    out.push(' ');
+    out.push_str(&l.text);
+    if l.cut {
+        out.push_str(" [cut: raise max_bytes to read the whole line]");
+    }
+    out.push('\n');
+}
+
+fn progress_line(p: &Progress) -> String {
+    let mut parts = Vec::new();
+    if let Some(ph) = &p.phase {
+        let total = ph.total.map(|t| format!("/{t}")).unwrap_or_default();
+        let state = match ph.state {
+            crate::engine::progress::StepState::Running => "running",
+            crate::engine::progress::StepState::Completed => "completed",
+            crate::engine::progress::StepState::Failed => "failed",
+        };
+        let err = ph
+            .error
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        parts.push(format!(
+            "phase {}{total} \"{}\" {state}{err}",
+            ph.index + 1,
+            ph.name
+        ));
+    }
+    let t = &p.tasks;
+    if t.started > 0 {
+        let total = t.total.map(|n| format!(" of {n}")).unwrap_or_default();
+        let mut s = format!(
+            "tasks {} started{total}, {} completed, {} failed",
+            t.started, t.completed, t.failed
+        );
+        if let Some(r) = t.running.first() {
+            let more = if t.running_count > 1 {
+                format!(" (+{} more)", t.running_count - 1)
+            } else {
+                String::new()
+            };
+            let _ = write!(s, "; running: {} \"{}\"{more}", r.task_id, r.description);
+        }
+        parts.push(s);
+    }
+    if let Some(m) = &p.message {
+        let who = m
+            .agent_name
+            .as_ref()
+            .or(m.task_id.as_ref())
+            .map(|w| format!("[{w}] "))
+            .unwrap_or_default();
+        parts.push(format!("last message: {who}{}", m.text));
+    }
+    if p.state_files_count > 0 {
+        let last = p.state_files.last().map(|f| f.path.as_str()).unwrap_or("");
+        parts.push(format!(
+            "{} state file(s), last {last}",
+            p.state_files_count
+        ));
+    }
+    if p.malformed_events > 0 {
+        parts.push(format!(
+            "{} malformed event line(s) kept as plain lines",
+            p.malformed_events
+        ));
+    }
+    parts.join("; ")
+}
+
+pub fn status(s: &ExecutionStatus) -> String {
+    let mut out = format!(
+        "execution {} (workflow \"{}\"): {}",
+        s.execution_id,
+        s.workflow,
+        s.state.as_str()
+    );
+    match (s.exit_code, &s.signal) {
+        (Some(code), _) => {
+            let _ = write!(out, ", exit code {code}");
+        }
+        (None, Some(sig)) => {
+            let _ = write!(out, ", killed by {sig}");
+        }
+        _ => {}
+    }
+    if let Some(ms) = s.duration_ms {
+        let verb = if s.state == ExecutionState::Running {
+            "running for"
+        } else {
+            "after"
+        };
+        let _ = write!(out, ", {verb} {}", human_ms(ms));
+    }
+    if let Some(p) = s.queue_position {
+        let _ = write!(out, ", position {p} in the queue");
+    }
+    if let Some(pid) = s.pid
+        && s.state == ExecutionState::Running
+    {
+        let _ = write!(out, ", pid {pid}");
+    }
+    out.push('\n');
+    if let Some(e) = &s.error {
+        let _ = writeln!(out, "error: {e}");
+    }
+    if let Some(p) = &s.progress {
+        let _ = writeln!(out, "progress: {}", progress_line(p));
+    }
+    let o = &s.output;
+    let _ = write!(
+        out,
+        "output: {} stdout lines ({}), {} stderr lines ({})",
+        o.stdout.lines,
+        human_bytes(o.stdout.bytes),
+        o.stderr.lines,
+        human_bytes(o.stderr.bytes)
+    );
+    if let Some(last) = o.last_seq {
+        let _ = write!(out, "; last seq {last}");
+    }
+    if o.dropped_lines > 0 {
+        let _ = write!(
+            out,
+            "; {} lines ({}) evicted from memory",
+            o.dropped_lines,
+            human_bytes(o.dropped_bytes)
+        );
+    }
+    if o.truncated_lines > 0 {
+        let _ = write!(out, "; {} over-long line pieces", o.truncated_lines);
+    }
+    if !o.held_open.is_empty() {
+        let names: Vec<&str> = o.held_open.iter().map(|s| s.as_str()).collect();
+        let _ = write!(
+            out,
+            "; {} held open by an escaped process",
+            names.join(" and ")
+        );
+    }
+    out.push('\n');
+    if !s.params.is_empty() {
+        let _ = writeln!(
+            out,
+            "params: {}",
+            serde_json::Value::Object(s.params.clone())
+        );
+    }
+    if let Some(tail) = &s.tail {
+        if tail.is_empty() {
+            out.push_str("tail: (no output yet)\n");
+        } else {
+            out.push_str("tail:\n");
+            for l in tail {
+                log_line(&mut out, l);
+            }
+        }
+    }
+    out
+}
+
+pub fn logs(l: &LogsOutput) -> String {
+    let mut out = format!("execution {} ({}): ", l.execution_id, l.state.as_str());
+    match (l.first_seq, l.last_seq) {
+        (Some(a), Some(b)) => {
+            let _ = write!(out, "seq {a}-{b} of {}", l.total_lines);
+        }
+        _ => {
+            let _ = write!(out, "no lines at seq {} of {}", l.next_seq, l.total_lines);
+        }
+    }
+    let _ = write!(out, "; next_seq {}", l.next_seq);
+    match (l.has_more, l.truncated) {
+        (true, Some(BudgetHit::MaxLines)) => out.push_str("; more (max_lines reached)"),
+        (true, Some(BudgetHit::MaxBytes)) => out.push_str("; more (max_bytes reached)"),
+        (true, None) => out.push_str("; more"),
+        (false, _) if l.done => out.push_str("; done"),
+        (false, _) => out.push_str("; no more yet"),
+    }
+    if let Some(o) = &l.omitted {
+        let _ = write!(
+            out,
+            "; omitted seq {}-{} ({} lines evicted from memory)",
+            o.from_seq,
+            o.to_seq.saturating_sub(1),
+            o.lines
+        );
+    }
+    out.push('\n');
+    for line in &l.lines {
+        log_line(&mut out, line);
+    }
+    out
+}
+
+pub fn workflows(w: &ListWorkflowsOutput) -> String {
+    if w.workflows.is_empty() {
+        return "no workflows are configured\n".into();
+    }
+    let mut out = format!("{} workflow(s):\n", w.workflows.len());
+    for wf in &w.workflows {
+        let _ = write!(out, "- {}", wf.name);
+        if !wf.description.is_empty() {
+            let _ = write!(out, ": {}", wf.description);
+        }
+        let props = wf
+            .params_schema
+            .get("properties")
+            .and_then(|p| p.as_object());
+        let required: Vec<&str> = wf
+            .params_schema
+            .get("required")
+            .and_then(|r| r.as_array())
+            .map(|r| r.iter().filter_map(|v| v.as_str()).collect())
+            .unwrap_or_default();
+        if let Some(props) = props.filter(|p| !p.is_empty()) {
+            let list: Vec<String> = props
+                .iter()
+                .map(|(name, s)| {
+                    let mut d = format!(
+                        "{name} ({}",
+                        s.get("type").and_then(|t| t.as_str()).unwrap_or("any")
+                    );
+                    if required.contains(&name.as_str()) {
+                        d.push_str(", required");
+                    }
+                    if let Some(e) = s.get("enum") {
+                        let _ = write!(d, ", one of {e}");
+                    }
+                    if let Some(v) = s.get("default") {
+                        let _ = write!(d, ", default {v}");
+                    }
+                    d.push(')');
+                    d
+                })
+                .collect();
+            let _ = write!(out, " | params: {}", list.join(", "));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+pub fn executions(l: &ListExecutionsOutput) -> String {
+    let mut out = format!(
+        "{} of {} matching execution(s), newest first ({} retained: {}):\n",
+        l.executions.len(),
+        l.total,
+        l.retained,
+        l.retention
+    );
+    for s in &l.executions {
+        let _ = write!(
+            out,
+            "- {} {} {}",
+            s.execution_id,
+            s.workflow,
+            s.state.as_str()
+        );
+        if let Some(c) = s.exit_code {
+            let _ = write!(out, " exit {c}");
+        } else if let Some(sig) = &s.signal {
+            let _ = write!(out, " {sig}");
+        }
+        if let Some(ms) = s.duration_ms {
+            let _ = write!(out, " {}", human_ms(ms));
+        }
+        let _ = writeln!(out, " created {}", s.created_at);
+    }
+    out
+}

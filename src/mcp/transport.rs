@@ -1,0 +1,373 @@
+//! The stdio transport: newline-delimited JSON-RPC on stdin/stdout, with the shutdown rules of a workflow
+//! server built in.
+//!
+//! - End of input means "no more requests", not "stop": `receive` reports the end only once every request
+//!   already received has been answered, so a call waiting with `wait_ms` finishes its wait as usual.
+//! - A malformed line is answered with a JSON-RPC error (parse error, invalid request, too large) instead of
+//!   being dropped silently.
+//! - A client that is gone (write error) or stops reading (a write stalls) trips the `stop` token, which makes
+//!   the server shut down and kill its workflows.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::RoleServer;
+use rmcp::model::{JsonRpcMessage, RequestId};
+use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::transport::Transport;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Largest request line accepted; a longer one is answered with an error and skipped.
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// A response write that makes no progress for this long means the client stopped reading.
+pub const WRITE_STALL: Duration = Duration::from_secs(5);
+/// After a stop signal, how long in-flight calls (which answer at once on shutdown) get to be answered.
+const STOP_ANSWER_GRACE: Duration = Duration::from_millis(1000);
+/// Upper bound on waiting for in-flight calls after end of input (the longest wait a tool allows is 60 s).
+const EOF_ANSWER_LIMIT: Duration = Duration::from_secs(120);
+
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Requests received and not yet answered.
+#[derive(Default)]
+struct InFlight {
+    ids: Mutex<HashSet<RequestId>>,
+    emptied: Notify,
+}
+
+impl InFlight {
+    fn insert(&self, id: RequestId) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+    }
+
+    fn remove(&self, id: &RequestId) {
+        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
+        ids.remove(id);
+        if ids.is_empty() {
+            self.emptied.notify_waiters();
+        }
+    }
+
+    async fn wait_empty(&self) {
+        loop {
+            let notified = self.emptied.notified();
+            if self
+                .ids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct Output {
+    writer: tokio::sync::Mutex<Writer>,
+    stop: CancellationToken,
+}
+
+impl Output {
+    /// Writes one line; a failure or a stall means the client is gone, which stops the server.
+    async fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
+        let mut w = self.writer.lock().await;
+        let write = async {
+            w.write_all(line).await?;
+            w.flush().await
+        };
+        let result = match tokio::time::timeout(WRITE_STALL, write).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading responses",
+            )),
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "cannot write to the client; shutting down");
+            self.stop.cancel();
+        }
+        result
+    }
+
+    async fn write_value(&self, v: &Value) {
+        let mut line = v.to_string().into_bytes();
+        line.push(b'\n');
+        let _ = self.write_line(&line).await;
+    }
+}
+
+/// The transport handed to rmcp.
+pub struct StdioTransport {
+    incoming: mpsc::Receiver<RxJsonRpcMessage<RoleServer>>,
+    out: Arc<Output>,
+    in_flight: Arc<InFlight>,
+    stop: CancellationToken,
+    input_ended: bool,
+}
+
+impl StdioTransport {
+    /// `stop` is cancelled by whoever decides the server must stop (a signal), and by the transport itself when
+    /// the client is gone.
+    pub fn new(
+        reader: impl AsyncRead + Send + Unpin + 'static,
+        writer: impl AsyncWrite + Send + Unpin + 'static,
+        stop: CancellationToken,
+    ) -> Self {
+        let out = Arc::new(Output {
+            writer: tokio::sync::Mutex::new(Box::new(writer)),
+            stop: stop.clone(),
+        });
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(read_requests(reader, tx, out.clone()));
+        StdioTransport {
+            incoming: rx,
+            out,
+            in_flight: Arc::new(InFlight::default()),
+            stop,
+            input_ended: false,
+        }
+    }
+}
+
+/// Reads lines, parses them, answers the malformed ones, and passes the rest on.
+async fn read_requests(
+    reader: impl AsyncRead + Send + Unpin,
+    tx: mpsc::Sender<RxJsonRpcMessage<RoleServer>>,
+    out: Arc<Output>,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader)
+            .take(MAX_REQUEST_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await;
+        match read {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading stdin failed; treating it as end of input");
+                break;
+            }
+        }
+        if line.len() > MAX_REQUEST_BYTES && line.last() != Some(&b'\n') {
+            // Skip the rest of the oversized line without buffering it.
+            let mut skipped = line.len();
+            loop {
+                let buf = match reader.fill_buf().await {
+                    Ok([]) | Err(_) => break,
+                    Ok(buf) => buf,
+                };
+                match memchr::memchr(b'\n', buf) {
+                    Some(i) => {
+                        skipped += i + 1;
+                        reader.consume(i + 1);
+                        break;
+                    }
+                    None => {
+                        let n = buf.len();
+                        skipped += n;
+                        reader.consume(n);
+                    }
+                }
+            }
+            tracing::warn!(bytes = skipped, "discarded an oversized request line");
+            out.write_value(&error_response(
+                Value::Null,
+                -32600,
+                &format!(
+                    "request of {skipped} bytes is larger than the {MAX_REQUEST_BYTES}-byte limit and was discarded"
+                ),
+            ))
+            .await;
+            continue;
+        }
+        let text = line.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&line);
+        let text = text.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(text) {
+            Ok(msg) => {
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                if let Some(reply) = malformed_reply(text, &e) {
+                    out.write_value(&reply).await;
+                }
+            }
+        }
+    }
+}
+
+fn error_response(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+/// The JSON-RPC error for a line that is not a valid message; `None` for a notification we do not know
+/// (notifications get no answer).
+fn malformed_reply(text: &[u8], err: &serde_json::Error) -> Option<Value> {
+    let value: Value = match serde_json::from_slice(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(error_response(
+                Value::Null,
+                -32700,
+                &format!("parse error: {e}; send one JSON-RPC message per line"),
+            ));
+        }
+    };
+    match &value {
+        Value::Array(_) => Some(error_response(
+            Value::Null,
+            -32600,
+            "JSON-RPC batches are not supported; send one message per line",
+        )),
+        Value::Object(obj) => match obj.get("id") {
+            Some(id) if obj.contains_key("method") => Some(error_response(
+                id.clone(),
+                -32600,
+                &format!("invalid request: {err}"),
+            )),
+            Some(_) => None, // A response from the client to a request we never sent.
+            None => {
+                tracing::debug!(error = %err, "ignoring an unknown notification");
+                None
+            }
+        },
+        _ => Some(error_response(
+            Value::Null,
+            -32600,
+            "invalid request: a JSON-RPC message must be an object",
+        )),
+    }
+}
+
+impl StdioTransport {
+    /// Keeps the set of requests that still owe an answer.
+    fn track(&self, msg: &RxJsonRpcMessage<RoleServer>) {
+        match msg {
+            JsonRpcMessage::Request(r) => self.in_flight.insert(r.id.clone()),
+            JsonRpcMessage::Notification(n) => {
+                if let rmcp::model::ClientNotification::CancelledNotification(c) = &n.notification
+                    && let Some(id) = &c.params.request_id
+                {
+                    // A cancelled request gets no answer.
+                    self.in_flight.remove(id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Transport<RoleServer> for StdioTransport {
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleServer>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let out = self.out.clone();
+        let in_flight = self.in_flight.clone();
+        let answered = match &item {
+            JsonRpcMessage::Response(r) => Some(r.id.clone()),
+            JsonRpcMessage::Error(e) => e.id.clone(),
+            _ => None,
+        };
+        async move {
+            let mut line = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            let result = out.write_line(&line).await;
+            if let Some(id) = answered {
+                in_flight.remove(&id);
+            }
+            result
+        }
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
+        if !self.input_ended {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => {
+                    // Requests already read are still answered (at once, since the server is stopping).
+                    if let Ok(msg) = self.incoming.try_recv() {
+                        self.track(&msg);
+                        return Some(msg);
+                    }
+                    self.input_ended = true;
+                }
+                msg = self.incoming.recv() => match msg {
+                    Some(msg) => {
+                        self.track(&msg);
+                        return Some(msg);
+                    }
+                    None => self.input_ended = true,
+                },
+            }
+        }
+        // No more requests: report the end only once the ones received have been answered.
+        let limit = if self.stop.is_cancelled() {
+            STOP_ANSWER_GRACE
+        } else {
+            EOF_ANSWER_LIMIT
+        };
+        let stop = self.stop.clone();
+        let waited = tokio::time::timeout(limit, async {
+            tokio::select! {
+                _ = self.in_flight.wait_empty() => {}
+                // A stop signal while waiting: calls answer at once, give them a moment.
+                _ = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(STOP_ANSWER_GRACE).await;
+                } => {}
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!("gave up waiting for in-flight calls to be answered");
+        }
+        None
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        let mut w = self.out.writer.lock().await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), w.flush()).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_lines_get_specific_errors() {
+        let err = |t: &str| {
+            let e = serde_json::from_str::<RxJsonRpcMessage<RoleServer>>(t).unwrap_err();
+            malformed_reply(t.as_bytes(), &e)
+        };
+        let r = err("{not json").unwrap();
+        assert_eq!(r["error"]["code"], -32700);
+        assert_eq!(r["id"], Value::Null);
+        let r = err(r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap();
+        assert_eq!(r["error"]["code"], -32600);
+        let r = err(r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":"x"}"#).unwrap();
+        assert_eq!(r["error"]["code"], -32600);
+        assert_eq!(r["id"], 7);
+        assert!(err(r#"{"jsonrpc":"2.0","method":"notifications/whatever","params":5}"#).is_none());
+    }
+}

@@ -1,0 +1,194 @@
+//! Tool inputs and outputs. The `///` docs become the schema descriptions an agent reads. Domain types (the
+//! execution status, log lines) are used as they are; only what exists for the protocol is defined here.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::catalog::Source;
+use crate::engine::{ExecutionState, ExecutionStatus};
+use crate::logs::{BudgetHit, EventSelector, LogLine, Omitted, StreamSelector};
+
+pub const MAX_WAIT_MS: u64 = 60_000;
+pub const MAX_TAIL_LINES: u64 = 200;
+pub const MAX_LINES: u64 = 10_000;
+pub const DEFAULT_MAX_LINES: u64 = 200;
+pub const MAX_BYTES: u64 = 1_048_576;
+pub const DEFAULT_MAX_BYTES: u64 = 32_768;
+pub const MAX_CONTEXT: u64 = 100;
+pub const MAX_GRACE_MS: u64 = 60_000;
+pub const DEFAULT_LIST_LIMIT: u64 = 20;
+pub const MAX_LIST_LIMIT: u64 = 1000;
+pub const MAX_GREP_BYTES: usize = 1024;
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListWorkflowsInput {
+    /// Rescan the discovery folders before answering (new or changed self-describing executables).
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteInput {
+    /// The workflow's name, as list_workflows gives it.
+    pub workflow: String,
+    /// Param values as a JSON object, checked against the workflow's params_schema.
+    #[serde(default)]
+    pub params: Option<Value>,
+    /// Wait up to this many milliseconds for the execution to finish before answering (default 0: answer at
+    /// once).
+    #[serde(default)]
+    #[schemars(range(max = 60000))]
+    pub wait_ms: Option<u64>,
+    /// A repeated key for the same workflow returns the execution the first call started instead of starting
+    /// another.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetStatusInput {
+    /// The id execute_workflow returned.
+    pub execution_id: String,
+    /// If the execution is not finished, wait up to this many milliseconds for it to finish.
+    #[serde(default)]
+    #[schemars(range(max = 60000))]
+    pub wait_ms: Option<u64>,
+    /// Include the last N log lines as `tail`.
+    #[serde(default)]
+    #[schemars(range(max = 200))]
+    pub tail_lines: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetLogsInput {
+    /// The id execute_workflow returned.
+    pub execution_id: String,
+    /// Return lines with seq >= this. Pass the previous answer's `next_seq` to continue exactly where it
+    /// stopped.
+    #[serde(default)]
+    pub since_seq: Option<u64>,
+    /// Return the last N lines of the selection (after since_seq, if given).
+    #[serde(default)]
+    pub tail: Option<u64>,
+    /// Which stream: "stdout", "stderr" or "both" (default).
+    #[serde(default)]
+    pub stream: Option<StreamSelector>,
+    /// Structured-event lines (`__WF_EVENT__:`): "all" (default), "only" them, or "exclude" them.
+    #[serde(default)]
+    pub events: Option<EventSelector>,
+    /// A regular expression (Rust regex syntax); only matching lines are returned, plus `context` lines around
+    /// each.
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
+    pub grep: Option<String>,
+    /// With grep: lines of context before and after each match (default 0).
+    #[serde(default)]
+    #[schemars(range(max = 100))]
+    pub context: Option<u64>,
+    /// At most this many lines (default 200, at most 10000).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_lines: Option<u64>,
+    /// At most this many bytes of line text (default 32768, at most 1048576).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub max_bytes: Option<u64>,
+    /// When no line is available at the cursor and the execution is not done, wait up to this many
+    /// milliseconds for new lines.
+    #[serde(default)]
+    #[schemars(range(max = 60000))]
+    pub wait_ms: Option<u64>,
+    /// Keep ANSI escapes and carriage returns as the workflow wrote them.
+    #[serde(default)]
+    pub raw: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelInput {
+    /// The id execute_workflow returned.
+    pub execution_id: String,
+    /// Milliseconds between SIGTERM and SIGKILL (default 5000).
+    #[serde(default)]
+    #[schemars(range(max = 60000))]
+    pub grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListExecutionsInput {
+    /// Only executions of this workflow.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// Only executions in this state.
+    #[serde(default)]
+    pub state: Option<ExecutionState>,
+    /// At most this many, newest first (default 20).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u64>,
+}
+
+/// One workflow an agent can run.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct WorkflowInfo {
+    pub name: String,
+    /// Display title, for discovered workflows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    pub description: String,
+    /// JSON Schema of the `params` object execute_workflow takes.
+    pub params_schema: Map<String, Value>,
+    pub source: Source,
+    pub timeout_ms: Option<u64>,
+    pub max_concurrent: Option<usize>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ListWorkflowsOutput {
+    pub workflows: Vec<WorkflowInfo>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct LogsOutput {
+    pub execution_id: String,
+    /// The execution's state when the page was read.
+    pub state: ExecutionState,
+    pub lines: Vec<LogLine>,
+    /// Pass back as since_seq to continue exactly where this page stopped.
+    pub next_seq: u64,
+    /// Seq of the first returned line (null when none).
+    pub first_seq: Option<u64>,
+    /// Seq of the last returned line (null when none).
+    pub last_seq: Option<u64>,
+    /// More lines exist at or after next_seq right now.
+    pub has_more: bool,
+    /// The execution has finished and every line has been drained: no line will ever be added.
+    pub done: bool,
+    /// Lines produced so far (seq of the next line to come).
+    pub total_lines: u64,
+    /// Which budget ended this page, if one did.
+    pub truncated: Option<BudgetHit>,
+    /// Lines in the requested range that were evicted from memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<Omitted>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ListExecutionsOutput {
+    /// Newest first.
+    pub executions: Vec<ExecutionStatus>,
+    /// How many executions matched (the list may be shorter: see limit).
+    pub total: usize,
+    /// Executions the server remembers in all; finished ones are forgotten beyond the retention rule.
+    pub retained: usize,
+    /// The retention rule, e.g. "the last 1000 finished executions, for at most 86400 s".
+    pub retention: String,
+}

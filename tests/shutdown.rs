@@ -1,0 +1,166 @@
+//! How the server ends: end of input, signals, malformed input; what it leaves behind (nothing).
+
+use serde_json::json;
+
+use crate::util::{RawServer, alive, structured, wf};
+
+/// Starts a workflow that leaves a grandchild in its group and holds; returns (leader, grandchild) pids.
+async fn start_tree(s: &mut RawServer) -> (u32, u32) {
+    let id = s
+        .call("execute_workflow", json!({"workflow": "tree"}))
+        .await;
+    let r = s.response(id).await;
+    let exec = structured(&r)["execution_id"].as_str().unwrap().to_owned();
+    let leader = structured(&r)["pid"].as_u64().unwrap() as u32;
+    let id = s
+        .call(
+            "get_logs",
+            json!({"execution_id": exec, "grep": "^grandchild", "wait_ms": 60000}),
+        )
+        .await;
+    let r = s.response(id).await;
+    let line = structured(&r)["lines"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (leader, line.split(' ').nth(1).unwrap().parse().unwrap())
+}
+
+#[tokio::test]
+async fn stdin_eof_shuts_the_server_down_and_leaves_no_process() {
+    let mut s = RawServer::start(
+        "eof",
+        json!({"workflows": [wf("tree", &["grandchild", "hold"])]}),
+    )
+    .await;
+    let (leader, grandchild) = start_tree(&mut s).await;
+    assert!(alive(leader) && alive(grandchild));
+    s.close_stdin();
+    let took = s.wait_exit().await;
+    eprintln!("server exited {took:?} after stdin EOF");
+    assert!(!alive(leader), "the workflow is gone");
+    assert!(!alive(grandchild), "its grandchild is gone");
+}
+
+#[tokio::test]
+async fn stdin_eof_still_answers_a_call_that_is_waiting() {
+    let dir = crate::util::TestDir::new("eof-wait-fifo");
+    let gate = dir.fifo("gate");
+    let mut s = RawServer::start(
+        "eof-wait",
+        json!({"workflows": [wf("gated", &["wait-fifo", gate.to_str().unwrap(), "out", "released"])]}),
+    )
+    .await;
+    let id = s
+        .call(
+            "execute_workflow",
+            json!({"workflow": "gated", "wait_ms": 60000}),
+        )
+        .await;
+    // The request is on its way; end the input while the call waits, then let the workflow finish.
+    s.close_stdin();
+    tokio::task::spawn_blocking(move || crate::util::release_fifo(&gate))
+        .await
+        .unwrap();
+    let r = s.response(id).await;
+    assert_eq!(
+        structured(&r)["state"],
+        "succeeded",
+        "the waiting call finished its wait: {r}"
+    );
+    s.wait_exit().await;
+}
+
+#[tokio::test]
+async fn sigterm_answers_pending_calls_at_once_and_kills_every_group() {
+    let mut s = RawServer::start(
+        "sigterm",
+        json!({"workflows": [wf("tree", &["grandchild", "hold"])]}),
+    )
+    .await;
+    let (leader, grandchild) = start_tree(&mut s).await;
+    let exec_list = s.call("list_executions", json!({})).await;
+    let exec = structured(&s.response(exec_list).await)["executions"][0]["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let pending = s
+        .call(
+            "get_status",
+            json!({"execution_id": exec, "wait_ms": 60000}),
+        )
+        .await;
+    // Requests are read in order: once this one is answered, the waiting call is in the server's hands.
+    let marker = s.call("list_workflows", json!({})).await;
+    s.response(marker).await;
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(s.child.id().unwrap() as i32, libc::SIGTERM) };
+    let r = s.response(pending).await;
+    assert!(
+        structured(&r)["state"].is_string(),
+        "the pending call was answered: {r}"
+    );
+    s.wait_exit().await;
+    assert!(!alive(leader) && !alive(grandchild));
+}
+
+#[tokio::test]
+async fn malformed_requests_get_json_rpc_errors() {
+    let mut s = RawServer::start("malformed", json!({"workflows": []})).await;
+    s.send_line("{this is not json").await;
+    let r = s.recv().await.unwrap();
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    s.send_line(r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":7}"#)
+        .await;
+    let r = s.response(5).await;
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    let id = s.call("no_such_tool", json!({})).await;
+    let r = s.response(id).await;
+    assert!(
+        r["error"]["code"].is_i64(),
+        "an unknown tool is a JSON-RPC error: {r}"
+    );
+    s.close_stdin();
+    s.wait_exit().await;
+}
+
+#[tokio::test]
+async fn the_shipped_session_prints_one_response_per_request() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let session = std::fs::read_to_string(format!("{root}/examples/session.jsonl")).unwrap();
+    let requests: Vec<serde_json::Value> = session
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&serde_json::Value> = requests.iter().filter_map(|r| r.get("id")).collect();
+    let out = std::process::Command::new(crate::util::server_bin())
+        .args(["--config", &format!("{root}/examples/workflows.json")])
+        .stdin(std::fs::File::open(format!("{root}/examples/session.jsonl")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let responses: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("stdout carries JSON-RPC only"))
+        .collect();
+    assert_eq!(responses.len(), ids.len(), "one response per request");
+    for id in ids {
+        let r = responses
+            .iter()
+            .find(|r| &r["id"] == id)
+            .expect("a response for every id");
+        assert!(r.get("result").is_some(), "request {id} failed: {r}");
+        assert_ne!(r["result"]["isError"], true, "request {id} failed: {r}");
+    }
+    let finished = responses
+        .iter()
+        .filter_map(|r| r["result"]["structuredContent"]["state"].as_str())
+        .any(|s| s == "succeeded");
+    assert!(finished, "the session shows a finished workflow");
+}

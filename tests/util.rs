@@ -1,0 +1,377 @@
+//! Test helpers: temporary folders, configs that run the fake workflow, an MCP client (rmcp's, over stdio,
+//! against the real binary), and a raw JSON-RPC session for lifecycle tests. A failing test prints the
+//! server's stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// The fake workflow binary (tests/fake_workflow.rs).
+pub fn fake() -> &'static str {
+    env!("CARGO_BIN_EXE_fake-workflow")
+}
+
+pub fn server_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_workflow-mcp")
+}
+
+/// A workflow entry running the fake workflow with these actions.
+pub fn wf(name: &str, actions: &[&str]) -> Value {
+    let mut command = vec![fake().to_owned()];
+    command.extend(actions.iter().map(|a| a.to_string()));
+    json!({"name": name, "command": command})
+}
+
+/// A folder removed when dropped.
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(label: &str) -> TestDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "wfmcp-test-{}-{}-{label}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create test dir");
+        TestDir { path }
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// A FIFO the fake workflow's `wait-fifo` blocks on until [`release_fifo`] is called.
+    pub fn fifo(&self, name: &str) -> PathBuf {
+        let p = self.join(name);
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo with a valid C string.
+        assert_eq!(
+            unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+            0,
+            "mkfifo failed"
+        );
+        p
+    }
+}
+
+/// Lets a fake workflow blocked in `wait-fifo` continue.
+pub fn release_fifo(path: &Path) {
+    // Opening for writing blocks until the reader has opened it, then closing gives it EOF.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open fifo for writing");
+    drop(f);
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].chars().next())
+            .is_some_and(|s| s != 'Z' && s != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// A tool call's answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub is_error: bool,
+    pub text: String,
+    pub structured: Value,
+}
+
+/// A running server with an rmcp client connected over stdio.
+pub struct Server {
+    pub client: RunningService<RoleClient, ()>,
+    /// Holds the config and the server's stderr; removed when the test ends.
+    _dir: TestDir,
+    stderr: PathBuf,
+}
+
+/// Writes `config` into a fresh folder and returns the folder and the config path.
+pub fn write_config(label: &str, config: &Value) -> (TestDir, PathBuf) {
+    let dir = TestDir::new(label);
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    (dir, path)
+}
+
+impl Server {
+    pub async fn start(label: &str, config: Value) -> Server {
+        Self::start_with_env(label, config, &[]).await
+    }
+
+    pub async fn start_with_env(label: &str, config: Value, env: &[(&str, &str)]) -> Server {
+        let (dir, config_path) = write_config(label, &config);
+        let stderr = dir.join("server.stderr");
+        let mut cmd = tokio::process::Command::new(server_bin());
+        cmd.arg("--config")
+            .arg(&config_path)
+            .env("WORKFLOW_MCP_LOG", "debug");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let (transport, _) = TokioChildProcess::builder(cmd)
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .expect("spawn workflow-mcp");
+        let client = ().serve(transport).await.expect("MCP handshake");
+        Server {
+            client,
+            _dir: dir,
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub async fn call(&self, tool: &str, args: Value) -> Reply {
+        let params = CallToolRequestParams::new(tool.to_owned())
+            .with_arguments(args.as_object().unwrap().clone());
+        let result = match self.client.call_tool(params).await {
+            Ok(r) => r,
+            Err(e) => panic!(
+                "{tool} failed at the protocol level: {e}\nserver stderr:\n{}",
+                self.stderr()
+            ),
+        };
+        let text = result
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        Reply {
+            is_error: result.is_error == Some(true),
+            text,
+            structured: result.structured_content.unwrap_or(Value::Null),
+        }
+    }
+
+    /// Calls a tool that must succeed; returns its structured content.
+    pub async fn ok(&self, tool: &str, args: Value) -> Value {
+        let r = self.call(tool, args.clone()).await;
+        assert!(
+            !r.is_error,
+            "{tool} {args} failed: {}\nserver stderr:\n{}",
+            r.text,
+            self.stderr()
+        );
+        r.structured
+    }
+
+    /// Calls a tool that must answer with a tool error; returns its text.
+    pub async fn err(&self, tool: &str, args: Value) -> String {
+        let r = self.call(tool, args.clone()).await;
+        assert!(
+            r.is_error,
+            "{tool} {args} should have failed but returned: {}",
+            r.text
+        );
+        assert!(
+            r.structured.is_null(),
+            "a tool error carries no structured content"
+        );
+        r.text
+    }
+
+    /// Starts a workflow and returns its execution id.
+    pub async fn start_wf(&self, workflow: &str, params: Value) -> String {
+        let s = self
+            .ok(
+                "execute_workflow",
+                json!({"workflow": workflow, "params": params}),
+            )
+            .await;
+        s["execution_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits (server-side, wait_ms) until the execution is final; returns its status.
+    pub async fn wait_final(&self, id: &str) -> Value {
+        loop {
+            let s = self
+                .ok("get_status", json!({"execution_id": id, "wait_ms": 60000}))
+                .await;
+            let state = s["state"].as_str().unwrap();
+            if state != "running" && state != "queued" {
+                return s;
+            }
+        }
+    }
+
+    /// Waits (server-side long-poll) for a log line matching `pattern`; returns its text.
+    pub async fn wait_line(&self, id: &str, pattern: &str) -> String {
+        let mut since = 0u64;
+        loop {
+            let page = self
+                .ok(
+                    "get_logs",
+                    json!({"execution_id": id, "since_seq": since, "grep": pattern, "wait_ms": 60000}),
+                )
+                .await;
+            if let Some(line) = page["lines"].as_array().unwrap().first() {
+                return line["text"].as_str().unwrap().to_owned();
+            }
+            assert!(
+                !page["done"].as_bool().unwrap(),
+                "execution ended without a line matching {pattern}"
+            );
+            since = page["next_seq"].as_u64().unwrap();
+        }
+    }
+
+    /// Reads every line of an execution by paging with next_seq.
+    pub async fn all_lines(&self, id: &str, max_lines: u64) -> Vec<Value> {
+        let mut lines = Vec::new();
+        let mut since = 0u64;
+        loop {
+            let page = self
+                .ok(
+                    "get_logs",
+                    json!({"execution_id": id, "since_seq": since, "max_lines": max_lines, "max_bytes": 1048576}),
+                )
+                .await;
+            lines.extend(page["lines"].as_array().unwrap().iter().cloned());
+            since = page["next_seq"].as_u64().unwrap();
+            if !page["has_more"].as_bool().unwrap() {
+                return lines;
+            }
+        }
+    }
+}
+
+/// A server driven with raw JSON-RPC lines, for tests about the process itself (shutdown, signals).
+pub struct RawServer {
+    pub child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    _dir: TestDir,
+    stderr: PathBuf,
+    next_id: u64,
+}
+
+impl RawServer {
+    pub async fn start(label: &str, config: Value) -> RawServer {
+        let (dir, config_path) = write_config(label, &config);
+        let stderr = dir.join("server.stderr");
+        let mut child = tokio::process::Command::new(server_bin())
+            .arg("--config")
+            .arg(&config_path)
+            .env("WORKFLOW_MCP_LOG", "debug")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .expect("spawn workflow-mcp");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut s = RawServer {
+            child,
+            stdin,
+            stdout,
+            _dir: dir,
+            stderr,
+            next_id: 100,
+        };
+        s.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw-test", "version": "0"}}}))
+            .await;
+        let init = s.recv().await.expect("initialize response");
+        assert_eq!(init["id"], 0, "{init}");
+        s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        s
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub async fn send(&mut self, msg: Value) {
+        self.send_line(&msg.to_string()).await;
+    }
+
+    pub async fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(line.as_bytes()).await.unwrap();
+        stdin.write_all(b"\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Sends a tools/call and returns its id.
+    pub async fn call(&mut self, tool: &str, args: Value) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}}))
+            .await;
+        id
+    }
+
+    /// The next message from the server (None at end of output).
+    pub async fn recv(&mut self) -> Option<Value> {
+        let line = self.stdout.next_line().await.expect("read server stdout")?;
+        Some(
+            serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("server wrote a non-JSON line {line:?}: {e}")),
+        )
+    }
+
+    /// Reads messages until the response with `id`.
+    pub async fn response(&mut self, id: u64) -> Value {
+        loop {
+            let msg = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("no response to {id}\n{}", self.stderr()));
+            if msg["id"] == id {
+                return msg;
+            }
+        }
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the server to exit (a hang guard, not a timing assertion); returns the elapsed time.
+    pub async fn wait_exit(&mut self) -> Duration {
+        let start = std::time::Instant::now();
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(status) => assert!(
+                status.unwrap().success(),
+                "server exited with an error\n{}",
+                self.stderr()
+            ),
+            Err(_) => panic!("server did not exit\n{}", self.stderr()),
+        }
+        start.elapsed()
+    }
+}
+
+/// The structured content of a tools/call response read by [`RawServer`].
+pub fn structured(response: &Value) -> &Value {
+    &response["result"]["structuredContent"]
+}
