@@ -399,7 +399,8 @@ impl Engine {
             exec.logs_buffer.mark_finished();
             return;
         }
-        let target = {
+        let mut rx = exec.logs_tx.subscribe();
+        {
             let mut l = exec.life();
             if l.state.is_terminal() {
                 return;
@@ -408,9 +409,24 @@ impl Engine {
                 l.stop = Some(reason);
                 l.error = Some(stop_message(reason, exec));
             }
-            (l.pid, l.exited)
-        };
+        }
         exec.notify();
+        // An execution still being spawned gets its pid (or settles) in a moment.
+        let target = loop {
+            let (pid, exited, terminal) = {
+                let l = exec.life();
+                (l.pid, l.exited, l.state.is_terminal())
+            };
+            if terminal {
+                return;
+            }
+            if pid.is_some() {
+                break (pid, exited);
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        };
         if let (Some(pgid), false) = target {
             if let Err(e) = process::signal_group(pgid, libc::SIGTERM) {
                 tracing::warn!(execution = %exec.id, error = %e, "sending SIGTERM failed");
@@ -424,7 +440,6 @@ impl Engine {
             }
         }
         // The supervisor settles the state once the group is gone and the pipes are drained.
-        let mut rx = exec.logs_tx.subscribe();
         while !exec.state().is_terminal() {
             if rx.changed().await.is_err() {
                 break;
