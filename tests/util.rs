@@ -83,13 +83,7 @@ impl Drop for TestDir {
 
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 2..].chars().next())
-            .is_some_and(|s| s != 'Z' && s != 'X'),
-        Err(_) => false,
-    }
+    workflow_mcp::engine::process::process_alive(pid)
 }
 
 /// A tool call's answer.

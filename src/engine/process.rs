@@ -8,41 +8,27 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Sends `sig` to every process of group `pgid`. A group that no longer exists is not an error.
 pub fn signal_group(pgid: u32, sig: i32) -> io::Result<()> {
-    let pgid = i32::try_from(pgid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    if pgid <= 1 {
-        // Never signal group 0 (our own) or -1 (every process we may signal).
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(-pgid, sig) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ESRCH) {
-        Ok(())
-    } else {
-        Err(err)
-    }
+    send(pgid, sig, true)
 }
 
 /// Sends `sig` to one process. A process that no longer exists is not an error.
 pub fn signal_process(pid: u32, sig: i32) -> io::Result<()> {
-    let pid = i32::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    if pid <= 1 {
+    send(pid, sig, false)
+}
+
+fn send(id: u32, sig: i32, group: bool) -> io::Result<()> {
+    let id = i32::try_from(id).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    if id <= 1 {
+        // Never 0 (our own group), 1 (init) or -1 (every process we may signal).
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
     // SAFETY: kill(2) has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(pid, sig) };
+    let rc = unsafe { libc::kill(if group { -id } else { id }, sig) };
     if rc == 0 {
         return Ok(());
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::ESRCH) {
-        Ok(())
-    } else {
-        Err(err)
-    }
+    if err.raw_os_error() == Some(libc::ESRCH) { Ok(()) } else { Err(err) }
 }
 
 /// Whether any process (zombies included) is still in group `pgid`.
