@@ -19,10 +19,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Milliseconds between two times, zero if `later` is earlier.
 pub fn millis_between(earlier: SystemTime, later: SystemTime) -> u64 {
-    later
-        .duration_since(earlier)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    later.duration_since(earlier).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).

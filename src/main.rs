@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use workflow_mcp::catalog::config;
 use workflow_mcp::cli::args::{self, Command};
 use workflow_mcp::cli::setup::build_app;
-use workflow_mcp::engine::process;
+use workflow_mcp::engine::{Watchdog, process};
 
 fn main() -> ExitCode {
     let command = match args::parse(std::env::args_os().skip(1)) {
@@ -64,13 +64,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             // Orphaned descendants of workflows re-parent to us, so they can be reaped and killed.
             if !process::become_subreaper() {
-                tracing::warn!(
-                    "cannot become a child subreaper; orphaned workflow processes are reaped by init"
-                );
+                tracing::warn!("cannot become a child subreaper; orphaned workflow processes are reaped by init");
             }
+            let watchdog = start_watchdog();
             let rt = runtime()?;
             rt.block_on(async {
-                let app = build_app(&config).context("cannot start the engine")?;
+                let app = build_app(&config, watchdog).context("cannot start the engine")?;
                 tracing::info!(
                     config = %config.path.display(),
                     workflows = app.catalog.all().len(),
@@ -86,6 +85,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::List { .. } | Command::Check { .. } | Command::Run { .. } => {
             anyhow::bail!("this command is not available yet")
+        }
+    }
+}
+
+/// Forks the watchdog that kills every workflow group if this process dies (call before any thread exists).
+fn start_watchdog() -> Option<Watchdog> {
+    // SAFETY: called from main before the runtime or any other thread is started.
+    match unsafe { Watchdog::start() } {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the watchdog; workflows may outlive a crash of the server");
+            None
         }
     }
 }

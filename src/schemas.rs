@@ -28,36 +28,18 @@ fn output<T: JsonSchema + 'static>() -> Value {
 pub fn all() -> Vec<(&'static str, Value)> {
     vec![
         ("config.schema.json", document::<ConfigFile>()),
-        (
-            "tools/list_workflows.input.json",
-            input::<ListWorkflowsInput>(),
-        ),
-        (
-            "tools/list_workflows.output.json",
-            output::<ListWorkflowsOutput>(),
-        ),
+        ("tools/list_workflows.input.json", input::<ListWorkflowsInput>()),
+        ("tools/list_workflows.output.json", output::<ListWorkflowsOutput>()),
         ("tools/execute_workflow.input.json", input::<ExecuteInput>()),
-        (
-            "tools/execute_workflow.output.json",
-            output::<ExecutionStatus>(),
-        ),
+        ("tools/execute_workflow.output.json", output::<ExecutionStatus>()),
         ("tools/get_status.input.json", input::<GetStatusInput>()),
         ("tools/get_status.output.json", output::<ExecutionStatus>()),
         ("tools/get_logs.input.json", input::<GetLogsInput>()),
         ("tools/get_logs.output.json", output::<LogsOutput>()),
         ("tools/cancel_execution.input.json", input::<CancelInput>()),
-        (
-            "tools/cancel_execution.output.json",
-            output::<ExecutionStatus>(),
-        ),
-        (
-            "tools/list_executions.input.json",
-            input::<ListExecutionsInput>(),
-        ),
-        (
-            "tools/list_executions.output.json",
-            output::<ListExecutionsOutput>(),
-        ),
+        ("tools/cancel_execution.output.json", output::<ExecutionStatus>()),
+        ("tools/list_executions.input.json", input::<ListExecutionsInput>()),
+        ("tools/list_executions.output.json", output::<ListExecutionsOutput>()),
     ]
 }
 

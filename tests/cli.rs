@@ -17,16 +17,11 @@ fn a_bad_config_is_refused_at_start_naming_the_file_the_entry_and_the_problem() 
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        out.stdout.is_empty(),
-        "nothing on stdout, the protocol channel"
-    );
+    assert!(out.stdout.is_empty(), "nothing on stdout, the protocol channel");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(path.to_str().unwrap()), "{err}");
     assert!(
-        err.contains(
-            "workflows[1] \"broken\": params[0] \"n\": \"flag\" is only for boolean params"
-        ),
+        err.contains("workflows[1] \"broken\": params[0] \"n\": \"flag\" is only for boolean params"),
         "{err}"
     );
 
@@ -36,8 +31,5 @@ fn a_bad_config_is_refused_at_start_naming_the_file_the_entry_and_the_problem() 
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cannot read config file /no/such/file.json"),
-        "{err}"
-    );
+    assert!(err.contains("cannot read config file /no/such/file.json"), "{err}");
 }

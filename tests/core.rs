@@ -5,10 +5,7 @@ use serde_json::{Value, json};
 use crate::util::{Server, alive, wf};
 
 fn texts(lines: &[Value]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| l["text"].as_str().unwrap().to_owned())
-        .collect()
+    lines.iter().map(|l| l["text"].as_str().unwrap().to_owned()).collect()
 }
 
 #[tokio::test]
@@ -26,11 +23,7 @@ async fn ten_thousand_interleaved_lines_arrive_once_in_order_with_their_stream()
     let lines = s.all_lines(&id, 777).await;
     assert_eq!(lines.len(), 10_000, "every line arrives exactly once");
     let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
-    assert_eq!(
-        seqs,
-        (0..10_000).collect::<Vec<_>>(),
-        "seqs are dense and ascending"
-    );
+    assert_eq!(seqs, (0..10_000).collect::<Vec<_>>(), "seqs are dense and ascending");
     let mut expect_out = (0..10_000).step_by(2);
     let mut expect_err = (1..10_000).step_by(2);
     for l in &lines {
@@ -46,20 +39,13 @@ async fn ten_thousand_interleaved_lines_arrive_once_in_order_with_their_stream()
 
 #[tokio::test]
 async fn paging_with_next_seq_is_repeatable() {
-    let s = Server::start(
-        "paging",
-        json!({"workflows": [wf("many", &["lines", "1000"])]}),
-    )
-    .await;
+    let s = Server::start("paging", json!({"workflows": [wf("many", &["lines", "1000"])]})).await;
     let id = s.start_wf("many", json!({})).await;
     s.wait_final(&id).await;
     let args = json!({"execution_id": id, "since_seq": 300, "max_lines": 100});
     let a = s.ok("get_logs", args.clone()).await;
     let b = s.ok("get_logs", args).await;
-    assert_eq!(
-        a["lines"], b["lines"],
-        "the same call gives the same answer"
-    );
+    assert_eq!(a["lines"], b["lines"], "the same call gives the same answer");
     assert_eq!(a["first_seq"], 300);
     assert_eq!(a["last_seq"], 399);
     assert_eq!(a["next_seq"], 400);
@@ -75,9 +61,7 @@ async fn paging_with_next_seq_is_repeatable() {
         next["lines"][0]["text"], "out 400",
         "continuing from next_seq skips and repeats nothing"
     );
-    let last = s
-        .ok("get_logs", json!({"execution_id": id, "since_seq": 990}))
-        .await;
+    let last = s.ok("get_logs", json!({"execution_id": id, "since_seq": 990})).await;
     assert_eq!(last["lines"].as_array().unwrap().len(), 10);
     assert_eq!(last["has_more"], false);
     assert_eq!(last["done"], true);
@@ -108,21 +92,13 @@ async fn exit_code_and_signal_are_reported_separately() {
     let id = s.start_wf("three", json!({})).await;
     let st = s.wait_final(&id).await;
     assert_eq!(
-        (
-            st["state"].clone(),
-            st["exit_code"].clone(),
-            st["signal"].clone()
-        ),
+        (st["state"].clone(), st["exit_code"].clone(), st["signal"].clone()),
         (json!("failed"), json!(3), Value::Null)
     );
     let id = s.start_wf("killed", json!({})).await;
     let st = s.wait_final(&id).await;
     assert_eq!(
-        (
-            st["state"].clone(),
-            st["exit_code"].clone(),
-            st["signal"].clone()
-        ),
+        (st["state"].clone(), st["exit_code"].clone(), st["signal"].clone()),
         (json!("failed"), Value::Null, json!("SIGKILL")),
         "a signal death is never reported as an exit code"
     );
@@ -137,11 +113,7 @@ async fn exit_code_and_signal_are_reported_separately() {
 
 #[tokio::test]
 async fn child_stdin_is_at_eof() {
-    let s = Server::start(
-        "stdin",
-        json!({"workflows": [wf("stdin", &["check-stdin"])]}),
-    )
-    .await;
+    let s = Server::start("stdin", json!({"workflows": [wf("stdin", &["check-stdin"])]})).await;
     let id = s.start_wf("stdin", json!({})).await;
     s.wait_final(&id).await;
     let lines = s.all_lines(&id, 100).await;
@@ -150,11 +122,7 @@ async fn child_stdin_is_at_eof() {
 
 #[tokio::test]
 async fn cancel_kills_grandchildren() {
-    let s = Server::start(
-        "cancel",
-        json!({"workflows": [wf("tree", &["grandchild", "hold"])]}),
-    )
-    .await;
+    let s = Server::start("cancel", json!({"workflows": [wf("tree", &["grandchild", "hold"])]})).await;
     let id = s.start_wf("tree", json!({})).await;
     let line = s.wait_line(&id, "^grandchild").await;
     let grandchild: u32 = line.split(' ').nth(1).unwrap().parse().unwrap();
@@ -162,19 +130,24 @@ async fn cancel_kills_grandchildren() {
         .as_u64()
         .unwrap() as u32;
     assert!(alive(grandchild) && alive(leader));
+    let ppid = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        stat[stat.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse::<u32>()
+            .unwrap()
+    };
+    assert_eq!(ppid(leader), s.pid, "the server spawned the workflow itself");
+    assert_eq!(ppid(grandchild), leader);
     let st = s
-        .ok(
-            "cancel_execution",
-            json!({"execution_id": id, "grace_ms": 2000}),
-        )
+        .ok("cancel_execution", json!({"execution_id": id, "grace_ms": 2000}))
         .await;
     assert_eq!(st["state"], "cancelled");
     assert_eq!(st["signal"], "SIGTERM");
     assert!(!alive(leader), "the leader is gone when cancel returns");
-    assert!(
-        !alive(grandchild),
-        "the grandchild is gone when cancel returns"
-    );
+    assert!(!alive(grandchild), "the grandchild is gone when cancel returns");
     let again = s.ok("cancel_execution", json!({"execution_id": id})).await;
     assert_eq!(
         again["state"], "cancelled",
@@ -192,10 +165,7 @@ async fn cancel_escalates_to_sigkill_when_term_is_ignored() {
     let id = s.start_wf("stubborn", json!({})).await;
     s.wait_line(&id, "^ready$").await;
     let st = s
-        .ok(
-            "cancel_execution",
-            json!({"execution_id": id, "grace_ms": 200}),
-        )
+        .ok("cancel_execution", json!({"execution_id": id, "grace_ms": 200}))
         .await;
     assert_eq!(st["state"], "cancelled");
     assert_eq!(st["signal"], "SIGKILL");
@@ -209,16 +179,12 @@ async fn unknown_workflow_and_unknown_execution_are_tool_errors() {
         json!({"workflows": [wf("build", &["out", "x"]), wf("test", &["out", "y"])]}),
     )
     .await;
-    let e = s
-        .err("execute_workflow", json!({"workflow": "buidl"}))
-        .await;
+    let e = s.err("execute_workflow", json!({"workflow": "buidl"})).await;
     assert_eq!(
         e,
         "unknown workflow \"buidl\" (did you mean \"build\"?); known workflows: build, test"
     );
-    let e = s
-        .err("get_status", json!({"execution_id": "not-an-id"}))
-        .await;
+    let e = s.err("get_status", json!({"execution_id": "not-an-id"})).await;
     assert!(
         e.contains("\"not-an-id\" is not an execution id") && e.contains("list_executions"),
         "{e}"
@@ -256,11 +222,8 @@ async fn each_kind_of_invalid_input_is_a_tool_error_naming_it() {
     let call = |params: Value| {
         let s = &s;
         async move {
-            s.err(
-                "execute_workflow",
-                json!({"workflow": "p", "params": params}),
-            )
-            .await
+            s.err("execute_workflow", json!({"workflow": "p", "params": params}))
+                .await
         }
     };
     assert_eq!(
@@ -295,27 +258,17 @@ async fn each_kind_of_invalid_input_is_a_tool_error_naming_it() {
         call(json!({"repeat": 1, "colour": "red"})).await,
         "unknown param \"colour\" for workflow \"p\"; known params: repeat, mode, tag, ratio, dry"
     );
-    let e = s
-        .err("execute_workflow", json!({"workflow": "p", "params": [1]}))
-        .await;
+    let e = s.err("execute_workflow", json!({"workflow": "p", "params": [1]})).await;
     assert!(e.starts_with("\"params\" must be a JSON object"), "{e}");
     let e = s
-        .err(
-            "get_logs",
-            json!({"execution_id": "x", "max_lines": "lots"}),
-        )
+        .err("get_logs", json!({"execution_id": "x", "max_lines": "lots"}))
         .await;
-    assert!(
-        e.contains("\"max_lines\"") && e.contains("invalid type"),
-        "{e}"
-    );
+    assert!(e.contains("\"max_lines\"") && e.contains("invalid type"), "{e}");
     let e = s
         .err("get_status", json!({"execution_id": "x", "wait_ms": 70000}))
         .await;
     assert_eq!(e, "\"wait_ms\" must be between 0 and 60000, got 70000");
-    let e = s
-        .err("get_logs", json!({"execution_id": "x", "bogus": 1}))
-        .await;
+    let e = s.err("get_logs", json!({"execution_id": "x", "bogus": 1})).await;
     assert!(e.contains("unknown field `bogus`"), "{e}");
 }
 
@@ -432,9 +385,7 @@ async fn budgets_are_never_exceeded_and_truncation_is_stated() {
     .await;
     let id = s.start_wf("many", json!({})).await;
     s.wait_final(&id).await;
-    let page = s
-        .ok("get_logs", json!({"execution_id": id, "max_bytes": 100}))
-        .await;
+    let page = s.ok("get_logs", json!({"execution_id": id, "max_bytes": 100})).await;
     let bytes: usize = page["lines"]
         .as_array()
         .unwrap()
@@ -445,30 +396,18 @@ async fn budgets_are_never_exceeded_and_truncation_is_stated() {
     assert_eq!(page["truncated"], "max_bytes");
     assert_eq!(page["has_more"], true);
     assert_eq!(page["next_seq"], page["last_seq"].as_u64().unwrap() + 1);
-    let r = s
-        .call("get_logs", json!({"execution_id": id, "max_bytes": 100}))
-        .await;
+    let r = s.call("get_logs", json!({"execution_id": id, "max_bytes": 100})).await;
     assert!(
-        r.text
-            .lines()
-            .next()
-            .unwrap()
-            .contains("more (max_bytes reached)"),
+        r.text.lines().next().unwrap().contains("more (max_bytes reached)"),
         "{}",
         r.text
     );
     let default = s.ok("get_logs", json!({"execution_id": id})).await;
-    assert_eq!(
-        default["lines"].as_array().unwrap().len(),
-        200,
-        "200 lines by default"
-    );
+    assert_eq!(default["lines"].as_array().unwrap().len(), 200, "200 lines by default");
 
     let id = s.start_wf("long", json!({})).await;
     s.wait_final(&id).await;
-    let page = s
-        .ok("get_logs", json!({"execution_id": id, "max_bytes": 1000}))
-        .await;
+    let page = s.ok("get_logs", json!({"execution_id": id, "max_bytes": 1000})).await;
     assert_eq!(page["lines"][0]["text"].as_str().unwrap().len(), 1000);
     assert_eq!(
         page["lines"][0]["cut"], true,
@@ -502,40 +441,21 @@ async fn grep_tail_and_stream_selection() {
     );
     assert_eq!(g["lines"][1]["matched"], true);
     assert_eq!(g["lines"][0]["matched"], false);
-    let t = s
-        .ok("get_logs", json!({"execution_id": id, "tail": 2}))
-        .await;
-    assert_eq!(
-        texts(t["lines"].as_array().unwrap()),
-        ["error: boom", "done"]
-    );
-    let st = s
-        .ok("get_status", json!({"execution_id": id, "tail_lines": 3}))
-        .await;
+    let t = s.ok("get_logs", json!({"execution_id": id, "tail": 2})).await;
+    assert_eq!(texts(t["lines"].as_array().unwrap()), ["error: boom", "done"]);
+    let st = s.ok("get_status", json!({"execution_id": id, "tail_lines": 3})).await;
     assert_eq!(
         texts(st["tail"].as_array().unwrap()),
         ["warning: disk", "error: boom", "done"]
     );
-    let bad = s
-        .err("get_logs", json!({"execution_id": id, "grep": "("}))
-        .await;
-    assert!(
-        bad.starts_with("\"grep\" is not a valid regular expression"),
-        "{bad}"
-    );
+    let bad = s.err("get_logs", json!({"execution_id": id, "grep": "("})).await;
+    assert!(bad.starts_with("\"grep\" is not a valid regular expression"), "{bad}");
 
     let id = s.start_wf("both", json!({})).await;
     s.wait_final(&id).await;
-    let e = s
-        .ok("get_logs", json!({"execution_id": id, "stream": "stderr"}))
-        .await;
-    assert_eq!(
-        texts(e["lines"].as_array().unwrap()),
-        ["to stderr 1", "to stderr 2"]
-    );
-    let o = s
-        .ok("get_logs", json!({"execution_id": id, "stream": "stdout"}))
-        .await;
+    let e = s.ok("get_logs", json!({"execution_id": id, "stream": "stderr"})).await;
+    assert_eq!(texts(e["lines"].as_array().unwrap()), ["to stderr 1", "to stderr 2"]);
+    let o = s.ok("get_logs", json!({"execution_id": id, "stream": "stdout"})).await;
     assert_eq!(texts(o["lines"].as_array().unwrap()), ["to stdout"]);
     let r = s
         .call("get_logs", json!({"execution_id": id, "stream": "stderr"}))
@@ -550,16 +470,9 @@ async fn grep_tail_and_stream_selection() {
 
 #[tokio::test]
 async fn execute_with_wait_returns_the_final_status() {
-    let s = Server::start(
-        "wait",
-        json!({"workflows": [wf("quick", &["out", "hi", "exit", "0"])]}),
-    )
-    .await;
+    let s = Server::start("wait", json!({"workflows": [wf("quick", &["out", "hi", "exit", "0"])]})).await;
     let st = s
-        .ok(
-            "execute_workflow",
-            json!({"workflow": "quick", "wait_ms": 60000}),
-        )
+        .ok("execute_workflow", json!({"workflow": "quick", "wait_ms": 60000}))
         .await;
     assert_eq!(st["state"], "succeeded");
     assert_eq!(st["output"]["stdout"]["lines"], 1);
@@ -582,9 +495,7 @@ async fn follow_with_wait_ms_sees_lines_as_they_come() {
     )
     .await;
     let id = s.start_wf("slow", json!({})).await;
-    let p1 = s
-        .ok("get_logs", json!({"execution_id": id, "wait_ms": 60000}))
-        .await;
+    let p1 = s.ok("get_logs", json!({"execution_id": id, "wait_ms": 60000})).await;
     assert_eq!(texts(p1["lines"].as_array().unwrap()), ["first"]);
     assert_eq!(p1["done"], false);
     let next = p1["next_seq"].as_u64().unwrap();
@@ -598,8 +509,5 @@ async fn follow_with_wait_ms_sees_lines_as_they_come() {
             .unwrap();
     };
     let (p2, _) = tokio::join!(follow, release);
-    assert_eq!(
-        texts(p2.structured["lines"].as_array().unwrap()),
-        ["second"]
-    );
+    assert_eq!(texts(p2.structured["lines"].as_array().unwrap()), ["second"]);
 }

@@ -227,8 +227,7 @@ fn main() {
             }
             "--workflow-metadata" => {
                 let json = std::env::var("FAKE_METADATA").unwrap_or_else(|_| {
-                    r#"{"id":"fake","name":"Fake","description":"a fake workflow","fields":[]}"#
-                        .to_owned()
+                    r#"{"id":"fake","name":"Fake","description":"a fake workflow","fields":[]}"#.to_owned()
                 });
                 writeln!(out, "{json}").unwrap();
             }

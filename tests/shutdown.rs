@@ -6,9 +6,7 @@ use crate::util::{RawServer, alive, structured, wf};
 
 /// Starts a workflow that leaves a grandchild in its group and holds; returns (leader, grandchild) pids.
 async fn start_tree(s: &mut RawServer) -> (u32, u32) {
-    let id = s
-        .call("execute_workflow", json!({"workflow": "tree"}))
-        .await;
+    let id = s.call("execute_workflow", json!({"workflow": "tree"})).await;
     let r = s.response(id).await;
     let exec = structured(&r)["execution_id"].as_str().unwrap().to_owned();
     let leader = structured(&r)["pid"].as_u64().unwrap() as u32;
@@ -19,20 +17,13 @@ async fn start_tree(s: &mut RawServer) -> (u32, u32) {
         )
         .await;
     let r = s.response(id).await;
-    let line = structured(&r)["lines"][0]["text"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let line = structured(&r)["lines"][0]["text"].as_str().unwrap().to_owned();
     (leader, line.split(' ').nth(1).unwrap().parse().unwrap())
 }
 
 #[tokio::test]
 async fn stdin_eof_shuts_the_server_down_and_leaves_no_process() {
-    let mut s = RawServer::start(
-        "eof",
-        json!({"workflows": [wf("tree", &["grandchild", "hold"])]}),
-    )
-    .await;
+    let mut s = RawServer::start("eof", json!({"workflows": [wf("tree", &["grandchild", "hold"])]})).await;
     let (leader, grandchild) = start_tree(&mut s).await;
     assert!(alive(leader) && alive(grandchild));
     s.close_stdin();
@@ -52,10 +43,7 @@ async fn stdin_eof_still_answers_a_call_that_is_waiting() {
     )
     .await;
     let id = s
-        .call(
-            "execute_workflow",
-            json!({"workflow": "gated", "wait_ms": 60000}),
-        )
+        .call("execute_workflow", json!({"workflow": "gated", "wait_ms": 60000}))
         .await;
     // The request is on its way; end the input while the call waits, then let the workflow finish.
     s.close_stdin();
@@ -73,11 +61,7 @@ async fn stdin_eof_still_answers_a_call_that_is_waiting() {
 
 #[tokio::test]
 async fn sigterm_answers_pending_calls_at_once_and_kills_every_group() {
-    let mut s = RawServer::start(
-        "sigterm",
-        json!({"workflows": [wf("tree", &["grandchild", "hold"])]}),
-    )
-    .await;
+    let mut s = RawServer::start("sigterm", json!({"workflows": [wf("tree", &["grandchild", "hold"])]})).await;
     let (leader, grandchild) = start_tree(&mut s).await;
     let exec_list = s.call("list_executions", json!({})).await;
     let exec = structured(&s.response(exec_list).await)["executions"][0]["execution_id"]
@@ -85,10 +69,7 @@ async fn sigterm_answers_pending_calls_at_once_and_kills_every_group() {
         .unwrap()
         .to_owned();
     let pending = s
-        .call(
-            "get_status",
-            json!({"execution_id": exec, "wait_ms": 60000}),
-        )
+        .call("get_status", json!({"execution_id": exec, "wait_ms": 60000}))
         .await;
     // Requests are read in order: once this one is answered, the waiting call is in the server's hands.
     let marker = s.call("list_workflows", json!({})).await;
@@ -116,10 +97,7 @@ async fn malformed_requests_get_json_rpc_errors() {
     assert_eq!(r["error"]["code"], -32600, "{r}");
     let id = s.call("no_such_tool", json!({})).await;
     let r = s.response(id).await;
-    assert!(
-        r["error"]["code"].is_i64(),
-        "an unknown tool is a JSON-RPC error: {r}"
-    );
+    assert!(r["error"]["code"].is_i64(), "an unknown tool is a JSON-RPC error: {r}");
     s.close_stdin();
     s.wait_exit().await;
 }
@@ -139,11 +117,7 @@ async fn the_shipped_session_prints_one_response_per_request() {
         .stdin(std::fs::File::open(format!("{root}/examples/session.jsonl")).unwrap())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let responses: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

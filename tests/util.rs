@@ -56,11 +56,7 @@ impl TestDir {
         let p = self.join(name);
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         // SAFETY: mkfifo with a valid C string.
-        assert_eq!(
-            unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
-            0,
-            "mkfifo failed"
-        );
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo failed");
         p
     }
 }
@@ -97,6 +93,8 @@ pub struct Reply {
 /// A running server with an rmcp client connected over stdio.
 pub struct Server {
     pub client: RunningService<RoleClient, ()>,
+    /// The server's process id.
+    pub pid: u32,
     /// Holds the config and the server's stderr; removed when the test ends.
     _dir: TestDir,
     stderr: PathBuf,
@@ -119,9 +117,7 @@ impl Server {
         let (dir, config_path) = write_config(label, &config);
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
-        cmd.arg("--config")
-            .arg(&config_path)
-            .env("WORKFLOW_MCP_LOG", "debug");
+        cmd.arg("--config").arg(&config_path).env("WORKFLOW_MCP_LOG", "debug");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -129,9 +125,11 @@ impl Server {
             .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
             .spawn()
             .expect("spawn workflow-mcp");
+        let pid = transport.id().expect("server pid");
         let client = ().serve(transport).await.expect("MCP handshake");
         Server {
             client,
+            pid,
             _dir: dir,
             stderr,
         }
@@ -142,8 +140,7 @@ impl Server {
     }
 
     pub async fn call(&self, tool: &str, args: Value) -> Reply {
-        let params = CallToolRequestParams::new(tool.to_owned())
-            .with_arguments(args.as_object().unwrap().clone());
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.as_object().unwrap().clone());
         let result = match self.client.call_tool(params).await {
             Ok(r) => r,
             Err(e) => panic!(
@@ -179,25 +176,15 @@ impl Server {
     /// Calls a tool that must answer with a tool error; returns its text.
     pub async fn err(&self, tool: &str, args: Value) -> String {
         let r = self.call(tool, args.clone()).await;
-        assert!(
-            r.is_error,
-            "{tool} {args} should have failed but returned: {}",
-            r.text
-        );
-        assert!(
-            r.structured.is_null(),
-            "a tool error carries no structured content"
-        );
+        assert!(r.is_error, "{tool} {args} should have failed but returned: {}", r.text);
+        assert!(r.structured.is_null(), "a tool error carries no structured content");
         r.text
     }
 
     /// Starts a workflow and returns its execution id.
     pub async fn start_wf(&self, workflow: &str, params: Value) -> String {
         let s = self
-            .ok(
-                "execute_workflow",
-                json!({"workflow": workflow, "params": params}),
-            )
+            .ok("execute_workflow", json!({"workflow": workflow, "params": params}))
             .await;
         s["execution_id"].as_str().unwrap().to_owned()
     }
@@ -327,10 +314,7 @@ impl RawServer {
     /// The next message from the server (None at end of output).
     pub async fn recv(&mut self) -> Option<Value> {
         let line = self.stdout.next_line().await.expect("read server stdout")?;
-        Some(
-            serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("server wrote a non-JSON line {line:?}: {e}")),
-        )
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("server wrote a non-JSON line {line:?}: {e}")))
     }
 
     /// Reads messages until the response with `id`.

@@ -158,10 +158,7 @@ pub enum ConfigError {
     #[error("config file {} is not valid: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     #[error("config file {} has {} problem(s):\n  - {}", path.display(), problems.len(), problems.join("\n  - "))]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<String>,
-    },
+    Invalid { path: PathBuf, problems: Vec<String> },
 }
 
 /// Whether `name` is a usable workflow name.
@@ -171,10 +168,7 @@ pub fn valid_workflow_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
 }
 
 /// Whether `name` can be an environment variable name.
@@ -286,10 +280,7 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
     })
 }
 
-fn workflow_from_entry(
-    entry: &WorkflowEntry,
-    dir: &Path,
-) -> Result<(WorkflowDef, Vec<String>), Vec<String>> {
+fn workflow_from_entry(entry: &WorkflowEntry, dir: &Path) -> Result<(WorkflowDef, Vec<String>), Vec<String>> {
     let mut errs = Vec::new();
     let mut warnings = Vec::new();
     if !valid_workflow_name(&entry.name) {
@@ -300,12 +291,8 @@ fn workflow_from_entry(
     }
     let mut command = entry.command.clone();
     match command.first_mut() {
-        None => errs.push(
-            "command is empty; give the program and its arguments, e.g. [\"make\", \"all\"]".into(),
-        ),
-        Some(program) if program.is_empty() => {
-            errs.push("command[0] (the program) is empty".into())
-        }
+        None => errs.push("command is empty; give the program and its arguments, e.g. [\"make\", \"all\"]".into()),
+        Some(program) if program.is_empty() => errs.push("command[0] (the program) is empty".into()),
         Some(program) => {
             if program.contains('/') && Path::new(program).is_relative() {
                 *program = dir.join(&*program).to_string_lossy().into_owned();
@@ -342,17 +329,11 @@ fn workflow_from_entry(
     let mut param_names = HashSet::new();
     for (j, p) in entry.params.iter().enumerate() {
         if !param_names.insert(p.name.as_str()) {
-            errs.push(format!(
-                "params[{j}] \"{}\": the name is used twice",
-                p.name
-            ));
+            errs.push(format!("params[{j}] \"{}\": the name is used twice", p.name));
         }
         match param_from_entry(p) {
             Ok(param) => params.push(param),
-            Err(e) => errs.extend(
-                e.into_iter()
-                    .map(|e| format!("params[{j}] \"{}\": {e}", p.name)),
-            ),
+            Err(e) => errs.extend(e.into_iter().map(|e| format!("params[{j}] \"{}\": {e}", p.name))),
         }
     }
     if !errs.is_empty() {
@@ -383,12 +364,7 @@ fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
     if !name_ok {
         errs.push("name must be 1-64 characters of letters, digits, '_', '-'".into());
     }
-    let ways = [
-        p.arg.is_some(),
-        p.flag.is_some(),
-        p.positional,
-        p.env.is_some(),
-    ];
+    let ways = [p.arg.is_some(), p.flag.is_some(), p.positional, p.env.is_some()];
     let delivery = match ways.iter().filter(|w| **w).count() {
         1 => {
             if let Some(a) = &p.arg {
@@ -415,9 +391,7 @@ fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
         Some(Delivery::Env(var)) if !valid_env_name(var) => {
             errs.push(format!("env \"{var}\" is not an environment variable name"))
         }
-        Some(Delivery::Arg(a) | Delivery::Flag(a)) if a.is_empty() => {
-            errs.push("the option text is empty".into())
-        }
+        Some(Delivery::Arg(a) | Delivery::Flag(a)) if a.is_empty() => errs.push("the option text is empty".into()),
         _ => {}
     }
     let numeric = matches!(p.kind, ParamType::Integer | ParamType::Number);
@@ -477,11 +451,7 @@ fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
             Err(e) => errs.push(format!("default does not fit the param: {e}")),
         }
     }
-    if errs.is_empty() {
-        Ok(param)
-    } else {
-        Err(errs)
-    }
+    if errs.is_empty() { Ok(param) } else { Err(errs) }
 }
 
 #[cfg(test)]
@@ -490,11 +460,7 @@ mod tests {
 
     fn check(json: &str) -> Result<Config, ConfigError> {
         let file: ConfigFile = serde_json::from_str(json).unwrap();
-        from_file(
-            file,
-            PathBuf::from("/cfg/workflows.json"),
-            PathBuf::from("/tmp"),
-        )
+        from_file(file, PathBuf::from("/cfg/workflows.json"), PathBuf::from("/tmp"))
     }
 
     #[test]
@@ -513,10 +479,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("/cfg/workflows.json"), "{err}");
-        assert!(
-            err.contains("workflows[0] \"a\": command is empty"),
-            "{err}"
-        );
+        assert!(err.contains("workflows[0] \"a\": command is empty"), "{err}");
         assert!(
             err.contains("workflows[1] \"b\": params[0] \"n\": \"flag\" is only for boolean"),
             "{err}"
@@ -525,10 +488,7 @@ mod tests {
             err.contains("params[1] \"m\": minimum 5 is greater than maximum 1"),
             "{err}"
         );
-        assert!(
-            err.contains("params[2] \"k\": default does not fit"),
-            "{err}"
-        );
+        assert!(err.contains("params[2] \"k\": default does not fit"), "{err}");
         assert!(
             err.contains("workflows[2] \"a\": the name is used by an earlier entry"),
             "{err}"
@@ -550,9 +510,7 @@ mod tests {
 
     #[test]
     fn relative_program_and_cwd_resolve_against_the_config_folder() {
-        let cfg =
-            check(r#"{"workflows": [{"name": "a", "command": ["./run.sh", "x"], "cwd": "sub"}]}"#)
-                .unwrap();
+        let cfg = check(r#"{"workflows": [{"name": "a", "command": ["./run.sh", "x"], "cwd": "sub"}]}"#).unwrap();
         let wf = &cfg.workflows[0];
         assert_eq!(wf.command[0], "/tmp/./run.sh");
         assert_eq!(wf.cwd, PathBuf::from("/tmp/sub"));

@@ -133,10 +133,7 @@ impl Param {
                     ));
                 }
                 if s.contains('\0') {
-                    return Err(format!(
-                        "param \"{}\" must not contain a NUL character",
-                        self.name
-                    ));
+                    return Err(format!("param \"{}\" must not contain a NUL character", self.name));
                 }
                 Value::String(s.clone())
             }
@@ -151,18 +148,13 @@ impl Param {
                 Ok(i) => json!(i),
                 Err(_) => return Err(self.error(value)),
             },
-            (ParamType::Number, Value::Number(n)) => n
-                .as_f64()
-                .map(number_value)
-                .ok_or_else(|| self.error(value))?,
+            (ParamType::Number, Value::Number(n)) => n.as_f64().map(number_value).ok_or_else(|| self.error(value))?,
             (ParamType::Number, Value::String(s)) => match s.trim().parse::<f64>() {
                 Ok(f) if f.is_finite() => number_value(f),
                 _ => return Err(self.error(value)),
             },
             (ParamType::Boolean, Value::Bool(b)) => Value::Bool(*b),
-            (ParamType::Boolean, Value::String(s)) if s == "true" || s == "false" => {
-                Value::Bool(s == "true")
-            }
+            (ParamType::Boolean, Value::String(s)) if s == "true" || s == "false" => Value::Bool(s == "true"),
             _ => return Err(self.error(value)),
         };
         if let Some(allowed) = &self.allowed
@@ -257,10 +249,7 @@ pub fn render_value(v: &Value) -> String {
 
 /// The JSON Schema object of a whole parameter list.
 pub fn params_schema(params: &[Param]) -> Value {
-    let properties: Map<String, Value> = params
-        .iter()
-        .map(|p| (p.name.clone(), p.schema()))
-        .collect();
+    let properties: Map<String, Value> = params.iter().map(|p| (p.name.clone(), p.schema())).collect();
     let required: Vec<&str> = params
         .iter()
         .filter(|p| p.required && p.default.is_none())
@@ -275,11 +264,7 @@ pub fn params_schema(params: &[Param]) -> Value {
 }
 
 /// Checks an agent's params against a workflow's list and maps them onto the command.
-pub fn resolve(
-    workflow: &str,
-    params: &[Param],
-    given: &Map<String, Value>,
-) -> Result<Invocation, String> {
+pub fn resolve(workflow: &str, params: &[Param], given: &Map<String, Value>) -> Result<Invocation, String> {
     if given.len() > MAX_PARAMS_PER_CALL {
         return Err(format!(
             "{} params given; a call takes at most {MAX_PARAMS_PER_CALL}",
@@ -364,11 +349,7 @@ mod tests {
             param("filter", ParamType::String, Delivery::Positional),
             Param {
                 default: Some(json!(false)),
-                ..param(
-                    "release",
-                    ParamType::Boolean,
-                    Delivery::Flag("--release".into()),
-                )
+                ..param("release", ParamType::Boolean, Delivery::Flag("--release".into()))
             },
             Param {
                 minimum: Some(1.0),
@@ -378,11 +359,7 @@ mod tests {
             Param {
                 required: true,
                 allowed: Some(vec![json!("info"), json!("debug")]),
-                ..param(
-                    "level",
-                    ParamType::String,
-                    Delivery::Env("LOG_LEVEL".into()),
-                )
+                ..param("level", ParamType::String, Delivery::Env("LOG_LEVEL".into()))
             },
             param("ratio", ParamType::Number, Delivery::Arg("--ratio".into())),
         ]
@@ -400,10 +377,7 @@ mod tests {
             &given(json!({"filter": "net", "release": true, "jobs": 4, "level": "debug", "ratio": 5.0})),
         )
         .unwrap();
-        assert_eq!(
-            inv.args,
-            ["--release", "--jobs", "4", "--ratio", "5", "net"]
-        );
+        assert_eq!(inv.args, ["--release", "--jobs", "4", "--ratio", "5", "net"]);
         assert_eq!(inv.env, [("LOG_LEVEL".to_owned(), "debug".to_owned())]);
         assert_eq!(inv.values["ratio"], json!(5));
     }
@@ -444,9 +418,7 @@ mod tests {
             err(json!({"level": "info", "bogus": 1})),
             "unknown param \"bogus\" for workflow \"test\"; known params: filter, release, jobs, level, ratio"
         );
-        assert!(
-            err(json!({"level": "info", "filter": "--evil"})).contains("must not start with '-'")
-        );
+        assert!(err(json!({"level": "info", "filter": "--evil"})).contains("must not start with '-'"));
         assert_eq!(
             err(json!({"level": "info", "release": 1})),
             "param \"release\" must be true or false, got 1"

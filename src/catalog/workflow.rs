@@ -51,10 +51,7 @@ impl Catalog {
 
     /// The current list, in catalog order (manifest entries first, then discovered ones by name).
     pub fn all(&self) -> Arc<Vec<Arc<WorkflowDef>>> {
-        self.workflows
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.workflows.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<WorkflowDef>> {

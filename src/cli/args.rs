@@ -139,14 +139,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             _ => positional.push(arg),
         }
     }
-    let config = match config.or_else(|| std::env::var_os("WORKFLOW_MCP_CONFIG").map(PathBuf::from))
-    {
+    let config = match config.or_else(|| std::env::var_os("WORKFLOW_MCP_CONFIG").map(PathBuf::from)) {
         Some(c) => c,
         None => {
-            return Err(
-                "no config file: pass --config FILE (or set WORKFLOW_MCP_CONFIG); see --help"
-                    .into(),
-            );
+            return Err("no config file: pass --config FILE (or set WORKFLOW_MCP_CONFIG); see --help".into());
         }
     };
     let extra = |positional: &[String]| match positional.first() {
@@ -213,9 +209,7 @@ mod tests {
             })
         );
         assert_eq!(
-            p(&[
-                "run", "build", "--config", "a.json", "-p", "jobs=4", "--param", "x=a=b"
-            ]),
+            p(&["run", "build", "--config", "a.json", "-p", "jobs=4", "--param", "x=a=b"]),
             Ok(Command::Run {
                 config: "a.json".into(),
                 workflow: "build".into(),
@@ -243,10 +237,6 @@ mod tests {
                 .unwrap_err()
                 .contains("KEY=VALUE")
         );
-        assert!(
-            p(&["--config"])
-                .unwrap_err()
-                .contains("--config needs a value")
-        );
+        assert!(p(&["--config"]).unwrap_err().contains("--config needs a value"));
     }
 }

@@ -5,7 +5,9 @@ pub mod execution;
 pub mod process;
 pub mod progress;
 pub mod runner;
+pub mod watchdog;
 
 pub use execution::{Execution, ExecutionState, ExecutionStatus, OutputSummary, StopReason};
 pub use progress::{Progress, WorkflowEvent};
 pub use runner::{Engine, EngineConfig, EngineError, ListFilter};
+pub use watchdog::Watchdog;

@@ -225,13 +225,7 @@ impl ProgressTracker {
 }
 
 impl TrackerState {
-    fn message(
-        &mut self,
-        task_id: Option<String>,
-        agent_name: Option<String>,
-        text: String,
-        at: SystemTime,
-    ) {
+    fn message(&mut self, task_id: Option<String>, agent_name: Option<String>, text: String, at: SystemTime) {
         self.progress.message = Some(LastMessage {
             task_id,
             agent_name,
@@ -299,9 +293,7 @@ impl TrackerState {
                     },
                 );
             }
-            WorkflowEvent::TaskProgress { task_id, message } => {
-                self.message(Some(task_id), None, message, at)
-            }
+            WorkflowEvent::TaskProgress { task_id, message } => self.message(Some(task_id), None, message, at),
             WorkflowEvent::TaskCompleted { task_id, result } => {
                 self.progress.tasks.completed += 1;
                 self.finish_task(&task_id);
@@ -319,10 +311,7 @@ impl TrackerState {
                 agent_name,
                 description,
             } => {
-                if let Some(task) = self
-                    .order
-                    .get(&task_id)
-                    .and_then(|k| self.running.get_mut(k))
+                if let Some(task) = self.order.get(&task_id).and_then(|k| self.running.get_mut(k))
                     && !task.agents.contains(&agent_name)
                 {
                     task.agents.push(agent_name.clone());
@@ -352,12 +341,7 @@ impl TrackerState {
                 error,
             } => {
                 self.remove_agent(&task_id, &agent_name);
-                self.message(
-                    Some(task_id),
-                    Some(agent_name),
-                    format!("failed: {error}"),
-                    at,
-                );
+                self.message(Some(task_id), Some(agent_name), format!("failed: {error}"), at);
             }
             WorkflowEvent::StateFileCreated {
                 phase,
@@ -378,13 +362,7 @@ impl TrackerState {
         }
     }
 
-    fn set_phase_state(
-        &mut self,
-        phase: u32,
-        name: String,
-        state: StepState,
-        error: Option<String>,
-    ) {
+    fn set_phase_state(&mut self, phase: u32, name: String, state: StepState, error: Option<String>) {
         let total = self.progress.phase.as_ref().and_then(|p| p.total);
         let name = if name.is_empty() {
             self.progress
@@ -406,11 +384,7 @@ impl TrackerState {
     }
 
     fn remove_agent(&mut self, task_id: &str, agent: &str) {
-        if let Some(task) = self
-            .order
-            .get(task_id)
-            .and_then(|k| self.running.get_mut(k))
-        {
+        if let Some(task) = self.order.get(task_id).and_then(|k| self.running.get_mut(k)) {
             task.agents.retain(|a| a != agent);
         }
     }
@@ -464,18 +438,12 @@ mod tests {
             })
         );
         assert_eq!(p.phases_completed, 1);
-        assert_eq!(
-            (p.tasks.started, p.tasks.completed, p.tasks.failed),
-            (3, 1, 1)
-        );
+        assert_eq!((p.tasks.started, p.tasks.completed, p.tasks.failed), (3, 1, 1));
         assert_eq!(p.tasks.total, Some(2));
         assert_eq!(p.tasks.running_count, 1);
         assert_eq!(p.tasks.running[0].task_id, "t3");
         assert_eq!(p.message.as_ref().unwrap().text, "50%");
-        assert_eq!(
-            p.message.as_ref().unwrap().agent_name.as_deref(),
-            Some("cc")
-        );
+        assert_eq!(p.message.as_ref().unwrap().agent_name.as_deref(), Some("cc"));
         assert_eq!(p.state_files[0].path, "out/a.yaml");
         assert_eq!(p.events, 12);
         assert_eq!(p.malformed_events, 2);

@@ -27,6 +27,7 @@ use super::drain::{DrainHandles, DrainSync, spawn_drain};
 use super::execution::{Execution, ExecutionState, ExecutionStatus, StopReason};
 use super::process;
 use super::progress::ProgressTracker;
+use super::watchdog::Watchdog;
 use crate::catalog::{Invocation, Limits, WorkflowDef};
 use crate::logs::{LogLimits, LogStore, MemoryBudget, Stream};
 
@@ -94,6 +95,7 @@ struct Shared {
     base_env: Vec<(String, String)>,
     shutting_down: AtomicBool,
     shutdown: CancellationToken,
+    watchdog: Option<Watchdog>,
 }
 
 #[derive(Default)]
@@ -110,20 +112,13 @@ struct Table {
 
 impl Table {
     fn has_slot(&self, def: &WorkflowDef, max: usize) -> bool {
-        let per = self
-            .running_by_workflow
-            .get(&def.name)
-            .copied()
-            .unwrap_or(0);
+        let per = self.running_by_workflow.get(&def.name).copied().unwrap_or(0);
         self.slotted.len() < max && def.max_concurrent.is_none_or(|m| per < m)
     }
 
     fn take_slot(&mut self, exec: &Execution) {
         self.slotted.insert(exec.id);
-        *self
-            .running_by_workflow
-            .entry(exec.workflow.name.clone())
-            .or_default() += 1;
+        *self.running_by_workflow.entry(exec.workflow.name.clone()).or_default() += 1;
     }
 
     fn release_slot(&mut self, exec: &Execution) {
@@ -168,8 +163,7 @@ impl Table {
             .iter()
             .enumerate()
             .filter(|(i, (_, at))| {
-                *i < excess
-                    || at.is_some_and(|t| now.duration_since(t).unwrap_or_default() > max_age)
+                *i < excess || at.is_some_and(|t| now.duration_since(t).unwrap_or_default() > max_age)
             })
             .map(|(_, (id, _))| *id)
             .collect();
@@ -195,25 +189,26 @@ pub struct ListFilter {
 }
 
 impl Engine {
-    /// Starts the spawner thread. `runtime` runs the timeout tasks.
-    pub fn new(config: EngineConfig, runtime: tokio::runtime::Handle) -> std::io::Result<Self> {
+    /// Starts the spawner thread. `runtime` runs the timeout tasks; `watchdog`, when given, kills every running
+    /// workflow group if the server dies.
+    pub fn new(
+        config: EngineConfig,
+        runtime: tokio::runtime::Handle,
+        watchdog: Option<Watchdog>,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("wf-spawner".into())
-            .spawn(move || {
-                // Lives as long as the process: the parent-death signal of every child is tied to this thread.
-                for job in rx {
-                    job();
-                }
-            })?;
+        std::thread::Builder::new().name("wf-spawner".into()).spawn(move || {
+            // Lives as long as the process: the parent-death signal of every child is tied to this thread.
+            for job in rx {
+                job();
+            }
+        })?;
         let mut base_env = vec![("NO_COLOR".to_owned(), "1".to_owned())];
         for (k, v) in std::env::vars_os() {
             let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
                 continue;
             };
-            let allowed = ALLOWED_ENV.contains(&k)
-                || k.starts_with("LC_")
-                || config.inherit_env.iter().any(|i| i == k);
+            let allowed = ALLOWED_ENV.contains(&k) || k.starts_with("LC_") || config.inherit_env.iter().any(|i| i == k);
             if allowed {
                 base_env.push((k.to_owned(), v.to_owned()));
             }
@@ -231,6 +226,7 @@ impl Engine {
                 base_env,
                 shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
+                watchdog,
             }),
         })
     }
@@ -325,28 +321,15 @@ impl Engine {
     pub fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
         let execs: Vec<Arc<Execution>> = {
             let t = lock(&self.shared.table);
-            t.order
-                .iter()
-                .rev()
-                .filter_map(|id| t.by_id.get(id).cloned())
-                .collect()
+            t.order.iter().rev().filter_map(|id| t.by_id.get(id).cloned()).collect()
         };
         let matching: Vec<Arc<Execution>> = execs
             .into_iter()
-            .filter(|e| {
-                filter
-                    .workflow
-                    .as_ref()
-                    .is_none_or(|w| &e.workflow.name == w)
-            })
+            .filter(|e| filter.workflow.as_ref().is_none_or(|w| &e.workflow.name == w))
             .filter(|e| filter.state.is_none_or(|s| e.state() == s))
             .collect();
         let total = matching.len();
-        let statuses = matching
-            .iter()
-            .take(filter.limit)
-            .map(|e| self.status(e))
-            .collect();
+        let statuses = matching.iter().take(filter.limit).map(|e| self.status(e)).collect();
         (statuses, total)
     }
 
@@ -357,12 +340,7 @@ impl Engine {
 
     /// Waits until the execution is final, `timeout` passes, `cancel` fires, or the server shuts down.
     /// Returns whether it is final.
-    pub async fn wait_final(
-        &self,
-        exec: &Execution,
-        timeout: Duration,
-        cancel: &CancellationToken,
-    ) -> bool {
+    pub async fn wait_final(&self, exec: &Execution, timeout: Duration, cancel: &CancellationToken) -> bool {
         let mut rx = exec.logs_tx.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -456,12 +434,7 @@ impl Engine {
         let (queued, running): (Vec<_>, Vec<_>) = {
             let mut t = lock(&shared.table);
             let queued: Vec<_> = t.queue.drain(..).collect();
-            let running = t
-                .by_id
-                .values()
-                .filter(|e| !e.state().is_terminal())
-                .cloned()
-                .collect();
+            let running = t.by_id.values().filter(|e| !e.state().is_terminal()).cloned().collect();
             (queued, running)
         };
         for e in queued {
@@ -500,6 +473,11 @@ impl Engine {
             process::reap_orphans();
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        if shared.watchdog.is_some() {
+            let shared = shared.clone();
+            // Reaping the watchdog blocks in waitpid for a moment: not on a tokio worker.
+            let _ = tokio::task::spawn_blocking(move || shared.watchdog.as_ref().map(Watchdog::finish)).await;
+        }
     }
 }
 
@@ -517,11 +495,7 @@ fn stop_message(reason: StopReason, exec: &Execution) -> String {
     }
 }
 
-fn final_state(
-    stop: Option<StopReason>,
-    exit_code: Option<i32>,
-    _signal: Option<i32>,
-) -> ExecutionState {
+fn final_state(stop: Option<StopReason>, exit_code: Option<i32>, _signal: Option<i32>) -> ExecutionState {
     match stop {
         Some(StopReason::Cancel | StopReason::Shutdown) => ExecutionState::Cancelled,
         Some(StopReason::Timeout) => ExecutionState::TimedOut,
@@ -530,34 +504,17 @@ fn final_state(
     }
 }
 
-/// A sentence for a spawn error that says what to fix.
-fn describe_spawn_error(e: &std::io::Error, exec: &Execution) -> String {
-    let program = &exec.argv[0];
+/// A sentence for a spawn error that says what to fix (the program itself was found: see [`resolve_program`]).
+fn describe_spawn_error(e: &std::io::Error, program: &std::path::Path) -> String {
+    let program = program.display();
     match e.raw_os_error() {
-        Some(libc::ENOENT) if program.contains('/') => {
-            format!("program {program} does not exist ({e})")
-        }
         Some(libc::ENOENT) => {
-            let path = exec
-                .env
-                .iter()
-                .rev()
-                .find(|(k, _)| k == "PATH")
-                .map_or("", |(_, v)| v.as_str());
-            format!(
-                "command \"{program}\" was not found in PATH ({path}); use an absolute path or add its folder to PATH"
-            )
+            format!("cannot run {program}: {e}; if it is a script, check the interpreter on its #! line")
         }
-        Some(libc::EACCES) => {
-            format!("{program} is not executable (permission denied); check its mode (chmod +x)")
-        }
-        Some(libc::ENOEXEC) => {
-            format!("{program} is not a runnable executable (a script needs a #! line)")
-        }
-        Some(libc::EAGAIN) | Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOMEM) => {
-            format!(
-                "the system refused a new process for {program}: {e}; try again when fewer executions run"
-            )
+        Some(libc::EACCES) => format!("{program} is not executable (permission denied); check its mode (chmod +x)"),
+        Some(libc::ENOEXEC) => format!("{program} is not a runnable executable (a script needs a #! line)"),
+        Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM) => {
+            format!("the system refused a new process for {program}: {e}; try again when fewer executions run")
         }
         _ => format!("failed to start {program}: {e}"),
     }
@@ -565,11 +522,7 @@ fn describe_spawn_error(e: &std::io::Error, exec: &Execution) -> String {
 
 impl Shared {
     /// Hands an execution to the spawner thread. `started` is told once it is running or failed to start.
-    fn launch(
-        self: &Arc<Self>,
-        exec: Arc<Execution>,
-        started: Option<tokio::sync::oneshot::Sender<()>>,
-    ) {
+    fn launch(self: &Arc<Self>, exec: Arc<Execution>, started: Option<tokio::sync::oneshot::Sender<()>>) {
         let shared = self.clone();
         let job: Job = Box::new(move || {
             shared.start(exec);
@@ -598,8 +551,23 @@ impl Shared {
             self.fail_to_start(&exec, msg);
             return;
         }
-        let mut cmd = Command::new(&exec.argv[0]);
-        cmd.args(&exec.argv[1..])
+        let path = exec
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or("", |(_, v)| v.as_str());
+        let program = match resolve_program(&exec.argv[0], path, &def.cwd) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.fail_to_start(&exec, msg);
+                return;
+            }
+        };
+        // No pre_exec hook: std then uses posix_spawn (vfork-like), which does not copy our page tables.
+        let mut cmd = Command::new(&program);
+        cmd.arg0(&exec.argv[0])
+            .args(&exec.argv[1..])
             .env_clear()
             .envs(exec.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&def.cwd)
@@ -607,23 +575,6 @@ impl Shared {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let parent = std::process::id();
-        // SAFETY: the closure runs between fork and exec and only calls async-signal-safe functions.
-        unsafe {
-            cmd.pre_exec(move || {
-                #[cfg(target_os = "linux")]
-                {
-                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::getppid() as u32 != parent {
-                        // The server died before the death signal was armed.
-                        libc::_exit(127);
-                    }
-                }
-                Ok(())
-            });
-        }
         let spawned = {
             let mut own = process::own_children();
             cmd.spawn().inspect(|child| {
@@ -633,12 +584,15 @@ impl Shared {
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                let msg = describe_spawn_error(&e, &exec);
+                let msg = describe_spawn_error(&e, &program);
                 self.fail_to_start(&exec, msg);
                 return;
             }
         };
         let pid = child.id();
+        if let Some(w) = &self.watchdog {
+            w.watch(pid);
+        }
         exec.update(|l| {
             l.state = ExecutionState::Running;
             l.pid = Some(pid);
@@ -679,15 +633,11 @@ impl Shared {
             .map(Duration::from_millis)
             .or(self.config.default_timeout)
         {
-            let engine = Engine {
-                shared: self.clone(),
-            };
+            let engine = Engine { shared: self.clone() };
             let grace = self.config.grace;
             self.runtime.spawn(async move {
                 let never = CancellationToken::new();
-                if !engine.wait_final(&exec, timeout, &never).await
-                    && !engine.shared.shutdown.is_cancelled()
-                {
+                if !engine.wait_final(&exec, timeout, &never).await && !engine.shared.shutdown.is_cancelled() {
                     engine.stop(&exec, StopReason::Timeout, grace).await;
                 }
             });
@@ -745,7 +695,11 @@ impl Shared {
             );
             exec.update(|l| l.held_open = open);
         }
-        if !wait_group_gone(pid, Instant::now() + Duration::from_secs(2)) {
+        if wait_group_gone(pid, Instant::now() + Duration::from_secs(2)) {
+            if let Some(w) = &self.watchdog {
+                w.unwatch(pid);
+            }
+        } else {
             tracing::warn!(execution = %exec.id, pgid = pid, "processes of the workflow's group survived SIGKILL");
         }
         self.settle(&exec, status.map(|s| (s.code(), s.signal())));
@@ -780,6 +734,41 @@ impl Shared {
             self.launch(e, None);
         }
     }
+}
+
+/// The program to run: a path containing `/` as it is (relative to `cwd`), a bare name looked up in the
+/// workflow's own `PATH` (not the server's).
+fn resolve_program(program: &str, path: &str, cwd: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return match std::fs::metadata(&p) {
+            Err(e) => Err(format!("program {} does not exist ({e})", p.display())),
+            Ok(m) if !m.is_file() => Err(format!("program {} is not a file", p.display())),
+            Ok(_) if !executable(&p) => Err(format!(
+                "{} is not executable (permission denied); check its mode (chmod +x)",
+                p.display()
+            )),
+            Ok(_) => Ok(p),
+        };
+    }
+    path.split(':')
+        .map(|dir| {
+            if dir.is_empty() {
+                cwd.join(program)
+            } else {
+                std::path::Path::new(dir).join(program)
+            }
+        })
+        .find(|p| executable(p))
+        .ok_or_else(|| {
+            format!(
+                "command \"{program}\" was not found in PATH ({path}); use an absolute path or add its folder to \
+                 PATH (\"env\" or \"inherit_env\" in the config)"
+            )
+        })
 }
 
 /// Polls until group `pgid` has no process left (reaping orphans re-parented to us), or `deadline`.

@@ -177,9 +177,7 @@ impl LogQuery {
     }
 
     fn filtered(&self) -> bool {
-        self.stream != StreamSelector::Both
-            || self.events != EventSelector::All
-            || self.grep.is_some()
+        self.stream != StreamSelector::Both || self.events != EventSelector::All || self.grep.is_some()
     }
 
     /// Whether a selected line matches `grep` (on the text as rendered, so escapes never hide a match).
@@ -285,11 +283,7 @@ impl LogQuery {
             if matched == Some(true) {
                 after_left = self.context;
             }
-            let context_lines = if matched == Some(true) {
-                before.len()
-            } else {
-                0
-            };
+            let context_lines = if matched == Some(true) { before.len() } else { 0 };
             let emit = before
                 .drain(..context_lines)
                 .map(|l| (l, Some(false)))
@@ -374,13 +368,7 @@ mod tests {
             if crate::logs::render::needs_render(text.as_bytes()) {
                 f |= flags::NEEDS_RENDER;
             }
-            store.append_line(
-                *stream,
-                text.as_bytes(),
-                f,
-                text.len() as u64 + 1,
-                SystemTime::now(),
-            );
+            store.append_line(*stream, text.as_bytes(), f, text.len() as u64 + 1, SystemTime::now());
         }
         store
     }
@@ -390,16 +378,7 @@ mod tests {
         let lines: Vec<(Stream, &str)> = texts
             .iter()
             .enumerate()
-            .map(|(i, t)| {
-                (
-                    if i % 3 == 0 {
-                        Stream::Stderr
-                    } else {
-                        Stream::Stdout
-                    },
-                    t.as_str(),
-                )
-            })
+            .map(|(i, t)| (if i % 3 == 0 { Stream::Stderr } else { Stream::Stdout }, t.as_str()))
             .collect();
         store_with(&lines)
     }
@@ -419,11 +398,7 @@ mod tests {
         let mut seen = Vec::new();
         loop {
             let page = q.run(&snap);
-            assert_eq!(
-                seqs(&q.run(&snap)),
-                seqs(&page),
-                "the same call gives the same answer"
-            );
+            assert_eq!(seqs(&q.run(&snap)), seqs(&page), "the same call gives the same answer");
             seen.extend(seqs(&page));
             if !page.has_more {
                 break;
@@ -442,10 +417,7 @@ mod tests {
         };
         let page = q.run(&store.snapshot());
         assert!(page.bytes <= 100);
-        assert_eq!(
-            page.bytes,
-            page.lines.iter().map(|l| l.text.len()).sum::<usize>()
-        );
+        assert_eq!(page.bytes, page.lines.iter().map(|l| l.text.len()).sum::<usize>());
         assert_eq!(page.budget_hit, Some(BudgetHit::MaxBytes));
         assert_eq!(page.next_seq, page.lines.last().unwrap().seq + 1);
     }

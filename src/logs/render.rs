@@ -111,10 +111,7 @@ mod tests {
 
     #[test]
     fn carriage_returns_show_what_a_terminal_shows() {
-        assert_eq!(
-            r(b"progress 10%\rprogress 50%\rprogress 100%"),
-            "progress 100%"
-        );
+        assert_eq!(r(b"progress 10%\rprogress 50%\rprogress 100%"), "progress 100%");
         assert_eq!(r(b"abcdef\rXY"), "XYcdef");
         assert_eq!(r(b"windows line\r"), "windows line");
         assert_eq!(render(b"a\rb", true, true), "a\rb");

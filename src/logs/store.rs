@@ -160,11 +160,7 @@ impl Segment {
     }
 
     fn start_of(&self, i: usize) -> usize {
-        if i == 0 {
-            0
-        } else {
-            self.entries[i - 1].end() + 1
-        }
+        if i == 0 { 0 } else { self.entries[i - 1].end() + 1 }
     }
 
     /// All line bytes of the segment, each line followed by `\n`.
@@ -419,50 +415,53 @@ impl LogStore {
 
     /// Appends a chunk of lines read from one stream.
     ///
-    /// `data` holds the lines, each followed by `\n`; `lines` gives each line's end offset in `data` (exclusive,
-    /// before its `\n`) and its flags. `bytes_read` is what the pipe delivered for this chunk (for the byte
-    /// counters). Returns the seq the next line will get.
+    /// `data` holds the lines, each followed by `\n`; `ends` gives each line's end offset in `data` (exclusive,
+    /// before its `\n`) and `line_flags` its flags (empty when no line has any). `bytes_read` is what the pipe
+    /// delivered for this chunk (for the byte counters). Returns the seq the next line will get.
     pub fn append(
         &self,
         stream: Stream,
         data: &[u8],
-        lines: &[(u32, u8)],
+        ends: &[u32],
+        line_flags: &[u8],
         bytes_read: u64,
         at: SystemTime,
     ) -> u64 {
-        let ts_ms =
-            u32::try_from(crate::clock::millis_between(self.origin, at)).unwrap_or(u32::MAX);
-        let stream_flag = if stream == Stream::Stderr {
-            flags::STDERR
-        } else {
-            0
-        };
+        debug_assert!(line_flags.is_empty() || line_flags.len() == ends.len());
+        let ts_ms = u32::try_from(crate::clock::millis_between(self.origin, at)).unwrap_or(u32::MAX);
+        let stream_flag = if stream == Stream::Stderr { flags::STDERR } else { 0 };
         let mut inner = self.lock();
         let mut i = 0;
         let mut data_off = 0usize;
-        while i < lines.len() {
+        while i < ends.len() {
             let seq_before = inner.next_seq;
             let before = inner.segments.back().expect("active").memory();
             // Clones the active segment (with no spare capacity) only if a reader still holds it.
-            let seg = Arc::make_mut(
-                inner
-                    .segments
-                    .back_mut()
-                    .expect("store always has an active segment"),
-            );
+            let seg = Arc::make_mut(inner.segments.back_mut().expect("store always has an active segment"));
             let (room, base) = (seg.data.capacity() - seg.data.len(), seg.data.len());
             // The longest prefix of the remaining lines that fits without reallocating.
-            let fit = lines[i..].partition_point(|&(end, _)| end as usize + 1 - data_off <= room);
+            let fit = ends[i..].partition_point(|&end| end as usize + 1 - data_off <= room);
             if fit > 0 {
                 let j = i + fit;
-                let chunk_end = lines[j - 1].0 as usize + 1;
+                let chunk_end = ends[j - 1] as usize + 1;
                 if seg.is_empty() {
                     seg.first_seq = seq_before;
                 }
                 seg.data.extend_from_slice(&data[data_off..chunk_end]);
-                seg.entries.extend(lines[i..j].iter().map(|&(end, fl)| {
-                    Entry::new(base + end as usize - data_off, fl | stream_flag, ts_ms)
-                }));
+                // Offsets in `data` become offsets in the segment (wrapping: the result always fits).
+                let shift = (base as u32).wrapping_sub(data_off as u32);
+                if line_flags.is_empty() {
+                    let meta_flags = u32::from(stream_flag) << END_BITS;
+                    seg.entries.extend(ends[i..j].iter().map(|&end| Entry {
+                        meta: end.wrapping_add(shift) | meta_flags,
+                        ts_ms,
+                    }));
+                } else {
+                    let lines = ends[i..j].iter().zip(&line_flags[i..j]);
+                    seg.entries.extend(
+                        lines.map(|(&end, &fl)| Entry::new(end.wrapping_add(shift) as usize, fl | stream_flag, ts_ms)),
+                    );
+                }
                 inner.next_seq += fit as u64;
                 data_off = chunk_end;
                 i = j;
@@ -470,18 +469,15 @@ impl LogStore {
             let after = inner.segments.back().expect("active").memory();
             inner.account(before, after, &self.budget);
             if fit == 0 {
-                let need = lines[i].0 as usize + 1 - data_off;
+                let need = ends[i] as usize + 1 - data_off;
                 inner.seal_active(self.segment_bytes.max(need), &self.budget);
             }
         }
         let counters = &mut inner.streams[stream.index()];
-        counters.lines += lines.len() as u64;
+        counters.lines += ends.len() as u64;
         counters.bytes += bytes_read;
-        inner.truncated_lines += lines
-            .iter()
-            .filter(|(_, f)| f & flags::PARTIAL != 0)
-            .count() as u64;
-        if !lines.is_empty() || bytes_read > 0 {
+        inner.truncated_lines += line_flags.iter().filter(|f| *f & flags::PARTIAL != 0).count() as u64;
+        if !ends.is_empty() || bytes_read > 0 {
             inner.last_output_at = Some(at);
         }
         let cap = self.limits.max_bytes;
@@ -497,24 +493,11 @@ impl LogStore {
     }
 
     /// Appends one line that is not followed by `\n` in the caller's buffer (a partial piece or a final line).
-    pub fn append_line(
-        &self,
-        stream: Stream,
-        line: &[u8],
-        line_flags: u8,
-        bytes_read: u64,
-        at: SystemTime,
-    ) -> u64 {
+    pub fn append_line(&self, stream: Stream, line: &[u8], line_flags: u8, bytes_read: u64, at: SystemTime) -> u64 {
         let mut data = Vec::with_capacity(line.len() + 1);
         data.extend_from_slice(line);
         data.push(b'\n');
-        self.append(
-            stream,
-            &data,
-            &[(line.len() as u32, line_flags)],
-            bytes_read,
-            at,
-        )
+        self.append(stream, &data, &[line.len() as u32], &[line_flags], bytes_read, at)
     }
 
     /// Counts bytes read that did not complete a line yet (they are stored once the line is complete).
@@ -585,12 +568,7 @@ impl Inner {
             self.account(old, 0, budget);
         } else if self.head_open {
             let seg_mem = self.segments[last].memory();
-            let head_mem: usize = self
-                .segments
-                .iter()
-                .take(self.pinned)
-                .map(|s| s.memory())
-                .sum();
+            let head_mem: usize = self.segments.iter().take(self.pinned).map(|s| s.memory()).sum();
             // The first segment is always the head; more join it while they fit the head budget.
             if last == self.pinned && (self.pinned == 0 || head_mem + seg_mem <= self.head_budget) {
                 self.pinned += 1;
@@ -606,10 +584,7 @@ impl Inner {
     /// Evicts whole middle segments (after the head, before the active one) while `more` says so.
     fn evict_while(&mut self, mut more: impl FnMut(&Inner) -> bool, budget: &MemoryBudget) {
         while more(self) && self.segments.len() > self.pinned + 1 {
-            let seg = self
-                .segments
-                .remove(self.pinned)
-                .expect("middle segment exists");
+            let seg = self.segments.remove(self.pinned).expect("middle segment exists");
             self.head_open = false;
             if seg.is_empty() {
                 self.account(seg.memory(), 0, budget);
@@ -650,12 +625,12 @@ mod tests {
         (store, budget)
     }
 
-    fn chunk(lines: &[&str]) -> (Vec<u8>, Vec<(u32, u8)>) {
+    fn chunk(lines: &[&str]) -> (Vec<u8>, Vec<u32>) {
         let mut data = Vec::new();
         let mut ends = Vec::new();
         for l in lines {
             data.extend_from_slice(l.as_bytes());
-            ends.push((data.len() as u32, 0));
+            ends.push(data.len() as u32);
             data.push(b'\n');
         }
         (data, ends)
@@ -673,29 +648,12 @@ mod tests {
     fn lines_keep_their_seq_and_stream() {
         let (store, _) = store(1 << 20);
         let (data, ends) = chunk(&["a", "", "ccc"]);
-        store.append(
-            Stream::Stdout,
-            &data,
-            &ends,
-            data.len() as u64,
-            SystemTime::now(),
-        );
-        store.append_line(
-            Stream::Stderr,
-            b"tail",
-            flags::NO_NEWLINE,
-            4,
-            SystemTime::now(),
-        );
+        store.append(Stream::Stdout, &data, &ends, &[], data.len() as u64, SystemTime::now());
+        store.append_line(Stream::Stderr, b"tail", flags::NO_NEWLINE, 4, SystemTime::now());
         let snap = store.snapshot();
         assert_eq!(
             all_lines(&snap),
-            vec![
-                (0, "a".into()),
-                (1, "".into()),
-                (2, "ccc".into()),
-                (3, "tail".into())
-            ]
+            vec![(0, "a".into()), (1, "".into()), (2, "ccc".into()), (3, "tail".into())]
         );
         let last = snap.segments.last().unwrap().line_at_seq(3).unwrap();
         assert_eq!(last.stream(), Stream::Stderr);
@@ -712,13 +670,7 @@ mod tests {
         let lines: Vec<&str> = vec![line.as_str(); 100];
         let (data, ends) = chunk(&lines);
         for _ in 0..200 {
-            store.append(
-                Stream::Stdout,
-                &data,
-                &ends,
-                data.len() as u64,
-                SystemTime::now(),
-            );
+            store.append(Stream::Stdout, &data, &ends, &[], data.len() as u64, SystemTime::now());
         }
         let stats = store.stats();
         let snap = store.snapshot();
@@ -730,10 +682,7 @@ mod tests {
         assert_eq!(kept.last().unwrap().0, 19_999, "the newest line is kept");
         let gap = snap.gap.expect("a gap was recorded");
         assert_eq!(gap.to - gap.from, stats.dropped_lines);
-        assert!(
-            kept.iter()
-                .all(|(seq, _)| *seq < gap.from || *seq >= gap.to)
-        );
+        assert!(kept.iter().all(|(seq, _)| *seq < gap.from || *seq >= gap.to));
         assert!(stats.memory_bytes <= 256 * 1024 + 128 * 1024);
     }
 
@@ -741,15 +690,12 @@ mod tests {
     fn a_reader_holding_the_active_segment_does_not_see_later_appends() {
         let (store, _) = store(1 << 20);
         let (data, ends) = chunk(&["one"]);
-        store.append(Stream::Stdout, &data, &ends, 4, SystemTime::now());
+        store.append(Stream::Stdout, &data, &ends, &[], 4, SystemTime::now());
         let snap = store.snapshot();
         let (data, ends) = chunk(&["two"]);
-        store.append(Stream::Stdout, &data, &ends, 4, SystemTime::now());
+        store.append(Stream::Stdout, &data, &ends, &[], 4, SystemTime::now());
         assert_eq!(all_lines(&snap), vec![(0, "one".into())]);
-        assert_eq!(
-            all_lines(&store.snapshot()),
-            vec![(0, "one".into()), (1, "two".into())]
-        );
+        assert_eq!(all_lines(&store.snapshot()), vec![(0, "one".into()), (1, "two".into())]);
     }
 
     #[test]
@@ -764,21 +710,14 @@ mod tests {
         let lines: Vec<&str> = vec![line.as_str(); 1000];
         let (data, ends) = chunk(&lines);
         for _ in 0..4 {
-            old.append(Stream::Stdout, &data, &ends, 0, SystemTime::now());
+            old.append(Stream::Stdout, &data, &ends, &[], 0, SystemTime::now());
         }
         old.mark_finished();
         let new = LogStore::new(limits, budget.clone());
         for _ in 0..4 {
-            new.append(Stream::Stdout, &data, &ends, 0, SystemTime::now());
+            new.append(Stream::Stdout, &data, &ends, &[], 0, SystemTime::now());
         }
-        assert!(
-            old.stats().dropped_lines > 0,
-            "the finished store gave memory back"
-        );
-        assert_eq!(
-            new.stats().dropped_lines,
-            0,
-            "the running store kept everything"
-        );
+        assert!(old.stats().dropped_lines > 0, "the finished store gave memory back");
+        assert_eq!(new.stats().dropped_lines, 0, "the running store kept everything");
     }
 }

@@ -8,9 +8,7 @@ use std::time::Duration;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{
-    CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig,
-};
+use rmcp::model::{CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
@@ -43,12 +41,8 @@ pub struct WorkflowServer {
 type ToolResult = Result<CallToolResult, String>;
 
 fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    rmcp::handler::server::common::schema_for_input::<T>().unwrap_or_else(|e| {
-        panic!(
-            "invalid input schema for {}: {e}",
-            std::any::type_name::<T>()
-        )
-    })
+    rmcp::handler::server::common::schema_for_input::<T>()
+        .unwrap_or_else(|e| panic!("invalid input schema for {}: {e}", std::any::type_name::<T>()))
 }
 
 /// Parses tool arguments; a bad one is named with what was expected.
@@ -71,25 +65,17 @@ fn at_most(name: &str, value: Option<u64>, max: u64) -> Result<Option<u64>, Stri
     }
 }
 
-fn in_range(
-    name: &str,
-    value: Option<u64>,
-    min: u64,
-    max: u64,
-    default: u64,
-) -> Result<u64, String> {
+fn in_range(name: &str, value: Option<u64>, min: u64, max: u64, default: u64) -> Result<u64, String> {
     match value {
         None => Ok(default),
         Some(v) if (min..=max).contains(&v) => Ok(v),
-        Some(v) => Err(format!(
-            "\"{name}\" must be between {min} and {max}, got {v}"
-        )),
+        Some(v) => Err(format!("\"{name}\" must be between {min} and {max}, got {v}")),
     }
 }
 
 fn reply<T: Serialize>(value: &T, text: String) -> ToolResult {
-    let structured = serde_json::to_value(value)
-        .map_err(|e| format!("internal error: cannot encode the result: {e}"))?;
+    let structured =
+        serde_json::to_value(value).map_err(|e| format!("internal error: cannot encode the result: {e}"))?;
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
     result.structured_content = Some(structured);
     Ok(result)
@@ -267,28 +253,12 @@ impl WorkflowServer {
         output_schema = schema_for_output::<LogsOutput>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
-    async fn get_logs(
-        &self,
-        Parameters(args): Parameters<JsonObject>,
-        ctx: RequestContext<RoleServer>,
-    ) -> ToolResult {
+    async fn get_logs(&self, Parameters(args): Parameters<JsonObject>, ctx: RequestContext<RoleServer>) -> ToolResult {
         let input: GetLogsInput = parse_args("get_logs", args)?;
         let wait = at_most("wait_ms", input.wait_ms, MAX_WAIT_MS)?.unwrap_or(0);
         let context = at_most("context", input.context, MAX_CONTEXT)?.unwrap_or(0);
-        let max_lines = in_range(
-            "max_lines",
-            input.max_lines,
-            1,
-            MAX_LINES,
-            DEFAULT_MAX_LINES,
-        )?;
-        let max_bytes = in_range(
-            "max_bytes",
-            input.max_bytes,
-            1,
-            MAX_BYTES,
-            DEFAULT_MAX_BYTES,
-        )?;
+        let max_lines = in_range("max_lines", input.max_lines, 1, MAX_LINES, DEFAULT_MAX_LINES)?;
+        let max_bytes = in_range("max_bytes", input.max_bytes, 1, MAX_BYTES, DEFAULT_MAX_BYTES)?;
         let grep = match &input.grep {
             None => None,
             Some(p) if p.len() > MAX_GREP_BYTES => {

@@ -55,16 +55,8 @@ fn progress_line(p: &Progress) -> String {
             crate::engine::progress::StepState::Completed => "completed",
             crate::engine::progress::StepState::Failed => "failed",
         };
-        let err = ph
-            .error
-            .as_ref()
-            .map(|e| format!(": {e}"))
-            .unwrap_or_default();
-        parts.push(format!(
-            "phase {}{total} \"{}\" {state}{err}",
-            ph.index + 1,
-            ph.name
-        ));
+        let err = ph.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+        parts.push(format!("phase {}{total} \"{}\" {state}{err}", ph.index + 1, ph.name));
     }
     let t = &p.tasks;
     if t.started > 0 {
@@ -94,10 +86,7 @@ fn progress_line(p: &Progress) -> String {
     }
     if p.state_files_count > 0 {
         let last = p.state_files.last().map(|f| f.path.as_str()).unwrap_or("");
-        parts.push(format!(
-            "{} state file(s), last {last}",
-            p.state_files_count
-        ));
+        parts.push(format!("{} state file(s), last {last}", p.state_files_count));
     }
     if p.malformed_events > 0 {
         parts.push(format!(
@@ -172,19 +161,11 @@ pub fn status(s: &ExecutionStatus) -> String {
     }
     if !o.held_open.is_empty() {
         let names: Vec<&str> = o.held_open.iter().map(|s| s.as_str()).collect();
-        let _ = write!(
-            out,
-            "; {} held open by an escaped process",
-            names.join(" and ")
-        );
+        let _ = write!(out, "; {} held open by an escaped process", names.join(" and "));
     }
     out.push('\n');
     if !s.params.is_empty() {
-        let _ = writeln!(
-            out,
-            "params: {}",
-            serde_json::Value::Object(s.params.clone())
-        );
+        let _ = writeln!(out, "params: {}", serde_json::Value::Object(s.params.clone()));
     }
     if let Some(tail) = &s.tail {
         if tail.is_empty() {
@@ -243,10 +224,7 @@ pub fn workflows(w: &ListWorkflowsOutput) -> String {
         if !wf.description.is_empty() {
             let _ = write!(out, ": {}", wf.description);
         }
-        let props = wf
-            .params_schema
-            .get("properties")
-            .and_then(|p| p.as_object());
+        let props = wf.params_schema.get("properties").and_then(|p| p.as_object());
         let required: Vec<&str> = wf
             .params_schema
             .get("required")
@@ -257,10 +235,7 @@ pub fn workflows(w: &ListWorkflowsOutput) -> String {
             let list: Vec<String> = props
                 .iter()
                 .map(|(name, s)| {
-                    let mut d = format!(
-                        "{name} ({}",
-                        s.get("type").and_then(|t| t.as_str()).unwrap_or("any")
-                    );
+                    let mut d = format!("{name} ({}", s.get("type").and_then(|t| t.as_str()).unwrap_or("any"));
                     if required.contains(&name.as_str()) {
                         d.push_str(", required");
                     }
@@ -290,13 +265,7 @@ pub fn executions(l: &ListExecutionsOutput) -> String {
         l.retention
     );
     for s in &l.executions {
-        let _ = write!(
-            out,
-            "- {} {} {}",
-            s.execution_id,
-            s.workflow,
-            s.state.as_str()
-        );
+        let _ = write!(out, "- {} {} {}", s.execution_id, s.workflow, s.state.as_str());
         if let Some(c) = s.exit_code {
             let _ = write!(out, " exit {c}");
         } else if let Some(sig) = &s.signal {

@@ -41,10 +41,7 @@ struct InFlight {
 
 impl InFlight {
     fn insert(&self, id: RequestId) {
-        self.ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
+        self.ids.lock().unwrap_or_else(|e| e.into_inner()).insert(id);
     }
 
     fn remove(&self, id: &RequestId) {
@@ -58,12 +55,7 @@ impl InFlight {
     async fn wait_empty(&self) {
         loop {
             let notified = self.emptied.notified();
-            if self
-                .ids
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
-            {
+            if self.ids.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
                 return;
             }
             notified.await;
@@ -236,11 +228,9 @@ fn malformed_reply(text: &[u8], err: &serde_json::Error) -> Option<Value> {
             "JSON-RPC batches are not supported; send one message per line",
         )),
         Value::Object(obj) => match obj.get("id") {
-            Some(id) if obj.contains_key("method") => Some(error_response(
-                id.clone(),
-                -32600,
-                &format!("invalid request: {err}"),
-            )),
+            Some(id) if obj.contains_key("method") => {
+                Some(error_response(id.clone(), -32600, &format!("invalid request: {err}")))
+            }
             Some(_) => None, // A response from the client to a request we never sent.
             None => {
                 tracing::debug!(error = %err, "ignoring an unknown notification");
