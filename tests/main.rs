@@ -2,6 +2,7 @@
 
 mod cli;
 mod core;
+mod logs;
 mod schemas;
 mod shutdown;
 mod util;

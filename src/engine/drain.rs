@@ -207,6 +207,66 @@ fn chunk_flags(
     }
 }
 
+/// Length of the longest line of a chunk (each line ends at its `ends` entry).
+fn longest_line(ends: &[u32]) -> usize {
+    let mut start = 0u32;
+    let mut longest = 0u32;
+    for &end in ends {
+        longest = longest.max(end - start);
+        start = end + 1;
+    }
+    longest as usize
+}
+
+/// The rare path: a chunk holding a line longer than the max line length. Such a line is stored as `partial`
+/// pieces cut between UTF-8 characters (it is never parsed as an event).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the drain loop's state, passed along for one rare case"
+)]
+fn append_splitting_long_lines(
+    stream: Stream,
+    chunk: &[u8],
+    ends: &[u32],
+    max_line: usize,
+    bytes_read: u64,
+    at: SystemTime,
+    h: &DrainHandles,
+    events: &mut Vec<WorkflowEvent>,
+    malformed: &mut u64,
+) {
+    let mut data = Vec::with_capacity(chunk.len() + chunk.len() / max_line + 1);
+    let mut new_ends = Vec::with_capacity(ends.len());
+    let mut new_flags = Vec::with_capacity(ends.len());
+    let mut start = 0;
+    for &end in ends {
+        let mut line = &chunk[start..end as usize];
+        start = end as usize + 1;
+        if line.len() <= max_line {
+            new_flags.push(line_flags(stream, line, true, events, malformed));
+        } else {
+            if stream == Stream::Stderr && line.starts_with(EVENT_PREFIX) {
+                *malformed += 1; // An event longer than the max line length is kept as plain pieces.
+            }
+            while line.len() > max_line {
+                let cut = utf8_cut(line, max_line);
+                let piece = &line[..cut];
+                data.extend_from_slice(piece);
+                new_ends.push(data.len() as u32);
+                data.push(b'\n');
+                new_flags.push(flags::PARTIAL | if needs_render(piece) { flags::NEEDS_RENDER } else { 0 });
+                line = &line[cut..];
+            }
+            new_flags.push(if needs_render(line) { flags::NEEDS_RENDER } else { 0 });
+        }
+        data.extend_from_slice(line);
+        new_ends.push(data.len() as u32);
+        data.push(b'\n');
+    }
+    h.logs_buffer
+        .append(stream, &data, &new_ends, &new_flags, bytes_read, at);
+}
+
 fn drain(stream: Stream, mut pipe: File, h: &DrainHandles) {
     let max_line = h.logs_buffer.limits().max_line_bytes;
     let mut buf = vec![0u8; max_line + READ_CHUNK];
@@ -246,16 +306,30 @@ fn drain(stream: Stream, mut pipe: File, h: &DrainHandles) {
         newline_positions(&buf[filled..end], filled, &mut ends);
         if let Some(&last) = ends.last() {
             let complete = last as usize + 1;
-            chunk_flags(stream, &buf, &ends, &mut line_flags_buf, &mut events, &mut malformed);
-            h.logs_buffer
-                .append(stream, &buf[..complete], &ends, &line_flags_buf, n as u64, at);
+            if longest_line(&ends) > max_line {
+                append_splitting_long_lines(
+                    stream,
+                    &buf[..complete],
+                    &ends,
+                    max_line,
+                    n as u64,
+                    at,
+                    h,
+                    &mut events,
+                    &mut malformed,
+                );
+            } else {
+                chunk_flags(stream, &buf, &ends, &mut line_flags_buf, &mut events, &mut malformed);
+                h.logs_buffer
+                    .append(stream, &buf[..complete], &ends, &line_flags_buf, n as u64, at);
+            }
             buf.copy_within(complete..end, 0);
             filled = end - complete;
         } else {
             h.logs_buffer.count_bytes(stream, n as u64, at);
             filled = end;
         }
-        while filled >= max_line {
+        while filled > max_line {
             let cut = utf8_cut(&buf[..filled], max_line);
             let piece = &buf[..cut];
             let mut f = flags::PARTIAL;
