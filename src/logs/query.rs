@@ -259,6 +259,8 @@ impl LogQuery {
         };
         let mut before: VecDeque<LineRef<'_>> = VecDeque::with_capacity(self.context);
         let mut after_left = 0usize;
+        // Lines read in one chunk share a timestamp: format it once.
+        let mut last_ts: Option<(u32, String)> = None;
         'scan: for line in lines_from(snap, start) {
             if !self.selects(&line) {
                 continue;
@@ -314,7 +316,14 @@ impl LogQuery {
                 page.lines.push(LogLine {
                     seq: l.seq,
                     stream: l.stream(),
-                    ts: crate::clock::rfc3339(snap.timestamp(l.ts_ms)),
+                    ts: match &last_ts {
+                        Some((ms, text)) if *ms == l.ts_ms => text.clone(),
+                        _ => {
+                            let text = crate::clock::rfc3339(snap.timestamp(l.ts_ms));
+                            last_ts = Some((l.ts_ms, text.clone()));
+                            text
+                        }
+                    },
                     text,
                     partial: l.has(flags::PARTIAL),
                     event: l.has(flags::EVENT),
