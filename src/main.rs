@@ -83,8 +83,41 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             // The stdin reader may still be blocked in read(); do not wait for it.
             std::process::exit(0);
         }
-        Command::List { .. } | Command::Check { .. } | Command::Run { .. } => {
-            anyhow::bail!("this command is not available yet")
+        Command::List { config, json } => {
+            init_tracing("warn");
+            let config = config::load(&config)?;
+            Ok(ExitCode::from(workflow_mcp::cli::inspect::list(&config, json)))
+        }
+        Command::Check { config } => {
+            init_tracing("error");
+            match config::load(&config) {
+                Ok(config) => Ok(ExitCode::from(workflow_mcp::cli::inspect::check(&config))),
+                Err(e) => {
+                    println!("{e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Run {
+            config,
+            workflow,
+            params,
+            params_json,
+        } => {
+            init_tracing("warn");
+            let config = config::load(&config)?;
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
+            process::become_subreaper();
+            let watchdog = start_watchdog();
+            let rt = runtime()?;
+            let code = rt.block_on(async {
+                let app = build_app(&config, watchdog).context("cannot start the engine")?;
+                anyhow::Ok(workflow_mcp::cli::run::run(app, &workflow, &params, params_json.as_deref()).await)
+            })?;
+            // The runtime may hold a blocked stdin reader; exit without waiting for it.
+            std::process::exit(i32::from(code));
         }
     }
 }

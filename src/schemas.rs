@@ -1,5 +1,6 @@
-//! The JSON Schemas generated from the Rust types into `schemas/`: the config file and each tool's input and
-//! output (exactly as `tools/list` declares them). The integration tests fail when a checked-in schema no longer
+//! The JSON Schemas generated from the Rust types into `schemas/`: the config file, the `--workflow-metadata`
+//! format, the structured-event format (the JSON after `__WF_EVENT__:`), and each tool's input and output
+//! (exactly as `tools/list` declares them). The integration tests fail when a checked-in schema no longer
 //! matches; `UPDATE_SCHEMAS=1 cargo test schemas` rewrites them.
 
 use rmcp::handler::server::common::schema_for_input;
@@ -8,7 +9,9 @@ use schemars::JsonSchema;
 use serde_json::Value;
 
 use crate::catalog::ConfigFile;
+use crate::catalog::metadata::WorkflowMetadata;
 use crate::engine::ExecutionStatus;
+use crate::engine::WorkflowEvent;
 use crate::mcp::types::*;
 
 fn document<T: JsonSchema>() -> Value {
@@ -28,6 +31,8 @@ fn output<T: JsonSchema + 'static>() -> Value {
 pub fn all() -> Vec<(&'static str, Value)> {
     vec![
         ("config.schema.json", document::<ConfigFile>()),
+        ("workflow-metadata.schema.json", document::<WorkflowMetadata>()),
+        ("event.schema.json", document::<WorkflowEvent>()),
         ("tools/list_workflows.input.json", input::<ListWorkflowsInput>()),
         ("tools/list_workflows.output.json", output::<ListWorkflowsOutput>()),
         ("tools/execute_workflow.input.json", input::<ExecuteInput>()),

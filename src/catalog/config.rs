@@ -115,6 +115,8 @@ pub struct Limits {
     pub retain_executions: usize,
     /// Finished executions older than this are forgotten (seconds).
     pub retain_seconds: u64,
+    /// How long a discovered executable may take to answer `--workflow-metadata` (milliseconds).
+    pub discovery_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -128,6 +130,7 @@ impl Default for Limits {
             max_line_bytes: 64 << 10,
             retain_executions: 1000,
             retain_seconds: 24 * 3600,
+            discovery_timeout_ms: 3000,
         }
     }
 }
@@ -255,6 +258,12 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
         problems.push(format!(
             "limits.log_bytes_total ({}) must be at least limits.log_bytes_per_execution ({})",
             limits.log_bytes_total, limits.log_bytes_per_execution
+        ));
+    }
+    if !(100..=60_000).contains(&limits.discovery_timeout_ms) {
+        problems.push(format!(
+            "limits.discovery_timeout_ms must be between 100 and 60000, got {}",
+            limits.discovery_timeout_ms
         ));
     }
     if limits.default_timeout_ms == Some(0) {

@@ -1,6 +1,8 @@
-//! What can run: the config file's manifest entries, typed parameters, and (later) discovered executables.
+//! What can run: the config file's manifest entries, typed parameters, and discovered self-describing executables.
 
 pub mod config;
+pub mod discovery;
+pub mod metadata;
 pub mod param;
 pub mod workflow;
 

@@ -1,12 +1,14 @@
 //! A workflow definition — the one internal form both manifest entries and discovered executables become — and
 //! the catalog that holds them.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::discovery::{Discovered, DiscoverySettings, discover};
 use super::param::Param;
 
 /// Where a workflow came from.
@@ -36,20 +38,30 @@ pub struct WorkflowDef {
     pub source: Source,
 }
 
-/// The workflows a server offers, replaced as a whole when discovery runs again.
+/// The workflows a server offers: the manifest entries, then what discovery found (replaced as a whole by each
+/// scan). Readers never wait for a scan unless they ask to ([`Catalog::settled`]).
 #[derive(Debug, Default)]
 pub struct Catalog {
+    manifest: Vec<Arc<WorkflowDef>>,
+    discovery: Option<DiscoverySettings>,
     workflows: RwLock<Arc<Vec<Arc<WorkflowDef>>>>,
+    scanning: Mutex<bool>,
+    scan_done: Condvar,
 }
 
 impl Catalog {
-    pub fn new(workflows: Vec<Arc<WorkflowDef>>) -> Self {
+    /// A catalog of the manifest entries; with `discovery`, [`Catalog::refresh`] adds discovered workflows.
+    pub fn new(manifest: Vec<Arc<WorkflowDef>>, discovery: Option<DiscoverySettings>) -> Self {
         Catalog {
-            workflows: RwLock::new(Arc::new(workflows)),
+            workflows: RwLock::new(Arc::new(manifest.clone())),
+            manifest,
+            discovery,
+            scanning: Mutex::new(false),
+            scan_done: Condvar::new(),
         }
     }
 
-    /// The current list, in catalog order (manifest entries first, then discovered ones by name).
+    /// The current list, in catalog order (manifest entries first, then discovered ones).
     pub fn all(&self) -> Arc<Vec<Arc<WorkflowDef>>> {
         self.workflows.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -58,8 +70,74 @@ impl Catalog {
         self.all().iter().find(|w| w.name == name).cloned()
     }
 
-    pub fn replace(&self, workflows: Vec<Arc<WorkflowDef>>) {
-        *self.workflows.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(workflows);
+    /// Whether a discovery scan is running now.
+    pub fn scanning(&self) -> bool {
+        *self.scanning.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocks until no scan is running.
+    pub fn settled(&self) {
+        let mut running = self.scanning.lock().unwrap_or_else(|e| e.into_inner());
+        while *running {
+            running = self.scan_done.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn begin_scan(&self) {
+        let mut running = self.scanning.lock().unwrap_or_else(|e| e.into_inner());
+        while *running {
+            running = self.scan_done.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running = true;
+    }
+
+    fn scan(&self) -> Discovered {
+        let Some(settings) = &self.discovery else {
+            return Discovered::default();
+        };
+        let taken: HashSet<String> = self.manifest.iter().map(|w| w.name.clone()).collect();
+        let found = discover(settings, &taken);
+        for p in &found.problems {
+            tracing::warn!("discovery: {p}");
+        }
+        for w in &found.warnings {
+            tracing::warn!("discovery: {w}");
+        }
+        let mut all = self.manifest.clone();
+        all.extend(found.workflows.iter().cloned());
+        *self.workflows.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(all);
+        found
+    }
+
+    fn end_scan(&self) {
+        *self.scanning.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        self.scan_done.notify_all();
+    }
+
+    /// Rescans the discovery folders (blocking, bounded by the probe timeout) and returns what was found.
+    pub fn refresh(&self) -> Discovered {
+        self.begin_scan();
+        let found = self.scan();
+        self.end_scan();
+        found
+    }
+
+    /// Starts the first scan on its own thread; calls that need the catalog complete wait for it with
+    /// [`Catalog::settled`], everything else is served at once.
+    pub fn start_initial_scan(self: &Arc<Self>) {
+        if self.discovery.is_none() {
+            return;
+        }
+        self.begin_scan();
+        let catalog = self.clone();
+        let spawned = std::thread::Builder::new().name("wf-discovery".into()).spawn(move || {
+            catalog.scan();
+            catalog.end_scan();
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start discovery");
+            self.end_scan();
+        }
     }
 
     /// `unknown workflow "buidl"; known workflows: build, test` — with a suggestion when one is close.
@@ -119,7 +197,7 @@ mod tests {
 
     #[test]
     fn unknown_workflow_lists_known_ones_and_suggests_a_close_one() {
-        let c = Catalog::new(vec![wf("build"), wf("test"), wf("deploy")]);
+        let c = Catalog::new(vec![wf("build"), wf("test"), wf("deploy")], None);
         assert_eq!(
             c.unknown_message("buidl"),
             "unknown workflow \"buidl\" (did you mean \"build\"?); known workflows: build, test, deploy"

@@ -5,6 +5,7 @@ pub mod execution;
 pub mod process;
 pub mod progress;
 pub mod runner;
+pub mod spawn;
 pub mod watchdog;
 
 pub use execution::{Execution, ExecutionState, ExecutionStatus, OutputSummary, StopReason};

@@ -27,15 +27,10 @@ use super::drain::{DrainHandles, DrainSync, spawn_drain};
 use super::execution::{Execution, ExecutionState, ExecutionStatus, StopReason};
 use super::process;
 use super::progress::ProgressTracker;
+use super::spawn::{base_env, describe_spawn_error, resolve_program, spawn_registered};
 use super::watchdog::Watchdog;
 use crate::catalog::{Invocation, Limits, WorkflowDef};
 use crate::logs::{LogLimits, LogStore, MemoryBudget, Stream};
-
-/// Environment variables a workflow inherits from the server without being asked.
-const ALLOWED_ENV: &[&str] = &[
-    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL",
-];
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// How the engine behaves; built from the config file's `limits`.
 #[derive(Clone, Debug)]
@@ -203,19 +198,7 @@ impl Engine {
                 job();
             }
         })?;
-        let mut base_env = vec![("NO_COLOR".to_owned(), "1".to_owned())];
-        for (k, v) in std::env::vars_os() {
-            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
-                continue;
-            };
-            let allowed = ALLOWED_ENV.contains(&k) || k.starts_with("LC_") || config.inherit_env.iter().any(|i| i == k);
-            if allowed {
-                base_env.push((k.to_owned(), v.to_owned()));
-            }
-        }
-        if !base_env.iter().any(|(k, _)| k == "PATH") {
-            base_env.push(("PATH".into(), DEFAULT_PATH.into()));
-        }
+        let base_env = base_env(&config.inherit_env);
         Ok(Engine {
             shared: Arc::new(Shared {
                 budget: MemoryBudget::new(config.log_bytes_total),
@@ -504,22 +487,6 @@ fn final_state(stop: Option<StopReason>, exit_code: Option<i32>, _signal: Option
     }
 }
 
-/// A sentence for a spawn error that says what to fix (the program itself was found: see [`resolve_program`]).
-fn describe_spawn_error(e: &std::io::Error, program: &std::path::Path) -> String {
-    let program = program.display();
-    match e.raw_os_error() {
-        Some(libc::ENOENT) => {
-            format!("cannot run {program}: {e}; if it is a script, check the interpreter on its #! line")
-        }
-        Some(libc::EACCES) => format!("{program} is not executable (permission denied); check its mode (chmod +x)"),
-        Some(libc::ENOEXEC) => format!("{program} is not a runnable executable (a script needs a #! line)"),
-        Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM) => {
-            format!("the system refused a new process for {program}: {e}; try again when fewer executions run")
-        }
-        _ => format!("failed to start {program}: {e}"),
-    }
-}
-
 impl Shared {
     /// Hands an execution to the spawner thread. `started` is told once it is running or failed to start.
     fn launch(self: &Arc<Self>, exec: Arc<Execution>, started: Option<tokio::sync::oneshot::Sender<()>>) {
@@ -575,12 +542,7 @@ impl Shared {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let spawned = {
-            let mut own = process::own_children();
-            cmd.spawn().inspect(|child| {
-                own.insert(child.id());
-            })
-        };
+        let spawned = spawn_registered(&mut cmd);
         let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
@@ -734,41 +696,6 @@ impl Shared {
             self.launch(e, None);
         }
     }
-}
-
-/// The program to run: a path containing `/` as it is (relative to `cwd`), a bare name looked up in the
-/// workflow's own `PATH` (not the server's).
-fn resolve_program(program: &str, path: &str, cwd: &std::path::Path) -> Result<std::path::PathBuf, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable =
-        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if program.contains('/') {
-        let p = cwd.join(program);
-        return match std::fs::metadata(&p) {
-            Err(e) => Err(format!("program {} does not exist ({e})", p.display())),
-            Ok(m) if !m.is_file() => Err(format!("program {} is not a file", p.display())),
-            Ok(_) if !executable(&p) => Err(format!(
-                "{} is not executable (permission denied); check its mode (chmod +x)",
-                p.display()
-            )),
-            Ok(_) => Ok(p),
-        };
-    }
-    path.split(':')
-        .map(|dir| {
-            if dir.is_empty() {
-                cwd.join(program)
-            } else {
-                std::path::Path::new(dir).join(program)
-            }
-        })
-        .find(|p| executable(p))
-        .ok_or_else(|| {
-            format!(
-                "command \"{program}\" was not found in PATH ({path}); use an absolute path or add its folder to \
-                 PATH (\"env\" or \"inherit_env\" in the config)"
-            )
-        })
 }
 
 /// Polls until group `pgid` has no process left (reaping orphans re-parented to us), or `deadline`.

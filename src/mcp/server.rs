@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::text;
 use super::types::*;
-use crate::catalog::param::{params_schema, resolve};
+use crate::catalog::param::resolve;
 use crate::catalog::{Catalog, WorkflowDef};
 use crate::engine::{Engine, Execution, ExecutionStatus, ListFilter, StopReason};
 use crate::logs::{LogQuery, StreamSelector};
@@ -28,8 +28,6 @@ use crate::logs::{LogQuery, StreamSelector};
 pub struct App {
     pub engine: Engine,
     pub catalog: Arc<Catalog>,
-    /// Rescans the discovery folders (for `list_workflows {refresh: true}`); `None` when nothing to rescan.
-    pub refresh: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 #[derive(Clone)]
@@ -104,6 +102,14 @@ impl WorkflowServer {
             .ok_or_else(|| self.app.catalog.unknown_message(name))
     }
 
+    /// Waits for a discovery scan in progress (bounded by the probe timeout), off the tokio workers.
+    async fn catalog_settled(&self) {
+        if self.app.catalog.scanning() {
+            let catalog = self.app.catalog.clone();
+            let _ = tokio::task::spawn_blocking(move || catalog.settled()).await;
+        }
+    }
+
     fn status_with_tail(&self, exec: &Execution, tail_lines: u64) -> ExecutionStatus {
         let mut status = self.app.engine.status(exec);
         if tail_lines > 0 {
@@ -137,12 +143,13 @@ impl WorkflowServer {
     )]
     async fn list_workflows(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
         let input: ListWorkflowsInput = parse_args("list_workflows", args)?;
-        if input.refresh
-            && let Some(refresh) = self.app.refresh.clone()
-        {
-            tokio::task::spawn_blocking(move || refresh())
+        if input.refresh {
+            let catalog = self.app.catalog.clone();
+            tokio::task::spawn_blocking(move || catalog.refresh())
                 .await
                 .map_err(|e| format!("rescanning the discovery folders failed: {e}"))?;
+        } else {
+            self.catalog_settled().await;
         }
         let out = ListWorkflowsOutput {
             workflows: self
@@ -150,18 +157,7 @@ impl WorkflowServer {
                 .catalog
                 .all()
                 .iter()
-                .map(|w| WorkflowInfo {
-                    name: w.name.clone(),
-                    title: w.title.clone(),
-                    description: w.description.clone(),
-                    params_schema: match params_schema(&w.params) {
-                        Value::Object(m) => m,
-                        _ => JsonObject::new(),
-                    },
-                    source: w.source,
-                    timeout_ms: w.timeout_ms,
-                    max_concurrent: w.max_concurrent,
-                })
+                .map(|w| WorkflowInfo::from(w.as_ref()))
                 .collect(),
         };
         reply(&out, text::workflows(&out))
@@ -189,6 +185,7 @@ impl WorkflowServer {
                 key.len()
             ));
         }
+        self.catalog_settled().await;
         let def = self.workflow(&input.workflow)?;
         let given = match input.params {
             None | Some(Value::Null) => JsonObject::new(),

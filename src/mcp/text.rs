@@ -8,7 +8,7 @@ use crate::logs::{BudgetHit, LogLine, Stream};
 
 use super::types::{ListExecutionsOutput, ListWorkflowsOutput, LogsOutput};
 
-fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     match n {
         n if n < 1024 => format!("{n} B"),
         n if n < 1024 * 1024 => format!("{:.1} KiB", n as f64 / 1024.0),
@@ -17,7 +17,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn human_ms(ms: u64) -> String {
+pub fn human_ms(ms: u64) -> String {
     match ms {
         ms if ms < 1000 => format!("{ms} ms"),
         ms if ms < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
@@ -46,7 +46,8 @@ pub fn log_line(out: &mut String, l: &LogLine) {
     out.push('\n');
 }
 
-fn progress_line(p: &Progress) -> String {
+/// Progress in one line: phase, tasks, last message, state files, malformed events.
+pub fn progress_line(p: &Progress) -> String {
     let mut parts = Vec::new();
     if let Some(ph) = &p.phase {
         let total = ph.total.map(|t| format!("/{t}")).unwrap_or_default();

@@ -5,7 +5,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::catalog::Source;
+use crate::catalog::param::params_schema;
+use crate::catalog::{Source, WorkflowDef};
 use crate::engine::{ExecutionState, ExecutionStatus};
 use crate::logs::{BudgetHit, EventSelector, LogLine, Omitted, StreamSelector};
 
@@ -149,6 +150,23 @@ pub struct WorkflowInfo {
     pub source: Source,
     pub timeout_ms: Option<u64>,
     pub max_concurrent: Option<usize>,
+}
+
+impl From<&WorkflowDef> for WorkflowInfo {
+    fn from(w: &WorkflowDef) -> Self {
+        WorkflowInfo {
+            name: w.name.clone(),
+            title: w.title.clone(),
+            description: w.description.clone(),
+            params_schema: match params_schema(&w.params) {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+            source: w.source,
+            timeout_ms: w.timeout_ms,
+            max_concurrent: w.max_concurrent,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]

@@ -1,0 +1,129 @@
+//! `workflow-mcp list` and `workflow-mcp check`: the catalog as a human reads it, and every problem with the
+//! config and discovery.
+
+use std::fmt::Write as _;
+
+use crate::catalog::param::Delivery;
+use crate::catalog::{Config, Source, WorkflowDef};
+use crate::engine::spawn::{base_env, resolve_program};
+use crate::mcp::types::{ListWorkflowsOutput, WorkflowInfo};
+
+/// One param as a line: name, type and constraints, required/default, how it reaches the command.
+fn param_line(p: &crate::catalog::Param) -> String {
+    let mut line = format!("    {:<16} {}", p.name, p.expected());
+    if let Some(d) = &p.default {
+        let _ = write!(line, ", default {d}");
+    } else if p.required {
+        line.push_str(", required");
+    }
+    let how = match &p.delivery {
+        Delivery::Arg(a) => format!("{a} VALUE"),
+        Delivery::Flag(f) => format!("{f} when true"),
+        Delivery::Positional => "positional".to_owned(),
+        Delivery::Env(v) => format!("env {v}"),
+    };
+    let _ = write!(line, "  [{how}]");
+    if !p.description.is_empty() {
+        let _ = write!(line, "  {}", p.description);
+    }
+    line
+}
+
+fn describe(w: &WorkflowDef) -> String {
+    let source = match w.source {
+        Source::Manifest => "manifest".to_owned(),
+        Source::Discovered => format!("discovered: {}", w.command[0]),
+    };
+    let mut out = format!("{} ({source})", w.name);
+    if let Some(t) = &w.title {
+        let _ = write!(out, " - {t}");
+    }
+    if !w.description.is_empty() {
+        let _ = write!(out, "\n    {}", w.description);
+    }
+    let _ = write!(out, "\n    command: {}", w.command.join(" "));
+    if let Some(ms) = w.timeout_ms {
+        let _ = write!(out, "; timeout {ms} ms");
+    }
+    if let Some(n) = w.max_concurrent {
+        let _ = write!(out, "; at most {n} at once");
+    }
+    out.push('\n');
+    if w.params.is_empty() {
+        out.push_str("    (no params)\n");
+    }
+    for p in &w.params {
+        out.push_str(&param_line(p));
+        out.push('\n');
+    }
+    out
+}
+
+/// `list`: every workflow with its params (discovery runs first). Returns the exit code.
+pub fn list(config: &Config, json: bool) -> u8 {
+    let catalog = super::setup::catalog(config);
+    let found = catalog.refresh();
+    for p in found.problems.iter().chain(&found.warnings) {
+        eprintln!("warning: {p}");
+    }
+    let all = catalog.all();
+    if json {
+        let out = ListWorkflowsOutput {
+            workflows: all.iter().map(|w| WorkflowInfo::from(w.as_ref())).collect(),
+        };
+        println!("{}", serde_json::to_string_pretty(&out).expect("the catalog is JSON"));
+        return 0;
+    }
+    if all.is_empty() {
+        println!("no workflows in {}", config.path.display());
+    }
+    for w in all.iter() {
+        println!("{}", describe(w));
+    }
+    0
+}
+
+/// `check`: the config's warnings, each manifest workflow's program and folder, and discovery. Returns the exit
+/// code: 0 when nothing is wrong, 1 otherwise.
+pub fn check(config: &Config) -> u8 {
+    let mut problems: Vec<String> = config.warnings.clone();
+    let base = base_env(&config.inherit_env);
+    for w in &config.workflows {
+        let mut env = base.clone();
+        env.extend(w.env.iter().cloned());
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or("", |(_, v)| v.as_str());
+        if w.cwd.is_dir()
+            && let Err(e) = resolve_program(&w.command[0], path, &w.cwd)
+        {
+            problems.push(format!("workflow \"{}\": {e}", w.name));
+        }
+    }
+    let catalog = super::setup::catalog(config);
+    let found = catalog.refresh();
+    problems.extend(found.problems);
+    for w in &found.warnings {
+        eprintln!("warning: {w}");
+    }
+    let all = catalog.all();
+    let discovered = all.iter().filter(|w| w.source == Source::Discovered).count();
+    println!(
+        "{}: {} workflow(s) ({} from the manifest, {discovered} discovered)",
+        config.path.display(),
+        all.len(),
+        all.len() - discovered
+    );
+    if problems.is_empty() {
+        println!("no problems found");
+        0
+    } else {
+        println!("{} problem(s):", problems.len());
+        for p in &problems {
+            println!("  - {p}");
+        }
+        1
+    }
+}

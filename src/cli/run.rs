@@ -1,0 +1,242 @@
+//! `workflow-mcp run NAME --param k=v`: runs a workflow on the same engine the server uses and streams its
+//! output live. All output goes to stdout in the order it was read; stderr lines are marked (`! ` or, on a
+//! terminal, colour). Structured events become `» ...` lines, and on a terminal a live progress line on stderr.
+//! Exits with the workflow's exit code.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::catalog::param::resolve;
+use crate::engine::progress::{EVENT_PREFIX, WorkflowEvent, parse_event};
+use crate::engine::{ExecutionState, StopReason};
+use crate::logs::{LogLine, LogQuery, Stream};
+use crate::mcp::App;
+use crate::mcp::text::{human_ms, progress_line};
+
+/// Exit code when the workflow could not start (as a shell reports a command it cannot run).
+const EXIT_FAILED_TO_START: u8 = 127;
+const EXIT_TIMED_OUT: u8 = 124;
+const EXIT_INTERRUPTED: u8 = 130;
+/// Exit code for a mistake on the command line (unknown workflow, bad param).
+const EXIT_USAGE: u8 = 2;
+
+fn describe_event(e: &WorkflowEvent) -> Option<(String, bool)> {
+    // (text, milestone): milestones are printed even when a progress line shows the rest.
+    let text = match e {
+        WorkflowEvent::PhaseStarted {
+            phase,
+            name,
+            total_phases,
+        } => {
+            let total = total_phases.map(|t| format!("/{t}")).unwrap_or_default();
+            return Some((format!("phase {}{total} {name} started", phase + 1), true));
+        }
+        WorkflowEvent::PhaseCompleted { phase, name } => {
+            return Some((format!("phase {} {name} completed", phase + 1), true));
+        }
+        WorkflowEvent::PhaseFailed { phase, name, error } => {
+            return Some((format!("phase {} {name} failed: {error}", phase + 1), true));
+        }
+        WorkflowEvent::TaskStarted {
+            task_id, description, ..
+        } => format!("task {task_id} started: {description}"),
+        WorkflowEvent::TaskProgress { task_id, message } => format!("{task_id}: {message}"),
+        WorkflowEvent::TaskCompleted { task_id, result } => match result {
+            Some(r) => format!("task {task_id} completed: {r}"),
+            None => format!("task {task_id} completed"),
+        },
+        WorkflowEvent::TaskFailed { task_id, error } => return Some((format!("task {task_id} failed: {error}"), true)),
+        WorkflowEvent::AgentStarted {
+            agent_name,
+            description,
+            ..
+        } => format!("[{agent_name}] started: {description}"),
+        WorkflowEvent::AgentMessage {
+            agent_name, message, ..
+        } => format!("[{agent_name}] {message}"),
+        WorkflowEvent::AgentCompleted { agent_name, result, .. } => match result {
+            Some(r) => format!("[{agent_name}] completed: {r}"),
+            None => format!("[{agent_name}] completed"),
+        },
+        WorkflowEvent::AgentFailed { agent_name, error, .. } => {
+            return Some((format!("[{agent_name}] failed: {error}"), true));
+        }
+        WorkflowEvent::StateFileCreated {
+            file_path, description, ..
+        } => {
+            format!("state file {file_path}: {description}")
+        }
+        WorkflowEvent::RawOutput { .. } => return None,
+    };
+    Some((text, false))
+}
+
+/// Prints lines and keeps the progress line (terminal only) below them.
+struct Display {
+    color: bool,
+    progress_line: bool,
+    progress_shown: bool,
+}
+
+impl Display {
+    fn clear_progress(&mut self) {
+        if self.progress_shown {
+            eprint!("\r\x1b[2K");
+            self.progress_shown = false;
+        }
+    }
+
+    fn show_progress(&mut self, text: &str) {
+        if self.progress_line && !text.is_empty() {
+            let shown: String = text.chars().take(150).collect();
+            eprint!("\r\x1b[2K\x1b[36m▸ {shown}\x1b[0m");
+            let _ = std::io::stderr().flush();
+            self.progress_shown = true;
+        }
+    }
+
+    fn line(&self, out: &mut impl Write, l: &LogLine) {
+        let text = &l.text;
+        if l.event {
+            let event = text.as_bytes().strip_prefix(EVENT_PREFIX).and_then(parse_event);
+            if let Some((summary, milestone)) = event.as_ref().and_then(describe_event) {
+                if !self.progress_line || milestone {
+                    let _ = if self.color {
+                        writeln!(out, "\x1b[2m» {summary}\x1b[0m")
+                    } else {
+                        writeln!(out, "» {summary}")
+                    };
+                }
+            }
+            return;
+        }
+        let _ = match (l.stream, self.color) {
+            (Stream::Stdout, _) => writeln!(out, "{text}"),
+            (Stream::Stderr, true) => writeln!(out, "\x1b[33m{text}\x1b[0m"),
+            (Stream::Stderr, false) => writeln!(out, "! {text}"),
+        };
+    }
+}
+
+/// Runs the workflow and returns the process exit code.
+pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], params_json: Option<&str>) -> u8 {
+    let catalog = app.catalog.clone();
+    let _ = tokio::task::spawn_blocking(move || catalog.settled()).await;
+    let Some(def) = app.catalog.get(workflow) else {
+        eprintln!("workflow-mcp: {}", app.catalog.unknown_message(workflow));
+        return EXIT_USAGE;
+    };
+    let mut given = Map::new();
+    if let Some(json) = params_json {
+        match serde_json::from_str::<Value>(json) {
+            Ok(Value::Object(m)) => given = m,
+            _ => {
+                eprintln!("workflow-mcp: --params must be a JSON object such as '{{\"jobs\": 4}}'");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    for (k, v) in params {
+        given.insert(k.clone(), Value::String(v.clone()));
+    }
+    let invocation = match resolve(&def.name, &def.params, &given) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("workflow-mcp: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let exec = match app.engine.execute(def.clone(), invocation, None).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("workflow-mcp: {e}");
+            return 1;
+        }
+    };
+    let mut display = Display {
+        color: std::io::stdout().is_terminal(),
+        progress_line: std::io::stderr().is_terminal(),
+        progress_shown: false,
+    };
+    let mut rx = exec.logs_tx.subscribe();
+    let mut since = 0;
+    let mut interrupted = false;
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let state = exec.state();
+        let page = LogQuery {
+            since_seq: Some(since),
+            max_lines: 10_000,
+            max_bytes: 4 << 20,
+            ..LogQuery::default()
+        }
+        .run(&exec.logs_buffer.snapshot());
+        if !page.lines.is_empty() || page.omitted.is_some() {
+            display.clear_progress();
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if let Some(o) = &page.omitted {
+                let _ = writeln!(out, "[... {} lines evicted from memory ...]", o.lines);
+            }
+            for l in &page.lines {
+                display.line(&mut out, l);
+            }
+            let _ = out.flush();
+        }
+        if let Some(p) = exec.progress.snapshot() {
+            display.show_progress(&progress_line(&p));
+        }
+        since = page.next_seq;
+        if page.has_more {
+            continue;
+        }
+        if state.is_terminal() {
+            break;
+        }
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = &mut ctrl_c, if !interrupted => {
+                interrupted = true;
+                display.clear_progress();
+                let grace = app.engine.config().grace;
+                eprintln!("workflow-mcp: stopping {} (SIGTERM, then SIGKILL after {} ms)", def.name, grace.as_millis());
+                let (engine, exec) = (app.engine.clone(), exec.clone());
+                tokio::spawn(async move { engine.stop(&exec, StopReason::Cancel, grace).await });
+            }
+        }
+    }
+    display.clear_progress();
+    let status = app.engine.status(&exec);
+    let mut summary = format!("workflow-mcp: {} {}", def.name, status.state.as_str());
+    if let Some(code) = status.exit_code {
+        summary.push_str(&format!(" (exit code {code})"));
+    } else if let Some(sig) = &status.signal {
+        summary.push_str(&format!(" (killed by {sig})"));
+    }
+    if let Some(ms) = status.duration_ms {
+        summary.push_str(&format!(" after {}", human_ms(ms)));
+    }
+    if let Some(e) = &status.error {
+        summary.push_str(&format!(": {e}"));
+    }
+    eprintln!("{summary}");
+    let (exit_code, signal) = {
+        let l = exec.life();
+        (l.exit_code, l.signal)
+    };
+    let code = match status.state {
+        ExecutionState::Succeeded => 0,
+        ExecutionState::FailedToStart => EXIT_FAILED_TO_START,
+        ExecutionState::TimedOut => EXIT_TIMED_OUT,
+        ExecutionState::Cancelled if interrupted => EXIT_INTERRUPTED,
+        _ => match (exit_code, signal) {
+            (Some(c), _) => u8::try_from(c & 0xff).unwrap_or(1),
+            (None, Some(sig)) => 128u8.saturating_add(u8::try_from(sig).unwrap_or(0)),
+            _ => 1,
+        },
+    };
+    app.engine.shutdown(std::time::Duration::from_millis(500)).await;
+    code
+}

@@ -1,0 +1,227 @@
+//! Starting processes: the clean environment, finding the program, registering the child so the orphan
+//! reaper leaves it alone, sentences for spawn errors, and running a short-lived helper command with a timeout
+//! and bounded output (discovery probes).
+
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use super::process;
+
+/// Environment variables a workflow inherits from the server without being asked.
+const ALLOWED_ENV: &[&str] = &[
+    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL",
+];
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The environment every workflow starts from: the allow-list and `inherit` taken from the server's
+/// environment, `NO_COLOR=1`, and a default `PATH` when the server has none.
+pub fn base_env(inherit: &[String]) -> Vec<(String, String)> {
+    let mut env = vec![("NO_COLOR".to_owned(), "1".to_owned())];
+    for (k, v) in std::env::vars_os() {
+        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+            continue;
+        };
+        if ALLOWED_ENV.contains(&k) || k.starts_with("LC_") || inherit.iter().any(|i| i == k) {
+            env.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    env
+}
+
+/// Spawns `cmd` and registers the child as one the engine waits for itself. The registry stays locked while
+/// spawning, so the orphan reaper cannot reap a child that exits at once before it is registered.
+pub fn spawn_registered(cmd: &mut Command) -> io::Result<Child> {
+    let mut own = process::own_children();
+    cmd.spawn().inspect(|child| {
+        own.insert(child.id());
+    })
+}
+
+/// The program to run: a path containing `/` as it is (relative to `cwd`), a bare name looked up in the
+/// workflow's own `PATH` (not the server's).
+pub fn resolve_program(program: &str, path: &str, cwd: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    if program.contains('/') {
+        let p = cwd.join(program);
+        return match std::fs::metadata(&p) {
+            Err(e) => Err(format!("program {} does not exist ({e})", p.display())),
+            Ok(m) if !m.is_file() => Err(format!("program {} is not a file", p.display())),
+            Ok(_) if !executable(&p) => Err(format!(
+                "{} is not executable (permission denied); check its mode (chmod +x)",
+                p.display()
+            )),
+            Ok(_) => Ok(p),
+        };
+    }
+    path.split(':')
+        .map(|dir| {
+            if dir.is_empty() {
+                cwd.join(program)
+            } else {
+                std::path::Path::new(dir).join(program)
+            }
+        })
+        .find(|p| executable(p))
+        .ok_or_else(|| {
+            format!(
+                "command \"{program}\" was not found in PATH ({path}); use an absolute path or add its folder to \
+                 PATH (\"env\" or \"inherit_env\" in the config)"
+            )
+        })
+}
+
+/// A sentence for a spawn error that says what to fix (the program itself was found: see [`resolve_program`]).
+pub fn describe_spawn_error(e: &std::io::Error, program: &std::path::Path) -> String {
+    let program = program.display();
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => {
+            format!("cannot run {program}: {e}; if it is a script, check the interpreter on its #! line")
+        }
+        Some(libc::EACCES) => format!("{program} is not executable (permission denied); check its mode (chmod +x)"),
+        Some(libc::ENOEXEC) => format!("{program} is not a runnable executable (a script needs a #! line)"),
+        Some(libc::EAGAIN | libc::EMFILE | libc::ENFILE | libc::ENOMEM) => {
+            format!("the system refused a new process for {program}: {e}; try again when fewer executions run")
+        }
+        _ => format!("failed to start {program}: {e}"),
+    }
+}
+
+/// What a helper command printed and how it ended.
+#[derive(Debug)]
+pub struct Captured {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    /// The output went past the cap (and was cut there).
+    pub stdout_overflow: bool,
+    pub stderr: Vec<u8>,
+}
+
+/// Why a helper command gave no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot run it: {0}")]
+    Spawn(#[source] io::Error),
+    #[error("it did not answer within {} ms (killed)", .0.as_millis())]
+    Timeout(Duration),
+}
+
+/// Runs `cmd` (already given its stdio pipes and process group) until it exits, reading at most `stdout_cap`
+/// bytes of stdout and `stderr_cap` of stderr; after `timeout` its whole group is killed. Nothing it leaves
+/// behind in its group survives.
+pub fn run_captured(
+    cmd: &mut Command,
+    timeout: Duration,
+    stdout_cap: usize,
+    stderr_cap: usize,
+) -> Result<Captured, CaptureError> {
+    let mut child = spawn_registered(cmd).map_err(CaptureError::Spawn)?;
+    let pid = child.id();
+    let deadline = Instant::now() + timeout;
+    let mut pipes = [
+        child
+            .stdout
+            .take()
+            .map(|p| (p.as_raw_fd(), Box::new(p) as Box<dyn Read>)),
+        child
+            .stderr
+            .take()
+            .map(|p| (p.as_raw_fd(), Box::new(p) as Box<dyn Read>)),
+    ];
+    let caps = [stdout_cap, stderr_cap];
+    let mut out: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+    let mut buf = vec![0u8; 64 * 1024];
+    let finish = |child: &mut Child, result: Result<Captured, CaptureError>| {
+        let _ = process::signal_group(pid, libc::SIGKILL);
+        if result.is_err() {
+            let _ = child.wait();
+        }
+        process::own_children().remove(&pid);
+        result
+    };
+    while pipes.iter().any(Option::is_some) {
+        let now = Instant::now();
+        if now >= deadline {
+            return finish(&mut child, Err(CaptureError::Timeout(timeout)));
+        }
+        let mut fds: Vec<libc::pollfd> = pipes
+            .iter()
+            .map(|p| libc::pollfd {
+                fd: p.as_ref().map_or(-1, |(fd, _)| *fd),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let wait_ms = (deadline - now).as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call (negative fds are ignored).
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms.max(1)) };
+        if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+        for (i, pfd) in fds.iter().enumerate() {
+            if pfd.revents == 0 {
+                continue;
+            }
+            let Some((_, pipe)) = pipes[i].as_mut() else { continue };
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => pipes[i] = None,
+                Ok(n) => {
+                    let room = caps[i].saturating_sub(out[i].len());
+                    out[i].extend_from_slice(&buf[..n.min(room)]);
+                    if n > room && i == 0 {
+                        return finish(
+                            &mut child,
+                            Ok(Captured {
+                                status: ExitStatus::default(),
+                                stdout: std::mem::take(&mut out[0]),
+                                stdout_overflow: true,
+                                stderr: std::mem::take(&mut out[1]),
+                            }),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Both pipes are closed; the process should be exiting.
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => return finish(&mut child, Err(CaptureError::Timeout(timeout))),
+            Err(e) => return finish(&mut child, Err(CaptureError::Spawn(e))),
+        }
+    };
+    let [stdout, stderr] = out;
+    finish(
+        &mut child,
+        Ok(Captured {
+            status,
+            stdout,
+            stdout_overflow: false,
+            stderr,
+        }),
+    )
+}
+
+/// Where a helper runs: its folder and environment (used by discovery).
+pub fn helper_command(program: &Path, args: &[&str], cwd: &Path, env: &[(String, String)]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    cmd
+}
