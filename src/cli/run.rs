@@ -78,6 +78,16 @@ struct Display {
     color: bool,
     progress_line: bool,
     progress_shown: bool,
+    /// The progress text on screen, so an unchanged line is not redrawn.
+    last_progress: String,
+}
+
+/// Columns of the terminal on stderr (80 when unknown).
+fn terminal_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct; a failure leaves it zeroed.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    if ok && ws.ws_col > 10 { usize::from(ws.ws_col) } else { 80 }
 }
 
 impl Display {
@@ -89,8 +99,12 @@ impl Display {
     }
 
     fn show_progress(&mut self, text: &str) {
+        if self.progress_shown && text == self.last_progress {
+            return;
+        }
         if self.progress_line && !text.is_empty() {
-            let shown: String = text.chars().take(150).collect();
+            self.last_progress = text.to_owned();
+            let shown: String = text.chars().take(terminal_width() - 3).collect();
             eprint!("\r\x1b[2K\x1b[36m▸ {shown}\x1b[0m");
             let _ = std::io::stderr().flush();
             self.progress_shown = true;
@@ -159,6 +173,7 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
         color: std::io::stdout().is_terminal(),
         progress_line: std::io::stderr().is_terminal(),
         progress_shown: false,
+        last_progress: String::new(),
     };
     let mut rx = exec.logs_tx.subscribe();
     let mut since = 0;
