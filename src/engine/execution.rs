@@ -148,6 +148,7 @@ pub struct ExecutionStatus {
 impl Execution {
     #[expect(clippy::too_many_arguments, reason = "plain constructor of a record")]
     pub fn new(
+        id: Uuid,
         workflow: Arc<WorkflowDef>,
         params: Map<String, Value>,
         argv: Vec<String>,
@@ -159,7 +160,7 @@ impl Execution {
     ) -> Arc<Self> {
         let (logs_tx, _) = watch::channel(0u64);
         Arc::new(Execution {
-            id: Uuid::new_v4(),
+            id,
             workflow,
             params,
             argv,

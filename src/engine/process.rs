@@ -117,17 +117,26 @@ pub fn reap_orphans() {
     }
     let own = own_children();
     let me = std::process::id();
-    for (pid, ppid, state) in list_processes() {
-        if ppid == me && state == 'Z' && !own.contains(&pid) {
+    for p in processes() {
+        if p.ppid == me && p.zombie && !own.contains(&p.pid) {
             let mut status = 0;
             // SAFETY: waitpid on a specific zombie child of ours; WNOHANG never blocks.
-            unsafe { libc::waitpid(pid as i32, &mut status, libc::WNOHANG) };
+            unsafe { libc::waitpid(p.pid as i32, &mut status, libc::WNOHANG) };
         }
     }
 }
 
-/// Every process as (pid, ppid, state), read from /proc.
-pub fn list_processes() -> Vec<(u32, u32, char)> {
+/// One process, as /proc/PID/stat describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub zombie: bool,
+}
+
+/// Every process, read from /proc.
+pub fn processes() -> Vec<ProcInfo> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -140,9 +149,96 @@ pub fn list_processes() -> Vec<(u32, u32, char)> {
         let mut fields = rest.split(' ');
         let state = fields.next()?.chars().next()?;
         let ppid = fields.next()?.parse().ok()?;
-        Some((pid, ppid, state))
+        let pgid = fields.next()?.parse().ok()?;
+        Some(ProcInfo {
+            pid,
+            ppid,
+            pgid,
+            zombie: state == 'Z' || state == 'X',
+        })
     })
     .collect()
+}
+
+/// The environment variable that marks every process of an execution (descendants inherit it), so the ones
+/// that leave the process group can still be found.
+pub const EXECUTION_MARKER: &str = "WORKFLOW_MCP_EXECUTION_ID";
+
+fn carries_marker(pid: u32, marker: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{EXECUTION_MARKER}={marker}");
+    environ.split(|b| *b == 0).any(|entry| entry == wanted.as_bytes())
+}
+
+/// Every live process of an execution: its process group, the descendants of its leader, and processes
+/// re-parented to us (we are a subreaper) that carry its marker, with their descendants. Escaped descendants
+/// (`setsid`, double forks) are found this way whether or not their parents still live.
+pub fn execution_members(leader: u32, marker: &str) -> Vec<u32> {
+    let procs = processes();
+    let me = std::process::id();
+    let own = own_children();
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for p in &procs {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
+    let mut roots: Vec<u32> = procs
+        .iter()
+        .filter(|p| {
+            p.pid == leader
+                || p.pgid == leader
+                || (p.ppid == me && !own.contains(&p.pid) && !p.zombie && carries_marker(p.pid, marker))
+        })
+        .map(|p| p.pid)
+        .collect();
+    drop(own);
+    let mut members = HashSet::new();
+    while let Some(pid) = roots.pop() {
+        if pid == me || !members.insert(pid) {
+            continue;
+        }
+        roots.extend(children.get(&pid).into_iter().flatten());
+    }
+    let zombies: HashSet<u32> = procs.iter().filter(|p| p.zombie).map(|p| p.pid).collect();
+    members.retain(|pid| !zombies.contains(pid));
+    members.into_iter().collect()
+}
+
+/// Sends `sig` to an execution's process group and to every member found outside it.
+pub fn signal_execution(leader: u32, marker: &str, sig: i32) {
+    let _ = signal_group(leader, sig);
+    for pid in execution_members(leader, marker) {
+        let _ = signal_process(pid, sig);
+    }
+}
+
+/// Every process (other than this one) whose environment carries one of these execution markers.
+pub fn marked_processes(markers: &[String]) -> Vec<u32> {
+    let me = std::process::id();
+    processes()
+        .into_iter()
+        .filter(|p| p.pid != me && !p.zombie && markers.iter().any(|m| carries_marker(p.pid, m)))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Processes (other than this one) holding any of these pipes open, found through /proc/*/fd.
+pub fn pipe_holders(inodes: &[u64]) -> Vec<u32> {
+    let me = std::process::id();
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("pipe:[{i}]")).collect();
+    processes()
+        .into_iter()
+        .filter(|p| p.pid != me && !p.zombie)
+        .filter(|p| {
+            std::fs::read_dir(format!("/proc/{}/fd", p.pid)).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+                })
+            })
+        })
+        .map(|p| p.pid)
+        .collect()
 }
 
 /// Whether `pid` exists and is not a zombie.

@@ -252,10 +252,15 @@ impl Engine {
             }
             let mut argv = def.command.clone();
             argv.extend(invocation.args);
+            let id = Uuid::new_v4();
             let mut env = shared.base_env.clone();
             env.extend(def.env.iter().cloned());
             env.extend(invocation.env);
+            // Last, so neither the config nor a param can change it: it finds escaped descendants.
+            env.retain(|(k, _)| k != process::EXECUTION_MARKER);
+            env.push((process::EXECUTION_MARKER.to_owned(), id.to_string()));
             let exec = Execution::new(
+                id,
                 def.clone(),
                 invocation.values,
                 argv,
@@ -389,16 +394,13 @@ impl Engine {
             }
         };
         if let (Some(pgid), false) = target {
-            if let Err(e) = process::signal_group(pgid, libc::SIGTERM) {
-                tracing::warn!(execution = %exec.id, error = %e, "sending SIGTERM failed");
-            }
+            let marker = exec.id.to_string();
+            process::signal_execution(pgid, &marker, libc::SIGTERM);
             let never = CancellationToken::new();
             if self.wait_final(exec, grace, &never).await {
                 return;
             }
-            if let Err(e) = process::signal_group(pgid, libc::SIGKILL) {
-                tracing::warn!(execution = %exec.id, error = %e, "sending SIGKILL failed");
-            }
+            process::signal_execution(pgid, &marker, libc::SIGKILL);
         }
         // The supervisor settles the state once the group is gone and the pipes are drained.
         while !exec.state().is_terminal() {
@@ -439,21 +441,21 @@ impl Engine {
                 l.pid
             };
             if let Some(pgid) = pid {
-                let _ = process::signal_group(pgid, libc::SIGTERM);
-                groups.push(pgid);
+                let marker = e.id.to_string();
+                process::signal_execution(pgid, &marker, libc::SIGTERM);
+                groups.push((pgid, marker));
             }
         }
+        let alive = |groups: &[(u32, String)]| groups.iter().any(|(g, m)| !execution_gone(*g, m));
         let deadline = Instant::now() + grace;
-        while Instant::now() < deadline && groups.iter().any(|g| process::group_exists(*g)) {
-            process::reap_orphans();
+        while Instant::now() < deadline && alive(&groups) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        for g in &groups {
-            let _ = process::signal_group(*g, libc::SIGKILL);
+        for (g, m) in &groups {
+            process::signal_execution(*g, m, libc::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline && groups.iter().any(|g| process::group_exists(*g)) {
-            process::reap_orphans();
+        while Instant::now() < deadline && alive(&groups) {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         if shared.watchdog.is_some() {
@@ -553,7 +555,7 @@ impl Shared {
         };
         let pid = child.id();
         if let Some(w) = &self.watchdog {
-            w.watch(pid);
+            w.watch(pid, &exec.id.to_string());
         }
         exec.update(|l| {
             l.state = ExecutionState::Running;
@@ -571,9 +573,14 @@ impl Shared {
             (Stream::Stdout, child.stdout.take().map(OwnedFd::from)),
             (Stream::Stderr, child.stderr.take().map(OwnedFd::from)),
         ];
+        let mut pipe_inodes = Vec::new();
         for (stream, fd) in pipes {
             let Some(fd) = fd else { continue };
-            if let Err(e) = spawn_drain(stream, File::from(fd), handles.clone()) {
+            let pipe = File::from(fd);
+            if let Ok(meta) = pipe.metadata() {
+                pipe_inodes.push(std::os::unix::fs::MetadataExt::ino(&meta));
+            }
+            if let Err(e) = spawn_drain(stream, pipe, handles.clone()) {
                 // Without a reader the child could block forever on a full pipe: stop it.
                 tracing::error!(execution = %exec.id, error = %e, "cannot start a drain thread; killing the workflow");
                 let _ = process::signal_group(pid, libc::SIGKILL);
@@ -584,7 +591,7 @@ impl Shared {
         let spawned = std::thread::Builder::new()
             .name("wf-supervisor".into())
             .stack_size(256 * 1024)
-            .spawn(move || shared.supervise(supervised, child, sync));
+            .spawn(move || shared.supervise(supervised, child, sync, pipe_inodes));
         if let Err(e) = spawned {
             tracing::error!(execution = %exec.id, error = %e, "cannot start a supervisor thread; killing the workflow");
             let _ = process::signal_group(pid, libc::SIGKILL);
@@ -617,9 +624,11 @@ impl Shared {
         self.release(exec);
     }
 
-    /// Waits for the leader, clears out its group, gives the pipes a short deadline, then settles the state.
-    fn supervise(self: Arc<Self>, exec: Arc<Execution>, mut child: Child, sync: Arc<DrainSync>) {
+    /// Waits for the leader, clears out what it left behind (its group and escaped descendants), gives the pipes
+    /// a short deadline, then settles the state.
+    fn supervise(self: Arc<Self>, exec: Arc<Execution>, mut child: Child, sync: Arc<DrainSync>, pipes: Vec<u64>) {
         let pid = child.id();
+        let marker = exec.id.to_string();
         let status = loop {
             match child.wait() {
                 Ok(s) => break Some(s),
@@ -639,30 +648,37 @@ impl Shared {
                 l.error = Some("the exit status was lost".into());
             }
         });
-        // Processes the workflow left behind in its group: killed, as a CI runner does at the end of a job.
-        // (During a stop they get the rest of its grace period first.)
-        let stopping = exec.life().stop.is_some();
-        if stopping {
-            wait_group_gone(pid, Instant::now() + self.config.grace);
+        // What the workflow left behind — in its group, or escaped from it — is killed, as a CI runner does at
+        // the end of a job. (During a stop it gets the rest of its grace period first.)
+        if exec.life().stop.is_some() {
+            wait_execution_gone(pid, &marker, Instant::now() + self.config.grace);
         }
-        let _ = process::signal_group(pid, libc::SIGKILL);
-        let open = sync.wait_until(Instant::now() + self.config.drain_grace);
+        process::signal_execution(pid, &marker, libc::SIGKILL);
+        let mut open = sync.wait_until(Instant::now() + Duration::from_millis(300));
+        if !open.is_empty() {
+            // Something we could not attribute (an escaped process that cleared its environment) holds a pipe.
+            for holder in process::pipe_holders(&pipes) {
+                tracing::warn!(execution = %exec.id, pid = holder, "killing a process that holds the workflow's output open");
+                let _ = process::signal_process(holder, libc::SIGKILL);
+            }
+            open = sync.wait_until(Instant::now() + self.config.drain_grace);
+        }
         if !open.is_empty() {
             sync.abandon();
             let names: Vec<&str> = open.iter().map(|s| s.as_str()).collect();
             tracing::warn!(
                 execution = %exec.id,
                 streams = ?names,
-                "a process outside the workflow's group keeps its output open; stopped reading it"
+                "a process outside our reach keeps the workflow's output open; stopped reading it"
             );
             exec.update(|l| l.held_open = open);
         }
-        if wait_group_gone(pid, Instant::now() + Duration::from_secs(2)) {
+        if wait_execution_gone(pid, &marker, Instant::now() + Duration::from_secs(2)) {
             if let Some(w) = &self.watchdog {
                 w.unwatch(pid);
             }
         } else {
-            tracing::warn!(execution = %exec.id, pgid = pid, "processes of the workflow's group survived SIGKILL");
+            tracing::warn!(execution = %exec.id, pgid = pid, "processes of the workflow survived SIGKILL");
         }
         self.settle(&exec, status.map(|s| (s.code(), s.signal())));
     }
@@ -698,11 +714,16 @@ impl Shared {
     }
 }
 
-/// Polls until group `pgid` has no process left (reaping orphans re-parented to us), or `deadline`.
-fn wait_group_gone(pgid: u32, deadline: Instant) -> bool {
+/// Whether no process of the execution is left (reaping orphans re-parented to us first).
+fn execution_gone(leader: u32, marker: &str) -> bool {
+    process::reap_orphans();
+    !process::group_exists(leader) && process::execution_members(leader, marker).is_empty()
+}
+
+/// Polls until no process of the execution is left, or `deadline`.
+fn wait_execution_gone(leader: u32, marker: &str, deadline: Instant) -> bool {
     loop {
-        process::reap_orphans();
-        if !process::group_exists(pgid) {
+        if execution_gone(leader, marker) {
             return true;
         }
         if Instant::now() >= deadline {

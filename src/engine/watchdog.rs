@@ -6,7 +6,7 @@
 //! watchdog kills the whole group (grandchildren included). It also lets children be started with `posix_spawn`
 //! (no `pre_exec` hook), which does not copy the server's page tables the way `fork` does.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -71,9 +71,10 @@ impl Watchdog {
         }
     }
 
-    /// Registers a process group to kill if the server dies.
-    pub fn watch(&self, pgid: u32) {
-        self.send(format!("+{pgid}\n"));
+    /// Registers an execution to kill if the server dies: its process group, and every process carrying its
+    /// marker (see [`super::process::EXECUTION_MARKER`]).
+    pub fn watch(&self, pgid: u32, marker: &str) {
+        self.send(format!("+{pgid} {marker}\n"));
     }
 
     /// Forgets a process group (once it is gone, before its id can be reused).
@@ -102,27 +103,32 @@ fn watch(pipe: File) -> ! {
             }
         }
     }
-    let mut groups = HashSet::new();
+    let mut executions: HashMap<i32, String> = HashMap::new();
     for line in BufReader::new(pipe).lines() {
         let Ok(line) = line else { break };
-        let (op, id) = line.split_at(1.min(line.len()));
-        let Ok(pgid) = id.parse::<i32>() else { continue };
+        let (op, rest) = line.split_at(1.min(line.len()));
+        let mut words = rest.split(' ');
+        let Some(Ok(pgid)) = words.next().map(str::parse::<i32>) else { continue };
         match op {
             "+" => {
-                groups.insert(pgid);
+                executions.insert(pgid, words.next().unwrap_or_default().to_owned());
             }
             "-" => {
-                groups.remove(&pgid);
+                executions.remove(&pgid);
             }
             _ => {}
         }
     }
-    // The server is gone: nothing it started may live on.
-    for pgid in groups {
-        if pgid > 1 {
+    // The server is gone: nothing it started may live on, in its group or escaped from it.
+    for pgid in executions.keys() {
+        if *pgid > 1 {
             // SAFETY: kill(2) on a process group the server registered and never unregistered.
             unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
+    }
+    let markers: Vec<String> = executions.into_values().filter(|m| !m.is_empty()).collect();
+    for pid in super::process::marked_processes(&markers) {
+        let _ = super::process::signal_process(pid, libc::SIGKILL);
     }
     // SAFETY: leaving the forked child without running the parent's destructors or atexit handlers.
     unsafe { libc::_exit(0) }
