@@ -96,6 +96,7 @@ static SUBREAPER: OnceLock<bool> = OnceLock::new();
 
 /// Makes this process the reaper of its orphaned descendants (Linux), so a workflow's grandchildren stay
 /// findable after their parent exits and their zombies are reaped here even where PID 1 does not reap.
+/// Idempotent; returns whether this process is a subreaper.
 pub fn become_subreaper() -> bool {
     *SUBREAPER.get_or_init(|| {
         #[cfg(target_os = "linux")]
@@ -110,9 +111,14 @@ pub fn become_subreaper() -> bool {
     })
 }
 
+/// Whether [`become_subreaper`] made this process a subreaper.
+pub fn is_subreaper() -> bool {
+    SUBREAPER.get() == Some(&true)
+}
+
 /// Reaps zombies re-parented to us that the engine did not spawn itself (only when we are a subreaper).
 pub fn reap_orphans() {
-    if SUBREAPER.get() != Some(&true) {
+    if !is_subreaper() {
         return;
     }
     let own = own_children();
@@ -174,11 +180,19 @@ fn carries_marker(pid: u32, marker: &str) -> bool {
 
 /// Every live process of an execution: its process group, the descendants of its leader, and processes
 /// re-parented to us (we are a subreaper) that carry its marker, with their descendants. Escaped descendants
-/// (`setsid`, double forks) are found this way whether or not their parents still live.
+/// (`setsid`, double forks) are found this way whether or not their parents still live. The same pass over
+/// /proc reaps orphaned zombies.
 pub fn execution_members(leader: u32, marker: &str) -> Vec<u32> {
     let procs = processes();
     let me = std::process::id();
     let own = own_children();
+    if is_subreaper() {
+        for p in procs.iter().filter(|p| p.ppid == me && p.zombie && !own.contains(&p.pid)) {
+            let mut status = 0;
+            // SAFETY: waitpid on a specific zombie child of ours; WNOHANG never blocks.
+            unsafe { libc::waitpid(p.pid as i32, &mut status, libc::WNOHANG) };
+        }
+    }
     let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
     for p in &procs {
         children.entry(p.ppid).or_default().push(p.pid);
@@ -205,12 +219,15 @@ pub fn execution_members(leader: u32, marker: &str) -> Vec<u32> {
     members.into_iter().collect()
 }
 
-/// Sends `sig` to an execution's process group and to every member found outside it.
-pub fn signal_execution(leader: u32, marker: &str, sig: i32) {
+/// Sends `sig` to an execution's process group and to every member found outside it; returns the members
+/// found.
+pub fn signal_execution(leader: u32, marker: &str, sig: i32) -> Vec<u32> {
     let _ = signal_group(leader, sig);
-    for pid in execution_members(leader, marker) {
-        let _ = signal_process(pid, sig);
+    let members = execution_members(leader, marker);
+    for pid in &members {
+        let _ = signal_process(*pid, sig);
     }
+    members
 }
 
 /// Every process (other than this one) whose environment carries one of these execution markers.

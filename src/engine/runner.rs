@@ -199,6 +199,9 @@ impl Engine {
             }
         })?;
         let base_env = base_env(&config.inherit_env);
+        if process::is_subreaper() {
+            runtime.spawn(reap_orphans_on_sigchld());
+        }
         Ok(Engine {
             shared: Arc::new(Shared {
                 budget: MemoryBudget::new(config.log_bytes_total),
@@ -653,7 +656,7 @@ impl Shared {
         if exec.life().stop.is_some() {
             wait_execution_gone(pid, &marker, Instant::now() + self.config.grace);
         }
-        process::signal_execution(pid, &marker, libc::SIGKILL);
+        let stragglers = process::signal_execution(pid, &marker, libc::SIGKILL);
         let mut open = sync.wait_until(Instant::now() + Duration::from_millis(300));
         if !open.is_empty() {
             // Something we could not attribute (an escaped process that cleared its environment) holds a pipe.
@@ -673,7 +676,10 @@ impl Shared {
             );
             exec.update(|l| l.held_open = open);
         }
-        if wait_execution_gone(pid, &marker, Instant::now() + Duration::from_secs(2)) {
+        // Nothing was left behind (the common case) when the one scan found no one and the group is empty.
+        let gone = (stragglers.is_empty() && !process::group_exists(pid))
+            || wait_execution_gone(pid, &marker, Instant::now() + Duration::from_secs(2));
+        if gone {
             if let Some(w) = &self.watchdog {
                 w.unwatch(pid);
             }
@@ -714,10 +720,20 @@ impl Shared {
     }
 }
 
-/// Whether no process of the execution is left (reaping orphans re-parented to us first).
+/// Orphans re-parented to us that belong to no execution still have to be reaped (PID 1 may not reap):
+/// after a child exits (SIGCHLD), at most once a second, one scan reaps them.
+async fn reap_orphans_on_sigchld() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut sigchld) = signal(SignalKind::child()) else { return };
+    while sigchld.recv().await.is_some() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = tokio::task::spawn_blocking(process::reap_orphans).await;
+    }
+}
+
+/// Whether no process of the execution is left (the scan also reaps orphans re-parented to us).
 fn execution_gone(leader: u32, marker: &str) -> bool {
-    process::reap_orphans();
-    !process::group_exists(leader) && process::execution_members(leader, marker).is_empty()
+    process::execution_members(leader, marker).is_empty() && !process::group_exists(leader)
 }
 
 /// Polls until no process of the execution is left, or `deadline`.
