@@ -22,6 +22,7 @@
 //!   grandchild                 starts a copy of itself that holds stdout/stderr open forever (same process
 //!                              group) and prints "grandchild PID" on stdout
 //!   setsid-grandchild          the same, but the copy leaves the process group with setsid()
+//!   setsid-grandchild-noenv    the same, and the copy also starts with an empty environment
 //!   hold                       sleeps forever
 //!   print-args                 prints every remaining argument as "arg: X" and stops reading actions
 //!   --workflow-metadata        (discovery) prints the JSON in $FAKE_METADATA, or a built-in one
@@ -35,11 +36,14 @@ fn write_atomically(path: &str, contents: &str) {
 }
 
 /// Starts a copy of this program that holds stdout/stderr open forever; returns its pid.
-fn spawn_copy(setsid: bool) -> u32 {
+fn spawn_copy(setsid: bool, clear_env: bool) -> u32 {
     let exe = std::env::current_exe().expect("current exe");
     let mut cmd = std::process::Command::new(exe);
     if setsid {
         cmd.arg("setsid-self");
+    }
+    if clear_env {
+        cmd.env_clear();
     }
     cmd.arg("hold");
     // stdout and stderr are inherited: the copy holds the workflow's pipes open.
@@ -206,12 +210,17 @@ fn main() {
                 }
             }
             "grandchild" => {
-                let pid = spawn_copy(false);
+                let pid = spawn_copy(false, false);
                 writeln!(out, "grandchild {pid}").unwrap();
                 out.flush().unwrap();
             }
             "setsid-grandchild" => {
-                let pid = spawn_copy(true);
+                let pid = spawn_copy(true, false);
+                writeln!(out, "grandchild {pid}").unwrap();
+                out.flush().unwrap();
+            }
+            "setsid-grandchild-noenv" => {
+                let pid = spawn_copy(true, true);
                 writeln!(out, "grandchild {pid}").unwrap();
                 out.flush().unwrap();
             }

@@ -3,6 +3,7 @@
 mod catalog;
 mod cli;
 mod core;
+mod faults;
 mod logs;
 mod schemas;
 mod shutdown;

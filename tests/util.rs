@@ -255,17 +255,36 @@ pub struct RawServer {
 
 impl RawServer {
     pub async fn start(label: &str, config: Value) -> RawServer {
+        Self::start_with_fd_limit(label, config, None).await
+    }
+
+    /// Starts the server with RLIMIT_NOFILE set to `fd_limit` (to make it run out of file descriptors).
+    pub async fn start_with_fd_limit(label: &str, config: Value, fd_limit: Option<u64>) -> RawServer {
         let (dir, config_path) = write_config(label, &config);
         let stderr = dir.join("server.stderr");
-        let mut child = tokio::process::Command::new(server_bin())
-            .arg("--config")
+        let mut cmd = tokio::process::Command::new(server_bin());
+        cmd.arg("--config")
             .arg(&config_path)
             .env("WORKFLOW_MCP_LOG", "debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-            .spawn()
-            .expect("spawn workflow-mcp");
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
+        if let Some(limit) = fd_limit {
+            // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn workflow-mcp");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut s = RawServer {
@@ -288,6 +307,18 @@ impl RawServer {
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("server still running")
+    }
+
+    /// Sends a tools/call and returns its structured result (panics on a protocol error).
+    pub async fn call_ok(&mut self, tool: &str, args: Value) -> Value {
+        let id = self.call(tool, args).await;
+        let r = self.response(id).await;
+        assert!(r["result"]["isError"] != true, "{tool} failed: {r}\n{}", self.stderr());
+        r["result"]["structuredContent"].clone()
     }
 
     pub async fn send(&mut self, msg: Value) {

@@ -87,7 +87,11 @@ fn terminal_width() -> usize {
     // SAFETY: TIOCGWINSZ fills a winsize struct; a failure leaves it zeroed.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 10 { usize::from(ws.ws_col) } else { 80 }
+    if ok && ws.ws_col > 10 {
+        usize::from(ws.ws_col)
+    } else {
+        80
+    }
 }
 
 impl Display {

@@ -187,7 +187,10 @@ pub fn execution_members(leader: u32, marker: &str) -> Vec<u32> {
     let me = std::process::id();
     let own = own_children();
     if is_subreaper() {
-        for p in procs.iter().filter(|p| p.ppid == me && p.zombie && !own.contains(&p.pid)) {
+        for p in procs
+            .iter()
+            .filter(|p| p.ppid == me && p.zombie && !own.contains(&p.pid))
+        {
             let mut status = 0;
             // SAFETY: waitpid on a specific zombie child of ours; WNOHANG never blocks.
             unsafe { libc::waitpid(p.pid as i32, &mut status, libc::WNOHANG) };
@@ -250,7 +253,8 @@ pub fn pipe_holders(inodes: &[u64]) -> Vec<u32> {
         .filter(|p| {
             std::fs::read_dir(format!("/proc/{}/fd", p.pid)).is_ok_and(|fds| {
                 fds.flatten().any(|fd| {
-                    std::fs::read_link(fd.path()).is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
                 })
             })
         })

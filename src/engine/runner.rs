@@ -708,6 +708,7 @@ impl Shared {
         let next = {
             let mut t = lock(&self.table);
             t.release_slot(exec);
+            t.prune(self.config.retain_executions, self.config.retain_age);
             if self.shutting_down.load(Ordering::SeqCst) {
                 Vec::new()
             } else {
@@ -724,7 +725,9 @@ impl Shared {
 /// after a child exits (SIGCHLD), at most once a second, one scan reaps them.
 async fn reap_orphans_on_sigchld() {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut sigchld) = signal(SignalKind::child()) else { return };
+    let Ok(mut sigchld) = signal(SignalKind::child()) else {
+        return;
+    };
     while sigchld.recv().await.is_some() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let _ = tokio::task::spawn_blocking(process::reap_orphans).await;

@@ -108,7 +108,9 @@ fn watch(pipe: File) -> ! {
         let Ok(line) = line else { break };
         let (op, rest) = line.split_at(1.min(line.len()));
         let mut words = rest.split(' ');
-        let Some(Ok(pgid)) = words.next().map(str::parse::<i32>) else { continue };
+        let Some(Ok(pgid)) = words.next().map(str::parse::<i32>) else {
+            continue;
+        };
         match op {
             "+" => {
                 executions.insert(pgid, words.next().unwrap_or_default().to_owned());

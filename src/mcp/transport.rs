@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 /// Largest request line accepted; a longer one is answered with an error and skipped.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 /// A response write that makes no progress for this long means the client stopped reading.
-pub const WRITE_STALL: Duration = Duration::from_secs(5);
+pub const WRITE_STALL: Duration = Duration::from_secs(1);
 /// After a stop signal, how long in-flight calls (which answer at once on shutdown) get to be answered.
 const STOP_ANSWER_GRACE: Duration = Duration::from_millis(1000);
 /// Upper bound on waiting for in-flight calls after end of input (the longest wait a tool allows is 60 s).
@@ -66,11 +66,20 @@ impl InFlight {
 struct Output {
     writer: tokio::sync::Mutex<Writer>,
     stop: CancellationToken,
+    /// The client is gone: later writes fail at once instead of stalling again.
+    gone: std::sync::atomic::AtomicBool,
 }
 
 impl Output {
     /// Writes one line; a failure or a stall means the client is gone, which stops the server.
     async fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client is gone",
+            ));
+        }
         let mut w = self.writer.lock().await;
         let write = async {
             w.write_all(line).await?;
@@ -83,7 +92,9 @@ impl Output {
                 "the client stopped reading responses",
             )),
         };
-        if let Err(e) = &result {
+        if let Err(e) = &result
+            && !self.gone.swap(true, Ordering::Relaxed)
+        {
             tracing::error!(error = %e, "cannot write to the client; shutting down");
             self.stop.cancel();
         }
@@ -117,6 +128,7 @@ impl StdioTransport {
         let out = Arc::new(Output {
             writer: tokio::sync::Mutex::new(Box::new(writer)),
             stop: stop.clone(),
+            gone: std::sync::atomic::AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(read_requests(reader, tx, out.clone()));
@@ -334,8 +346,11 @@ impl Transport<RoleServer> for StdioTransport {
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
-        let mut w = self.out.writer.lock().await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), w.flush()).await;
+        if !self.out.gone.load(std::sync::atomic::Ordering::Relaxed)
+            && let Ok(mut w) = tokio::time::timeout(WRITE_STALL, self.out.writer.lock()).await
+        {
+            let _ = tokio::time::timeout(WRITE_STALL, w.flush()).await;
+        }
         Ok(())
     }
 }

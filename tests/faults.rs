@@ -1,0 +1,488 @@
+//! The fault suite: every execution ends exactly once, with the true reason, and leaves nothing running.
+
+use serde_json::{Value, json};
+
+use crate::util::{RawServer, Server, TestDir, alive, release_fifo, wf};
+
+/// The pid printed by a fake workflow's `grandchild` actions.
+async fn grandchild_pid(s: &Server, id: &str) -> u32 {
+    s.wait_line(id, "^grandchild ")
+        .await
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn state(st: &Value) -> &str {
+    st["state"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn a_workflow_running_past_its_timeout_is_timed_out() {
+    let mut slow = wf("slow", &["out", "started", "hold"]);
+    slow["timeout_ms"] = json!(300);
+    let s = Server::start("timeout", json!({"workflows": [slow]})).await;
+    let id = s.start_wf("slow", json!({})).await;
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "timed_out");
+    assert_eq!(st["signal"], "SIGTERM");
+    assert_eq!(st["exit_code"], Value::Null);
+    assert!(
+        st["error"].as_str().unwrap().contains("timed out (timeout 300 ms)"),
+        "{st}"
+    );
+    assert!(!alive(st["pid"].as_u64().unwrap() as u32));
+}
+
+#[tokio::test]
+async fn the_server_default_timeout_applies_and_escalates_to_sigkill() {
+    let s = Server::start(
+        "default-timeout",
+        json!({"limits": {"default_timeout_ms": 300, "grace_ms": 200},
+               "workflows": [wf("stubborn", &["ignore-term", "out", "ready", "hold"])]}),
+    )
+    .await;
+    let id = s.start_wf("stubborn", json!({})).await;
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "timed_out");
+    assert_eq!(
+        st["signal"], "SIGKILL",
+        "TERM was ignored, so KILL followed after the grace period"
+    );
+}
+
+#[tokio::test]
+async fn a_grandchild_holding_the_pipe_after_the_leader_exits_is_killed_and_the_execution_ends() {
+    let s = Server::start(
+        "lingering",
+        json!({"workflows": [wf("bg", &["grandchild", "exit", "0"])]}),
+    )
+    .await;
+    let id = s.start_wf("bg", json!({})).await;
+    let grandchild = grandchild_pid(&s, &id).await;
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "succeeded", "the leader's exit status decides");
+    assert_eq!(st["exit_code"], 0);
+    assert!(!alive(grandchild), "the straggler in the group was killed");
+    assert_eq!(st["output"]["held_open"], json!([]));
+}
+
+#[tokio::test]
+async fn a_setsid_escaped_grandchild_holding_the_pipe_cannot_keep_the_execution_running() {
+    let s = Server::start(
+        "escaped",
+        json!({"workflows": [wf("escape", &["setsid-grandchild", "exit", "0"]), wf("escape_noenv", &["setsid-grandchild-noenv", "exit", "7"])]}),
+    )
+    .await;
+    let id = s.start_wf("escape", json!({})).await;
+    let grandchild = grandchild_pid(&s, &id).await;
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "succeeded");
+    assert!(
+        !alive(grandchild),
+        "found by its execution marker although it left the group"
+    );
+
+    // One that also cleared its environment is found as the holder of the pipe.
+    let id = s.start_wf("escape_noenv", json!({})).await;
+    let grandchild = grandchild_pid(&s, &id).await;
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "failed");
+    assert_eq!(st["exit_code"], 7, "the execution ends with the leader's exit status");
+    assert!(!alive(grandchild));
+}
+
+#[tokio::test]
+async fn cancel_reaches_descendants_that_left_the_group() {
+    let s = Server::start(
+        "cancel-escaped",
+        json!({"workflows": [wf("daemon", &["setsid-grandchild", "hold"])]}),
+    )
+    .await;
+    let id = s.start_wf("daemon", json!({})).await;
+    let grandchild = grandchild_pid(&s, &id).await;
+    let st = s
+        .ok("cancel_execution", json!({"execution_id": id, "grace_ms": 1000}))
+        .await;
+    assert_eq!(state(&st), "cancelled");
+    assert!(!alive(grandchild), "the escaped descendant is gone when cancel returns");
+}
+
+#[tokio::test]
+async fn queued_executions_respect_global_and_per_workflow_limits_and_can_be_cancelled() {
+    let dir = TestDir::new("queue-gates");
+    let gates: Vec<_> = (0..3).map(|i| dir.fifo(&format!("gate{i}"))).collect();
+    let gated = |name: &str, gate: &std::path::Path| wf(name, &["wait-fifo", gate.to_str().unwrap(), "out", "done"]);
+    let mut one_at_a_time = gated("solo", &gates[1]);
+    one_at_a_time["max_concurrent"] = json!(1);
+    let s = Server::start(
+        "queue",
+        json!({"limits": {"max_concurrent": 2}, "workflows": [gated("a", &gates[0]), one_at_a_time, wf("quick", &["out", "hi"])]}),
+    )
+    .await;
+    let a = s.start_wf("a", json!({})).await;
+    let solo1 = s.start_wf("solo", json!({})).await;
+    let solo2 = s.ok("execute_workflow", json!({"workflow": "solo"})).await;
+    let quick = s.ok("execute_workflow", json!({"workflow": "quick"})).await;
+    assert_eq!(state(&solo2), "queued", "the global limit of 2 is reached");
+    assert_eq!(solo2["queue_position"], 1);
+    assert_eq!(solo2["pid"], Value::Null);
+    assert_eq!(state(&quick), "queued");
+    assert_eq!(quick["queue_position"], 2);
+    let listed = s.ok("list_executions", json!({"state": "running"})).await;
+    assert_eq!(listed["total"], 2);
+
+    let solo2_id = solo2["execution_id"].as_str().unwrap().to_owned();
+    let cancelled = s.ok("cancel_execution", json!({"execution_id": solo2_id})).await;
+    assert_eq!(state(&cancelled), "cancelled", "a queued execution can be cancelled");
+    assert_eq!(cancelled["started_at"], Value::Null, "and it never started");
+    let quick_id = quick["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.ok("get_status", json!({"execution_id": quick_id})).await["queue_position"],
+        1
+    );
+
+    // A slot frees up: the queued one starts and finishes.
+    let gate = gates[0].clone();
+    tokio::task::spawn_blocking(move || release_fifo(&gate)).await.unwrap();
+    assert_eq!(state(&s.wait_final(&a).await), "succeeded");
+    assert_eq!(state(&s.wait_final(&quick_id).await), "succeeded");
+    let gate = gates[1].clone();
+    tokio::task::spawn_blocking(move || release_fifo(&gate)).await.unwrap();
+    assert_eq!(state(&s.wait_final(&solo1).await), "succeeded");
+
+    // Per-workflow limit: a second "solo" waits although global slots are free.
+    let mut solo_gate = gated("solo2", &gates[2]);
+    solo_gate["max_concurrent"] = json!(1);
+    let s = Server::start("queue-per-workflow", json!({"workflows": [solo_gate]})).await;
+    let first = s.start_wf("solo2", json!({})).await;
+    let second = s.ok("execute_workflow", json!({"workflow": "solo2"})).await;
+    assert_eq!(state(&second), "queued");
+    let gate = gates[2].clone();
+    tokio::task::spawn_blocking(move || release_fifo(&gate)).await.unwrap();
+    assert_eq!(state(&s.wait_final(&first).await), "succeeded");
+    let second_id = second["execution_id"].as_str().unwrap().to_owned();
+    // The second waits on the same gate, which is now closed: cancel it while it runs.
+    let st = s
+        .ok("cancel_execution", json!({"execution_id": second_id, "grace_ms": 1000}))
+        .await;
+    assert_eq!(state(&st), "cancelled");
+    assert!(st["started_at"].is_string(), "it started once the first finished");
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_returns_the_existing_execution() {
+    let s = Server::start(
+        "idempotent",
+        json!({"workflows": [wf("w", &["out", "x"]), wf("v", &["out", "y"])]}),
+    )
+    .await;
+    let call = |workflow: &str, key: &str| {
+        let s = &s;
+        let args = json!({"workflow": workflow, "idempotency_key": key});
+        async move {
+            s.ok("execute_workflow", args).await["execution_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let first = call("w", "deploy-42").await;
+    assert_eq!(call("w", "deploy-42").await, first);
+    assert_ne!(call("w", "deploy-43").await, first);
+    assert_ne!(call("v", "deploy-42").await, first, "keys are per workflow");
+    assert_eq!(s.ok("list_executions", json!({"workflow": "w"})).await["total"], 2);
+}
+
+#[tokio::test]
+async fn spawn_failures_are_failed_to_start_and_the_server_stays_healthy() {
+    let dir = TestDir::new("spawn-failures");
+    let not_exec = dir.join("not-executable.sh");
+    std::fs::write(&not_exec, "#!/bin/sh\necho hi\n").unwrap();
+    let bad_interpreter = dir.join("bad-interpreter.sh");
+    std::fs::write(&bad_interpreter, "#!/no/such/interpreter\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bad_interpreter, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let s = Server::start(
+        "spawn-failures",
+        json!({"workflows": [
+            {"name": "missing", "command": ["no-such-command-anywhere"]},
+            {"name": "noexec", "command": [not_exec]},
+            {"name": "badcwd", "command": ["true"], "cwd": "/no/such/dir"},
+            {"name": "interp", "command": [bad_interpreter]},
+            wf("fine", &["out", "ok"])
+        ]}),
+    )
+    .await;
+    for (name, expected) in [
+        ("missing", "command \"no-such-command-anywhere\" was not found in PATH"),
+        ("noexec", "is not executable (permission denied)"),
+        ("badcwd", "working directory /no/such/dir does not exist"),
+        ("interp", "check the interpreter on its #! line"),
+    ] {
+        let st = s.ok("execute_workflow", json!({"workflow": name})).await;
+        assert_eq!(state(&st), "failed_to_start", "{name}: {st}");
+        assert!(
+            st["error"].as_str().unwrap().contains(expected),
+            "{name}: {}",
+            st["error"]
+        );
+        assert!(st["finished_at"].is_string());
+    }
+    let st = s
+        .ok("execute_workflow", json!({"workflow": "fine", "wait_ms": 60000}))
+        .await;
+    assert_eq!(state(&st), "succeeded", "the server stays healthy");
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_is_failed_to_start_not_a_crash() {
+    let config = json!({"workflows": [wf("w", &["out", "x"])]});
+    // A server's descriptors when idle: the next free number is where a workflow's pipes would go.
+    let mut probe = RawServer::start("emfile-probe", config.clone()).await;
+    let highest = std::fs::read_dir(format!("/proc/{}/fd", probe.pid()))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|fd| *fd < 200)
+        .max()
+        .unwrap();
+    probe.close_stdin();
+    probe.wait_exit().await;
+    // One free descriptor: enough to serve, too few for a workflow's two pipes.
+    let mut s = RawServer::start_with_fd_limit("emfile", config, Some(highest + 2)).await;
+    let st = s
+        .call_ok("execute_workflow", json!({"workflow": "w", "wait_ms": 60000}))
+        .await;
+    assert_eq!(state(&st), "failed_to_start", "{st}");
+    assert!(
+        st["error"].as_str().unwrap().contains("pen files"),
+        "the OS error is reported: {}",
+        st["error"]
+    );
+    let listed = s.call_ok("list_workflows", json!({})).await;
+    assert_eq!(listed["workflows"][0]["name"], "w", "the server still answers");
+    let again = s.call_ok("execute_workflow", json!({"workflow": "w"})).await;
+    assert_eq!(state(&again), "failed_to_start", "and keeps answering the same way");
+    s.close_stdin();
+    s.wait_exit().await;
+}
+
+#[tokio::test]
+async fn params_can_never_set_environment_variables_the_manifest_does_not_map() {
+    let mut entry = wf(
+        "env",
+        &["env", "LD_PRELOAD", "env", "PATH", "env", "WORKFLOW_MCP_EXECUTION_ID"],
+    );
+    entry["params"] = json!([
+        {"name": "preload", "type": "string", "env": "LD_PRELOAD"},
+        {"name": "marker", "type": "string", "env": "WORKFLOW_MCP_EXECUTION_ID"}
+    ]);
+    let s = Server::start("env-injection", json!({"workflows": [entry]})).await;
+    for name in ["LD_PRELOAD", "PATH", "BASH_ENV", "LD_LIBRARY_PATH"] {
+        let err = s
+            .err(
+                "execute_workflow",
+                json!({"workflow": "env", "params": {name: "/tmp/evil.so"}}),
+            )
+            .await;
+        assert!(err.starts_with(&format!("unknown param \"{name}\"")), "{err}");
+    }
+    // Mapped explicitly by the manifest, it is allowed — except the execution marker, which is the engine's.
+    let id = s
+        .start_wf("env", json!({"preload": "/lib/ok.so", "marker": "forged"}))
+        .await;
+    let st = s.wait_final(&id).await;
+    let page = s.ok("get_logs", json!({"execution_id": id, "stream": "stdout"})).await;
+    let lines: Vec<&str> = page["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines[0], "LD_PRELOAD=/lib/ok.so");
+    assert!(lines[1].starts_with("PATH=/"));
+    assert_eq!(
+        lines[2],
+        format!("WORKFLOW_MCP_EXECUTION_ID={}", st["execution_id"].as_str().unwrap())
+    );
+}
+
+#[tokio::test]
+async fn huge_and_malformed_requests_never_take_the_server_down() {
+    let mut s = RawServer::start("huge", json!({"workflows": [wf("w", &["out", "x"])]})).await;
+    let huge = format!(
+        r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"list_workflows","arguments":{{"x":"{}"}}}}}}"#,
+        "a".repeat(5 << 20)
+    );
+    s.send_line(&huge).await;
+    let r = s.recv().await.unwrap();
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("larger than"), "{r}");
+    s.send_line(&format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)))
+        .await;
+    assert_eq!(s.recv().await.unwrap()["error"]["code"], -32700);
+    let many: serde_json::Map<String, Value> = (0..1000).map(|i| (format!("p{i}"), json!(i))).collect();
+    let id = s
+        .call("execute_workflow", json!({"workflow": "w", "params": many}))
+        .await;
+    let r = s.response(id).await;
+    assert_eq!(r["result"]["isError"], true);
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("a call takes at most 128"),
+        "{r}"
+    );
+    let id = s
+        .call(
+            "execute_workflow",
+            json!({"workflow": "w", "params": {"x": "b".repeat(100_000)}}),
+        )
+        .await;
+    assert_eq!(s.response(id).await["result"]["isError"], true);
+    let st = s
+        .call_ok("execute_workflow", json!({"workflow": "w", "wait_ms": 60000}))
+        .await;
+    assert_eq!(state(&st), "succeeded", "still serving");
+    s.close_stdin();
+    s.wait_exit().await;
+}
+
+#[tokio::test]
+async fn a_thousand_short_executions_leave_no_zombie_and_no_leaked_descriptor() {
+    let mut s = RawServer::start(
+        "thousand",
+        json!({"limits": {"retain_executions": 50}, "workflows": [wf("w", &["out", "x"])]}),
+    )
+    .await;
+    let fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    s.call_ok("execute_workflow", json!({"workflow": "w", "wait_ms": 60000}))
+        .await;
+    let before = fds(s.pid());
+    for _ in 0..1000 {
+        let st = s
+            .call_ok("execute_workflow", json!({"workflow": "w", "wait_ms": 60000}))
+            .await;
+        assert_eq!(state(&st), "succeeded");
+    }
+    let after = fds(s.pid());
+    assert_eq!(after, before, "descriptors are back where they started");
+    let me = s.pid();
+    let zombies: Vec<u32> = workflow_mcp::engine::process::processes()
+        .into_iter()
+        .filter(|p| p.ppid == me && p.zombie)
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(zombies, Vec::<u32>::new(), "no zombie children");
+    let listed = s.call_ok("list_executions", json!({"limit": 1000})).await;
+    assert_eq!(
+        listed["retained"], 50,
+        "finished executions beyond the retention rule are forgotten"
+    );
+    assert!(listed["retention"].as_str().unwrap().contains("50"));
+    s.close_stdin();
+    s.wait_exit().await;
+}
+
+/// Blocks until process `pid` (not a child of ours) exits, using a pidfd; false if it did not within 30 s.
+fn wait_for_exit_of(pid: u32) -> bool {
+    // SAFETY: pidfd_open/poll/close on a descriptor owned here.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) as libc::c_int;
+        if fd < 0 {
+            return true; // Already gone.
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ready = libc::poll(&mut pfd, 1, 30_000) == 1;
+        libc::close(fd);
+        ready
+    }
+}
+
+#[tokio::test]
+async fn a_sigkilled_server_takes_its_workflows_with_it() {
+    let s = Server::start(
+        "sigkill",
+        json!({"workflows": [wf("tree", &["grandchild", "setsid-grandchild", "hold"])]}),
+    )
+    .await;
+    let id = s.start_wf("tree", json!({})).await;
+    let mut all: Vec<u32> = Vec::new();
+    let mut since = 0;
+    while all.len() < 2 {
+        let page = s
+            .ok(
+                "get_logs",
+                json!({"execution_id": id, "grep": "^grandchild ", "wait_ms": 60000, "since_seq": since}),
+            )
+            .await;
+        since = page["next_seq"].as_u64().unwrap();
+        all.extend(
+            page["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["text"].as_str().unwrap()[11..].parse::<u32>().unwrap()),
+        );
+    }
+    let leader = s.ok("get_status", json!({"execution_id": id})).await["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    // The watchdog: the server's child that runs in its own session.
+    let watchdog = workflow_mcp::engine::process::processes()
+        .into_iter()
+        .find(|p| p.ppid == s.pid && p.pid != leader && !p.zombie)
+        .expect("the watchdog process")
+        .pid;
+    // SAFETY: SIGKILL to the server we started.
+    unsafe { libc::kill(s.pid as i32, libc::SIGKILL) };
+    assert!(
+        tokio::task::spawn_blocking(move || wait_for_exit_of(watchdog))
+            .await
+            .unwrap(),
+        "the watchdog finished"
+    );
+    assert!(!alive(leader), "the workflow died with the server");
+    for pid in all {
+        assert!(
+            !alive(pid),
+            "descendant {pid} died with the server, in the group or escaped"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_makes_the_server_stop_everything() {
+    let mut s = RawServer::start(
+        "deaf-client",
+        json!({"workflows": [wf("tree", &["grandchild", "lines", "20000", "hold"])]}),
+    )
+    .await;
+    let st = s.call_ok("execute_workflow", json!({"workflow": "tree"})).await;
+    let exec = st["execution_id"].as_str().unwrap().to_owned();
+    let leader = st["pid"].as_u64().unwrap() as u32;
+    let r = s
+        .call_ok(
+            "get_logs",
+            json!({"execution_id": exec, "grep": "^grandchild", "wait_ms": 60000}),
+        )
+        .await;
+    let grandchild: u32 = r["lines"][0]["text"].as_str().unwrap()[11..].parse().unwrap();
+    // From here on the client never reads: big answers fill the pipe and the server's writes stall.
+    for _ in 0..20 {
+        s.call(
+            "get_logs",
+            json!({"execution_id": exec, "max_lines": 10000, "max_bytes": 1048576}),
+        )
+        .await;
+    }
+    s.wait_exit().await;
+    assert!(!alive(leader) && !alive(grandchild), "every workflow process is gone");
+}
