@@ -122,15 +122,34 @@ fn watch(pipe: File) -> ! {
         }
     }
     // The server is gone: nothing it started may live on, in its group or escaped from it.
-    for pgid in executions.keys() {
-        if *pgid > 1 {
-            // SAFETY: kill(2) on a process group the server registered and never unregistered.
-            unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        }
-    }
+    let groups: Vec<u32> = executions.keys().filter(|g| **g > 1).map(|g| *g as u32).collect();
     let markers: Vec<String> = executions.into_values().filter(|m| !m.is_empty()).collect();
-    for pid in super::process::marked_processes(&markers) {
-        let _ = super::process::signal_process(pid, libc::SIGKILL);
+    let members = |groups: &[u32]| -> Vec<u32> {
+        let mut pids = super::process::marked_processes(&markers);
+        let procs = super::process::processes();
+        pids.extend(
+            procs
+                .iter()
+                .filter(|p| !p.zombie && groups.contains(&p.pgid))
+                .map(|p| p.pid),
+        );
+        pids
+    };
+    for g in &groups {
+        let _ = super::process::signal_group(*g, libc::SIGKILL);
+    }
+    // A signal is delivered asynchronously: exit only once they are gone (or after 2 s), so the watchdog's own
+    // exit means "nothing is left".
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let left = members(&groups);
+        if left.is_empty() || std::time::Instant::now() >= deadline {
+            break;
+        }
+        for pid in left {
+            let _ = super::process::signal_process(pid, libc::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     // SAFETY: leaving the forked child without running the parent's destructors or atexit handlers.
     unsafe { libc::_exit(0) }
