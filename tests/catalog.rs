@@ -50,7 +50,7 @@ async fn discovery_lists_only_valid_executables_and_says_why_the_others_were_ski
     std::os::unix::fs::symlink("/bin/true", d.join("outside")).unwrap();
     let s = Server::start(
         "discover",
-        json!({"discover": [d], "limits": {"discovery_timeout_ms": 500}, "workflows": [wf("manual", &["out", "x"])]}),
+        json!({"discover": [d], "limits": {"discovery_timeout_ms": 2000}, "workflows": [wf("manual", &["out", "x"])]}),
     )
     .await;
     let listed = s.ok("list_workflows", json!({})).await;
@@ -75,7 +75,7 @@ async fn discovery_lists_only_valid_executables_and_says_why_the_others_were_ski
             .unwrap_or_else(|| panic!("{name} not reported:\n{log}"));
         assert!(line.contains(why), "{name}: expected {why:?} in {line}");
     };
-    skipped("hanging", "did not answer --workflow-metadata within 500 ms");
+    skipped("hanging", "did not answer --workflow-metadata within 2000 ms");
     skipped(
         "failing",
         "exited with exit status: 3 when asked --workflow-metadata: no metadata here",

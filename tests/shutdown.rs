@@ -4,33 +4,46 @@ use serde_json::json;
 
 use crate::util::{RawServer, alive, structured, wf};
 
-/// Starts a workflow that leaves a grandchild in its group and holds; returns (leader, grandchild) pids.
-async fn start_tree(s: &mut RawServer) -> (u32, u32) {
-    let id = s.call("execute_workflow", json!({"workflow": "tree"})).await;
-    let r = s.response(id).await;
-    let exec = structured(&r)["execution_id"].as_str().unwrap().to_owned();
-    let leader = structured(&r)["pid"].as_u64().unwrap() as u32;
-    let id = s
-        .call(
-            "get_logs",
-            json!({"execution_id": exec, "grep": "^grandchild", "wait_ms": 60000}),
-        )
-        .await;
-    let r = s.response(id).await;
-    let line = structured(&r)["lines"][0]["text"].as_str().unwrap().to_owned();
-    (leader, line.split(' ').nth(1).unwrap().parse().unwrap())
+/// A workflow that leaves one grandchild in its group and one escaped with setsid, then holds.
+fn tree_config() -> serde_json::Value {
+    json!({"workflows": [wf("tree", &["grandchild", "setsid-grandchild", "hold"])]})
+}
+
+/// Starts the tree; returns every pid of it (leader, grandchild, escaped grandchild).
+async fn start_tree(s: &mut RawServer) -> Vec<u32> {
+    let st = s.call_ok("execute_workflow", json!({"workflow": "tree"})).await;
+    let exec = st["execution_id"].as_str().unwrap().to_owned();
+    let mut pids = vec![st["pid"].as_u64().unwrap() as u32];
+    let mut since = 0;
+    while pids.len() < 3 {
+        let page = s
+            .call_ok(
+                "get_logs",
+                json!({"execution_id": exec, "grep": "^grandchild ", "wait_ms": 60000, "since_seq": since}),
+            )
+            .await;
+        since = page["next_seq"].as_u64().unwrap();
+        for l in page["lines"].as_array().unwrap() {
+            pids.push(l["text"].as_str().unwrap()[11..].parse().unwrap());
+        }
+    }
+    assert!(pids.iter().all(|p| alive(*p)));
+    pids
 }
 
 #[tokio::test]
 async fn stdin_eof_shuts_the_server_down_and_leaves_no_process() {
-    let mut s = RawServer::start("eof", json!({"workflows": [wf("tree", &["grandchild", "hold"])]})).await;
-    let (leader, grandchild) = start_tree(&mut s).await;
-    assert!(alive(leader) && alive(grandchild));
+    let mut s = RawServer::start("eof", tree_config()).await;
+    let pids = start_tree(&mut s).await;
     s.close_stdin();
     let took = s.wait_exit().await;
     eprintln!("server exited {took:?} after stdin EOF");
-    assert!(!alive(leader), "the workflow is gone");
-    assert!(!alive(grandchild), "its grandchild is gone");
+    for pid in pids {
+        assert!(
+            !alive(pid),
+            "{pid} is gone (leader, grandchild in the group, escaped grandchild)"
+        );
+    }
 }
 
 #[tokio::test]
@@ -59,10 +72,9 @@ async fn stdin_eof_still_answers_a_call_that_is_waiting() {
     s.wait_exit().await;
 }
 
-#[tokio::test]
-async fn sigterm_answers_pending_calls_at_once_and_kills_every_group() {
-    let mut s = RawServer::start("sigterm", json!({"workflows": [wf("tree", &["grandchild", "hold"])]})).await;
-    let (leader, grandchild) = start_tree(&mut s).await;
+async fn signal_answers_pending_calls_at_once_and_kills_every_group(signal: i32) {
+    let mut s = RawServer::start("signal", tree_config()).await;
+    let pids = start_tree(&mut s).await;
     let exec_list = s.call("list_executions", json!({})).await;
     let exec = structured(&s.response(exec_list).await)["executions"][0]["execution_id"]
         .as_str()
@@ -75,14 +87,27 @@ async fn sigterm_answers_pending_calls_at_once_and_kills_every_group() {
     let marker = s.call("list_workflows", json!({})).await;
     s.response(marker).await;
     // SAFETY: signalling our own child process.
-    unsafe { libc::kill(s.child.id().unwrap() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(s.pid() as i32, signal) };
     let r = s.response(pending).await;
     assert!(
         structured(&r)["state"].is_string(),
         "the pending call was answered: {r}"
     );
-    s.wait_exit().await;
-    assert!(!alive(leader) && !alive(grandchild));
+    let took = s.wait_exit().await;
+    eprintln!("server exited {took:?} after signal {signal}");
+    for pid in pids {
+        assert!(!alive(pid), "{pid} is gone");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_answers_pending_calls_at_once_and_kills_every_group() {
+    signal_answers_pending_calls_at_once_and_kills_every_group(libc::SIGTERM).await;
+}
+
+#[tokio::test]
+async fn sigint_answers_pending_calls_at_once_and_kills_every_group() {
+    signal_answers_pending_calls_at_once_and_kills_every_group(libc::SIGINT).await;
 }
 
 #[tokio::test]

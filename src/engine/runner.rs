@@ -311,7 +311,9 @@ impl Engine {
     /// Executions matching `filter`, newest first, and how many matched in all.
     pub fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
         let execs: Vec<Arc<Execution>> = {
-            let t = lock(&self.shared.table);
+            let mut t = lock(&self.shared.table);
+            // The age rule also applies while nothing starts or finishes.
+            t.prune(self.shared.config.retain_executions, self.shared.config.retain_age);
             t.order.iter().rev().filter_map(|id| t.by_id.get(id).cloned()).collect()
         };
         let matching: Vec<Arc<Execution>> = execs
