@@ -430,16 +430,12 @@ fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
         return Err(errs);
     }
     let mut param = Param {
-        name: p.name.clone(),
-        kind: p.kind,
         description: p.description.clone(),
         required: p.required,
-        default: None,
-        allowed: None,
         minimum: p.minimum,
         maximum: p.maximum,
         pattern,
-        delivery: delivery.expect("checked above"),
+        ..Param::new(&p.name, p.kind, delivery.expect("checked above"))
     };
     if let Some(allowed) = &p.allowed {
         let mut checked = Vec::new();

@@ -105,16 +105,9 @@ fn field_param(f: &FieldMetadata) -> Result<(Param, Option<String>), String> {
         Delivery::Arg(f.cli_arg.clone())
     };
     let mut p = Param {
-        name: f.name.clone(),
-        kind: ParamType::String,
         description,
         required: f.required,
-        default: None,
-        allowed: None,
-        minimum: None,
-        maximum: None,
-        pattern: None,
-        delivery,
+        ..Param::new(&f.name, ParamType::String, delivery)
     };
     match &f.field_type {
         FieldType::Text => {}

@@ -85,6 +85,22 @@ fn fmt_num(n: f64) -> String {
 }
 
 impl Param {
+    /// A param with no description, constraint or default.
+    pub fn new(name: &str, kind: ParamType, delivery: Delivery) -> Param {
+        Param {
+            name: name.to_owned(),
+            kind,
+            description: String::new(),
+            required: false,
+            default: None,
+            allowed: None,
+            minimum: None,
+            maximum: None,
+            pattern: None,
+            delivery,
+        }
+    }
+
     /// "an integer between 1 and 10", "one of \"a\", \"b\"", ... — what a value must be.
     pub fn expected(&self) -> String {
         if let Some(allowed) = &self.allowed {
@@ -330,18 +346,7 @@ mod tests {
     use super::*;
 
     fn param(name: &str, kind: ParamType, delivery: Delivery) -> Param {
-        Param {
-            name: name.into(),
-            kind,
-            description: String::new(),
-            required: false,
-            default: None,
-            allowed: None,
-            minimum: None,
-            maximum: None,
-            pattern: None,
-            delivery,
-        }
+        Param::new(name, kind, delivery)
     }
 
     fn sample() -> Vec<Param> {

@@ -363,7 +363,7 @@ impl Engine {
         if dequeued.is_some() {
             exec.update(|l| {
                 l.stop = Some(reason);
-                l.state = final_state(Some(reason), None, None);
+                l.state = final_state(Some(reason), None);
                 l.error = Some(stop_message(reason, exec));
                 l.finished_at = Some(SystemTime::now());
             });
@@ -485,7 +485,7 @@ fn stop_message(reason: StopReason, exec: &Execution) -> String {
     }
 }
 
-fn final_state(stop: Option<StopReason>, exit_code: Option<i32>, _signal: Option<i32>) -> ExecutionState {
+fn final_state(stop: Option<StopReason>, exit_code: Option<i32>) -> ExecutionState {
     match stop {
         Some(StopReason::Cancel | StopReason::Shutdown) => ExecutionState::Cancelled,
         Some(StopReason::Timeout) => ExecutionState::TimedOut,
@@ -513,7 +513,7 @@ impl Shared {
     fn start(self: &Arc<Self>, exec: Arc<Execution>) {
         if exec.life().stop.is_some() {
             // Stopped between taking a slot and starting.
-            self.settle(&exec, None);
+            self.settle(&exec);
             return;
         }
         let def = &exec.workflow;
@@ -688,17 +688,13 @@ impl Shared {
         } else {
             tracing::warn!(execution = %exec.id, pgid = pid, "processes of the workflow survived SIGKILL");
         }
-        self.settle(&exec, status.map(|s| (s.code(), s.signal())));
+        self.settle(&exec);
     }
 
     /// Decides the final state, frees the slot and starts queued executions.
-    fn settle(self: &Arc<Self>, exec: &Arc<Execution>, exit: Option<(Option<i32>, Option<i32>)>) {
+    fn settle(self: &Arc<Self>, exec: &Arc<Execution>) {
         exec.update(|l| {
-            let (code, sig) = exit.unwrap_or((None, None));
-            l.state = final_state(l.stop, code, sig);
-            if l.state == ExecutionState::Failed && exit.is_none() && l.error.is_none() {
-                l.error = Some("the exit status was lost".into());
-            }
+            l.state = final_state(l.stop, l.exit_code);
             l.finished_at = Some(SystemTime::now());
         });
         exec.logs_buffer.mark_finished();
