@@ -160,6 +160,68 @@ fn lines_backward(snap: &Snapshot) -> impl Iterator<Item = LineRef<'_>> {
         .flat_map(|s| (0..s.len()).rev().map(move |i| s.line(i)))
 }
 
+/// Fills a page line by line until a budget says stop.
+struct PageBuilder<'q> {
+    page: LogPage,
+    query: &'q LogQuery,
+    snap: &'q Snapshot,
+    /// Lines read in one chunk share a timestamp: it is formatted once.
+    last_ts: Option<(u32, String)>,
+}
+
+impl PageBuilder<'_> {
+    /// Adds a line; `false` when a budget ends the page (`next_seq` then points at what was not added).
+    fn push(&mut self, l: LineRef<'_>, matched: Option<bool>) -> bool {
+        let (page, q) = (&mut self.page, self.query);
+        if page.lines.len() >= q.max_lines.max(1) {
+            page.budget_hit = Some(BudgetHit::MaxLines);
+            page.next_seq = l.seq;
+            return false;
+        }
+        let mut text = render(l.bytes, l.has(flags::NEEDS_RENDER), q.raw);
+        let mut cut = false;
+        if page.bytes + text.len() > q.max_bytes {
+            if !page.lines.is_empty() {
+                page.budget_hit = Some(BudgetHit::MaxBytes);
+                page.next_seq = l.seq;
+                return false;
+            }
+            // A single line larger than the whole budget: serve its beginning so paging always advances.
+            let mut end = q.max_bytes;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            cut = true;
+        }
+        let ts = match &self.last_ts {
+            Some((ms, ts)) if *ms == l.ts_ms => ts.clone(),
+            _ => {
+                let ts = crate::clock::rfc3339(self.snap.timestamp(l.ts_ms));
+                self.last_ts = Some((l.ts_ms, ts.clone()));
+                ts
+            }
+        };
+        page.bytes += text.len();
+        page.lines.push(LogLine {
+            seq: l.seq,
+            stream: l.stream(),
+            ts,
+            text,
+            partial: l.has(flags::PARTIAL),
+            event: l.has(flags::EVENT),
+            matched,
+            cut,
+        });
+        if cut {
+            page.budget_hit = Some(BudgetHit::MaxBytes);
+            page.next_seq = l.seq + 1;
+            return false;
+        }
+        true
+    }
+}
+
 impl LogQuery {
     fn selects(&self, line: &LineRef<'_>) -> bool {
         let stream_ok = match self.stream {
@@ -246,21 +308,23 @@ impl LogQuery {
     }
 
     fn forward(&self, snap: &Snapshot, start: u64) -> LogPage {
-        let max_lines = self.max_lines.max(1);
-        let mut page = LogPage {
-            lines: Vec::new(),
-            next_seq: snap.next_seq,
-            has_more: false,
-            omitted: None,
-            total_lines: snap.next_seq,
-            oldest_seq: snap.oldest_seq(),
-            budget_hit: None,
-            bytes: 0,
+        let mut builder = PageBuilder {
+            page: LogPage {
+                lines: Vec::new(),
+                next_seq: snap.next_seq,
+                has_more: false,
+                omitted: None,
+                total_lines: snap.next_seq,
+                oldest_seq: snap.oldest_seq(),
+                budget_hit: None,
+                bytes: 0,
+            },
+            query: self,
+            snap,
+            last_ts: None,
         };
         let mut before: VecDeque<LineRef<'_>> = VecDeque::with_capacity(self.context);
         let mut after_left = 0usize;
-        // Lines read in one chunk share a timestamp: format it once.
-        let mut last_ts: Option<(u32, String)> = None;
         'scan: for line in lines_from(snap, start) {
             if !self.selects(&line) {
                 continue;
@@ -284,59 +348,17 @@ impl LogQuery {
             };
             if matched == Some(true) {
                 after_left = self.context;
-            }
-            let context_lines = if matched == Some(true) { before.len() } else { 0 };
-            let emit = before
-                .drain(..context_lines)
-                .map(|l| (l, Some(false)))
-                .chain(std::iter::once((line, matched)));
-            for (l, m) in emit.collect::<Vec<_>>() {
-                if page.lines.len() >= max_lines {
-                    page.budget_hit = Some(BudgetHit::MaxLines);
-                    page.next_seq = l.seq;
-                    break 'scan;
-                }
-                let mut text = render(l.bytes, l.has(flags::NEEDS_RENDER), self.raw);
-                let mut cut = false;
-                if page.bytes + text.len() > self.max_bytes {
-                    if !page.lines.is_empty() {
-                        page.budget_hit = Some(BudgetHit::MaxBytes);
-                        page.next_seq = l.seq;
+                while let Some(c) = before.pop_front() {
+                    if !builder.push(c, Some(false)) {
                         break 'scan;
                     }
-                    // A single line larger than the whole budget: serve its beginning so paging always advances.
-                    let mut end = self.max_bytes;
-                    while !text.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    text.truncate(end);
-                    cut = true;
-                }
-                page.bytes += text.len();
-                page.lines.push(LogLine {
-                    seq: l.seq,
-                    stream: l.stream(),
-                    ts: match &last_ts {
-                        Some((ms, text)) if *ms == l.ts_ms => text.clone(),
-                        _ => {
-                            let text = crate::clock::rfc3339(snap.timestamp(l.ts_ms));
-                            last_ts = Some((l.ts_ms, text.clone()));
-                            text
-                        }
-                    },
-                    text,
-                    partial: l.has(flags::PARTIAL),
-                    event: l.has(flags::EVENT),
-                    matched: m,
-                    cut,
-                });
-                if cut {
-                    page.budget_hit = Some(BudgetHit::MaxBytes);
-                    page.next_seq = l.seq + 1;
-                    break 'scan;
                 }
             }
+            if !builder.push(line, matched) {
+                break 'scan;
+            }
         }
+        let mut page = builder.page;
         page.has_more = page.next_seq < snap.next_seq;
         if let Some(gap) = snap.gap
             && start < gap.to
