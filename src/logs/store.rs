@@ -1,4 +1,5 @@
-//! The per-execution log store: a segmented byte arena plus one 8-byte index entry per line.
+//! The per-execution log store: a segmented byte arena plus one 4-byte index entry per line (and one timestamp
+//! per chunk read).
 //!
 //! Lines are kept exactly as the pipe delivered them, each followed by `\n`, so a chunk of complete lines is
 //! appended with a single copy and grep can scan a whole segment at once. Only the last segment is appended to;
@@ -57,21 +58,19 @@ const END_MASK: u32 = (1 << END_BITS) - 1;
 pub const MAX_SEGMENT_BYTES: usize = END_MASK as usize;
 const DEFAULT_SEGMENT_BYTES: usize = 1 << 20;
 
-/// One line of the index: where the line ends in its segment, its flags, and when it was read.
+/// One line of the index: where the line ends in its segment, and its flags. (Lines read in one chunk share a
+/// timestamp, kept once per chunk in [`Segment::stamps`].)
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     /// Bits 0..26: end offset (exclusive, before the `\n`) in the segment; bits 26..32: flags.
     meta: u32,
-    /// Milliseconds since the store's origin (saturating at ~49 days).
-    ts_ms: u32,
 }
 
 impl Entry {
-    fn new(end: usize, flags: u8, ts_ms: u32) -> Self {
+    fn new(end: usize, flags: u8) -> Self {
         debug_assert!(end <= END_MASK as usize);
         Entry {
             meta: end as u32 | (u32::from(flags) << END_BITS),
-            ts_ms,
         }
     }
 
@@ -84,12 +83,15 @@ impl Entry {
     }
 }
 
-/// A run of consecutive lines: their bytes (each followed by `\n`) and their index entries.
+/// A run of consecutive lines: their bytes (each followed by `\n`), their index entries, and when they were read.
 #[derive(Clone, Debug)]
 pub struct Segment {
     first_seq: u64,
     data: Vec<u8>,
     entries: Vec<Entry>,
+    /// (index of the first line of a chunk, its read time in ms since the store's origin, saturating at ~49 days),
+    /// one per appended chunk with a new time.
+    stamps: Vec<(u32, u32)>,
 }
 
 /// A borrowed view of one stored line.
@@ -122,6 +124,7 @@ impl Segment {
             first_seq,
             data: Vec::with_capacity(capacity),
             entries: Vec::with_capacity(capacity / 32),
+            stamps: Vec::new(),
         }
     }
 
@@ -145,11 +148,19 @@ impl Segment {
     /// The line at local index `i`.
     pub fn line(&self, i: usize) -> LineRef<'_> {
         let entry = self.entries[i];
+        let stamp = self.stamps.partition_point(|&(first, _)| first as usize <= i);
         LineRef {
             seq: self.first_seq + i as u64,
             bytes: &self.data[self.start_of(i)..entry.end()],
             flags: entry.flags(),
-            ts_ms: entry.ts_ms,
+            ts_ms: self.stamps.get(stamp.wrapping_sub(1)).map_or(0, |s| s.1),
+        }
+    }
+
+    /// Records that lines from local index `first` on were read at `ts_ms`.
+    fn stamp(&mut self, first: usize, ts_ms: u32) {
+        if self.stamps.last().is_none_or(|s| s.1 != ts_ms) {
+            self.stamps.push((first as u32, ts_ms));
         }
     }
 
@@ -183,7 +194,9 @@ impl Segment {
     }
 
     fn memory(&self) -> usize {
-        self.data.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.data.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.stamps.capacity() * std::mem::size_of::<(u32, u32)>()
     }
 
     /// Bytes of line text (without the separators).
@@ -450,16 +463,16 @@ impl LogStore {
                 seg.data.extend_from_slice(&data[data_off..chunk_end]);
                 // Offsets in `data` become offsets in the segment (wrapping: the result always fits).
                 let shift = (base as u32).wrapping_sub(data_off as u32);
+                seg.stamp(seg.entries.len(), ts_ms);
                 if line_flags.is_empty() {
                     let meta_flags = u32::from(stream_flag) << END_BITS;
                     seg.entries.extend(ends[i..j].iter().map(|&end| Entry {
                         meta: end.wrapping_add(shift) | meta_flags,
-                        ts_ms,
                     }));
                 } else {
                     let lines = ends[i..j].iter().zip(&line_flags[i..j]);
                     seg.entries.extend(
-                        lines.map(|(&end, &fl)| Entry::new(end.wrapping_add(shift) as usize, fl | stream_flag, ts_ms)),
+                        lines.map(|(&end, &fl)| Entry::new(end.wrapping_add(shift) as usize, fl | stream_flag)),
                     );
                 }
                 inner.next_seq += fit as u64;
@@ -558,6 +571,7 @@ impl Inner {
         if let Some(seg) = Arc::get_mut(&mut self.segments[last]) {
             let before = seg.memory();
             seg.entries.shrink_to_fit();
+            seg.stamps.shrink_to_fit();
             seg.data.shrink_to_fit();
             let after = seg.memory();
             self.account(before, after, budget);
@@ -684,6 +698,22 @@ mod tests {
         assert_eq!(gap.to - gap.from, stats.dropped_lines);
         assert!(kept.iter().all(|(seq, _)| *seq < gap.from || *seq >= gap.to));
         assert!(stats.memory_bytes <= 256 * 1024 + 128 * 1024);
+    }
+
+    #[test]
+    fn each_line_keeps_the_time_its_chunk_was_read() {
+        let (store, _) = store(1 << 20);
+        let t0 = store.origin();
+        let (data, ends) = chunk(&["a", "b"]);
+        store.append(Stream::Stdout, &data, &ends, &[], 4, t0 + Duration::from_millis(5));
+        let (data, ends) = chunk(&["c"]);
+        store.append(Stream::Stdout, &data, &ends, &[], 2, t0 + Duration::from_millis(5));
+        store.append(Stream::Stderr, &data, &ends, &[], 2, t0 + Duration::from_millis(9));
+        let snap = store.snapshot();
+        let seg = snap.segments.last().unwrap();
+        let stamps: Vec<u32> = (0..seg.len()).map(|i| seg.line(i).ts_ms).collect();
+        assert_eq!(stamps, [5, 5, 5, 9]);
+        assert_eq!(seg.stamps.len(), 2, "one stamp per new time, not per line");
     }
 
     #[test]
