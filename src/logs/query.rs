@@ -194,11 +194,12 @@ impl PageBuilder<'_> {
             text.truncate(end);
             cut = true;
         }
+        let ts_ms = l.ts_ms();
         let ts = match &self.last_ts {
-            Some((ms, ts)) if *ms == l.ts_ms => ts.clone(),
+            Some((ms, ts)) if *ms == ts_ms => ts.clone(),
             _ => {
-                let ts = crate::clock::rfc3339(self.snap.timestamp(l.ts_ms));
-                self.last_ts = Some((l.ts_ms, ts.clone()));
+                let ts = crate::clock::rfc3339(self.snap.timestamp(ts_ms));
+                self.last_ts = Some((ts_ms, ts.clone()));
                 ts
             }
         };

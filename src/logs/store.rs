@@ -95,16 +95,34 @@ pub struct Segment {
 }
 
 /// A borrowed view of one stored line.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct LineRef<'a> {
     pub seq: u64,
     pub bytes: &'a [u8],
     pub flags: u8,
-    /// Milliseconds since the store's origin.
-    pub ts_ms: u32,
+    segment: &'a Segment,
+    index: usize,
+}
+
+impl std::fmt::Debug for LineRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineRef")
+            .field("seq", &self.seq)
+            .field("bytes", &String::from_utf8_lossy(self.bytes))
+            .field("flags", &self.flags)
+            .finish()
+    }
 }
 
 impl LineRef<'_> {
+    /// When the line was read, in milliseconds since the store's origin (looked up only when asked: a grep over
+    /// millions of lines never needs it).
+    pub fn ts_ms(&self) -> u32 {
+        let stamps = &self.segment.stamps;
+        let k = stamps.partition_point(|&(first, _)| first as usize <= self.index);
+        stamps.get(k.wrapping_sub(1)).map_or(0, |s| s.1)
+    }
+
     pub fn stream(&self) -> Stream {
         if self.flags & flags::STDERR != 0 {
             Stream::Stderr
@@ -148,12 +166,12 @@ impl Segment {
     /// The line at local index `i`.
     pub fn line(&self, i: usize) -> LineRef<'_> {
         let entry = self.entries[i];
-        let stamp = self.stamps.partition_point(|&(first, _)| first as usize <= i);
         LineRef {
             seq: self.first_seq + i as u64,
             bytes: &self.data[self.start_of(i)..entry.end()],
             flags: entry.flags(),
-            ts_ms: self.stamps.get(stamp.wrapping_sub(1)).map_or(0, |s| s.1),
+            segment: self,
+            index: i,
         }
     }
 
@@ -711,7 +729,7 @@ mod tests {
         store.append(Stream::Stderr, &data, &ends, &[], 2, t0 + Duration::from_millis(9));
         let snap = store.snapshot();
         let seg = snap.segments.last().unwrap();
-        let stamps: Vec<u32> = (0..seg.len()).map(|i| seg.line(i).ts_ms).collect();
+        let stamps: Vec<u32> = (0..seg.len()).map(|i| seg.line(i).ts_ms()).collect();
         assert_eq!(stamps, [5, 5, 5, 9]);
         assert_eq!(seg.stamps.len(), 2, "one stamp per new time, not per line");
     }
