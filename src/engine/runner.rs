@@ -226,11 +226,6 @@ impl Engine {
         self.shared.shutdown.clone()
     }
 
-    /// Log memory in use by all executions, and its limit.
-    pub fn log_memory(&self) -> (usize, usize) {
-        (self.shared.budget.used(), self.shared.budget.limit())
-    }
-
     /// Starts (or queues) an execution of `def` and returns once it is running, failed to start, or queued.
     /// A repeated `idempotency_key` for the same workflow returns the execution it started before.
     pub async fn execute(
@@ -361,13 +356,7 @@ impl Engine {
             }
         };
         if dequeued.is_some() {
-            exec.update(|l| {
-                l.stop = Some(reason);
-                l.state = final_state(Some(reason), None);
-                l.error = Some(stop_message(reason, exec));
-                l.finished_at = Some(SystemTime::now());
-            });
-            exec.logs_buffer.mark_finished();
+            end_unstarted(exec, reason);
             return;
         }
         let mut rx = exec.logs_tx.subscribe();
@@ -428,12 +417,7 @@ impl Engine {
             (queued, running)
         };
         for e in queued {
-            e.update(|l| {
-                l.stop = Some(StopReason::Shutdown);
-                l.state = ExecutionState::Cancelled;
-                l.error = Some(stop_message(StopReason::Shutdown, &e));
-                l.finished_at = Some(SystemTime::now());
-            });
+            end_unstarted(&e, StopReason::Shutdown);
         }
         let mut groups = Vec::new();
         for e in &running {
@@ -483,6 +467,17 @@ fn stop_message(reason: StopReason, exec: &Execution) -> String {
         }
         StopReason::Shutdown => "stopped because the server shut down".to_owned(),
     }
+}
+
+/// Ends an execution taken off the queue before it started.
+fn end_unstarted(exec: &Execution, reason: StopReason) {
+    exec.update(|l| {
+        l.stop = Some(reason);
+        l.state = final_state(Some(reason), None);
+        l.error = Some(stop_message(reason, exec));
+        l.finished_at = Some(SystemTime::now());
+    });
+    exec.logs_buffer.mark_finished();
 }
 
 fn final_state(stop: Option<StopReason>, exit_code: Option<i32>) -> ExecutionState {

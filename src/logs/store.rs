@@ -182,33 +182,8 @@ impl Segment {
         }
     }
 
-    /// The line holding seq `seq`, if this segment holds it.
-    pub fn line_at_seq(&self, seq: u64) -> Option<LineRef<'_>> {
-        let i = seq.checked_sub(self.first_seq)?;
-        (i < self.entries.len() as u64).then(|| self.line(i as usize))
-    }
-
     fn start_of(&self, i: usize) -> usize {
         if i == 0 { 0 } else { self.entries[i - 1].end() + 1 }
-    }
-
-    /// All line bytes of the segment, each line followed by `\n`.
-    pub fn data(&self) -> &[u8] {
-        &self.data
-    }
-
-    /// Local index of the line that contains byte `offset` of [`Segment::data`].
-    pub fn index_of_offset(&self, offset: usize) -> usize {
-        self.entries.partition_point(|e| e.end() < offset)
-    }
-
-    /// Start offset in [`Segment::data`] of local line `i` (`data.len()` when `i == len`).
-    pub fn offset_of(&self, i: usize) -> usize {
-        if i >= self.entries.len() {
-            self.data.len()
-        } else {
-            self.start_of(i)
-        }
     }
 
     fn memory(&self) -> usize {
@@ -308,16 +283,8 @@ impl MemoryBudget {
         })
     }
 
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
-    }
-
     fn over(&self) -> bool {
-        self.used() > self.limit
+        self.used.load(Ordering::Relaxed) > self.limit
     }
 
     fn add(&self, n: usize) {
@@ -687,7 +654,7 @@ mod tests {
             all_lines(&snap),
             vec![(0, "a".into()), (1, "".into()), (2, "ccc".into()), (3, "tail".into())]
         );
-        let last = snap.segments.last().unwrap().line_at_seq(3).unwrap();
+        let last = snap.segments.last().unwrap().line(3);
         assert_eq!(last.stream(), Stream::Stderr);
         assert!(last.has(flags::NO_NEWLINE));
         let stats = store.stats();
