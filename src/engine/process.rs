@@ -118,17 +118,22 @@ pub fn is_subreaper() -> bool {
 
 /// Reaps zombies re-parented to us that the engine did not spawn itself (only when we are a subreaper).
 pub fn reap_orphans() {
+    reap_orphan_zombies(&processes(), &own_children());
+}
+
+/// Reaps the zombies among `procs` that are our children but not ones the engine waits for itself.
+fn reap_orphan_zombies(procs: &[ProcInfo], own: &HashSet<u32>) {
     if !is_subreaper() {
         return;
     }
-    let own = own_children();
     let me = std::process::id();
-    for p in processes() {
-        if p.ppid == me && p.zombie && !own.contains(&p.pid) {
-            let mut status = 0;
-            // SAFETY: waitpid on a specific zombie child of ours; WNOHANG never blocks.
-            unsafe { libc::waitpid(p.pid as i32, &mut status, libc::WNOHANG) };
-        }
+    for p in procs
+        .iter()
+        .filter(|p| p.ppid == me && p.zombie && !own.contains(&p.pid))
+    {
+        let mut status = 0;
+        // SAFETY: waitpid on a specific zombie child of ours; WNOHANG never blocks.
+        unsafe { libc::waitpid(p.pid as i32, &mut status, libc::WNOHANG) };
     }
 }
 
@@ -186,16 +191,7 @@ pub fn execution_members(leader: u32, marker: &str) -> Vec<u32> {
     let procs = processes();
     let me = std::process::id();
     let own = own_children();
-    if is_subreaper() {
-        for p in procs
-            .iter()
-            .filter(|p| p.ppid == me && p.zombie && !own.contains(&p.pid))
-        {
-            let mut status = 0;
-            // SAFETY: waitpid on a specific zombie child of ours; WNOHANG never blocks.
-            unsafe { libc::waitpid(p.pid as i32, &mut status, libc::WNOHANG) };
-        }
-    }
+    reap_orphan_zombies(&procs, &own);
     let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
     for p in &procs {
         children.entry(p.ppid).or_default().push(p.pid);
