@@ -3,15 +3,13 @@
 //! (exactly as `tools/list` declares them). The integration tests fail when a checked-in schema no longer
 //! matches; `UPDATE_SCHEMAS=1 cargo test schemas` rewrites them.
 
-use rmcp::handler::server::common::schema_for_input;
-use rmcp::handler::server::tool::schema_for_output;
 use schemars::JsonSchema;
 use serde_json::Value;
 
 use crate::catalog::ConfigFile;
 use crate::catalog::metadata::WorkflowMetadata;
-use crate::engine::ExecutionStatus;
 use crate::engine::WorkflowEvent;
+use crate::mcp::schema::{input_schema, output_schema};
 use crate::mcp::types::*;
 
 fn document<T: JsonSchema>() -> Value {
@@ -19,12 +17,12 @@ fn document<T: JsonSchema>() -> Value {
     serde_json::to_value(generator.into_root_schema_for::<T>()).expect("a schema is JSON")
 }
 
-fn input<T: JsonSchema + 'static>() -> Value {
-    Value::Object((*schema_for_input::<T>().expect("valid input schema")).clone())
+fn input<T: JsonSchema>() -> Value {
+    Value::Object((*input_schema::<T>()).clone())
 }
 
-fn output<T: JsonSchema + 'static>() -> Value {
-    Value::Object((*schema_for_output::<T>()).clone())
+fn output<T: JsonSchema>() -> Value {
+    Value::Object((*output_schema::<T>()).clone())
 }
 
 /// Every generated schema with its path under `schemas/`.
@@ -36,13 +34,13 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("tools/list_workflows.input.json", input::<ListWorkflowsInput>()),
         ("tools/list_workflows.output.json", output::<ListWorkflowsOutput>()),
         ("tools/execute_workflow.input.json", input::<ExecuteInput>()),
-        ("tools/execute_workflow.output.json", output::<ExecutionStatus>()),
+        ("tools/execute_workflow.output.json", output::<StatusOutput>()),
         ("tools/get_status.input.json", input::<GetStatusInput>()),
-        ("tools/get_status.output.json", output::<ExecutionStatus>()),
+        ("tools/get_status.output.json", output::<StatusOutput>()),
         ("tools/get_logs.input.json", input::<GetLogsInput>()),
         ("tools/get_logs.output.json", output::<LogsOutput>()),
         ("tools/cancel_execution.input.json", input::<CancelInput>()),
-        ("tools/cancel_execution.output.json", output::<ExecutionStatus>()),
+        ("tools/cancel_execution.output.json", output::<StatusOutput>()),
         ("tools/list_executions.input.json", input::<ListExecutionsInput>()),
         ("tools/list_executions.output.json", output::<ListExecutionsOutput>()),
     ]

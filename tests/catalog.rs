@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::util::{Server, TestDir, fake, server_bin, wf, write_config};
+use crate::util::{Server, TestDir, fake, records, server_bin, wf, write_config};
 
 /// Writes an executable script.
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -202,7 +202,7 @@ async fn the_shipped_demo_runs_unchanged_and_its_progress_shows_in_the_status() 
     let p = &st["progress"];
     assert_eq!(
         p["phase"],
-        json!({"index": 2, "total": 3, "name": "Report", "state": "completed", "error": null})
+        json!({"index": 2, "total": 3, "name": "Report", "state": "completed"})
     );
     assert_eq!(p["phases_completed"], 3);
     assert_eq!(
@@ -215,7 +215,7 @@ async fn the_shipped_demo_runs_unchanged_and_its_progress_shows_in_the_status() 
     );
     assert_eq!(p["tasks"]["running_count"], 0);
     assert_eq!(p["state_files_count"], 3);
-    assert_eq!(p["malformed_events"], 0);
+    assert!(p.get("malformed_events").is_none(), "no malformed event, so the count is left out");
     assert!(p["message"]["text"].is_string());
     let id = st["execution_id"].as_str().unwrap();
     let events = s
@@ -225,10 +225,10 @@ async fn the_shipped_demo_runs_unchanged_and_its_progress_shows_in_the_status() 
         )
         .await;
     assert_eq!(
-        events["lines"].as_array().unwrap().len() as u64,
+        records(&events["lines"]).len() as u64,
         p["events"].as_u64().unwrap()
     );
-    assert!(events["lines"].as_array().unwrap().iter().all(|l| l["event"] == true));
+    assert!(records(&events["lines"]).iter().all(|l| l["event"] == true));
     let plain = s
         .ok(
             "get_logs",
@@ -236,7 +236,7 @@ async fn the_shipped_demo_runs_unchanged_and_its_progress_shows_in_the_status() 
         )
         .await;
     assert_eq!(
-        plain["lines"].as_array().unwrap().last().unwrap()["text"],
+        records(&plain["lines"]).last().unwrap()["text"],
         "all phases done"
     );
 
@@ -269,10 +269,10 @@ async fn malformed_events_are_kept_as_plain_lines_and_counted() {
     assert_eq!(st["progress"]["malformed_events"], 2);
     assert_eq!(st["progress"]["phase"]["name"], "A");
     let only = s.ok("get_logs", json!({"execution_id": id, "events": "only"})).await;
-    assert_eq!(only["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(records(&only["lines"]).len(), 1);
     let plain = s.ok("get_logs", json!({"execution_id": id, "events": "exclude"})).await;
     assert_eq!(
-        texts(plain["lines"].as_array().unwrap()),
+        texts(&records(&plain["lines"])),
         [
             "__WF_EVENT__:not json at all",
             "__WF_EVENT__:{\"type\":\"no_such_event\"}"

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::util::{RawServer, alive, structured, wf};
+use crate::util::{RawServer, alive, records, structured, wf};
 
 /// A workflow that leaves one grandchild in its group and one escaped with setsid, then holds.
 fn tree_config() -> serde_json::Value {
@@ -23,7 +23,7 @@ async fn start_tree(s: &mut RawServer) -> Vec<u32> {
             )
             .await;
         since = page["next_seq"].as_u64().unwrap();
-        for l in page["lines"].as_array().unwrap() {
+        for l in records(&page["lines"]) {
             pids.push(l["text"].as_str().unwrap()[11..].parse().unwrap());
         }
     }

@@ -82,6 +82,42 @@ pub fn alive(pid: u32) -> bool {
     workflow_mcp::engine::process::process_alive(pid)
 }
 
+/// Parses the compact line form the README documents into one JSON object per record:
+/// `{seq, stream, text, partial, matched, cut, ts, event}` for a log line, `{note}` for a `# ` line.
+/// Every line of the input must match the grammar.
+pub fn parse_records(compact: &str) -> Vec<Value> {
+    let grammar = regex::Regex::new(r"^(\d+)(!?)(~?)(-?)(\+?)(?:@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z))? (.*)$").unwrap();
+    assert!(compact.is_empty() || compact.ends_with('\n'), "every record ends with a newline: {compact:?}");
+    compact
+        .split_terminator('\n')
+        .map(|record| {
+            if let Some(note) = record.strip_prefix("# ") {
+                return json!({"note": note});
+            }
+            let c = grammar
+                .captures(record)
+                .unwrap_or_else(|| panic!("record {record:?} does not match the documented grammar"));
+            let text = c.get(7).unwrap().as_str();
+            json!({
+                "seq": c[1].parse::<u64>().unwrap(),
+                "stream": if c[2].is_empty() { "stdout" } else { "stderr" },
+                "partial": !c[3].is_empty(),
+                "matched": if c[4].is_empty() { Value::Null } else { json!(false) },
+                "cut": !c[5].is_empty(),
+                "ts": c.get(6).map(|t| t.as_str()),
+                "event": text.starts_with("__WF_EVENT__:"),
+                "text": text,
+            })
+        })
+        .collect()
+}
+
+/// The log lines of a compact `lines` (or `tail`, or evidence) value, notes left out.
+pub fn records(lines: &Value) -> Vec<Value> {
+    let compact = lines.as_str().unwrap_or_else(|| panic!("lines are one compact string, got {lines}"));
+    parse_records(compact).into_iter().filter(|r| r.get("note").is_none()).collect()
+}
+
 /// A tool call's answer.
 #[derive(Debug)]
 pub struct Reply {
@@ -212,7 +248,7 @@ impl Server {
                     json!({"execution_id": id, "since_seq": since, "grep": pattern, "wait_ms": 60000}),
                 )
                 .await;
-            if let Some(line) = page["lines"].as_array().unwrap().first() {
+            if let Some(line) = records(&page["lines"]).first() {
                 return line["text"].as_str().unwrap().to_owned();
             }
             assert!(
@@ -234,7 +270,7 @@ impl Server {
                     json!({"execution_id": id, "since_seq": since, "max_lines": max_lines, "max_bytes": 1048576}),
                 )
                 .await;
-            lines.extend(page["lines"].as_array().unwrap().iter().cloned());
+            lines.extend(records(&page["lines"]));
             since = page["next_seq"].as_u64().unwrap();
             if !page["has_more"].as_bool().unwrap() {
                 return lines;

@@ -70,6 +70,7 @@ pub fn list(config: &Config, json: bool) -> u8 {
     if json {
         let out = ListWorkflowsOutput {
             workflows: all.iter().map(|w| WorkflowInfo::from(w.as_ref())).collect(),
+            more: Vec::new(),
         };
         println!("{}", serde_json::to_string_pretty(&out).expect("the catalog is JSON"));
         return 0;

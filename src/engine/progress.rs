@@ -115,9 +115,11 @@ pub enum StepState {
 pub struct PhaseProgress {
     /// The event's own 0-based `phase`.
     pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u32>,
     pub name: String,
     pub state: StepState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -125,9 +127,12 @@ pub struct PhaseProgress {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunningTask {
     pub task_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<u32>,
     /// Agents working on it now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<String>,
 }
 
@@ -138,8 +143,10 @@ pub struct TaskProgress {
     pub completed: u32,
     pub failed: u32,
     /// Tasks announced so far: the sum over phases of the latest `total_tasks` of a `task_started` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u32>,
-    /// Up to 20 running tasks, oldest first; `running_count` has them all.
+    /// Up to 10 running tasks, oldest first; `running_count` has them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub running: Vec<RunningTask>,
     pub running_count: u32,
 }
@@ -147,7 +154,9 @@ pub struct TaskProgress {
 /// The last message from a task or an agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct LastMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_name: Option<String>,
     pub text: String,
     pub at: String,
@@ -156,29 +165,89 @@ pub struct LastMessage {
 /// A state file a workflow reported.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StateFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<u32>,
     pub path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
 
-/// What the structured events of an execution add up to.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn no_tasks(t: &TaskProgress) -> bool {
+    t.started == 0 && t.total.is_none()
+}
+
+/// What the structured events of an execution add up to. Texts are shortened to 300 bytes (the whole
+/// event stays in the log); what did not happen is left out.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Progress {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<PhaseProgress>,
     pub phases_completed: u32,
+    #[serde(default, skip_serializing_if = "no_tasks")]
     pub tasks: TaskProgress,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<LastMessage>,
-    /// The last 20 state files reported; `state_files_count` counts them all.
+    /// The last 10 state files reported; `state_files_count` counts them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state_files: Vec<StateFile>,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub state_files_count: u32,
     /// Well-formed events seen.
     pub events: u64,
     /// `__WF_EVENT__:` lines that did not parse; they stay in the log as plain lines.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub malformed_events: u64,
 }
 
-const SHOWN_RUNNING: usize = 20;
-const SHOWN_STATE_FILES: usize = 20;
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
+const SHOWN_RUNNING: usize = 10;
+const SHOWN_STATE_FILES: usize = 10;
+/// The longest text (name, description, message, path) a progress snapshot carries.
+pub const MAX_TEXT: usize = 300;
+
+/// Shortens `s` to at most [`MAX_TEXT`] bytes at a character boundary, saying so.
+fn clip(s: &mut String) {
+    if s.len() <= MAX_TEXT {
+        return;
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = s.len() - end;
+    s.truncate(end);
+    s.push_str(&format!("…[+{cut} bytes]"));
+}
+
+impl Progress {
+    fn clip_texts(&mut self) {
+        if let Some(ph) = &mut self.phase {
+            clip(&mut ph.name);
+            ph.error.iter_mut().for_each(clip);
+        }
+        for t in &mut self.tasks.running {
+            clip(&mut t.task_id);
+            clip(&mut t.description);
+            t.agents.iter_mut().for_each(clip);
+        }
+        if let Some(m) = &mut self.message {
+            m.task_id.iter_mut().for_each(clip);
+            m.agent_name.iter_mut().for_each(clip);
+            clip(&mut m.text);
+        }
+        for f in &mut self.state_files {
+            clip(&mut f.path);
+            clip(&mut f.description);
+        }
+    }
+}
 
 /// Folds events into a [`Progress`]; shared by the stderr drain thread (writer) and status readers.
 #[derive(Debug, Default)]
@@ -207,6 +276,7 @@ impl ProgressTracker {
         let mut p = st.progress.clone();
         p.tasks.running = st.running.values().take(SHOWN_RUNNING).cloned().collect();
         p.tasks.running_count = st.running.len() as u32;
+        p.clip_texts();
         Some(p)
     }
 

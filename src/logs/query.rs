@@ -8,6 +8,7 @@ use regex::bytes::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::compact::{self, Served};
 use super::render::render;
 use super::store::{LineRef, Snapshot, Stream, flags};
 
@@ -64,33 +65,78 @@ impl Default for LogQuery {
     }
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-/// One line as served to a reader.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// One line as served to an in-process reader (the `run` CLI, tests). MCP readers get the compact form.
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogLine {
     /// Per-execution sequence number, from 0; never changes.
     pub seq: u64,
     pub stream: Stream,
-    /// When the line was read (RFC 3339 UTC, milliseconds).
-    pub ts: String,
     /// The line as UTF-8 (invalid bytes as U+FFFD), ANSI escapes removed and carriage returns resolved unless
     /// `raw`.
     pub text: String,
     /// This record is a piece of a line longer than the max line length; the line continues in the next record.
-    #[serde(default, skip_serializing_if = "is_false")]
     pub partial: bool,
     /// A well-formed `__WF_EVENT__:` structured-event line.
-    #[serde(default, skip_serializing_if = "is_false")]
     pub event: bool,
     /// With `grep`: true for a matching line, false for a context line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched: Option<bool>,
-    /// The text was cut to fit `max_bytes`; ask again with a larger `max_bytes` to read the whole line.
-    #[serde(default, skip_serializing_if = "is_false")]
+    /// The text was cut to fit `max_bytes`.
     pub cut: bool,
+}
+
+/// Where a page's lines go.
+pub trait LineSink {
+    /// Whether served lines carry their read time.
+    fn timestamps(&self) -> bool {
+        false
+    }
+    fn push(&mut self, line: &Served<'_>);
+    /// The seq range `[from, to)` is no longer available; called where it falls between served lines.
+    fn omitted(&mut self, _from: u64, _to: u64) {}
+}
+
+impl LineSink for Vec<LogLine> {
+    fn push(&mut self, l: &Served<'_>) {
+        self.push(LogLine {
+            seq: l.seq,
+            stream: l.stream,
+            text: l.text.to_owned(),
+            partial: l.partial,
+            event: l.event,
+            matched: l.matched,
+            cut: l.cut,
+        });
+    }
+}
+
+/// Lines in the compact form (see [`super::compact`]), ready to send.
+#[derive(Clone, Debug, Default)]
+pub struct CompactLines {
+    pub text: String,
+    pub timestamps: bool,
+}
+
+impl CompactLines {
+    pub fn new(timestamps: bool) -> Self {
+        CompactLines {
+            text: String::new(),
+            timestamps,
+        }
+    }
+}
+
+impl LineSink for CompactLines {
+    fn timestamps(&self) -> bool {
+        self.timestamps
+    }
+
+    fn push(&mut self, l: &Served<'_>) {
+        compact::write_record(&mut self.text, l);
+    }
+
+    fn omitted(&mut self, from: u64, to: u64) {
+        compact::write_omitted(&mut self.text, from, to);
+    }
 }
 
 /// Lines in the requested range that are no longer in memory.
@@ -111,10 +157,14 @@ pub enum BudgetHit {
     MaxBytes,
 }
 
-/// The answer to a [`LogQuery`].
+/// The answer to a [`LogQuery`], with its lines in the sink `S`.
 #[derive(Clone, Debug)]
-pub struct LogPage {
-    pub lines: Vec<LogLine>,
+pub struct LogPage<S = Vec<LogLine>> {
+    pub lines: S,
+    /// Lines served.
+    pub count: usize,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
     /// Pass back as `since_seq` to continue exactly where this page stopped.
     pub next_seq: u64,
     /// More lines exist at or after `next_seq` right now.
@@ -124,8 +174,10 @@ pub struct LogPage {
     pub total_lines: u64,
     pub oldest_seq: u64,
     pub budget_hit: Option<BudgetHit>,
-    /// Bytes of `text` returned.
+    /// The served lines' size as sent in the compact form (what `max_bytes` counts).
     pub bytes: usize,
+    /// Seq of the first line cut to fit `max_bytes`.
+    pub cut_seq: Option<u64>,
 }
 
 /// A position in a snapshot: segment index and line index within it.
@@ -161,61 +213,73 @@ fn lines_backward(snap: &Snapshot) -> impl Iterator<Item = LineRef<'_>> {
 }
 
 /// Fills a page line by line until a budget says stop.
-struct PageBuilder<'q> {
-    page: LogPage,
+struct PageBuilder<'q, S> {
+    page: LogPage<S>,
     query: &'q LogQuery,
     snap: &'q Snapshot,
+    /// The evicted range still ahead of the served lines, if the scan started before its end.
+    gap_ahead: Option<(u64, u64)>,
     /// Lines read in one chunk share a timestamp: it is formatted once.
     last_ts: Option<(u32, String)>,
 }
 
-impl PageBuilder<'_> {
+impl<S: LineSink> PageBuilder<'_, S> {
     /// Adds a line; `false` when a budget ends the page (`next_seq` then points at what was not added).
     fn push(&mut self, l: LineRef<'_>, matched: Option<bool>) -> bool {
         let (page, q) = (&mut self.page, self.query);
-        if page.lines.len() >= q.max_lines.max(1) {
+        if page.count >= q.max_lines.max(1) {
             page.budget_hit = Some(BudgetHit::MaxLines);
             page.next_seq = l.seq;
             return false;
         }
-        let mut text = render(l.bytes, l.has(flags::NEEDS_RENDER), q.raw);
-        let mut cut = false;
-        if page.bytes + text.len() > q.max_bytes {
-            if !page.lines.is_empty() {
+        let ts = if page.lines.timestamps() {
+            let ts_ms = l.ts_ms();
+            match &self.last_ts {
+                Some((ms, _)) if *ms == ts_ms => {}
+                _ => self.last_ts = Some((ts_ms, crate::clock::rfc3339(self.snap.timestamp(ts_ms)))),
+            }
+            self.last_ts.as_ref().map(|(_, t)| t.as_str())
+        } else {
+            None
+        };
+        let text = render(l.bytes, l.has(flags::NEEDS_RENDER), q.raw);
+        let mut served = Served {
+            seq: l.seq,
+            stream: l.stream(),
+            partial: l.has(flags::PARTIAL),
+            event: l.has(flags::EVENT),
+            matched,
+            cut: false,
+            text: &text,
+            ts,
+        };
+        let mut cost = compact::cost(&served);
+        if page.bytes + cost > q.max_bytes {
+            if page.count > 0 {
                 page.budget_hit = Some(BudgetHit::MaxBytes);
                 page.next_seq = l.seq;
                 return false;
             }
             // A single line larger than the whole budget: serve its beginning so paging always advances.
-            let mut end = q.max_bytes;
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            text.truncate(end);
-            cut = true;
+            served.cut = true;
+            let room = q.max_bytes.saturating_sub(compact::overhead(&served));
+            served.text = &text[..compact::fit(&text, room)];
+            cost = compact::cost(&served);
         }
-        let ts_ms = l.ts_ms();
-        let ts = match &self.last_ts {
-            Some((ms, ts)) if *ms == ts_ms => ts.clone(),
-            _ => {
-                let ts = crate::clock::rfc3339(self.snap.timestamp(ts_ms));
-                self.last_ts = Some((ts_ms, ts.clone()));
-                ts
-            }
-        };
-        page.bytes += text.len();
-        page.lines.push(LogLine {
-            seq: l.seq,
-            stream: l.stream(),
-            ts,
-            text,
-            partial: l.has(flags::PARTIAL),
-            event: l.has(flags::EVENT),
-            matched,
-            cut,
-        });
-        if cut {
+        if let Some((from, to)) = self.gap_ahead
+            && l.seq >= to
+        {
+            page.lines.omitted(from, to);
+            self.gap_ahead = None;
+        }
+        page.bytes += cost;
+        page.count += 1;
+        page.first_seq.get_or_insert(l.seq);
+        page.last_seq = Some(l.seq);
+        page.lines.push(&served);
+        if served.cut {
             page.budget_hit = Some(BudgetHit::MaxBytes);
+            page.cut_seq = Some(l.seq);
             page.next_seq = l.seq + 1;
             return false;
         }
@@ -252,13 +316,18 @@ impl LogQuery {
         }
     }
 
-    /// Runs the query over a snapshot.
+    /// Runs the query over a snapshot, serving lines as [`LogLine`]s.
     pub fn run(&self, snap: &Snapshot) -> LogPage {
+        self.run_into(snap, Vec::new())
+    }
+
+    /// Runs the query over a snapshot, serving lines into `sink`.
+    pub fn run_into<S: LineSink>(&self, snap: &Snapshot, sink: S) -> LogPage<S> {
         let start = match self.tail {
             Some(n) => self.tail_start(snap, n).max(self.since_seq.unwrap_or(0)),
             None => self.since_seq.unwrap_or_else(|| snap.oldest_seq()),
         };
-        self.forward(snap, start)
+        self.forward(snap, start, sink)
     }
 
     /// The seq a forward scan starts at so that it returns the last `n` lines of the selection (plus the
@@ -308,10 +377,13 @@ impl LogQuery {
         start
     }
 
-    fn forward(&self, snap: &Snapshot, start: u64) -> LogPage {
+    fn forward<S: LineSink>(&self, snap: &Snapshot, start: u64, sink: S) -> LogPage<S> {
         let mut builder = PageBuilder {
             page: LogPage {
-                lines: Vec::new(),
+                lines: sink,
+                count: 0,
+                first_seq: None,
+                last_seq: None,
                 next_seq: snap.next_seq,
                 has_more: false,
                 omitted: None,
@@ -319,9 +391,14 @@ impl LogQuery {
                 oldest_seq: snap.oldest_seq(),
                 budget_hit: None,
                 bytes: 0,
+                cut_seq: None,
             },
             query: self,
             snap,
+            gap_ahead: snap
+                .gap
+                .filter(|g| start < g.to)
+                .map(|g| (start.max(g.from), g.to)),
             last_ts: None,
         };
         let mut before: VecDeque<LineRef<'_>> = VecDeque::with_capacity(self.context);
@@ -359,6 +436,7 @@ impl LogQuery {
                 break 'scan;
             }
         }
+        let gap_ahead = builder.gap_ahead;
         let mut page = builder.page;
         page.has_more = page.next_seq < snap.next_seq;
         if let Some(gap) = snap.gap
@@ -371,9 +449,60 @@ impl LogQuery {
                 to_seq: gap.to,
                 lines: gap.to - from,
             });
+            if let Some((from, to)) = gap_ahead {
+                // No served line came after the range: the note closes the page.
+                page.lines.omitted(from, to);
+            }
         }
         page
     }
+}
+
+/// How far back [`last_lines`] looks for lines of the wanted stream.
+const LAST_LINES_SCAN: usize = 200_000;
+
+/// The last lines of `stream` (structured-event lines left out) that fit `max_lines` and `max_bytes` as compact
+/// records; when even the newest does not fit, its beginning is served, cut. `None` when the last
+/// [`LAST_LINES_SCAN`] lines hold none of that stream.
+pub fn last_lines(
+    snap: &Snapshot,
+    stream: StreamSelector,
+    max_lines: usize,
+    max_bytes: usize,
+) -> Option<LogPage<CompactLines>> {
+    let query = LogQuery {
+        stream,
+        events: EventSelector::Exclude,
+        max_lines,
+        max_bytes,
+        ..LogQuery::default()
+    };
+    let mut start = None;
+    let (mut lines, mut bytes) = (0, 0);
+    for line in lines_backward(snap).take(LAST_LINES_SCAN) {
+        if !query.selects(&line) {
+            continue;
+        }
+        let text = render(line.bytes, line.has(flags::NEEDS_RENDER), false);
+        let served = Served {
+            seq: line.seq,
+            stream: line.stream(),
+            partial: line.has(flags::PARTIAL),
+            event: false,
+            matched: None,
+            cut: false,
+            text: &text,
+            ts: None,
+        };
+        bytes += compact::cost(&served);
+        if start.is_some() && (bytes > max_bytes || lines == max_lines) {
+            break;
+        }
+        start = Some(line.seq);
+        lines += 1;
+    }
+    let page = query.forward(snap, start?, CompactLines::default());
+    Some(page)
 }
 
 #[cfg(test)]
@@ -449,7 +578,10 @@ mod tests {
         };
         let page = q.run(&store.snapshot());
         assert!(page.bytes <= 100);
-        assert_eq!(page.bytes, page.lines.iter().map(|l| l.text.len()).sum::<usize>());
+        let compact = q.run_into(&store.snapshot(), CompactLines::default());
+        assert_eq!(compact.bytes, page.bytes);
+        let sent = serde_json::to_string(&compact.lines.text).unwrap();
+        assert_eq!(page.bytes, sent.len() - 2, "the budget counts the lines as sent");
         assert_eq!(page.budget_hit, Some(BudgetHit::MaxBytes));
         assert_eq!(page.next_seq, page.lines.last().unwrap().seq + 1);
     }
@@ -465,7 +597,9 @@ mod tests {
         let page = q.run(&store.snapshot());
         assert_eq!(page.lines.len(), 1);
         assert!(page.lines[0].cut);
-        assert_eq!(page.lines[0].text.len(), 100);
+        // "0+ " and the escaped newline take 5 of the 100 bytes.
+        assert_eq!(page.lines[0].text.len(), 95);
+        assert_eq!(page.cut_seq, Some(0));
         assert_eq!(page.next_seq, 1);
     }
 

@@ -5,16 +5,16 @@
 use std::borrow::Cow;
 
 /// Renders one line. `needs_render` is the store's flag saying the line holds an ESC or a CR byte.
-pub fn render(bytes: &[u8], needs_render: bool, raw: bool) -> String {
+pub fn render(bytes: &[u8], needs_render: bool, raw: bool) -> Cow<'_, str> {
     if raw || !needs_render {
-        return String::from_utf8_lossy(bytes).into_owned();
+        return String::from_utf8_lossy(bytes);
     }
     let stripped = strip_ansi(bytes);
     let text = String::from_utf8_lossy(&stripped);
-    match text {
+    Cow::Owned(match text {
         Cow::Borrowed(t) if !t.contains('\r') => t.to_owned(),
         t => resolve_carriage_returns(&t),
-    }
+    })
 }
 
 /// True when a line needs [`render`] to look at it (it holds ESC or CR).
@@ -96,7 +96,7 @@ mod tests {
     use super::*;
 
     fn r(s: &[u8]) -> String {
-        render(s, needs_render(s), false)
+        render(s, needs_render(s), false).into_owned()
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The protocol layer: the rmcp server and its tools, tool inputs and outputs, the text written for models,
 //! and the stdio transport. It maps domain types; it never spawns processes itself.
 
+pub mod schema;
 pub mod serve;
 pub mod server;
 pub mod text;
 pub mod transport;
 pub mod types;
+pub mod waiting;
 
 pub use serve::serve;
 pub use server::{App, WorkflowServer};

@@ -6,23 +6,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
-use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::text;
+use super::schema::{input_schema, output_schema};
 use super::types::*;
+use super::{text, waiting};
 use crate::catalog::param::resolve;
 use crate::catalog::{Catalog, WorkflowDef};
-use crate::engine::{Engine, Execution, ExecutionStatus, ListFilter, StopReason};
-use crate::logs::{LogQuery, StreamSelector};
+use crate::engine::{Engine, Execution, ExecutionState, ExecutionStatus, ListFilter, StopReason};
+use crate::logs::{CompactLines, LogQuery, StreamSelector};
+
+/// A whole result (structured content and text, serialized) stays under this by default: Claude Code stores a
+/// result over 50,000 characters in a file instead of showing it.
+const RESULT_BUDGET: usize = 48_000;
 
 /// What the tools work on.
 pub struct App {
@@ -37,11 +40,6 @@ pub struct WorkflowServer {
 }
 
 type ToolResult = Result<CallToolResult, String>;
-
-fn input_schema<T: JsonSchema + 'static>() -> Arc<JsonObject> {
-    rmcp::handler::server::common::schema_for_input::<T>()
-        .unwrap_or_else(|e| panic!("invalid input schema for {}: {e}", std::any::type_name::<T>()))
-}
 
 /// Parses tool arguments; a bad one is named with what was expected.
 fn parse_args<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, String> {
@@ -71,12 +69,58 @@ fn in_range(name: &str, value: Option<u64>, min: u64, max: u64, default: u64) ->
     }
 }
 
+/// A requested wait, capped at [`MAX_WAIT_MS`]; the flag says whether the cap applied.
+fn wait_of(requested: Option<u64>) -> (Duration, bool) {
+    let ms = requested.unwrap_or(0);
+    (Duration::from_millis(ms.min(MAX_WAIT_MS)), ms > MAX_WAIT_MS)
+}
+
 fn reply<T: Serialize>(value: &T, text: String) -> ToolResult {
     let structured =
         serde_json::to_value(value).map_err(|e| format!("internal error: cannot encode the result: {e}"))?;
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
     result.structured_content = Some(structured);
     Ok(result)
+}
+
+/// Bytes a value takes serialized, as sent.
+fn sent_len<T: Serialize>(value: &T) -> usize {
+    serde_json::to_string(value).map_or(0, |s| s.len())
+}
+
+/// What to do next with an execution in this status, in one line.
+fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
+    let lines = s.output.last_seq.map_or(0, |l| l + 1);
+    let waited = if capped {
+        format!("waited the {MAX_WAIT_MS} ms maximum of one call; ")
+    } else {
+        String::new()
+    };
+    match s.state {
+        ExecutionState::Queued => format!(
+            "{waited}queued at position {}: call get_status with wait_ms (at most {MAX_WAIT_MS}) to wait for it, or \
+             cancel_execution",
+            s.queue_position.unwrap_or(1)
+        ),
+        ExecutionState::Running => format!(
+            "{waited}still running: call get_status with wait_ms (at most {MAX_WAIT_MS}) to wait for the end, or \
+             get_logs to read its {lines} lines so far"
+        ),
+        ExecutionState::Succeeded => {
+            format!("succeeded: get_logs reads its {lines} lines (tail=N for the last ones, grep to search)")
+        }
+        ExecutionState::Cancelled => format!("cancelled: get_logs reads the {lines} lines it printed"),
+        ExecutionState::FailedToStart => {
+            "could not start: fix what error names (the config, the program or the params) and run it again".into()
+        }
+        ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Lost if s.evidence.is_some() => format!(
+            "{}: evidence has its last lines; get_logs with grep (e.g. \"error\") searches all {lines} lines",
+            s.state.as_str()
+        ),
+        ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Lost => {
+            format!("{}: it printed nothing that explains it; error and exit_code say what is known", s.state.as_str())
+        }
+    }
 }
 
 impl WorkflowServer {
@@ -110,18 +154,41 @@ impl WorkflowServer {
         }
     }
 
-    fn status_with_tail(&self, exec: &Execution, tail_lines: u64) -> ExecutionStatus {
-        let mut status = self.app.engine.status(exec);
-        if tail_lines > 0 {
-            let q = LogQuery {
-                tail: Some(tail_lines),
-                max_lines: tail_lines as usize,
-                max_bytes: DEFAULT_MAX_BYTES as usize,
-                ..LogQuery::default()
-            };
-            status.tail = Some(q.run(&exec.logs_buffer.snapshot()).lines);
+    /// Waits up to `wait` for the execution to finish, reporting progress to the client meanwhile.
+    async fn wait_final(&self, ctx: &RequestContext<RoleServer>, exec: &Arc<Execution>, wait: Duration) {
+        if wait.is_zero() || exec.state().is_terminal() {
+            return;
         }
-        status
+        waiting::reporting(ctx, exec, self.app.engine.wait_final(exec, wait, &ctx.ct)).await;
+    }
+
+    /// The status as every status-returning tool answers it: with the evidence of a failure, the last
+    /// `tail_lines` lines if asked, and a hint; the tail shrinks if the whole would pass the result budget.
+    fn status_reply(&self, exec: &Execution, tail_lines: u64, capped: bool) -> ToolResult {
+        let mut status = self.app.engine.status(exec);
+        status.evidence = exec.evidence();
+        let mut tail_bytes = TAIL_MAX_BYTES;
+        loop {
+            if tail_lines > 0 {
+                let q = LogQuery {
+                    tail: Some(tail_lines),
+                    max_lines: tail_lines as usize,
+                    max_bytes: tail_bytes,
+                    ..LogQuery::default()
+                };
+                status.tail = Some(q.run_into(&exec.logs_buffer.snapshot(), CompactLines::default()).lines.text);
+            }
+            let out = StatusOutput {
+                hint: status_hint(&status, capped),
+                status: status.clone(),
+            };
+            let text = text::status(&out);
+            let size = sent_len(&out) + sent_len(&text);
+            if size <= RESULT_BUDGET || tail_lines == 0 || tail_bytes < 1000 {
+                return reply(&out, text);
+            }
+            tail_bytes = tail_bytes.saturating_sub(size - RESULT_BUDGET).min(tail_bytes / 2);
+        }
     }
 }
 
@@ -138,7 +205,7 @@ impl WorkflowServer {
         description = "List the workflows this server can run, each with a JSON Schema of its params. \
                        Start here; pass refresh=true to rescan discovery folders.",
         input_schema = input_schema::<ListWorkflowsInput>(),
-        output_schema = schema_for_output::<ListWorkflowsOutput>(),
+        output_schema = output_schema::<ListWorkflowsOutput>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_workflows(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
@@ -151,23 +218,33 @@ impl WorkflowServer {
         } else {
             self.catalog_settled().await;
         }
-        let out = ListWorkflowsOutput {
-            workflows: self
-                .app
-                .catalog
-                .all()
-                .iter()
-                .map(|w| WorkflowInfo::from(w.as_ref()))
-                .collect(),
+        let mut out = ListWorkflowsOutput {
+            workflows: Vec::new(),
+            more: Vec::new(),
         };
+        if let Some(name) = &input.workflow {
+            out.workflows.push(WorkflowInfo::from(self.workflow(name)?.as_ref()));
+        } else {
+            let mut used = 0;
+            for w in self.app.catalog.all().iter() {
+                let info = WorkflowInfo::from(w.as_ref());
+                used += sent_len(&info);
+                if used > DEFAULT_LIST_BYTES as usize && !out.workflows.is_empty() {
+                    out.more.push(info.name);
+                } else {
+                    out.workflows.push(info);
+                }
+            }
+        }
         reply(&out, text::workflows(&out))
     }
 
     #[tool(
         description = "Start a workflow with params; returns its status (with execution_id) at once, or after \
-                       waiting up to wait_ms for it to finish. Follow it with get_status and get_logs.",
+                       waiting up to wait_ms (at most 50000) for it to finish. Follow it with get_status and \
+                       get_logs. A failed run's status carries its last stderr lines as evidence.",
         input_schema = input_schema::<ExecuteInput>(),
-        output_schema = schema_for_output::<ExecutionStatus>(),
+        output_schema = output_schema::<StatusOutput>(),
         annotations(destructive_hint = true, idempotent_hint = false, open_world_hint = true)
     )]
     async fn execute_workflow(
@@ -176,7 +253,7 @@ impl WorkflowServer {
         ctx: RequestContext<RoleServer>,
     ) -> ToolResult {
         let input: ExecuteInput = parse_args("execute_workflow", args)?;
-        let wait = at_most("wait_ms", input.wait_ms, MAX_WAIT_MS)?.unwrap_or(0);
+        let (wait, capped) = wait_of(input.wait_ms);
         if let Some(key) = &input.idempotency_key
             && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
         {
@@ -203,22 +280,16 @@ impl WorkflowServer {
             .execute(def, invocation, input.idempotency_key)
             .await
             .map_err(|e| e.to_string())?;
-        if wait > 0 {
-            self.app
-                .engine
-                .wait_final(&exec, Duration::from_millis(wait), &ctx.ct)
-                .await;
-        }
-        let status = self.app.engine.status(&exec);
-        reply(&status, text::status(&status))
+        self.wait_final(&ctx, &exec, wait).await;
+        self.status_reply(&exec, 0, capped && !exec.state().is_terminal())
     }
 
     #[tool(
         description = "The status of an execution: state, exit code or signal, duration, progress from \
-                       structured events, output counts. wait_ms waits for it to finish; tail_lines adds the \
-                       last lines of output.",
+                       structured events, output counts, and for a failure its last stderr lines (evidence). \
+                       wait_ms (at most 50000) waits for it to finish; tail_lines adds the last lines of output.",
         input_schema = input_schema::<GetStatusInput>(),
-        output_schema = schema_for_output::<ExecutionStatus>(),
+        output_schema = output_schema::<StatusOutput>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_status(
@@ -227,32 +298,27 @@ impl WorkflowServer {
         ctx: RequestContext<RoleServer>,
     ) -> ToolResult {
         let input: GetStatusInput = parse_args("get_status", args)?;
-        let wait = at_most("wait_ms", input.wait_ms, MAX_WAIT_MS)?.unwrap_or(0);
+        let (wait, capped) = wait_of(input.wait_ms);
         let tail = at_most("tail_lines", input.tail_lines, MAX_TAIL_LINES)?.unwrap_or(0);
         let exec = self.find(&input.execution_id)?;
-        if wait > 0 {
-            self.app
-                .engine
-                .wait_final(&exec, Duration::from_millis(wait), &ctx.ct)
-                .await;
-        }
-        let status = self.status_with_tail(&exec, tail);
-        reply(&status, text::status(&status))
+        self.wait_final(&ctx, &exec, wait).await;
+        self.status_reply(&exec, tail, capped && !exec.state().is_terminal())
     }
 
     #[tool(
-        description = "Read an execution's output lines. Each line has a seq that never changes; pass next_seq \
-                       back as since_seq to continue exactly where you stopped (nothing is skipped or repeated). \
-                       tail=N gives the last N lines; stream, events and grep (+context) select lines; max_lines \
-                       and max_bytes bound the answer; wait_ms long-polls for new lines. In the text result each \
-                       line is `SEQ TEXT`, `SEQ! TEXT` for stderr.",
+        description = "Read an execution's output. `lines` holds one record per line, `SEQ TEXT`, with marks \
+                       after the seq: `!` stderr, `~` partial (continues in the next record), `-` grep context, \
+                       `+` cut to fit max_bytes; `# ...` lines are notes. Pass next_seq back as since_seq to \
+                       continue exactly where you stopped (nothing skipped or repeated). tail=N gives the last N \
+                       lines; stream, events and grep (+context) select lines; max_lines and max_bytes bound the \
+                       answer; wait_ms (at most 50000) long-polls for new lines; timestamps=true adds read times.",
         input_schema = input_schema::<GetLogsInput>(),
-        output_schema = schema_for_output::<LogsOutput>(),
+        output_schema = output_schema::<LogsOutput>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_logs(&self, Parameters(args): Parameters<JsonObject>, ctx: RequestContext<RoleServer>) -> ToolResult {
         let input: GetLogsInput = parse_args("get_logs", args)?;
-        let wait = at_most("wait_ms", input.wait_ms, MAX_WAIT_MS)?.unwrap_or(0);
+        let (wait, _) = wait_of(input.wait_ms);
         let context = at_most("context", input.context, MAX_CONTEXT)?.unwrap_or(0);
         let max_lines = in_range("max_lines", input.max_lines, 1, MAX_LINES, DEFAULT_MAX_LINES)?;
         let max_bytes = in_range("max_bytes", input.max_bytes, 1, MAX_BYTES, DEFAULT_MAX_BYTES)?;
@@ -272,6 +338,7 @@ impl WorkflowServer {
             ),
         };
         let exec = self.find(&input.execution_id)?;
+        let timestamps = input.timestamps.unwrap_or(false);
         let mut query = LogQuery {
             since_seq: input.since_seq,
             tail: input.tail,
@@ -283,73 +350,86 @@ impl WorkflowServer {
             max_bytes: max_bytes as usize,
             raw: input.raw.unwrap_or(false),
         };
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait);
-        let shutdown = self.app.engine.shutdown_token();
-        let mut rx = exec.logs_tx.subscribe();
-        let (page, state) = loop {
+        let read = |query: &LogQuery| {
             // The state is read before the lines: a final state means the snapshot holds every line.
             let state = exec.state();
-            let page = query.run(&exec.logs_buffer.snapshot());
-            let waiting_helps = page.lines.is_empty() && !state.is_terminal() && wait > 0;
-            if !waiting_helps || tokio::time::Instant::now() >= deadline {
-                break (page, state);
-            }
-            // Later rounds only look at what arrives after this scan.
+            (query.run_into(&exec.logs_buffer.snapshot(), CompactLines::new(timestamps)), state)
+        };
+        let (mut page, mut state) = read(&query);
+        if page.count == 0 && !state.is_terminal() && !wait.is_zero() {
+            let deadline = tokio::time::Instant::now() + wait;
+            let shutdown = self.app.engine.shutdown_token();
+            let mut rx = exec.logs_tx.subscribe();
+            // Later rounds only look at what arrives after the first scan.
             query.since_seq = Some(page.next_seq);
             query.tail = None;
-            tokio::select! {
-                _ = rx.changed() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-                _ = async { tokio::select! { _ = ctx.ct.cancelled() => {}, _ = shutdown.cancelled() => {} } } => {
-                    let state = exec.state();
-                    break (query.run(&exec.logs_buffer.snapshot()), state);
+            let follow = async {
+                loop {
+                    tokio::select! {
+                        _ = rx.changed() => {}
+                        _ = tokio::time::sleep_until(deadline) => return,
+                        _ = ctx.ct.cancelled() => return,
+                        _ = shutdown.cancelled() => return,
+                    }
+                    let (p, st) = read(&query);
+                    if p.count > 0 || st.is_terminal() {
+                        return;
+                    }
                 }
-            }
-        };
+            };
+            waiting::reporting(&ctx, &exec, follow).await;
+            (page, state) = read(&query);
+        }
+        let done = state.is_terminal() && !page.has_more;
         let out = LogsOutput {
             execution_id: exec.id.to_string(),
             state,
-            first_seq: page.lines.first().map(|l| l.seq),
-            last_seq: page.lines.last().map(|l| l.seq),
+            first_seq: page.first_seq,
+            last_seq: page.last_seq,
             next_seq: page.next_seq,
             has_more: page.has_more,
-            done: state.is_terminal() && !page.has_more,
+            done,
             total_lines: page.total_lines,
             truncated: page.budget_hit,
             omitted: page.omitted,
-            lines: page.lines,
+            hint: text::logs_hint(page.next_seq, page.has_more, done, page.cut_seq),
+            lines: std::mem::take(&mut page.lines.text),
         };
         reply(&out, text::logs(&out))
     }
 
     #[tool(
-        description = "Stop an execution: SIGTERM to its whole process group, grace_ms (default 5000) to exit, \
-                       then SIGKILL. Returns the final status once no process of the group is left. A queued \
-                       execution is removed from the queue; a finished one is returned unchanged.",
+        description = "Stop an execution: SIGTERM to its whole process group, grace_ms (default 5000, at most \
+                       50000) to exit, then SIGKILL. Returns the final status once no process of the group is \
+                       left. A queued execution is removed from the queue; a finished one is returned unchanged.",
         input_schema = input_schema::<CancelInput>(),
-        output_schema = schema_for_output::<ExecutionStatus>(),
+        output_schema = output_schema::<StatusOutput>(),
         annotations(destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
-    async fn cancel_execution(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
+    async fn cancel_execution(
+        &self,
+        Parameters(args): Parameters<JsonObject>,
+        ctx: RequestContext<RoleServer>,
+    ) -> ToolResult {
         let input: CancelInput = parse_args("cancel_execution", args)?;
         let grace = at_most("grace_ms", input.grace_ms, MAX_GRACE_MS)?
             .map(Duration::from_millis)
             .unwrap_or(self.app.engine.config().grace);
         let exec = self.find(&input.execution_id)?;
-        self.app.engine.stop(&exec, StopReason::Cancel, grace).await;
-        let status = self.app.engine.status(&exec);
-        reply(&status, text::status(&status))
+        waiting::reporting(&ctx, &exec, self.app.engine.stop(&exec, StopReason::Cancel, grace)).await;
+        self.status_reply(&exec, 0, false)
     }
 
     #[tool(
         description = "List executions, newest first, optionally only one workflow's or one state's.",
         input_schema = input_schema::<ListExecutionsInput>(),
-        output_schema = schema_for_output::<ListExecutionsOutput>(),
+        output_schema = output_schema::<ListExecutionsOutput>(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_executions(&self, Parameters(args): Parameters<JsonObject>) -> ToolResult {
         let input: ListExecutionsInput = parse_args("list_executions", args)?;
         let limit = in_range("limit", input.limit, 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT)?;
+        let max_bytes = in_range("max_bytes", input.max_bytes, 1, MAX_BYTES, DEFAULT_LIST_BYTES)? as usize;
         if let Some(w) = &input.workflow
             && self.app.catalog.get(w).is_none()
             && self
@@ -365,13 +445,31 @@ impl WorkflowServer {
         {
             return Err(self.app.catalog.unknown_message(w));
         }
-        let (executions, total) = self.app.engine.list(&ListFilter {
+        let (mut executions, total) = self.app.engine.list(&ListFilter {
             workflow: input.workflow,
             state: input.state,
             limit: limit as usize,
         });
+        let wanted = executions.len();
+        let mut used = 0;
+        let fits = executions
+            .iter()
+            .position(|s| {
+                used += sent_len(s);
+                used > max_bytes
+            })
+            .unwrap_or(wanted)
+            .max(1)
+            .min(wanted);
+        executions.truncate(fits);
         let cfg = self.app.engine.config();
         let out = ListExecutionsOutput {
+            hint: (fits < wanted).then(|| {
+                format!(
+                    "{fits} of the {wanted} asked for fit in max_bytes {max_bytes}: raise max_bytes, or narrow \
+                     with workflow or state"
+                )
+            }),
             executions,
             total,
             retained: self.app.engine.retained(),
@@ -393,8 +491,9 @@ impl ServerHandler for WorkflowServer {
             .with_instructions(
                 "Runs registered workflows (builds, test suites, multi-phase agent workflows) as subprocesses. \
                  list_workflows shows what can run and each workflow's params; execute_workflow starts one and \
-                 returns an execution_id at once; get_status (wait_ms to wait for the end) and get_logs (pass \
-                 next_seq back as since_seq to follow; tail, grep) report on it; cancel_execution stops it.",
+                 returns an execution_id at once; get_status (wait_ms to wait for the end; a failure carries its \
+                 last stderr lines) and get_logs (pass next_seq back as since_seq to follow; tail, grep) report \
+                 on it; cancel_execution stops it. Every result ends with a hint of what to call next.",
             )
     }
 }

@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::{ExecutionState, ExecutionStatus, Progress};
-use crate::logs::{BudgetHit, LogLine, Stream};
+use crate::engine::{ExecutionState, Progress};
+use crate::logs::BudgetHit;
 
-use super::types::{ListExecutionsOutput, ListWorkflowsOutput, LogsOutput};
+use super::types::{ListExecutionsOutput, ListWorkflowsOutput, LogsOutput, MAX_WAIT_MS, StatusOutput};
 
 pub fn human_bytes(n: u64) -> String {
     match n {
@@ -23,27 +23,6 @@ pub fn human_ms(ms: u64) -> String {
         ms if ms < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
         ms => format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000),
     }
-}
-
-/// `SEQ TEXT` per line; `SEQ! TEXT` for stderr; a `~` after the seq marks a partial record and a `-` a grep
-/// context line.
-pub fn log_line(out: &mut String, l: &LogLine) {
-    let _ = write!(out, "{}", l.seq);
-    if l.stream == Stream::Stderr {
-        out.push('!');
-    }
-    if l.partial {
-        out.push('~');
-    }
-    if l.matched == Some(false) {
-        out.push('-');
-    }
-    out.push(' ');
-    out.push_str(&l.text);
-    if l.cut {
-        out.push_str(" [cut: raise max_bytes to read the whole line]");
-    }
-    out.push('\n');
 }
 
 /// Progress in one line: phase, tasks, last message, state files, malformed events.
@@ -98,7 +77,8 @@ pub fn progress_line(p: &Progress) -> String {
     parts.join("; ")
 }
 
-pub fn status(s: &ExecutionStatus) -> String {
+pub fn status(o: &StatusOutput) -> String {
+    let s = &o.status;
     let mut out = format!(
         "execution {} (workflow \"{}\"): {}",
         s.execution_id,
@@ -137,48 +117,69 @@ pub fn status(s: &ExecutionStatus) -> String {
     if let Some(p) = &s.progress {
         let _ = writeln!(out, "progress: {}", progress_line(p));
     }
-    let o = &s.output;
+    let out_summary = &s.output;
     let _ = write!(
         out,
         "output: {} stdout lines ({}), {} stderr lines ({})",
-        o.stdout.lines,
-        human_bytes(o.stdout.bytes),
-        o.stderr.lines,
-        human_bytes(o.stderr.bytes)
+        out_summary.stdout.lines,
+        human_bytes(out_summary.stdout.bytes),
+        out_summary.stderr.lines,
+        human_bytes(out_summary.stderr.bytes)
     );
-    if let Some(last) = o.last_seq {
+    if let Some(last) = out_summary.last_seq {
         let _ = write!(out, "; last seq {last}");
     }
-    if o.dropped_lines > 0 {
+    if out_summary.dropped_lines > 0 {
         let _ = write!(
             out,
             "; {} lines ({}) evicted from memory",
-            o.dropped_lines,
-            human_bytes(o.dropped_bytes)
+            out_summary.dropped_lines,
+            human_bytes(out_summary.dropped_bytes)
         );
     }
-    if o.truncated_lines > 0 {
-        let _ = write!(out, "; {} over-long line pieces", o.truncated_lines);
+    if out_summary.truncated_lines > 0 {
+        let _ = write!(out, "; {} over-long line pieces", out_summary.truncated_lines);
     }
-    if !o.held_open.is_empty() {
-        let names: Vec<&str> = o.held_open.iter().map(|s| s.as_str()).collect();
+    if !out_summary.held_open.is_empty() {
+        let names: Vec<&str> = out_summary.held_open.iter().map(|s| s.as_str()).collect();
         let _ = write!(out, "; {} held open by an escaped process", names.join(" and "));
     }
     out.push('\n');
     if !s.params.is_empty() {
         let _ = writeln!(out, "params: {}", serde_json::Value::Object(s.params.clone()));
     }
+    if let Some(e) = &s.evidence {
+        let _ = writeln!(out, "evidence ({}):", e.about);
+        out.push_str(&e.lines);
+    }
     if let Some(tail) = &s.tail {
         if tail.is_empty() {
             out.push_str("tail: (no output yet)\n");
         } else {
             out.push_str("tail:\n");
-            for l in tail {
-                log_line(&mut out, l);
-            }
+            out.push_str(tail);
         }
     }
+    let _ = writeln!(out, "next: {}", o.hint);
     out
+}
+
+/// What to call after a page of logs, in one line.
+pub fn logs_hint(next_seq: u64, has_more: bool, done: bool, cut_seq: Option<u64>) -> String {
+    let mut hint = if has_more {
+        format!("more lines: call get_logs with since_seq={next_seq}")
+    } else if done {
+        "done: every line has been read and none will be added; get_status has the outcome".to_owned()
+    } else {
+        format!(
+            "no more lines yet: call get_logs with since_seq={next_seq} and wait_ms (at most {MAX_WAIT_MS}) to wait \
+             for new ones"
+        )
+    };
+    if let Some(seq) = cut_seq {
+        let _ = write!(hint, "; line {seq} was cut (+) to fit max_bytes: raise max_bytes to read it whole");
+    }
+    hint
 }
 
 pub fn logs(l: &LogsOutput) -> String {
@@ -191,7 +192,6 @@ pub fn logs(l: &LogsOutput) -> String {
             let _ = write!(out, "no lines at seq {} of {}", l.next_seq, l.total_lines);
         }
     }
-    let _ = write!(out, "; next_seq {}", l.next_seq);
     match (l.has_more, l.truncated) {
         (true, Some(BudgetHit::MaxLines)) => out.push_str("; more (max_lines reached)"),
         (true, Some(BudgetHit::MaxBytes)) => out.push_str("; more (max_bytes reached)"),
@@ -199,19 +199,9 @@ pub fn logs(l: &LogsOutput) -> String {
         (false, _) if l.done => out.push_str("; done"),
         (false, _) => out.push_str("; no more yet"),
     }
-    if let Some(o) = &l.omitted {
-        let _ = write!(
-            out,
-            "; omitted seq {}-{} ({} lines evicted from memory)",
-            o.from_seq,
-            o.to_seq.saturating_sub(1),
-            o.lines
-        );
-    }
     out.push('\n');
-    for line in &l.lines {
-        log_line(&mut out, line);
-    }
+    out.push_str(&l.lines);
+    let _ = writeln!(out, "next: {}", l.hint);
     out
 }
 
@@ -254,6 +244,14 @@ pub fn workflows(w: &ListWorkflowsOutput) -> String {
         }
         out.push('\n');
     }
+    if !w.more.is_empty() {
+        let _ = writeln!(
+            out,
+            "{} more, left out to keep this answer small (list_workflows with workflow=NAME shows one): {}",
+            w.more.len(),
+            w.more.join(", ")
+        );
+    }
     out
 }
 
@@ -276,6 +274,9 @@ pub fn executions(l: &ListExecutionsOutput) -> String {
             let _ = write!(out, " {}", human_ms(ms));
         }
         let _ = writeln!(out, " created {}", s.created_at);
+    }
+    if let Some(hint) = &l.hint {
+        let _ = writeln!(out, "next: {hint}");
     }
     out
 }

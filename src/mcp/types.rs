@@ -8,16 +8,24 @@ use serde_json::{Map, Value};
 use crate::catalog::param::params_schema;
 use crate::catalog::{Source, WorkflowDef};
 use crate::engine::{ExecutionState, ExecutionStatus};
-use crate::logs::{BudgetHit, EventSelector, LogLine, Omitted, StreamSelector};
+use crate::logs::{BudgetHit, EventSelector, Omitted, StreamSelector};
 
-pub const MAX_WAIT_MS: u64 = 60_000;
+/// The longest a call waits: under the ~60 s after which Claude Desktop, the MCP Inspector and Codex give up on
+/// a call, with margin for the answer. Longer requested waits are capped (and the answer says so).
+pub const MAX_WAIT_MS: u64 = 50_000;
 pub const MAX_TAIL_LINES: u64 = 200;
 pub const MAX_LINES: u64 = 10_000;
 pub const DEFAULT_MAX_LINES: u64 = 200;
 pub const MAX_BYTES: u64 = 1_048_576;
-pub const DEFAULT_MAX_BYTES: u64 = 32_768;
+/// Lines are sent twice (structured and text), so the default page stays well under the 50,000 characters
+/// above which Claude Code stores a result in a file instead of showing it.
+pub const DEFAULT_MAX_BYTES: u64 = 20_000;
+/// The byte budget of a status's `tail`.
+pub const TAIL_MAX_BYTES: usize = 16_000;
+/// What one form (structured or text) of a listing may take by default.
+pub const DEFAULT_LIST_BYTES: u64 = 20_000;
 pub const MAX_CONTEXT: u64 = 100;
-pub const MAX_GRACE_MS: u64 = 60_000;
+pub const MAX_GRACE_MS: u64 = 50_000;
 pub const DEFAULT_LIST_LIMIT: u64 = 20;
 pub const MAX_LIST_LIMIT: u64 = 1000;
 pub const MAX_GREP_BYTES: usize = 1024;
@@ -29,6 +37,9 @@ pub struct ListWorkflowsInput {
     /// Rescan the discovery folders before answering (new or changed self-describing executables).
     #[serde(default)]
     pub refresh: bool,
+    /// Only this workflow (its full entry, whatever its size).
+    #[serde(default)]
+    pub workflow: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -40,9 +51,9 @@ pub struct ExecuteInput {
     #[serde(default)]
     pub params: Option<Value>,
     /// Wait up to this many milliseconds for the execution to finish before answering (default 0: answer at
-    /// once).
+    /// once; at most 50000, so the call ends before clients give up on it).
     #[serde(default)]
-    #[schemars(range(max = 60000))]
+    #[schemars(range(max = 50000))]
     pub wait_ms: Option<u64>,
     /// A repeated key for the same workflow returns the execution the first call started instead of starting
     /// another.
@@ -56,11 +67,11 @@ pub struct ExecuteInput {
 pub struct GetStatusInput {
     /// The id execute_workflow returned.
     pub execution_id: String,
-    /// If the execution is not finished, wait up to this many milliseconds for it to finish.
+    /// If the execution is not finished, wait up to this many milliseconds for it to finish (at most 50000).
     #[serde(default)]
-    #[schemars(range(max = 60000))]
+    #[schemars(range(max = 50000))]
     pub wait_ms: Option<u64>,
-    /// Include the last N log lines as `tail`.
+    /// Include the last N log lines as `tail` (compact lines, within 16000 bytes).
     #[serde(default)]
     #[schemars(range(max = 200))]
     pub tail_lines: Option<u64>,
@@ -97,18 +108,21 @@ pub struct GetLogsInput {
     #[serde(default)]
     #[schemars(range(min = 1, max = 10000))]
     pub max_lines: Option<u64>,
-    /// At most this many bytes of line text (default 32768, at most 1048576).
+    /// At most this many bytes of lines, counted as sent (default 20000, at most 1048576).
     #[serde(default)]
     #[schemars(range(min = 1, max = 1048576))]
     pub max_bytes: Option<u64>,
     /// When no line is available at the cursor and the execution is not done, wait up to this many
-    /// milliseconds for new lines.
+    /// milliseconds for new lines (at most 50000).
     #[serde(default)]
-    #[schemars(range(max = 60000))]
+    #[schemars(range(max = 50000))]
     pub wait_ms: Option<u64>,
     /// Keep ANSI escapes and carriage returns as the workflow wrote them.
     #[serde(default)]
     pub raw: Option<bool>,
+    /// Put each line's read time (RFC 3339) after its marks: `SEQ@TIME TEXT`.
+    #[serde(default)]
+    pub timestamps: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -116,9 +130,9 @@ pub struct GetLogsInput {
 pub struct CancelInput {
     /// The id execute_workflow returned.
     pub execution_id: String,
-    /// Milliseconds between SIGTERM and SIGKILL (default 5000).
+    /// Milliseconds between SIGTERM and SIGKILL (default 5000, at most 50000).
     #[serde(default)]
-    #[schemars(range(max = 60000))]
+    #[schemars(range(max = 50000))]
     pub grace_ms: Option<u64>,
 }
 
@@ -135,6 +149,10 @@ pub struct ListExecutionsInput {
     #[serde(default)]
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u64>,
+    /// At most this many bytes of executions, counted as sent (default 20000, at most 1048576).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub max_bytes: Option<u64>,
 }
 
 /// One workflow an agent can run.
@@ -148,7 +166,9 @@ pub struct WorkflowInfo {
     /// JSON Schema of the `params` object execute_workflow takes.
     pub params_schema: Map<String, Value>,
     pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<usize>,
 }
 
@@ -172,19 +192,37 @@ impl From<&WorkflowDef> for WorkflowInfo {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ListWorkflowsOutput {
     pub workflows: Vec<WorkflowInfo>,
+    /// Workflows left out to keep the answer small: ask for one with `workflow`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<String>,
 }
 
+/// The status of an execution and what to do next.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct StatusOutput {
+    #[serde(flatten)]
+    pub status: ExecutionStatus,
+    /// What to call next, in one line.
+    pub hint: String,
+}
+
+/// A page of an execution's output.
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct LogsOutput {
     pub execution_id: String,
     /// The execution's state when the page was read.
     pub state: ExecutionState,
-    pub lines: Vec<LogLine>,
+    /// One record per log line: `SEQ MARKS[@TIME] TEXT`. Marks, in this order: `!` stderr, `~` partial (a piece
+    /// of an over-long line, continued in the next record), `-` grep context (not a match), `+` cut to fit
+    /// max_bytes. A line starting with `# ` is a note (lines no longer available), not a log line.
+    pub lines: String,
     /// Pass back as since_seq to continue exactly where this page stopped.
     pub next_seq: u64,
-    /// Seq of the first returned line (null when none).
+    /// Seq of the first returned line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seq: Option<u64>,
-    /// Seq of the last returned line (null when none).
+    /// Seq of the last returned line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seq: Option<u64>,
     /// More lines exist at or after next_seq right now.
     pub has_more: bool,
@@ -193,20 +231,26 @@ pub struct LogsOutput {
     /// Lines produced so far (seq of the next line to come).
     pub total_lines: u64,
     /// Which budget ended this page, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<BudgetHit>,
-    /// Lines in the requested range that were evicted from memory.
+    /// Lines in the requested range that are no longer available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub omitted: Option<Omitted>,
+    /// What to call next, in one line.
+    pub hint: String,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ListExecutionsOutput {
     /// Newest first.
     pub executions: Vec<ExecutionStatus>,
-    /// How many executions matched (the list may be shorter: see limit).
+    /// How many executions matched (the list may be shorter: see limit and max_bytes).
     pub total: usize,
     /// Executions the server remembers in all; finished ones are forgotten beyond the retention rule.
     pub retained: usize,
     /// The retention rule, e.g. "the last 1000 finished executions, for at most 86400 s".
     pub retention: String,
+    /// Present when max_bytes cut the list short of limit: what to do to see more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
