@@ -215,7 +215,10 @@ async fn the_shipped_demo_runs_unchanged_and_its_progress_shows_in_the_status() 
     );
     assert_eq!(p["tasks"]["running_count"], 0);
     assert_eq!(p["state_files_count"], 3);
-    assert!(p.get("malformed_events").is_none(), "no malformed event, so the count is left out");
+    assert!(
+        p.get("malformed_events").is_none(),
+        "no malformed event, so the count is left out"
+    );
     assert!(p["message"]["text"].is_string());
     let id = st["execution_id"].as_str().unwrap();
     let events = s
@@ -224,10 +227,7 @@ async fn the_shipped_demo_runs_unchanged_and_its_progress_shows_in_the_status() 
             json!({"execution_id": id, "events": "only", "max_lines": 1000}),
         )
         .await;
-    assert_eq!(
-        records(&events["lines"]).len() as u64,
-        p["events"].as_u64().unwrap()
-    );
+    assert_eq!(records(&events["lines"]).len() as u64, p["events"].as_u64().unwrap());
     assert!(records(&events["lines"]).iter().all(|l| l["event"] == true));
     let plain = s
         .ok(
@@ -235,10 +235,7 @@ async fn the_shipped_demo_runs_unchanged_and_its_progress_shows_in_the_status() 
             json!({"execution_id": id, "events": "exclude", "stream": "stdout"}),
         )
         .await;
-    assert_eq!(
-        records(&plain["lines"]).last().unwrap()["text"],
-        "all phases done"
-    );
+    assert_eq!(records(&plain["lines"]).last().unwrap()["text"], "all phases done");
 
     let failing = s
         .ok(

@@ -58,7 +58,8 @@ async fn paging_with_next_seq_is_repeatable() {
         )
         .await;
     assert_eq!(
-        records(&next["lines"])[0]["text"], "out 400",
+        records(&next["lines"])[0]["text"],
+        "out 400",
         "continuing from next_seq skips and repeats nothing"
     );
     let last = s.ok("get_logs", json!({"execution_id": id, "since_seq": 990})).await;
@@ -371,7 +372,8 @@ async fn invalid_utf8_and_a_final_line_without_newline_are_kept() {
         )
         .await;
     assert_eq!(
-        records(&raw["lines"])[0]["text"], "\u{1b}[31mred\u{1b}[0m",
+        records(&raw["lines"])[0]["text"],
+        "\u{1b}[31mred\u{1b}[0m",
         "raw keeps the escapes"
     );
 }
@@ -406,7 +408,8 @@ async fn budgets_are_never_exceeded_and_truncation_is_stated() {
     // The record "0+ TEXT" and its escaped newline fit the 1000 bytes.
     assert_eq!(records(&page["lines"])[0]["text"].as_str().unwrap().len(), 995);
     assert_eq!(
-        records(&page["lines"])[0]["cut"], true,
+        records(&page["lines"])[0]["cut"],
+        true,
         "a line larger than the budget is cut and says so"
     );
     assert_eq!(page["next_seq"], 1, "paging still advances");
@@ -435,15 +438,16 @@ async fn grep_tail_and_stream_selection() {
         texts(&records(&g["lines"])),
         ["out 99", "warning: disk", "error: boom", "done"]
     );
-    assert_eq!(records(&g["lines"])[1]["matched"], Value::Null, "a match carries no mark");
+    assert_eq!(
+        records(&g["lines"])[1]["matched"],
+        Value::Null,
+        "a match carries no mark"
+    );
     assert_eq!(records(&g["lines"])[0]["matched"], false, "a context line is marked -");
     let t = s.ok("get_logs", json!({"execution_id": id, "tail": 2})).await;
     assert_eq!(texts(&records(&t["lines"])), ["error: boom", "done"]);
     let st = s.ok("get_status", json!({"execution_id": id, "tail_lines": 3})).await;
-    assert_eq!(
-        texts(&records(&st["tail"])),
-        ["warning: disk", "error: boom", "done"]
-    );
+    assert_eq!(texts(&records(&st["tail"])), ["warning: disk", "error: boom", "done"]);
     let bad = s.err("get_logs", json!({"execution_id": id, "grep": "("})).await;
     assert!(bad.starts_with("\"grep\" is not a valid regular expression"), "{bad}");
 

@@ -8,6 +8,7 @@
 //!   flood-err BYTES            BYTES of 99-char lines on stderr, as fast as possible
 //!   yes                        "y" lines on stdout until killed
 //!   long-line N                one stdout line of N bytes ('a'..'z' repeated)
+//!   wide N WIDTH HEX           N stdout lines of WIDTH bytes, each the byte HEX (e.g. 78 for 'x', 01 for ^A)
 //!   raw-out HEX                these bytes on stdout, as they are (e.g. 6f6bff0a)
 //!   no-newline TEXT            TEXT on stdout with no newline after it
 //!   event JSON                 "__WF_EVENT__:JSON" on stderr
@@ -128,6 +129,18 @@ fn main() {
                 out.write_all(&line).unwrap();
                 out.write_all(b"\n").unwrap();
                 out.flush().unwrap();
+            }
+            "wide" => {
+                let n: usize = next(&mut i).parse().unwrap();
+                let width: usize = next(&mut i).parse().unwrap();
+                let byte = u8::from_str_radix(&next(&mut i), 16).unwrap();
+                let mut line = vec![byte; width];
+                line.push(b'\n');
+                let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut out);
+                for _ in 0..n {
+                    w.write_all(&line).unwrap();
+                }
+                w.flush().unwrap();
             }
             "raw-out" => {
                 let hex = next(&mut i);

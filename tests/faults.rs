@@ -296,10 +296,7 @@ async fn params_can_never_set_environment_variables_the_manifest_does_not_map() 
     let st = s.wait_final(&id).await;
     let page = s.ok("get_logs", json!({"execution_id": id, "stream": "stdout"})).await;
     let records = records(&page["lines"]);
-    let lines: Vec<&str> = records
-        .iter()
-        .map(|l| l["text"].as_str().unwrap())
-        .collect();
+    let lines: Vec<&str> = records.iter().map(|l| l["text"].as_str().unwrap()).collect();
     assert_eq!(lines[0], "LD_PRELOAD=/lib/ok.so");
     assert!(lines[1].starts_with("PATH=/"));
     assert_eq!(

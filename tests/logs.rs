@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{RawServer, Server, TestDir, records, release_fifo, wf};
+use crate::util::{RawServer, Server, TestDir, parse_records, records, release_fifo, wf};
 
 fn texts(lines: &[Value]) -> Vec<String> {
     lines.iter().map(|l| l["text"].as_str().unwrap().to_owned()).collect()
@@ -56,6 +56,24 @@ async fn eviction_keeps_head_and_tail_and_reports_exactly_what_was_dropped() {
             .collect::<Vec<_>>(),
         [gap_from - 1, gap_to, gap_to + 1]
     );
+    let notes: Vec<Value> = parse_records(across["lines"].as_str().unwrap())
+        .into_iter()
+        .filter_map(|r| r.get("note").cloned())
+        .collect();
+    assert_eq!(
+        notes,
+        [json!(format!(
+            "seq {gap_from}-{} omitted: {dropped} lines evicted from memory",
+            gap_to - 1
+        ))],
+        "the omitted range is noted where it falls"
+    );
+    let raw = across["lines"].as_str().unwrap();
+    let note_at = raw.find("# seq").unwrap();
+    assert!(
+        raw[..note_at].starts_with(&format!("{} ", gap_from - 1)) && raw[note_at..].contains(&format!("\n{gap_to} ")),
+        "between the last line before the gap and the first after it: {raw}"
+    );
     let inside = s
         .ok(
             "get_logs",
@@ -91,7 +109,10 @@ async fn a_cap_reached_by_one_execution_does_not_evict_another() {
     let st = s.wait_final(&big).await;
     assert!(st["output"]["dropped_lines"].as_u64().unwrap() > 0);
     let st = s.ok("get_status", json!({"execution_id": small})).await;
-    assert!(st["output"].get("dropped_lines").is_none(), "the other execution keeps every line");
+    assert!(
+        st["output"].get("dropped_lines").is_none(),
+        "the other execution keeps every line"
+    );
     assert_eq!(s.all_lines(&small, 10_000).await.len(), 1000);
 }
 
@@ -108,7 +129,10 @@ async fn the_global_cap_takes_memory_from_finished_executions_first() {
     s.wait_final(&done).await;
     let live = s.start_wf("live", json!({})).await;
     let st = s.wait_final(&live).await;
-    assert!(st["output"].get("dropped_lines").is_none(), "the newer execution kept everything");
+    assert!(
+        st["output"].get("dropped_lines").is_none(),
+        "the newer execution kept everything"
+    );
     let st = s.ok("get_status", json!({"execution_id": done})).await;
     assert!(
         st["output"]["dropped_lines"].as_u64().unwrap() > 0,

@@ -5,6 +5,8 @@ mod cli;
 mod core;
 mod faults;
 mod logs;
+mod reads;
 mod schemas;
 mod shutdown;
+mod snapshots;
 mod util;

@@ -7,10 +7,10 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use rmcp::model::CallToolRequestParams;
+use rmcp::model::{CallToolRequestParams, RequestMetaObject};
 use rmcp::service::RunningService;
 use rmcp::transport::TokioChildProcess;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -86,8 +86,12 @@ pub fn alive(pid: u32) -> bool {
 /// `{seq, stream, text, partial, matched, cut, ts, event}` for a log line, `{note}` for a `# ` line.
 /// Every line of the input must match the grammar.
 pub fn parse_records(compact: &str) -> Vec<Value> {
-    let grammar = regex::Regex::new(r"^(\d+)(!?)(~?)(-?)(\+?)(?:@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z))? (.*)$").unwrap();
-    assert!(compact.is_empty() || compact.ends_with('\n'), "every record ends with a newline: {compact:?}");
+    let grammar =
+        regex::Regex::new(r"^(\d+)(!?)(~?)(-?)(\+?)(?:@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z))? (.*)$").unwrap();
+    assert!(
+        compact.is_empty() || compact.ends_with('\n'),
+        "every record ends with a newline: {compact:?}"
+    );
     compact
         .split_terminator('\n')
         .map(|record| {
@@ -114,8 +118,13 @@ pub fn parse_records(compact: &str) -> Vec<Value> {
 
 /// The log lines of a compact `lines` (or `tail`, or evidence) value, notes left out.
 pub fn records(lines: &Value) -> Vec<Value> {
-    let compact = lines.as_str().unwrap_or_else(|| panic!("lines are one compact string, got {lines}"));
-    parse_records(compact).into_iter().filter(|r| r.get("note").is_none()).collect()
+    let compact = lines
+        .as_str()
+        .unwrap_or_else(|| panic!("lines are one compact string, got {lines}"));
+    parse_records(compact)
+        .into_iter()
+        .filter(|r| r.get("note").is_none())
+        .collect()
 }
 
 /// A tool call's answer.
@@ -126,9 +135,16 @@ pub struct Reply {
     pub structured: Value,
 }
 
+impl Reply {
+    /// Characters of the result as sent: the structured content and the text, each serialized.
+    pub fn sent_len(&self) -> usize {
+        serde_json::to_string(&self.structured).unwrap().len() + serde_json::to_string(&self.text).unwrap().len()
+    }
+}
+
 /// A running server with an rmcp client connected over stdio.
-pub struct Server {
-    pub client: RunningService<RoleClient, ()>,
+pub struct Server<H: ClientHandler = ()> {
+    pub client: RunningService<RoleClient, H>,
     /// The server's process id.
     pub pid: u32,
     /// Holds the config and the server's stderr; removed when the test ends.
@@ -150,6 +166,13 @@ impl Server {
     }
 
     pub async fn start_with_env(label: &str, config: Value, env: &[(&str, &str)]) -> Server {
+        Server::start_with_handler(label, config, env, ()).await
+    }
+}
+
+impl<H: ClientHandler> Server<H> {
+    /// Starts the server with a client whose `handler` sees what the server sends (notifications).
+    pub async fn start_with_handler(label: &str, config: Value, env: &[(&str, &str)], handler: H) -> Server<H> {
         let (dir, config_path) = write_config(label, &config);
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
@@ -162,7 +185,7 @@ impl Server {
             .spawn()
             .expect("spawn workflow-mcp");
         let pid = transport.id().expect("server pid");
-        let client = ().serve(transport).await.expect("MCP handshake");
+        let client = handler.serve(transport).await.expect("MCP handshake");
         Server {
             client,
             pid,
@@ -176,7 +199,13 @@ impl Server {
     }
 
     pub async fn call(&self, tool: &str, args: Value) -> Reply {
-        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.as_object().unwrap().clone());
+        self.call_with(tool, args, None).await
+    }
+
+    /// Calls a tool with this `_meta` on the request (e.g. a progress token).
+    pub async fn call_with(&self, tool: &str, args: Value, meta: Option<RequestMetaObject>) -> Reply {
+        let mut params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args.as_object().unwrap().clone());
+        params.meta = meta;
         let result = match self.client.call_tool(params).await {
             Ok(r) => r,
             Err(e) => panic!(

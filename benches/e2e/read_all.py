@@ -67,23 +67,8 @@ class CheckFailed(Exception):
 def page_records(sc: dict[str, Any]) -> str:
     lines = sc["lines"]
     if not isinstance(lines, str):
-        lines = legacy_array_to_records(lines)  # LEGACY: delete this line and the function below
+        raise CheckFailed(f"`lines` must be one string of records, got {type(lines).__name__}")
     return lines
-
-
-# LEGACY -- only for servers built before `lines` became a string: converts the old array of
-# {seq, stream, ts, text, partial?, matched?, cut?} objects into the record string. Delete once the string form lands.
-def legacy_array_to_records(lines: list[dict[str, Any]]) -> str:
-    out = []
-    for line in lines:
-        marks = (
-            ("!" if line.get("stream") == "stderr" else "")
-            + ("~" if line.get("partial") else "")
-            + ("-" if line.get("matched") is False else "")
-            + ("+" if line.get("cut") else "")
-        )
-        out.append(f"{line['seq']}{marks} {line['text']}\n")
-    return "".join(out)
 
 
 def parse_records(lines: str) -> list[tuple[int | None, str, str | None, str]]:

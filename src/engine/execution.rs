@@ -316,16 +316,19 @@ impl Execution {
             return None;
         }
         let snap = self.logs_buffer.snapshot();
-        let (stream, what) = match last_lines(&snap, StreamSelector::Stderr, EVIDENCE_LINES, EVIDENCE_BYTES) {
-            Some(page) if page.count > 0 => (page, "stderr lines"),
+        let (page, what) = match last_lines(&snap, StreamSelector::Stderr, EVIDENCE_LINES, EVIDENCE_BYTES) {
+            Some(page) if page.count > 0 => (page, ["stderr line", "stderr lines"]),
             _ => (
                 last_lines(&snap, StreamSelector::Both, EVIDENCE_LINES, EVIDENCE_BYTES)?,
-                "lines of output (stderr has none)",
+                ["line of output (stderr has none)", "lines of output (stderr has none)"],
             ),
         };
-        (stream.count > 0).then(|| Evidence {
-            about: format!("last {} {what}", stream.count),
-            lines: stream.lines.text,
+        (page.count > 0).then(|| Evidence {
+            about: match page.count {
+                1 => format!("last {}", what[0]),
+                n => format!("last {n} {}", what[1]),
+            },
+            lines: page.lines.text,
         })
     }
 }

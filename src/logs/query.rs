@@ -395,10 +395,7 @@ impl LogQuery {
             },
             query: self,
             snap,
-            gap_ahead: snap
-                .gap
-                .filter(|g| start < g.to)
-                .map(|g| (start.max(g.from), g.to)),
+            gap_ahead: snap.gap.filter(|g| start < g.to).map(|g| (start.max(g.from), g.to)),
             last_ts: None,
         };
         let mut before: VecDeque<LineRef<'_>> = VecDeque::with_capacity(self.context);

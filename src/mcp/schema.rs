@@ -20,7 +20,10 @@ fn generate<T: JsonSchema>(settings: SchemaSettings) -> Map<String, Value> {
             root.remove("description");
             root
         }
-        other => panic!("the schema of {} is not an object: {other:?}", std::any::type_name::<T>()),
+        other => panic!(
+            "the schema of {} is not an object: {other:?}",
+            std::any::type_name::<T>()
+        ),
     }
 }
 
@@ -88,6 +91,18 @@ fn string_constants(branch: &Value) -> Option<Vec<Value>> {
     }
 }
 
+/// A `oneOf` of documented constants (an enum with a doc per variant) becomes a plain `enum`: the same values,
+/// and validators check it without building an error per branch.
+fn plain_enum(schema: &mut Map<String, Value>) {
+    if let Some(Value::Array(branches)) = schema.get("oneOf")
+        && let Some(values) = branches.iter().map(string_constants).collect::<Option<Vec<_>>>()
+    {
+        schema.remove("oneOf");
+        schema.insert("type".into(), Value::from("string"));
+        schema.insert("enum".into(), Value::Array(values.concat()));
+    }
+}
+
 /// Doc comments wrap at 120 columns; a description is one paragraph.
 fn unwrap_description(schema: &mut Map<String, Value>) {
     if let Some(Value::String(d)) = schema.get_mut("description")
@@ -108,14 +123,7 @@ fn simplify_input(value: &mut Value) {
             if matches!(schema.get("type").and_then(Value::as_str), Some("integer" | "number")) {
                 schema.remove("format");
             }
-            // A oneOf of documented constants (an enum with a doc per variant) becomes a plain enum.
-            if let Some(Value::Array(branches)) = schema.get("oneOf")
-                && let Some(values) = branches.iter().map(string_constants).collect::<Option<Vec<_>>>()
-            {
-                schema.remove("oneOf");
-                schema.insert("type".into(), Value::from("string"));
-                schema.insert("enum".into(), Value::Array(values.concat()));
-            }
+            plain_enum(schema);
             schema.values_mut().for_each(simplify_input);
         }
         Value::Array(items) => items.iter_mut().for_each(simplify_input),
@@ -132,6 +140,7 @@ fn strip_nulls_of_optional_fields(value: &mut Value) {
                 .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
             unwrap_description(schema);
+            plain_enum(schema);
             if let Some(Value::Object(props)) = schema.get_mut("properties") {
                 for (name, prop) in props.iter_mut() {
                     if !required.contains(name)
@@ -177,10 +186,16 @@ mod tests {
             let v = Value::Object((*schema).clone());
             walk(&v, &mut |m| {
                 assert!(!m.get("type").is_some_and(Value::is_array), "type union in {v}");
-                assert!(!m.contains_key("anyOf") && !m.contains_key("oneOf"), "anyOf/oneOf in {v}");
+                assert!(
+                    !m.contains_key("anyOf") && !m.contains_key("oneOf"),
+                    "anyOf/oneOf in {v}"
+                );
                 assert!(!m.contains_key("$ref"), "reference in {v}");
                 assert!(m.get("default") != Some(&Value::Null), "default null in {v}");
-                let enum_has_null = m.get("enum").and_then(Value::as_array).is_some_and(|e| e.contains(&Value::Null));
+                let enum_has_null = m
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .is_some_and(|e| e.contains(&Value::Null));
                 assert!(!enum_has_null, "null in an enum in {v}");
             });
         }

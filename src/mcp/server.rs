@@ -90,7 +90,10 @@ fn sent_len<T: Serialize>(value: &T) -> usize {
 
 /// What to do next with an execution in this status, in one line.
 fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
-    let lines = s.output.last_seq.map_or(0, |l| l + 1);
+    let lines = match s.output.last_seq.map_or(0, |l| l + 1) {
+        1 => "1 line".to_owned(),
+        n => format!("{n} lines"),
+    };
     let waited = if capped {
         format!("waited the {MAX_WAIT_MS} ms maximum of one call; ")
     } else {
@@ -104,21 +107,24 @@ fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
         ),
         ExecutionState::Running => format!(
             "{waited}still running: call get_status with wait_ms (at most {MAX_WAIT_MS}) to wait for the end, or \
-             get_logs to read its {lines} lines so far"
+             get_logs to read its {lines} so far"
         ),
         ExecutionState::Succeeded => {
-            format!("succeeded: get_logs reads its {lines} lines (tail=N for the last ones, grep to search)")
+            format!("succeeded: get_logs reads its {lines} (tail=N for the last ones, grep to search)")
         }
-        ExecutionState::Cancelled => format!("cancelled: get_logs reads the {lines} lines it printed"),
+        ExecutionState::Cancelled => format!("cancelled: get_logs reads the {lines} it printed"),
         ExecutionState::FailedToStart => {
             "could not start: fix what error names (the config, the program or the params) and run it again".into()
         }
         ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Lost if s.evidence.is_some() => format!(
-            "{}: evidence has its last lines; get_logs with grep (e.g. \"error\") searches all {lines} lines",
+            "{}: evidence has its last lines; get_logs with grep (e.g. \"error\") searches all {lines}",
             s.state.as_str()
         ),
         ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Lost => {
-            format!("{}: it printed nothing that explains it; error and exit_code say what is known", s.state.as_str())
+            format!(
+                "{}: it printed nothing that explains it; error and exit_code say what is known",
+                s.state.as_str()
+            )
         }
     }
 }
@@ -176,7 +182,11 @@ impl WorkflowServer {
                     max_bytes: tail_bytes,
                     ..LogQuery::default()
                 };
-                status.tail = Some(q.run_into(&exec.logs_buffer.snapshot(), CompactLines::default()).lines.text);
+                status.tail = Some(
+                    q.run_into(&exec.logs_buffer.snapshot(), CompactLines::default())
+                        .lines
+                        .text,
+                );
             }
             let out = StatusOutput {
                 hint: status_hint(&status, capped),
@@ -353,7 +363,10 @@ impl WorkflowServer {
         let read = |query: &LogQuery| {
             // The state is read before the lines: a final state means the snapshot holds every line.
             let state = exec.state();
-            (query.run_into(&exec.logs_buffer.snapshot(), CompactLines::new(timestamps)), state)
+            (
+                query.run_into(&exec.logs_buffer.snapshot(), CompactLines::new(timestamps)),
+                state,
+            )
         };
         let (mut page, mut state) = read(&query);
         if page.count == 0 && !state.is_terminal() && !wait.is_zero() {

@@ -95,12 +95,12 @@ pub fn status(o: &StatusOutput) -> String {
         _ => {}
     }
     if let Some(ms) = s.duration_ms {
-        let verb = if s.state == ExecutionState::Running {
-            "running for"
+        let joint = if s.state == ExecutionState::Running {
+            " for"
         } else {
-            "after"
+            ", after"
         };
-        let _ = write!(out, ", {verb} {}", human_ms(ms));
+        let _ = write!(out, "{joint} {}", human_ms(ms));
     }
     if let Some(p) = s.queue_position {
         let _ = write!(out, ", position {p} in the queue");
@@ -177,7 +177,10 @@ pub fn logs_hint(next_seq: u64, has_more: bool, done: bool, cut_seq: Option<u64>
         )
     };
     if let Some(seq) = cut_seq {
-        let _ = write!(hint, "; line {seq} was cut (+) to fit max_bytes: raise max_bytes to read it whole");
+        let _ = write!(
+            hint,
+            "; line {seq} was cut (+) to fit max_bytes: raise max_bytes to read it whole"
+        );
     }
     hint
 }

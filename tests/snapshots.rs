@@ -1,0 +1,126 @@
+//! Snapshots of what the model reads — the structured content and the text of each kind of result — with ids,
+//! times, durations and pids redacted. A change to what clients see shows up here as a diff to review;
+//! `UPDATE_SNAPSHOTS=1 cargo test snapshots` rewrites them.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::util::{Reply, Server, TestDir, release_fifo, wf};
+
+fn redact(s: &str) -> String {
+    let rules = [
+        (r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<id>"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "<time>"),
+        (r#""(duration_ms|pid)": \d+"#, r#""$1": <n>"#),
+        (r"(after|running for|exit \d+) \d+(\.\d+)? (ms|s)\b", "$1 <duration>"),
+        (r"pid \d+", "pid <n>"),
+    ];
+    let mut out = s.to_owned();
+    for (pattern, with) in rules {
+        out = regex::Regex::new(pattern).unwrap().replace_all(&out, with).into_owned();
+    }
+    out
+}
+
+/// Compares (or with UPDATE_SNAPSHOTS, writes) one result's snapshot; returns the name when it differs.
+fn check(name: &str, reply: &Reply) -> Option<String> {
+    let body = format!(
+        "== structuredContent ==\n{}\n== text ==\n{}",
+        serde_json::to_string_pretty(&reply.structured).unwrap(),
+        reply.text
+    );
+    let body = redact(&body);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &body).unwrap();
+        return None;
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == body => None,
+        Ok(old) => {
+            eprintln!("--- {name}: checked in\n{old}\n--- {name}: now\n{body}");
+            Some(name.to_owned())
+        }
+        Err(_) => {
+            eprintln!("--- {name}: no snapshot yet; now\n{body}");
+            Some(name.to_owned())
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_the_model_reads_matches_the_reviewed_snapshots() {
+    let dir = TestDir::new("snapshots");
+    let fifo = dir.fifo("hold");
+    let s = Server::start(
+        "snapshots",
+        json!({"workflows": [
+            {"name": "build", "description": "Build the project", "command": [crate::util::fake(),
+                "err", "   Compiling app v0.1.0", "err", "error[E0425]: cannot find value `x` in this scope",
+                "err", " --> src/main.rs:2:5", "exit", "101"],
+             "params": [{"name": "release", "type": "boolean", "flag": "--release", "default": false},
+                        {"name": "jobs", "type": "integer", "minimum": 1, "maximum": 64, "arg": "--jobs"}]},
+            wf("count", &["lines", "5"]),
+            {"name": "serve", "description": "Hold until released", "command": [crate::util::fake(),
+                "out", "listening on :8080", "out", "ready", "wait-fifo", dir.join("hold").to_str().unwrap()]},
+        ]}),
+    )
+    .await;
+    let mut stale = Vec::new();
+    let mut take = |name: &str, reply: &Reply| stale.extend(check(name, reply));
+
+    take("list_workflows", &s.call("list_workflows", json!({})).await);
+    let failed = s
+        .call(
+            "execute_workflow",
+            json!({"workflow": "build", "params": {"jobs": 4}, "wait_ms": 50000}),
+        )
+        .await;
+    take("execute_workflow_failed", &failed);
+    let build = failed.structured["execution_id"].as_str().unwrap().to_owned();
+    take(
+        "get_logs_grep_context",
+        &s.call(
+            "get_logs",
+            json!({"execution_id": build, "grep": "^error", "context": 1}),
+        )
+        .await,
+    );
+    let count = s.start_wf("count", json!({})).await;
+    s.wait_final(&count).await;
+    take(
+        "get_logs_page",
+        &s.call("get_logs", json!({"execution_id": count, "max_lines": 3})).await,
+    );
+    take(
+        "get_logs_done",
+        &s.call("get_logs", json!({"execution_id": count, "since_seq": 3})).await,
+    );
+    let serve = s.start_wf("serve", json!({})).await;
+    s.wait_line(&serve, "^ready").await;
+    take(
+        "get_status_running_tail",
+        &s.call("get_status", json!({"execution_id": serve, "tail_lines": 5}))
+            .await,
+    );
+    take(
+        "get_logs_no_more_yet",
+        &s.call("get_logs", json!({"execution_id": serve, "since_seq": 2})).await,
+    );
+    release_fifo(&fifo);
+    s.wait_final(&serve).await;
+    take("list_executions", &s.call("list_executions", json!({"limit": 2})).await);
+    take(
+        "error_unknown_workflow",
+        &s.call("execute_workflow", json!({"workflow": "buidl"})).await,
+    );
+    assert!(
+        stale.is_empty(),
+        "what the model reads changed for {stale:?} (diffs above); review, then `UPDATE_SNAPSHOTS=1 cargo test \
+         snapshots` and commit tests/snapshots/"
+    );
+}
