@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use util::Server;
+use workflow_mcp::app::engine_config;
 use workflow_mcp::catalog::{Invocation, Limits, Source, WorkflowDef};
-use workflow_mcp::engine::{Engine, EngineConfig};
+use workflow_mcp::engine::Engine;
 use workflow_mcp::logs::LogQuery;
+use workflow_mcp::proc::ChildEnv;
+use workflow_mcp::runtime::LocalRuntime;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -175,9 +178,9 @@ fn time_query(q: &LogQuery, store: &workflow_mcp::logs::LogStore, iters: u32) ->
 async fn queries(n: u64) {
     println!("## queries on a {n}-line log (server-side: snapshot + query, in-process)");
     let engine = Engine::new(
-        EngineConfig::from_limits(&Limits::default(), &[]),
+        engine_config(&Limits::default(), ChildEnv::inherited(&[])),
         tokio::runtime::Handle::current(),
-        None,
+        Arc::new(LocalRuntime::default()),
     )
     .unwrap();
     let (def, inv) = seq_workflow(n);

@@ -13,10 +13,14 @@
 //! dedicated std threads holding pre-cloned `logs_buffer` / `logs_tx` handles, so no executions-map lock is
 //! taken per line, pipes never fill, and the tokio runtime never blocks on a child.
 
+pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod engine;
+pub mod format;
 pub mod logs;
 pub mod mcp;
+pub mod proc;
+pub mod runtime;
 pub mod schemas;

@@ -5,12 +5,17 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
+use workflow_mcp::app::App;
 use workflow_mcp::catalog::config;
 use workflow_mcp::cli::args::{self, Command};
-use workflow_mcp::cli::setup::build_app;
-use workflow_mcp::engine::{Watchdog, process};
+use workflow_mcp::proc::reaper::become_subreaper;
+use workflow_mcp::proc::watchdog::{self, WATCHDOG_ARG, Watchdog};
 
 fn main() -> ExitCode {
+    // The watchdog is this binary run again (see proc::watchdog); it never parses a command line.
+    if std::env::args_os().nth(1).is_some_and(|a| a == WATCHDOG_ARG) {
+        watchdog::run();
+    }
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
         Err(e) => {
@@ -63,13 +68,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 tracing::warn!("{w}");
             }
             // Orphaned descendants of workflows re-parent to us, so they can be reaped and killed.
-            if !process::become_subreaper() {
+            if !become_subreaper() {
                 tracing::warn!("cannot become a child subreaper; orphaned workflow processes are reaped by init");
             }
             let watchdog = start_watchdog();
             let rt = runtime()?;
             rt.block_on(async {
-                let app = build_app(&config, watchdog).context("cannot start the engine")?;
+                let app = App::build(&config, watchdog).context("cannot start the engine")?;
                 tracing::info!(
                     config = %config.path.display(),
                     workflows = app.catalog.all().len(),
@@ -109,11 +114,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
-            process::become_subreaper();
+            become_subreaper();
             let watchdog = start_watchdog();
             let rt = runtime()?;
             let code = rt.block_on(async {
-                let app = build_app(&config, watchdog).context("cannot start the engine")?;
+                let app = App::build(&config, watchdog).context("cannot start the engine")?;
                 anyhow::Ok(workflow_mcp::cli::run::run(app, &workflow, &params, params_json.as_deref()).await)
             })?;
             // The runtime may hold a blocked stdin reader; exit without waiting for it.
@@ -122,10 +127,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Forks the watchdog that kills every workflow group if this process dies (call before any thread exists).
+/// Starts the watchdog (this binary, run again) that kills every workflow if this process dies.
 fn start_watchdog() -> Option<Watchdog> {
-    // SAFETY: called from main before the runtime or any other thread is started.
-    match unsafe { Watchdog::start() } {
+    match Watchdog::start(std::path::Path::new("/proc/self/exe")) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot start the watchdog; workflows may outlive a crash of the server");

@@ -374,7 +374,7 @@ async fn a_thousand_short_executions_leave_no_zombie_and_no_leaked_descriptor() 
     let after = fds(s.pid());
     assert_eq!(after, before, "descriptors are back where they started");
     let me = s.pid();
-    let zombies: Vec<u32> = workflow_mcp::engine::process::processes()
+    let zombies: Vec<u32> = workflow_mcp::proc::scan::processes()
         .into_iter()
         .filter(|p| p.ppid == me && p.zombie)
         .map(|p| p.pid)
@@ -437,11 +437,19 @@ async fn a_sigkilled_server_takes_its_workflows_with_it() {
         .as_u64()
         .unwrap() as u32;
     // The watchdog: the server's child that runs in its own session.
-    let watchdog = workflow_mcp::engine::process::processes()
+    let watchdog = workflow_mcp::proc::scan::processes()
         .into_iter()
         .find(|p| p.ppid == s.pid && p.pid != leader && !p.zombie)
         .expect("the watchdog process")
         .pid;
+    let cmdline = std::fs::read(format!("/proc/{watchdog}/cmdline")).unwrap();
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).collect();
+    assert_eq!(
+        args.get(1).copied(),
+        Some(&b"__watchdog"[..]),
+        "the watchdog is a fresh exec of the binary, not a fork of the server: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
     // SAFETY: SIGKILL to the server we started.
     unsafe { libc::kill(s.pid as i32, libc::SIGKILL) };
     assert!(

@@ -79,7 +79,7 @@ impl Drop for TestDir {
 
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    workflow_mcp::engine::process::process_alive(pid)
+    workflow_mcp::proc::scan::process_alive(pid)
 }
 
 /// Parses the compact line form the README documents into one JSON object per record:

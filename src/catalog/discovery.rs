@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::metadata::WorkflowMetadata;
 use super::workflow::WorkflowDef;
-use crate::engine::spawn::{CaptureError, helper_command, run_captured};
+use crate::proc::spawn::{CaptureError, helper_command, run_captured};
 
 /// Probes run at once.
 const PARALLEL_PROBES: usize = 8;

@@ -2,10 +2,12 @@
 
 pub mod config;
 pub mod discovery;
+pub mod info;
 pub mod metadata;
 pub mod param;
 pub mod workflow;
 
 pub use config::{Config, ConfigError, ConfigFile, Limits};
+pub use info::WorkflowInfo;
 pub use param::{Invocation, Param, ParamType};
 pub use workflow::{Catalog, Source, WorkflowDef};

@@ -3,10 +3,11 @@
 
 use std::fmt::Write as _;
 
+use crate::app::catalog;
 use crate::catalog::param::Delivery;
-use crate::catalog::{Config, Source, WorkflowDef};
-use crate::engine::spawn::{base_env, resolve_program};
-use crate::mcp::types::{ListWorkflowsOutput, WorkflowInfo};
+use crate::catalog::{Config, Source, WorkflowDef, WorkflowInfo};
+use crate::proc::ChildEnv;
+use crate::proc::spawn::resolve_program;
 
 /// One param as a line: name, type and constraints, required/default, how it reaches the command.
 fn param_line(p: &crate::catalog::Param) -> String {
@@ -61,17 +62,16 @@ fn describe(w: &WorkflowDef) -> String {
 
 /// `list`: every workflow with its params (discovery runs first). Returns the exit code.
 pub fn list(config: &Config, json: bool) -> u8 {
-    let catalog = super::setup::catalog(config);
+    let catalog = catalog(config);
     let found = catalog.refresh();
     for p in found.problems.iter().chain(&found.warnings) {
         eprintln!("warning: {p}");
     }
     let all = catalog.all();
     if json {
-        let out = ListWorkflowsOutput {
-            workflows: all.iter().map(|w| WorkflowInfo::from(w.as_ref())).collect(),
-            more: Vec::new(),
-        };
+        let out = serde_json::json!({
+            "workflows": all.iter().map(|w| WorkflowInfo::from(w.as_ref())).collect::<Vec<_>>(),
+        });
         println!("{}", serde_json::to_string_pretty(&out).expect("the catalog is JSON"));
         return 0;
     }
@@ -88,22 +88,17 @@ pub fn list(config: &Config, json: bool) -> u8 {
 /// code: 0 when nothing is wrong, 1 otherwise.
 pub fn check(config: &Config) -> u8 {
     let mut problems: Vec<String> = config.warnings.clone();
-    let base = base_env(&config.inherit_env);
+    let base = ChildEnv::inherited(&config.inherit_env);
     for w in &config.workflows {
         let mut env = base.clone();
-        env.extend(w.env.iter().cloned());
-        let path = env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "PATH")
-            .map_or("", |(_, v)| v.as_str());
+        env.extend(&w.env);
         if w.cwd.is_dir()
-            && let Err(e) = resolve_program(&w.command[0], path, &w.cwd)
+            && let Err(e) = resolve_program(&w.command[0], env.path(), &w.cwd)
         {
             problems.push(format!("workflow \"{}\": {e}", w.name));
         }
     }
-    let catalog = super::setup::catalog(config);
+    let catalog = catalog(config);
     let found = catalog.refresh();
     problems.extend(found.problems);
     for w in &found.warnings {

@@ -1,6 +1,5 @@
-//! The human-facing commands (`list`, `check`, `run`) and the wiring shared with `serve`.
+//! The human-facing commands (`list`, `check`, `run`) and the command line.
 
 pub mod args;
 pub mod inspect;
 pub mod run;
-pub mod setup;

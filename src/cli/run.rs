@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::app::App;
 use crate::catalog::param::resolve;
 use crate::engine::progress::{EVENT_PREFIX, WorkflowEvent, parse_event};
 use crate::engine::{ExecutionState, StopReason};
+use crate::format::{ProgressLine, human_ms};
 use crate::logs::{LogLine, LogQuery, Stream};
-use crate::mcp::App;
-use crate::mcp::text::{human_ms, progress_line};
 
 /// Exit code when the workflow could not start (as a shell reports a command it cannot run).
 const EXIT_FAILED_TO_START: u8 = 127;
@@ -205,7 +205,7 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
             let _ = out.flush();
         }
         if let Some(p) = exec.progress.snapshot() {
-            display.show_progress(&progress_line(&p));
+            display.show_progress(&ProgressLine(&p).to_string());
         }
         since = page.next_seq;
         if page.has_more {

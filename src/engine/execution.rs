@@ -1,4 +1,5 @@
-//! One execution: its identity, its lifecycle state machine, and the status snapshot clients read.
+//! One execution: its identity, and its lifecycle as a state machine. The lifecycle changes only through the
+//! transition methods here (started, exited, stop requested, settled, …), each of which wakes waiters.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -9,14 +10,10 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::progress::{Progress, ProgressTracker};
+use super::progress::ProgressTracker;
 use crate::catalog::WorkflowDef;
-use crate::clock::{millis_between, rfc3339};
-use crate::logs::{LogStore, Stream, StreamCounters, StreamSelector, last_lines};
-
-/// At most this many lines of evidence, within this many bytes as sent.
-const EVIDENCE_LINES: usize = 20;
-const EVIDENCE_BYTES: usize = 1400;
+use crate::logs::{LogStore, Stream};
+use crate::runtime::{Exit, Launch, Tree};
 
 /// Where an execution stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -66,8 +63,18 @@ pub enum StopReason {
     Shutdown,
 }
 
-/// The mutable part of an execution.
-#[derive(Debug)]
+/// The handle to a running execution's process tree.
+#[derive(Clone)]
+pub struct TreeHandle(pub Arc<dyn Tree>);
+
+impl std::fmt::Debug for TreeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TreeHandle")
+    }
+}
+
+/// The mutable part of an execution, as a snapshot (see [`Execution::life`]).
+#[derive(Clone, Debug)]
 pub struct Lifecycle {
     pub state: ExecutionState,
     pub pid: Option<u32>,
@@ -81,6 +88,8 @@ pub struct Lifecycle {
     pub held_open: Vec<Stream>,
     /// The leader has exited (its status is recorded) but the execution is not final yet.
     pub exited: bool,
+    /// Everything the execution started, while it runs.
+    pub tree: Option<TreeHandle>,
 }
 
 /// One run of a workflow.
@@ -90,8 +99,8 @@ pub struct Execution {
     pub workflow: Arc<WorkflowDef>,
     /// Every param with a value, as JSON.
     pub params: Map<String, Value>,
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
+    /// What runs: argv, environment, folder and marker, prepared from the workflow and the params.
+    pub launch: Launch,
     pub idempotency_key: Option<String>,
     pub created_at: SystemTime,
     /// The log store; the drain threads hold clones of this handle.
@@ -102,139 +111,39 @@ pub struct Execution {
     life: Mutex<Lifecycle>,
 }
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// Lines and bytes per stream, and what was lost or cut. Counts that are zero and fields that do not apply yet
-/// are left out.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct OutputSummary {
-    pub stdout: StreamCounters,
-    pub stderr: StreamCounters,
-    /// Seq of the newest line (absent before the first).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seq: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_output_at: Option<String>,
-    /// Lines evicted from memory (the head and the newest lines are kept; `get_logs` reports the gap).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub dropped_lines: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub dropped_bytes: u64,
-    /// Records that are pieces of a line longer than the max line length.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub truncated_lines: u64,
-    /// Streams a descendant that escaped the process group kept open after the workflow exited; reading them
-    /// stopped.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub held_open: Vec<Stream>,
-}
-
-/// Why an execution failed, in the same answer that reports it: its last stderr lines (or its last lines when
-/// stderr has none), in the compact line form, within about 1.5 KB.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct Evidence {
-    /// What the lines are, e.g. "last 5 stderr lines".
-    pub about: String,
-    /// Compact records (`SEQ[!] TEXT` per line, see get_logs).
-    pub lines: String,
-}
-
-/// The status of an execution, as every status-returning tool reports it. What does not apply is left out.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct ExecutionStatus {
-    pub execution_id: String,
-    pub workflow: String,
-    pub state: ExecutionState,
-    /// Exit code when the process exited normally (absent when it was killed by a signal or has not exited).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// The signal that killed the process, e.g. "SIGKILL".
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<String>,
-    /// Why the execution failed to start (the OS error), or why it was stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Every param with a value (absent when none).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub params: Map<String, Value>,
-    pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<String>,
-    /// Run time so far (running) or in all (finished); absent before it starts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// 1-based place in the queue while `queued`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue_position: Option<usize>,
-    pub output: OutputSummary,
-    /// From structured events; absent if the workflow sent none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub progress: Option<Progress>,
-    /// The last lines, when asked for with `tail_lines`: compact records as get_logs gives them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tail: Option<String>,
-    /// For a failed, timed-out or lost execution (and one that failed to start, if it printed anything): its
-    /// last stderr lines, or its last lines when stderr is empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<Evidence>,
-}
-
-/// A param value longer than this is echoed shortened in a status (the workflow got it whole).
-const MAX_ECHOED_PARAM: usize = 256;
-
-/// The params as a status shows them: long string values shortened, saying by how much.
-fn echoed_params(params: &Map<String, Value>) -> Map<String, Value> {
-    params
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) if s.len() > MAX_ECHOED_PARAM => {
-                    let mut end = MAX_ECHOED_PARAM;
-                    while !s.is_char_boundary(end) {
-                        end -= 1;
-                    }
-                    Value::String(format!("{}…[+{} bytes]", &s[..end], s.len() - end))
-                }
-                v => v.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect()
+/// The state an execution ends in, from why it was stopped (if it was) and how its leader exited.
+pub fn final_state(stop: Option<StopReason>, exit_code: Option<i32>) -> ExecutionState {
+    match stop {
+        Some(StopReason::Cancel | StopReason::Shutdown) => ExecutionState::Cancelled,
+        Some(StopReason::Timeout) => ExecutionState::TimedOut,
+        None if exit_code == Some(0) => ExecutionState::Succeeded,
+        None => ExecutionState::Failed,
+    }
 }
 
 impl Execution {
-    #[expect(clippy::too_many_arguments, reason = "plain constructor of a record")]
+    /// A new execution, queued.
     pub fn new(
         id: Uuid,
         workflow: Arc<WorkflowDef>,
         params: Map<String, Value>,
-        argv: Vec<String>,
-        env: Vec<(String, String)>,
+        launch: Launch,
         idempotency_key: Option<String>,
         logs_buffer: Arc<LogStore>,
-        state: ExecutionState,
-        progress: Arc<ProgressTracker>,
     ) -> Arc<Self> {
         let (logs_tx, _) = watch::channel(0u64);
         Arc::new(Execution {
             id,
             workflow,
             params,
-            argv,
-            env,
+            launch,
             idempotency_key,
             created_at: SystemTime::now(),
             logs_buffer,
             logs_tx: Arc::new(logs_tx),
-            progress,
+            progress: Arc::new(ProgressTracker::default()),
             life: Mutex::new(Lifecycle {
-                state,
+                state: ExecutionState::Queued,
                 pid: None,
                 started_at: None,
                 finished_at: None,
@@ -244,17 +153,33 @@ impl Execution {
                 stop: None,
                 held_open: Vec::new(),
                 exited: false,
+                tree: None,
             }),
         })
     }
 
-    /// The lifecycle, locked. Held only for field reads and writes, never across a wait or an await.
-    pub fn life(&self) -> MutexGuard<'_, Lifecycle> {
+    /// Held only for field reads and writes, never across a wait or an await.
+    fn lock(&self) -> MutexGuard<'_, Lifecycle> {
         self.life.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A snapshot of the lifecycle.
+    pub fn life(&self) -> Lifecycle {
+        self.lock().clone()
+    }
+
     pub fn state(&self) -> ExecutionState {
-        self.life().state
+        self.lock().state
+    }
+
+    /// The stop asked for, if any.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.lock().stop
+    }
+
+    /// The process tree, while the execution runs.
+    pub fn tree(&self) -> Option<Arc<dyn Tree>> {
+        self.lock().tree.as_ref().map(|t| t.0.clone())
     }
 
     /// Wakes everyone waiting on this execution (state or log followers).
@@ -262,73 +187,78 @@ impl Execution {
         self.logs_tx.send_modify(|g| *g = g.wrapping_add(1));
     }
 
-    /// Applies a change to the lifecycle and wakes waiters.
-    pub fn update<R>(&self, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
-        let r = f(&mut self.life());
+    fn transition<R>(&self, f: impl FnOnce(&mut Lifecycle) -> R) -> R {
+        let r = f(&mut self.lock());
         self.notify();
         r
     }
 
-    /// The status as clients see it (`queue_position` is filled in by the engine).
-    pub fn status(&self, queue_position: Option<usize>) -> ExecutionStatus {
-        let now = SystemTime::now();
-        let stats = self.logs_buffer.stats();
-        let life = self.life();
-        let duration_ms = life
-            .started_at
-            .map(|s| millis_between(s, life.finished_at.unwrap_or(now)));
-        ExecutionStatus {
-            execution_id: self.id.to_string(),
-            workflow: self.workflow.name.clone(),
-            state: life.state,
-            exit_code: life.exit_code,
-            signal: life.signal.map(super::process::signal_name),
-            error: life.error.clone(),
-            params: echoed_params(&self.params),
-            created_at: rfc3339(self.created_at),
-            started_at: life.started_at.map(rfc3339),
-            finished_at: life.finished_at.map(rfc3339),
-            duration_ms,
-            pid: life.pid,
-            queue_position,
-            output: OutputSummary {
-                stdout: stats.stdout,
-                stderr: stats.stderr,
-                last_seq: stats.next_seq.checked_sub(1),
-                last_output_at: stats.last_output_at.map(rfc3339),
-                dropped_lines: stats.dropped_lines,
-                dropped_bytes: stats.dropped_bytes,
-                truncated_lines: stats.truncated_lines,
-                held_open: life.held_open.clone(),
-            },
-            progress: self.progress.snapshot(),
-            tail: None,
-            evidence: None,
-        }
+    /// queued → running.
+    pub fn started(&self, pid: u32, tree: Arc<dyn Tree>) {
+        self.transition(|l| {
+            l.state = ExecutionState::Running;
+            l.pid = Some(pid);
+            l.started_at = Some(SystemTime::now());
+            l.tree = Some(TreeHandle(tree));
+        });
     }
 
-    /// The last lines that explain a failure, for the states that have one.
-    pub fn evidence(&self) -> Option<Evidence> {
-        if !matches!(
-            self.state(),
-            ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::FailedToStart | ExecutionState::Lost
-        ) {
-            return None;
-        }
-        let snap = self.logs_buffer.snapshot();
-        let (page, what) = match last_lines(&snap, StreamSelector::Stderr, EVIDENCE_LINES, EVIDENCE_BYTES) {
-            Some(page) if page.count > 0 => (page, ["stderr line", "stderr lines"]),
-            _ => (
-                last_lines(&snap, StreamSelector::Both, EVIDENCE_LINES, EVIDENCE_BYTES)?,
-                ["line of output (stderr has none)", "lines of output (stderr has none)"],
-            ),
-        };
-        (page.count > 0).then(|| Evidence {
-            about: match page.count {
-                1 => format!("last {}", what[0]),
-                n => format!("last {n} {}", what[1]),
-            },
-            lines: page.lines.text,
+    /// queued → failed_to_start, with the reason.
+    pub fn failed_to_start(&self, error: String) {
+        self.transition(|l| {
+            l.state = ExecutionState::FailedToStart;
+            l.error = Some(error);
+            l.finished_at = Some(SystemTime::now());
+        });
+        self.logs_buffer.mark_finished();
+    }
+
+    /// Asks for a stop; the first reason given wins. Returns false when the execution is already final.
+    pub fn request_stop(&self, reason: StopReason, message: String) -> bool {
+        self.transition(|l| {
+            if l.state.is_terminal() {
+                return false;
+            }
+            if l.stop.is_none() {
+                l.stop = Some(reason);
+                l.error = Some(message);
+            }
+            true
         })
+    }
+
+    /// The leader exited (`None`: its status could not be read).
+    pub fn exited(&self, exit: Option<Exit>) {
+        self.transition(|l| {
+            l.exit_code = exit.and_then(|e| e.code);
+            l.signal = exit.and_then(|e| e.signal);
+            l.exited = true;
+            if exit.is_none() && l.error.is_none() {
+                l.error = Some("the exit status was lost".into());
+            }
+        });
+    }
+
+    /// Output streams that stayed open after the leader exited and were given up on.
+    pub fn held_open(&self, streams: Vec<Stream>) {
+        self.transition(|l| l.held_open = streams);
+    }
+
+    /// running (or queued and stopped) → final: the state follows from the stop asked for and the exit code.
+    pub fn settle(&self) -> ExecutionState {
+        let state = self.transition(|l| {
+            l.state = final_state(l.stop, l.exit_code);
+            l.finished_at = Some(SystemTime::now());
+            l.tree = None;
+            l.state
+        });
+        self.logs_buffer.mark_finished();
+        state
+    }
+
+    /// queued → cancelled (never started): the stop and its message, then final.
+    pub fn end_unstarted(&self, reason: StopReason, message: String) {
+        self.request_stop(reason, message);
+        self.settle();
     }
 }

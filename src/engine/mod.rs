@@ -1,14 +1,17 @@
-//! Executions: spawning, the drain threads, waiting, cancel and timeout, the state machine and the queue.
+//! Executions: the table, starting them through a runtime, the drain threads, supervision, stop and timeout,
+//! the state machine, and the progress their structured events add up to.
 
 pub mod drain;
 pub mod execution;
-pub mod process;
+mod launch;
 pub mod progress;
 pub mod runner;
-pub mod spawn;
-pub mod watchdog;
+pub mod status;
+mod supervisor;
+pub mod table;
 
-pub use execution::{Execution, ExecutionState, ExecutionStatus, OutputSummary, StopReason};
+pub use execution::{Execution, ExecutionState, Lifecycle, StopReason};
 pub use progress::{Progress, WorkflowEvent};
-pub use runner::{Engine, EngineConfig, EngineError, ListFilter};
-pub use watchdog::Watchdog;
+pub use runner::{Engine, EngineConfig, EngineError};
+pub use status::{Evidence, ExecutionStatus, OutputSummary};
+pub use table::ListFilter;

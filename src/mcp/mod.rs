@@ -10,4 +10,4 @@ pub mod types;
 pub mod waiting;
 
 pub use serve::serve;
-pub use server::{App, WorkflowServer};
+pub use server::WorkflowServer;

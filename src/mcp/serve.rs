@@ -8,8 +8,9 @@ use rmcp::ServiceExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::server::{App, WorkflowServer};
+use super::server::WorkflowServer;
 use super::transport::StdioTransport;
+use crate::app::App;
 
 /// SIGTERM to SIGKILL when the server stops its workflows on exit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);

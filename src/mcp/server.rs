@@ -18,20 +18,15 @@ use uuid::Uuid;
 use super::schema::{input_schema, output_schema};
 use super::types::*;
 use super::{text, waiting};
+use crate::app::App;
 use crate::catalog::param::resolve;
-use crate::catalog::{Catalog, WorkflowDef};
-use crate::engine::{Engine, Execution, ExecutionState, ExecutionStatus, ListFilter, StopReason};
+use crate::catalog::{WorkflowDef, WorkflowInfo};
+use crate::engine::{Execution, ExecutionState, ExecutionStatus, ListFilter, StopReason};
 use crate::logs::{CompactLines, LogQuery, StreamSelector};
 
 /// A whole result (structured content and text, serialized) stays under this by default: Claude Code stores a
 /// result over 50,000 characters in a file instead of showing it.
 const RESULT_BUDGET: usize = 48_000;
-
-/// What the tools work on.
-pub struct App {
-    pub engine: Engine,
-    pub catalog: Arc<Catalog>,
-}
 
 #[derive(Clone)]
 pub struct WorkflowServer {

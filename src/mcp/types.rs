@@ -3,10 +3,9 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::catalog::param::params_schema;
-use crate::catalog::{Source, WorkflowDef};
+use crate::catalog::WorkflowInfo;
 use crate::engine::{ExecutionState, ExecutionStatus};
 use crate::logs::{BudgetHit, EventSelector, Omitted, StreamSelector};
 
@@ -153,40 +152,6 @@ pub struct ListExecutionsInput {
     #[serde(default)]
     #[schemars(range(min = 1, max = 1048576))]
     pub max_bytes: Option<u64>,
-}
-
-/// One workflow an agent can run.
-#[derive(Debug, Serialize, Deserialize, JsonSchema)]
-pub struct WorkflowInfo {
-    pub name: String,
-    /// Display title, for discovered workflows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    pub description: String,
-    /// JSON Schema of the `params` object execute_workflow takes.
-    pub params_schema: Map<String, Value>,
-    pub source: Source,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout_ms: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_concurrent: Option<usize>,
-}
-
-impl From<&WorkflowDef> for WorkflowInfo {
-    fn from(w: &WorkflowDef) -> Self {
-        WorkflowInfo {
-            name: w.name.clone(),
-            title: w.title.clone(),
-            description: w.description.clone(),
-            params_schema: match params_schema(&w.params) {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            },
-            source: w.source,
-            timeout_ms: w.timeout_ms,
-            max_concurrent: w.max_concurrent,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]

@@ -12,8 +12,8 @@ use rmcp::model::{ProgressNotificationParam, ProgressToken};
 use rmcp::service::{Peer, RequestContext};
 use tokio::time::Instant;
 
-use super::text::{human_ms, progress_line};
 use crate::engine::Execution;
+use crate::format::{ProgressLine, human_ms};
 
 /// A notification at least this often while waiting.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -47,7 +47,7 @@ impl Reporter {
             parts[0].push_str(&format!(" for {}", human_ms(ms)));
         }
         if let Some(p) = &status.progress {
-            let line = progress_line(p);
+            let line = ProgressLine(p).to_string();
             if !line.is_empty() {
                 parts.push(line);
             }

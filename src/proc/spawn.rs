@@ -1,6 +1,5 @@
-//! Starting processes: the clean environment, finding the program, registering the child so the orphan
-//! reaper leaves it alone, sentences for spawn errors, and running a short-lived helper command with a timeout
-//! and bounded output (discovery probes).
+//! Starting processes: finding the program, registering the child so the orphan reaper leaves it alone,
+//! sentences for spawn errors, and running a short-lived helper command with a timeout and bounded output.
 
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -8,36 +7,13 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use super::process;
-
-/// Environment variables a workflow inherits from the server without being asked.
-const ALLOWED_ENV: &[&str] = &[
-    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL",
-];
-const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
-
-/// The environment every workflow starts from: the allow-list and `inherit` taken from the server's
-/// environment, `NO_COLOR=1`, and a default `PATH` when the server has none.
-pub fn base_env(inherit: &[String]) -> Vec<(String, String)> {
-    let mut env = vec![("NO_COLOR".to_owned(), "1".to_owned())];
-    for (k, v) in std::env::vars_os() {
-        let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
-            continue;
-        };
-        if ALLOWED_ENV.contains(&k) || k.starts_with("LC_") || inherit.iter().any(|i| i == k) {
-            env.push((k.to_owned(), v.to_owned()));
-        }
-    }
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        env.push(("PATH".into(), DEFAULT_PATH.into()));
-    }
-    env
-}
+use super::reaper::own_children;
+use super::signal::signal_group;
 
 /// Spawns `cmd` and registers the child as one the engine waits for itself. The registry stays locked while
 /// spawning, so the orphan reaper cannot reap a child that exits at once before it is registered.
 pub fn spawn_registered(cmd: &mut Command) -> io::Result<Child> {
-    let mut own = process::own_children();
+    let mut own = own_children();
     cmd.spawn().inspect(|child| {
         own.insert(child.id());
     })
@@ -97,6 +73,7 @@ pub fn describe_spawn_error(e: &std::io::Error, program: &std::path::Path) -> St
 /// What a helper command printed and how it ended.
 #[derive(Debug)]
 pub struct Captured {
+    /// As observed: after an overflow the helper was killed, and this says so.
     pub status: ExitStatus,
     pub stdout: Vec<u8>,
     /// The output went past the cap (and was cut there).
@@ -138,18 +115,32 @@ pub fn run_captured(
     let caps = [stdout_cap, stderr_cap];
     let mut out: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
     let mut buf = vec![0u8; 64 * 1024];
-    let finish = |child: &mut Child, result: Result<Captured, CaptureError>| {
-        let _ = process::signal_group(pid, libc::SIGKILL);
-        if result.is_err() {
-            let _ = child.wait();
+    // Whatever happened, nothing of the helper's group survives, and its status is the one observed.
+    let finish = |child: &mut Child, stdout_overflow: bool, out: [Vec<u8>; 2], timed_out: bool| {
+        let _ = signal_group(pid, libc::SIGKILL);
+        let status = loop {
+            match child.wait() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        own_children().remove(&pid);
+        let status = status.map_err(CaptureError::Spawn)?;
+        if timed_out {
+            return Err(CaptureError::Timeout(timeout));
         }
-        process::own_children().remove(&pid);
-        result
+        let [stdout, stderr] = out;
+        Ok(Captured {
+            status,
+            stdout,
+            stdout_overflow,
+            stderr,
+        })
     };
     while pipes.iter().any(Option::is_some) {
         let now = Instant::now();
         if now >= deadline {
-            return finish(&mut child, Err(CaptureError::Timeout(timeout)));
+            return finish(&mut child, false, out, true);
         }
         let mut fds: Vec<libc::pollfd> = pipes
             .iter()
@@ -176,39 +167,24 @@ pub fn run_captured(
                     let room = caps[i].saturating_sub(out[i].len());
                     out[i].extend_from_slice(&buf[..n.min(room)]);
                     if n > room && i == 0 {
-                        return finish(
-                            &mut child,
-                            Ok(Captured {
-                                status: ExitStatus::default(),
-                                stdout: std::mem::take(&mut out[0]),
-                                stdout_overflow: true,
-                                stderr: std::mem::take(&mut out[1]),
-                            }),
-                        );
+                        return finish(&mut child, true, out, false);
                     }
                 }
             }
         }
     }
     // Both pipes are closed; the process should be exiting.
-    let status = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(status)) => break status,
+            Ok(Some(_)) => return finish(&mut child, false, out, false),
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => return finish(&mut child, Err(CaptureError::Timeout(timeout))),
-            Err(e) => return finish(&mut child, Err(CaptureError::Spawn(e))),
+            Ok(None) => return finish(&mut child, false, out, true),
+            Err(e) => {
+                let _ = finish(&mut child, false, Default::default(), false);
+                return Err(CaptureError::Spawn(e));
+            }
         }
-    };
-    let [stdout, stderr] = out;
-    finish(
-        &mut child,
-        Ok(Captured {
-            status,
-            stdout,
-            stdout_overflow: false,
-            stderr,
-        }),
-    )
+    }
 }
 
 /// Where a helper runs: its folder and environment (used by discovery).
@@ -224,4 +200,46 @@ pub fn helper_command(program: &Path, args: &[&str], cwd: &Path, env: &[(String,
         .stderr(std::process::Stdio::piped())
         .process_group(0);
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    fn yes() -> Command {
+        let env = [("PATH".to_owned(), "/usr/bin:/bin".to_owned())];
+        helper_command(Path::new("/usr/bin/yes"), &[], Path::new("/"), &env)
+    }
+
+    #[test]
+    fn an_overflowing_helper_is_killed_waited_for_and_reported_as_it_ended() {
+        let captured = run_captured(&mut yes(), Duration::from_secs(30), 4096, 4096).unwrap();
+        assert!(captured.stdout_overflow);
+        assert_eq!(captured.stdout.len(), 4096);
+        assert_eq!(
+            captured.status.signal(),
+            Some(libc::SIGKILL),
+            "the status is the one observed (killed), not a made-up success: {:?}",
+            captured.status
+        );
+    }
+
+    #[test]
+    fn a_helper_that_exits_reports_its_status_and_output() {
+        let env = [("PATH".to_owned(), "/usr/bin:/bin".to_owned())];
+        let mut cmd = helper_command(
+            Path::new("/bin/sh"),
+            &["-c", "echo out; echo err >&2; exit 3"],
+            Path::new("/"),
+            &env,
+        );
+        let c = run_captured(&mut cmd, Duration::from_secs(30), 4096, 4096).unwrap();
+        assert_eq!(
+            (c.status.code(), c.stdout.as_slice(), c.stderr.as_slice()),
+            (Some(3), &b"out\n"[..], &b"err\n"[..])
+        );
+        assert!(!c.stdout_overflow);
+    }
 }

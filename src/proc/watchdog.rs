@@ -1,53 +1,56 @@
-//! The watchdog: a small process forked at startup that kills every workflow process group still registered
-//! when the server dies, however it dies (SIGKILL included). It reads `+PGID` / `-PGID` lines from a pipe whose
-//! only write end the server holds; end-of-file on that pipe means the server is gone.
+//! The watchdog: a small process started at startup that kills every registered process tree when this
+//! process dies, however it dies (SIGKILL included). It is this same binary, run again with a hidden
+//! subcommand (see [`WATCHDOG_ARG`]) — a fresh exec, so nothing about the parent's threads or startup order can
+//! break it. It reads `+PGID MARKER` / `-PGID` lines on its stdin, a pipe whose only write end the parent holds;
+//! end-of-file means the parent is gone.
 //!
-//! This covers what a parent-death signal cannot: a parent-death signal reaches only the direct child, while the
-//! watchdog kills the whole group (grandchildren included). It also lets children be started with `posix_spawn`
-//! (no `pre_exec` hook), which does not copy the server's page tables the way `fork` does.
+//! This covers what a parent-death signal cannot: that reaches only the direct child, while the watchdog kills
+//! the whole group and every process carrying a registered marker. It also lets children be started with
+//! `posix_spawn` (no `pre_exec` hook), which does not copy the parent's page tables the way `fork` does.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
-/// The server's end of the watchdog pipe.
+/// The argument that makes the binary run as the watchdog ([`run`]).
+pub const WATCHDOG_ARG: &str = "__watchdog";
+
+/// The parent's end of the watchdog pipe.
 #[derive(Debug)]
 pub struct Watchdog {
     pipe: Mutex<Option<File>>,
-    pid: libc::pid_t,
+    child: Mutex<Child>,
 }
 
 impl Watchdog {
-    /// Forks the watchdog process.
-    ///
-    /// # Safety
-    /// Must be called while the process has a single thread (before any runtime or thread is started): the
-    /// forked child goes on running Rust code.
-    pub unsafe fn start() -> io::Result<Watchdog> {
+    /// Starts `program WATCHDOG_ARG` (this binary: `/proc/self/exe`) as the watchdog, in its own process
+    /// group, its stdin the read end of the pipe.
+    pub fn start(program: &Path) -> io::Result<Watchdog> {
         let mut fds = [0; 2];
-        // SAFETY: pipe2 fills two fds; O_CLOEXEC keeps them out of every workflow.
+        // SAFETY: pipe2 fills two fds; O_CLOEXEC keeps them out of every other child (the read end becomes the
+        // watchdog's stdin, which dup2 makes inheritable for it alone).
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: both fds were just created and are owned here.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        // SAFETY: the caller guarantees a single-threaded process, so the child may run arbitrary code.
-        match unsafe { libc::fork() } {
-            -1 => Err(io::Error::last_os_error()),
-            0 => {
-                drop(write);
-                watch(File::from(read));
-            }
-            pid => {
-                drop(read);
-                Ok(Watchdog {
-                    pipe: Mutex::new(Some(File::from(write))),
-                    pid,
-                })
-            }
-        }
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(program)
+            .arg(WATCHDOG_ARG)
+            .env_clear()
+            .stdin(Stdio::from(read))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()?;
+        Ok(Watchdog {
+            pipe: Mutex::new(Some(File::from(write))),
+            child: Mutex::new(child),
+        })
     }
 
     fn send(&self, line: String) {
@@ -65,14 +68,18 @@ impl Watchdog {
         let pipe = self.pipe.lock().unwrap_or_else(|e| e.into_inner()).take();
         if pipe.is_some() {
             drop(pipe);
-            let mut status = 0;
-            // SAFETY: waiting for our own child, which exits as soon as it sees the pipe close.
-            unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            // It exits as soon as it sees the pipe close.
+            let _ = self.child.lock().unwrap_or_else(|e| e.into_inner()).wait();
         }
     }
 
+    /// The watchdog's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
+    }
+
     /// Registers an execution to kill if the server dies: its process group, and every process carrying its
-    /// marker (see [`super::process::EXECUTION_MARKER`]).
+    /// marker (see [`super::TREE_MARKER`]).
     pub fn watch(&self, pgid: u32, marker: &str) {
         self.send(format!("+{pgid} {marker}\n"));
     }
@@ -83,28 +90,20 @@ impl Watchdog {
     }
 }
 
-/// The watchdog process: detaches from the server's stdio and process group, then waits for the pipe to close.
-fn watch(pipe: File) -> ! {
-    // SAFETY: plain syscalls in a single-threaded child.
+/// The watchdog process (`BINARY __watchdog`): leaves the parent's session, then reads registrations on stdin
+/// until the parent is gone, and kills what is still registered.
+pub fn run() -> ! {
+    // SAFETY: plain syscalls at the start of a fresh process.
     unsafe {
-        // Its own session: signals sent to the server's group or terminal do not reach it.
+        // Its own session: signals sent to the parent's group or terminal do not reach it.
         libc::setsid();
         for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE] {
             libc::signal(sig, libc::SIG_IGN);
         }
-        // Holding the server's stdin/stdout/stderr would keep the client from seeing them close.
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            if null > 2 {
-                libc::close(null);
-            }
-        }
     }
+    let pipe = std::io::stdin().lock();
     let mut executions: HashMap<i32, String> = HashMap::new();
-    for line in BufReader::new(pipe).lines() {
+    for line in pipe.lines() {
         let Ok(line) = line else { break };
         let (op, rest) = line.split_at(1.min(line.len()));
         let mut words = rest.split(' ');
@@ -125,8 +124,8 @@ fn watch(pipe: File) -> ! {
     let groups: Vec<u32> = executions.keys().filter(|g| **g > 1).map(|g| *g as u32).collect();
     let markers: Vec<String> = executions.into_values().filter(|m| !m.is_empty()).collect();
     let members = |groups: &[u32]| -> Vec<u32> {
-        let mut pids = super::process::marked_processes(&markers);
-        let procs = super::process::processes();
+        let mut pids = super::scan::marked_processes(&markers);
+        let procs = super::scan::processes();
         pids.extend(
             procs
                 .iter()
@@ -136,7 +135,7 @@ fn watch(pipe: File) -> ! {
         pids
     };
     for g in &groups {
-        let _ = super::process::signal_group(*g, libc::SIGKILL);
+        let _ = super::signal::signal_group(*g, libc::SIGKILL);
     }
     // A signal is delivered asynchronously: exit only once they are gone (or after 2 s), so the watchdog's own
     // exit means "nothing is left".
@@ -147,10 +146,9 @@ fn watch(pipe: File) -> ! {
             break;
         }
         for pid in left {
-            let _ = super::process::signal_process(pid, libc::SIGKILL);
+            let _ = super::signal::signal_process(pid, libc::SIGKILL);
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    // SAFETY: leaving the forked child without running the parent's destructors or atexit handlers.
-    unsafe { libc::_exit(0) }
+    std::process::exit(0)
 }

@@ -1,0 +1,189 @@
+//! The status of an execution as clients read it: state, exit, times, output counts, progress, and for a failure
+//! its evidence. What does not apply is left out.
+
+use std::time::SystemTime;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::execution::{Execution, ExecutionState};
+use super::progress::Progress;
+use crate::clock::{millis_between, rfc3339};
+use crate::logs::{Stream, StreamCounters, StreamSelector, last_lines};
+use crate::proc::signal::signal_name;
+
+/// At most this many lines of evidence, within this many bytes as sent.
+const EVIDENCE_LINES: usize = 20;
+const EVIDENCE_BYTES: usize = 1400;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Lines and bytes per stream, and what was lost or cut. Counts that are zero and fields that do not apply yet
+/// are left out.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct OutputSummary {
+    pub stdout: StreamCounters,
+    pub stderr: StreamCounters,
+    /// Seq of the newest line (absent before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_output_at: Option<String>,
+    /// Lines evicted from memory (the head and the newest lines are kept; `get_logs` reports the gap).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_lines: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_bytes: u64,
+    /// Records that are pieces of a line longer than the max line length.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub truncated_lines: u64,
+    /// Streams a descendant that escaped the process group kept open after the workflow exited; reading them
+    /// stopped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_open: Vec<Stream>,
+}
+
+/// Why an execution failed, in the same answer that reports it: its last stderr lines (or its last lines when
+/// stderr has none), in the compact line form, within about 1.5 KB.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct Evidence {
+    /// What the lines are, e.g. "last 5 stderr lines".
+    pub about: String,
+    /// Compact records (`SEQ[!] TEXT` per line, see get_logs).
+    pub lines: String,
+}
+
+/// The status of an execution, as every status-returning tool reports it. What does not apply is left out.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ExecutionStatus {
+    pub execution_id: String,
+    pub workflow: String,
+    pub state: ExecutionState,
+    /// Exit code when the process exited normally (absent when it was killed by a signal or has not exited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that killed the process, e.g. "SIGKILL".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Why the execution failed to start (the OS error), or why it was stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every param with a value (absent when none).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub params: Map<String, Value>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Run time so far (running) or in all (finished); absent before it starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// 1-based place in the queue while `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<usize>,
+    pub output: OutputSummary,
+    /// From structured events; absent if the workflow sent none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// The last lines, when asked for with `tail_lines`: compact records as get_logs gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<String>,
+    /// For a failed, timed-out or lost execution (and one that failed to start, if it printed anything): its
+    /// last stderr lines, or its last lines when stderr is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// A param value longer than this is echoed shortened in a status (the workflow got it whole).
+const MAX_ECHOED_PARAM: usize = 256;
+
+/// The params as a status shows them: long string values shortened, saying by how much.
+fn echoed_params(params: &Map<String, Value>) -> Map<String, Value> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) if s.len() > MAX_ECHOED_PARAM => {
+                    let mut end = MAX_ECHOED_PARAM;
+                    while !s.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    Value::String(format!("{}…[+{} bytes]", &s[..end], s.len() - end))
+                }
+                v => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+impl Execution {
+    /// The status as clients see it (`queue_position` is filled in by the engine).
+    pub fn status(&self, queue_position: Option<usize>) -> ExecutionStatus {
+        let now = SystemTime::now();
+        let stats = self.logs_buffer.stats();
+        let life = self.life();
+        let duration_ms = life
+            .started_at
+            .map(|s| millis_between(s, life.finished_at.unwrap_or(now)));
+        ExecutionStatus {
+            execution_id: self.id.to_string(),
+            workflow: self.workflow.name.clone(),
+            state: life.state,
+            exit_code: life.exit_code,
+            signal: life.signal.map(signal_name),
+            error: life.error.clone(),
+            params: echoed_params(&self.params),
+            created_at: rfc3339(self.created_at),
+            started_at: life.started_at.map(rfc3339),
+            finished_at: life.finished_at.map(rfc3339),
+            duration_ms,
+            pid: life.pid,
+            queue_position,
+            output: OutputSummary {
+                stdout: stats.stdout,
+                stderr: stats.stderr,
+                last_seq: stats.next_seq.checked_sub(1),
+                last_output_at: stats.last_output_at.map(rfc3339),
+                dropped_lines: stats.dropped_lines,
+                dropped_bytes: stats.dropped_bytes,
+                truncated_lines: stats.truncated_lines,
+                held_open: life.held_open.clone(),
+            },
+            progress: self.progress.snapshot(),
+            tail: None,
+            evidence: None,
+        }
+    }
+
+    /// The last lines that explain a failure, for the states that have one.
+    pub fn evidence(&self) -> Option<Evidence> {
+        if !matches!(
+            self.state(),
+            ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::FailedToStart | ExecutionState::Lost
+        ) {
+            return None;
+        }
+        let snap = self.logs_buffer.snapshot();
+        let (page, what) = match last_lines(&snap, StreamSelector::Stderr, EVIDENCE_LINES, EVIDENCE_BYTES) {
+            Some(page) if page.count > 0 => (page, ["stderr line", "stderr lines"]),
+            _ => (
+                last_lines(&snap, StreamSelector::Both, EVIDENCE_LINES, EVIDENCE_BYTES)?,
+                ["line of output (stderr has none)", "lines of output (stderr has none)"],
+            ),
+        };
+        (page.count > 0).then(|| Evidence {
+            about: match page.count {
+                1 => format!("last {}", what[0]),
+                n => format!("last {n} {}", what[1]),
+            },
+            lines: page.lines.text,
+        })
+    }
+}

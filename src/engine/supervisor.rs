@@ -1,0 +1,97 @@
+//! The supervisor thread of an execution: it blocks until the leader exits, clears out what the leader left
+//! behind (its group and escaped descendants, as a CI runner does at the end of a job), gives the output
+//! streams a short deadline, then settles the final state from the exit status (never from pipe EOF), frees the
+//! slot and starts queued executions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::drain::DrainSync;
+use super::execution::Execution;
+use super::runner::{Shared, lock};
+use crate::runtime::{Tree, Waiter};
+
+/// Polls `done` every 10 ms until it holds or `deadline` passes; returns whether it holds. Blocking.
+pub(super) fn wait_until(mut done: impl FnMut() -> bool, deadline: Instant) -> bool {
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Shared {
+    pub(super) fn supervise(
+        self: Arc<Self>,
+        exec: Arc<Execution>,
+        waiter: Box<dyn Waiter>,
+        tree: Arc<dyn Tree>,
+        sync: Arc<DrainSync>,
+    ) {
+        let exit = waiter
+            .wait()
+            .inspect_err(|e| tracing::error!(execution = %exec.id, error = %e, "waiting for a workflow failed"))
+            .ok();
+        exec.exited(exit);
+        // During a stop the tree gets the rest of its grace period before what is left is killed.
+        if exec.stop_reason().is_some() {
+            wait_until(|| tree.gone(), Instant::now() + self.config.grace);
+        }
+        let leftovers = tree.kill_leftovers();
+        let mut open = sync.wait_until(Instant::now() + Duration::from_millis(300));
+        if !open.is_empty() {
+            // Something we could not attribute (an escaped process that cleared its environment) holds a stream.
+            tree.release_outputs();
+            open = sync.wait_until(Instant::now() + self.config.drain_grace);
+        }
+        if !open.is_empty() {
+            sync.abandon();
+            let names: Vec<&str> = open.iter().map(|s| s.as_str()).collect();
+            tracing::warn!(
+                execution = %exec.id,
+                streams = ?names,
+                "a process outside our reach keeps the workflow's output open; stopped reading it"
+            );
+            exec.held_open(open);
+        }
+        // Nothing was left behind (the common case) when the one scan found no one.
+        if !leftovers || wait_until(|| tree.gone(), Instant::now() + Duration::from_secs(2)) {
+            tree.forget();
+        } else {
+            tracing::warn!(execution = %exec.id, "processes of the workflow survived SIGKILL");
+        }
+        self.settle(&exec);
+    }
+
+    /// Decides the final state, frees the slot and starts queued executions.
+    pub(super) fn settle(self: &Arc<Self>, exec: &Arc<Execution>) {
+        let state = exec.settle();
+        tracing::info!(execution = %exec.id, workflow = %exec.workflow.name, state = state.as_str(), "execution finished");
+        self.release(exec);
+    }
+
+    /// Frees the execution's slot, applies retention, and launches what now fits.
+    pub(super) fn release(self: &Arc<Self>, exec: &Arc<Execution>) {
+        let next = {
+            let mut t = lock(&self.table);
+            t.release_slot(exec);
+            t.prune(
+                self.config.retain_executions,
+                self.config.retain_age,
+                std::time::SystemTime::now(),
+            );
+            if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+                Vec::new()
+            } else {
+                t.pop_launchable(self.config.max_concurrent)
+            }
+        };
+        for e in next {
+            self.launch(e, None);
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The executions table: every execution by id in creation order, the queue of those waiting for a slot, the
+//! slots held (globally and per workflow), idempotency keys, and retention. Plain data: the engine holds it
+//! under one `std::sync::Mutex`, never across a wait, an await or a spawn.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use super::execution::{Execution, ExecutionState};
+use crate::catalog::WorkflowDef;
+
+/// Filters for listing executions.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub workflow: Option<String>,
+    pub state: Option<ExecutionState>,
+    pub limit: usize,
+}
+
+#[derive(Default)]
+pub struct Table {
+    by_id: HashMap<Uuid, Arc<Execution>>,
+    /// Creation order, oldest first.
+    order: Vec<Uuid>,
+    queue: VecDeque<Arc<Execution>>,
+    /// Executions holding a concurrency slot (launching or running).
+    slotted: HashSet<Uuid>,
+    running_by_workflow: HashMap<String, usize>,
+    idempotency: HashMap<(String, String), Uuid>,
+}
+
+impl Table {
+    pub fn get(&self, id: &Uuid) -> Option<Arc<Execution>> {
+        self.by_id.get(id).cloned()
+    }
+
+    /// The execution an idempotency key of this workflow started, if it is still retained.
+    pub fn by_idempotency_key(&self, workflow: &str, key: &str) -> Option<Arc<Execution>> {
+        let id = self.idempotency.get(&(workflow.to_owned(), key.to_owned()))?;
+        self.by_id.get(id).cloned()
+    }
+
+    /// Adds a new execution; returns whether it got a slot (else it is queued).
+    pub fn admit(&mut self, exec: Arc<Execution>, max_concurrent: usize) -> bool {
+        self.by_id.insert(exec.id, exec.clone());
+        self.order.push(exec.id);
+        if let Some(key) = &exec.idempotency_key {
+            self.idempotency
+                .insert((exec.workflow.name.clone(), key.clone()), exec.id);
+        }
+        if self.has_slot(&exec.workflow, max_concurrent) {
+            self.take_slot(&exec);
+            true
+        } else {
+            self.queue.push_back(exec);
+            false
+        }
+    }
+
+    fn has_slot(&self, def: &WorkflowDef, max: usize) -> bool {
+        let per = self.running_by_workflow.get(&def.name).copied().unwrap_or(0);
+        self.slotted.len() < max && def.max_concurrent.is_none_or(|m| per < m)
+    }
+
+    fn take_slot(&mut self, exec: &Execution) {
+        self.slotted.insert(exec.id);
+        *self.running_by_workflow.entry(exec.workflow.name.clone()).or_default() += 1;
+    }
+
+    /// Gives back the slot an execution held (if it held one).
+    pub fn release_slot(&mut self, exec: &Execution) {
+        if self.slotted.remove(&exec.id)
+            && let Some(n) = self.running_by_workflow.get_mut(&exec.workflow.name)
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Takes queued executions that now fit, in queue order (one blocked by its workflow's limit does not hold
+    /// up the others), giving each a slot.
+    pub fn pop_launchable(&mut self, max: usize) -> Vec<Arc<Execution>> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.queue.len() && self.slotted.len() < max {
+            if self.has_slot(&self.queue[i].workflow, max) {
+                let e = self.queue.remove(i).expect("index in range");
+                self.take_slot(&e);
+                out.push(e);
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// Takes an execution off the queue; `None` when it is not queued.
+    pub fn dequeue(&mut self, id: &Uuid) -> Option<Arc<Execution>> {
+        let pos = self.queue.iter().position(|e| e.id == *id)?;
+        self.queue.remove(pos)
+    }
+
+    /// Takes every queued execution off the queue.
+    pub fn drain_queue(&mut self) -> Vec<Arc<Execution>> {
+        self.queue.drain(..).collect()
+    }
+
+    /// 1-based place in the queue.
+    pub fn queue_position(&self, id: &Uuid) -> Option<usize> {
+        self.queue.iter().position(|e| e.id == *id).map(|p| p + 1)
+    }
+
+    /// Executions not final yet.
+    pub fn unfinished(&self) -> Vec<Arc<Execution>> {
+        self.by_id
+            .values()
+            .filter(|e| !e.state().is_terminal())
+            .cloned()
+            .collect()
+    }
+
+    /// Executions matching `filter` (its `limit` ignored), newest first.
+    pub fn matching(&self, filter: &ListFilter) -> Vec<Arc<Execution>> {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|id| self.by_id.get(id))
+            .filter(|e| filter.workflow.as_ref().is_none_or(|w| &e.workflow.name == w))
+            .filter(|e| filter.state.is_none_or(|s| e.state() == s))
+            .cloned()
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Forgets finished executions beyond the `keep` newest, and those finished longer than `max_age` before
+    /// `now`. Unfinished executions are always kept.
+    pub fn prune(&mut self, keep: usize, max_age: Duration, now: SystemTime) {
+        let finished: Vec<(Uuid, Option<SystemTime>)> = self
+            .order
+            .iter()
+            .filter_map(|id| {
+                let life = self.by_id.get(id)?.life();
+                life.state.is_terminal().then_some((*id, life.finished_at))
+            })
+            .collect();
+        let excess = finished.len().saturating_sub(keep);
+        let drop: HashSet<Uuid> = finished
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, at))| {
+                *i < excess || at.is_some_and(|t| now.duration_since(t).unwrap_or_default() > max_age)
+            })
+            .map(|(_, (id, _))| *id)
+            .collect();
+        if drop.is_empty() {
+            return;
+        }
+        self.order.retain(|id| !drop.contains(id));
+        self.by_id.retain(|id, _| !drop.contains(id));
+        self.idempotency.retain(|_, id| !drop.contains(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use serde_json::Map;
+
+    use super::*;
+    use crate::engine::execution::StopReason;
+    use crate::logs::{LogLimits, LogStore, MemoryBudget};
+    use crate::proc::ChildEnv;
+    use crate::runtime::Launch;
+
+    fn def(name: &str, max_concurrent: Option<usize>) -> Arc<WorkflowDef> {
+        Arc::new(WorkflowDef {
+            name: name.to_owned(),
+            title: None,
+            description: String::new(),
+            command: vec!["true".into()],
+            params: Vec::new(),
+            cwd: PathBuf::from("/"),
+            env: Vec::new(),
+            timeout_ms: None,
+            max_concurrent,
+            source: crate::catalog::Source::Manifest,
+        })
+    }
+
+    fn exec(def: &Arc<WorkflowDef>, key: Option<&str>) -> Arc<Execution> {
+        let launch = Launch {
+            argv: vec!["true".into()],
+            env: ChildEnv::default(),
+            cwd: PathBuf::from("/"),
+            marker: String::new(),
+        };
+        let logs = LogStore::new(
+            LogLimits {
+                max_bytes: 1 << 20,
+                max_line_bytes: 1024,
+            },
+            MemoryBudget::new(1 << 30),
+        );
+        Execution::new(
+            Uuid::new_v4(),
+            def.clone(),
+            Map::new(),
+            launch,
+            key.map(str::to_owned),
+            logs,
+        )
+    }
+
+    fn finish(e: &Execution) {
+        e.end_unstarted(StopReason::Cancel, "test".into());
+    }
+
+    #[test]
+    fn slots_are_global_and_per_workflow_and_the_queue_is_fifo_without_blocking_others() {
+        let (a, b) = (def("a", Some(1)), def("b", None));
+        let mut t = Table::default();
+        let a1 = exec(&a, None);
+        assert!(t.admit(a1.clone(), 3));
+        let a2 = exec(&a, None);
+        assert!(!t.admit(a2.clone(), 3), "a is at its own limit");
+        let b1 = exec(&b, None);
+        assert!(t.admit(b1.clone(), 3), "a workflow at its limit does not block others");
+        let b2 = exec(&b, None);
+        assert!(t.admit(b2.clone(), 3));
+        let b3 = exec(&b, None);
+        assert!(!t.admit(b3.clone(), 3), "the global limit");
+        assert_eq!((t.queue_position(&a2.id), t.queue_position(&b3.id)), (Some(1), Some(2)));
+        assert!(t.pop_launchable(3).is_empty(), "nothing fits yet");
+        t.release_slot(&b1);
+        let next: Vec<Uuid> = t.pop_launchable(3).iter().map(|e| e.id).collect();
+        assert_eq!(next, [b3.id], "a2 still waits for a's slot; b3 behind it goes");
+        t.release_slot(&a1);
+        let next: Vec<Uuid> = t.pop_launchable(3).iter().map(|e| e.id).collect();
+        assert_eq!(next, [a2.id]);
+        t.release_slot(&a1);
+        assert!(t.pop_launchable(3).is_empty(), "releasing twice frees nothing");
+    }
+
+    #[test]
+    fn a_queued_execution_can_be_taken_off_the_queue() {
+        let a = def("a", Some(1));
+        let mut t = Table::default();
+        t.admit(exec(&a, None), 8);
+        let queued = exec(&a, None);
+        t.admit(queued.clone(), 8);
+        assert_eq!(t.dequeue(&queued.id).map(|e| e.id), Some(queued.id));
+        assert!(t.dequeue(&queued.id).is_none());
+        assert_eq!(t.queue_position(&queued.id), None);
+        assert_eq!(t.len(), 2, "it stays known");
+    }
+
+    #[test]
+    fn idempotency_keys_are_per_workflow_and_forgotten_with_the_execution() {
+        let (a, b) = (def("a", None), def("b", None));
+        let mut t = Table::default();
+        let first = exec(&a, Some("k"));
+        t.admit(first.clone(), 8);
+        assert_eq!(t.by_idempotency_key("a", "k").map(|e| e.id), Some(first.id));
+        assert!(t.by_idempotency_key("b", "k").is_none());
+        t.admit(exec(&b, Some("k")), 8);
+        finish(&first);
+        t.prune(0, Duration::from_secs(3600), SystemTime::now());
+        assert!(t.by_idempotency_key("a", "k").is_none());
+    }
+
+    #[test]
+    fn retention_forgets_the_oldest_finished_and_the_too_old_but_never_a_running_one() {
+        let a = def("a", None);
+        let mut t = Table::default();
+        let all: Vec<_> = (0..5).map(|_| exec(&a, None)).collect();
+        for e in &all {
+            t.admit(e.clone(), 8);
+        }
+        for e in &all[..4] {
+            finish(e);
+        }
+        t.prune(2, Duration::from_secs(3600), SystemTime::now());
+        let kept: Vec<Uuid> = t.matching(&ListFilter::default()).iter().map(|e| e.id).collect();
+        assert_eq!(
+            kept,
+            [all[4].id, all[3].id, all[2].id],
+            "newest first; the running one is kept"
+        );
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        t.prune(100, Duration::from_secs(3600), later);
+        let kept: Vec<Uuid> = t.matching(&ListFilter::default()).iter().map(|e| e.id).collect();
+        assert_eq!(kept, [all[4].id], "finished more than an hour ago: forgotten");
+    }
+}

@@ -1,0 +1,176 @@
+//! Reading `/proc`: every process with its parent, group and state; the members of a process tree (its group,
+//! the leader's descendants, and escaped processes re-parented to us that carry the tree's marker); signalling a
+//! whole tree; and the processes holding given pipes open.
+
+use std::collections::{HashMap, HashSet};
+
+use super::reaper::{own_children, reap_orphan_zombies};
+use super::signal::{signal_group, signal_process};
+
+/// One process, as /proc/PID/stat describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub zombie: bool,
+}
+
+/// Parses the text of `/proc/PID/stat`.
+pub fn parse_stat(pid: u32, stat: &str) -> Option<ProcInfo> {
+    // The command name may hold spaces and parentheses; the fields after the last ')' are fixed.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgid = fields.next()?.parse().ok()?;
+    Some(ProcInfo {
+        pid,
+        ppid,
+        pgid,
+        zombie: state == 'Z' || state == 'X',
+    })
+}
+
+/// Every process, read from /proc.
+pub fn processes() -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: u32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        parse_stat(pid, &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    })
+    .collect()
+}
+
+/// The environment variable that marks every process of a tree (descendants inherit it), so the ones that
+/// leave the process group can still be found.
+pub const TREE_MARKER: &str = "WORKFLOW_MCP_EXECUTION_ID";
+
+fn carries_marker(pid: u32, marker: &str) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let wanted = format!("{TREE_MARKER}={marker}");
+    environ.split(|b| *b == 0).any(|entry| entry == wanted.as_bytes())
+}
+
+/// Every live process of a tree: its process group, the descendants of its leader, and processes re-parented
+/// to us (we are a subreaper) that carry its marker, with their descendants. Escaped descendants (`setsid`,
+/// double forks) are found this way whether or not their parents still live. The same pass over /proc reaps
+/// orphaned zombies.
+pub fn tree_members(leader: u32, marker: &str) -> Vec<u32> {
+    let procs = processes();
+    let me = std::process::id();
+    let own = own_children();
+    reap_orphan_zombies(&procs, &own);
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for p in &procs {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
+    let mut roots: Vec<u32> = procs
+        .iter()
+        .filter(|p| {
+            p.pid == leader
+                || p.pgid == leader
+                || (p.ppid == me && !own.contains(&p.pid) && !p.zombie && carries_marker(p.pid, marker))
+        })
+        .map(|p| p.pid)
+        .collect();
+    drop(own);
+    let mut members = HashSet::new();
+    while let Some(pid) = roots.pop() {
+        if pid == me || !members.insert(pid) {
+            continue;
+        }
+        roots.extend(children.get(&pid).into_iter().flatten());
+    }
+    let zombies: HashSet<u32> = procs.iter().filter(|p| p.zombie).map(|p| p.pid).collect();
+    members.retain(|pid| !zombies.contains(pid));
+    members.into_iter().collect()
+}
+
+/// Sends `sig` to a tree's process group and to every member found outside it; returns the members found.
+pub fn signal_tree(leader: u32, marker: &str, sig: i32) -> Vec<u32> {
+    let _ = signal_group(leader, sig);
+    let members = tree_members(leader, marker);
+    for pid in &members {
+        let _ = signal_process(*pid, sig);
+    }
+    members
+}
+
+/// Every process (other than this one) whose environment carries one of these tree markers.
+pub fn marked_processes(markers: &[String]) -> Vec<u32> {
+    let me = std::process::id();
+    processes()
+        .into_iter()
+        .filter(|p| p.pid != me && !p.zombie && markers.iter().any(|m| carries_marker(p.pid, m)))
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Processes (other than this one) holding any of these pipes open, found through /proc/*/fd.
+pub fn pipe_holders(inodes: &[u64]) -> Vec<u32> {
+    let me = std::process::id();
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("pipe:[{i}]")).collect();
+    processes()
+        .into_iter()
+        .filter(|p| p.pid != me && !p.zombie)
+        .filter(|p| {
+            std::fs::read_dir(format!("/proc/{}/fd", p.pid)).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
+                })
+            })
+        })
+        .map(|p| p.pid)
+        .collect()
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].chars().next())
+            .is_some_and(|s| s != 'Z' && s != 'X'),
+        Err(_) => false,
+    }
+}
+
+/// Whether no process of the tree is left (the scan also reaps orphans re-parented to us).
+pub fn tree_gone(leader: u32, marker: &str) -> bool {
+    tree_members(leader, marker).is_empty() && !super::signal::group_exists(leader)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_parse_whatever_the_command_name_holds() {
+        let p = parse_stat(42, "42 (a) b) (c) S 7 42 42 0 -1 4194560 0 0").unwrap();
+        assert_eq!((p.pid, p.ppid, p.pgid, p.zombie), (42, 7, 42, false));
+        let z = parse_stat(9, "9 (sh) Z 1 9 9 0").unwrap();
+        assert!(z.zombie);
+        assert!(parse_stat(9, "9 (x) X 1 3 3").unwrap().zombie);
+        assert!(parse_stat(1, "garbage").is_none());
+        assert!(parse_stat(1, "1 (x)").is_none(), "a line cut after the name is refused");
+        assert!(parse_stat(1, "1 (x) R notanumber 1").is_none());
+    }
+
+    #[test]
+    fn this_process_is_found_with_its_parent_and_group() {
+        let me = std::process::id();
+        let found = processes()
+            .into_iter()
+            .find(|p| p.pid == me)
+            .expect("this process is in /proc");
+        // SAFETY: getppid and getpgrp have no preconditions.
+        let (ppid, pgid) = unsafe { (libc::getppid() as u32, libc::getpgrp() as u32) };
+        assert_eq!((found.ppid, found.pgid, found.zombie), (ppid, pgid, false));
+    }
+}

@@ -1,0 +1,144 @@
+//! The local runtime: each execution is a process group on this machine, spawned with `posix_spawn` (argv
+//! only, stdin at end-of-file, the given environment, its own group), with every process of its tree found
+//! through `/proc` and its marker, and registered with the watchdog while it lives.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use super::{Exit, Launch, Runtime, Started, Tree, Waiter};
+use crate::proc::reaper::own_children;
+use crate::proc::scan::{pipe_holders, signal_tree, tree_gone};
+use crate::proc::signal::{group_exists, signal_process};
+use crate::proc::spawn::{describe_spawn_error, resolve_program, spawn_registered};
+use crate::proc::watchdog::Watchdog;
+
+/// Runs executions as local process groups.
+#[derive(Default)]
+pub struct LocalRuntime {
+    watchdog: Option<Arc<Watchdog>>,
+}
+
+impl LocalRuntime {
+    /// `watchdog`, when given, kills every running tree if this process dies.
+    pub fn new(watchdog: Option<Watchdog>) -> Self {
+        LocalRuntime {
+            watchdog: watchdog.map(Arc::new),
+        }
+    }
+}
+
+impl Runtime for LocalRuntime {
+    fn start(&self, launch: &Launch) -> Result<Started, String> {
+        if !launch.cwd.is_dir() {
+            return Err(format!(
+                "working directory {} does not exist or is not a folder; fix \"cwd\" in the config",
+                launch.cwd.display()
+            ));
+        }
+        let program = resolve_program(&launch.argv[0], launch.env.path(), &launch.cwd)?;
+        // No pre_exec hook: std then uses posix_spawn (vfork-like), which does not copy our page tables.
+        let mut cmd = Command::new(&program);
+        cmd.arg0(&launch.argv[0])
+            .args(&launch.argv[1..])
+            .env_clear()
+            .envs(launch.env.vars().iter().map(|(k, v)| (k, v)))
+            .current_dir(&launch.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = spawn_registered(&mut cmd).map_err(|e| describe_spawn_error(&e, &program))?;
+        let pid = child.id();
+        if let Some(w) = &self.watchdog {
+            w.watch(pid, &launch.marker);
+        }
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            unreachable!("both streams were asked for as pipes");
+        };
+        let (stdout, stderr) = (File::from(OwnedFd::from(stdout)), File::from(OwnedFd::from(stderr)));
+        let pipe_inodes = [&stdout, &stderr]
+            .iter()
+            .filter_map(|p| p.metadata().ok().map(|m| m.ino()))
+            .collect();
+        Ok(Started {
+            pid,
+            stdout,
+            stderr,
+            tree: Arc::new(LocalTree {
+                pgid: pid,
+                marker: launch.marker.clone(),
+                pipe_inodes,
+                watchdog: self.watchdog.clone(),
+            }),
+            waiter: Box::new(LocalWaiter { child }),
+        })
+    }
+
+    fn finish(&self) {
+        if let Some(w) = &self.watchdog {
+            w.finish();
+        }
+    }
+}
+
+/// A process group, its escaped descendants (found by marker) and the pipes it writes to.
+struct LocalTree {
+    pgid: u32,
+    marker: String,
+    pipe_inodes: Vec<u64>,
+    watchdog: Option<Arc<Watchdog>>,
+}
+
+impl Tree for LocalTree {
+    fn signal(&self, sig: i32) {
+        signal_tree(self.pgid, &self.marker, sig);
+    }
+
+    fn gone(&self) -> bool {
+        tree_gone(self.pgid, &self.marker)
+    }
+
+    fn kill_leftovers(&self) -> bool {
+        let found = signal_tree(self.pgid, &self.marker, libc::SIGKILL);
+        !found.is_empty() || group_exists(self.pgid)
+    }
+
+    fn release_outputs(&self) {
+        for holder in pipe_holders(&self.pipe_inodes) {
+            tracing::warn!(pid = holder, "killing a process that holds the workflow's output open");
+            let _ = signal_process(holder, libc::SIGKILL);
+        }
+    }
+
+    fn forget(&self) {
+        if let Some(w) = &self.watchdog {
+            w.unwatch(self.pgid);
+        }
+    }
+}
+
+struct LocalWaiter {
+    child: Child,
+}
+
+impl Waiter for LocalWaiter {
+    fn wait(mut self: Box<Self>) -> io::Result<Exit> {
+        let status = loop {
+            match self.child.wait() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        own_children().remove(&self.child.id());
+        let status = status?;
+        Ok(Exit {
+            code: status.code(),
+            signal: status.signal(),
+        })
+    }
+}
