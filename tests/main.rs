@@ -1,5 +1,6 @@
 //! All integration tests, in one binary: each drives the real `workflow-mcp` binary over stdio.
 
+mod architecture;
 mod catalog;
 mod cli;
 mod core;

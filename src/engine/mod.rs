@@ -15,3 +15,6 @@ pub use progress::{Progress, WorkflowEvent};
 pub use runner::{Engine, EngineConfig, EngineError};
 pub use status::{Evidence, ExecutionStatus, OutputSummary};
 pub use table::ListFilter;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,153 @@
+//! The engine against a runtime written for the test: what the engine does between its threads, the runtime and
+//! the async workers, without real processes.
+
+use std::fs::File;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use super::*;
+use crate::catalog::{Invocation, Source, WorkflowDef};
+use crate::logs::LogLimits;
+use crate::proc::ChildEnv;
+use crate::runtime::{Exit, Launch, Runtime, Started, Tree, Waiter};
+
+fn pipe() -> (File, File) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds, owned here from now on.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just created.
+    unsafe { (File::from(OwnedFd::from_raw_fd(fds[0])), File::from(OwnedFd::from_raw_fd(fds[1]))) }
+}
+
+/// A tree whose `signal` blocks until the test's async side lets it go, then ends the "process".
+struct BlockingTree {
+    release: Mutex<mpsc::Receiver<()>>,
+    timed_out: AtomicBool,
+    exit: Mutex<Option<mpsc::Sender<Exit>>>,
+    writers: Mutex<Vec<File>>,
+}
+
+impl Tree for BlockingTree {
+    fn signal(&self, sig: i32) {
+        // A hang guard, not a timing assertion: released at once unless the async workers are blocked.
+        let released = self.release.lock().unwrap().recv_timeout(Duration::from_secs(20));
+        self.timed_out.fetch_or(released.is_err(), Ordering::SeqCst);
+        self.writers.lock().unwrap().clear();
+        if let Some(tx) = self.exit.lock().unwrap().take() {
+            let _ = tx.send(Exit {
+                code: None,
+                signal: Some(sig),
+            });
+        }
+    }
+    fn gone(&self) -> bool {
+        self.exit.lock().unwrap().is_none()
+    }
+    fn kill_leftovers(&self) -> bool {
+        false
+    }
+    fn release_outputs(&self) {}
+    fn forget(&self) {}
+}
+
+struct ChannelWaiter(mpsc::Receiver<Exit>);
+
+impl Waiter for ChannelWaiter {
+    fn wait(self: Box<Self>) -> std::io::Result<Exit> {
+        self.0.recv().map_err(std::io::Error::other)
+    }
+}
+
+struct BlockingRuntime {
+    tree: Mutex<Option<Arc<BlockingTree>>>,
+    waiter: Mutex<Option<ChannelWaiter>>,
+}
+
+impl Runtime for BlockingRuntime {
+    fn start(&self, _: &Launch) -> Result<Started, String> {
+        let ((out_r, out_w), (err_r, err_w)) = (pipe(), pipe());
+        let tree = self.tree.lock().unwrap().take().expect("one start");
+        tree.writers.lock().unwrap().extend([out_w, err_w]);
+        Ok(Started {
+            pid: 4242,
+            stdout: out_r,
+            stderr: err_r,
+            tree,
+            waiter: Box::new(self.waiter.lock().unwrap().take().expect("one start")),
+        })
+    }
+}
+
+fn def() -> Arc<WorkflowDef> {
+    Arc::new(WorkflowDef {
+        name: "w".into(),
+        title: None,
+        description: String::new(),
+        command: vec!["w".into()],
+        params: Vec::new(),
+        cwd: PathBuf::from("/"),
+        env: Vec::new(),
+        timeout_ms: None,
+        max_concurrent: None,
+        source: Source::Manifest,
+    })
+}
+
+#[test]
+fn a_stop_never_blocks_the_async_workers_while_it_signals() {
+    // One async worker: if a stop signalled on it, the task that lets the signal go could never run.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (release_tx, release_rx) = mpsc::channel();
+    let (exit_tx, exit_rx) = mpsc::channel();
+    let tree = Arc::new(BlockingTree {
+        release: Mutex::new(release_rx),
+        timed_out: AtomicBool::new(false),
+        exit: Mutex::new(Some(exit_tx)),
+        writers: Mutex::new(Vec::new()),
+    });
+    let runtime = Arc::new(BlockingRuntime {
+        tree: Mutex::new(Some(tree.clone())),
+        waiter: Mutex::new(Some(ChannelWaiter(exit_rx))),
+    });
+    let state = rt.block_on(async {
+        let engine = Engine::new(
+            EngineConfig {
+                max_concurrent: 4,
+                default_timeout: None,
+                grace: Duration::from_secs(5),
+                log_limits: LogLimits {
+                    max_bytes: 1 << 20,
+                    max_line_bytes: 1024,
+                },
+                log_bytes_total: 1 << 24,
+                retain_executions: 10,
+                retain_age: Duration::from_secs(3600),
+                base_env: ChildEnv::default(),
+                drain_grace: Duration::from_secs(2),
+            },
+            tokio::runtime::Handle::current(),
+            runtime,
+        )
+        .unwrap();
+        let exec = engine
+            .execute(def(), Invocation::default(), None)
+            .await
+            .unwrap();
+        assert_eq!(exec.state(), ExecutionState::Running);
+        let stopping = {
+            let (engine, exec) = (engine.clone(), exec.clone());
+            tokio::spawn(async move { engine.stop(&exec, StopReason::Cancel, Duration::from_secs(5)).await })
+        };
+        // This task runs only if the stop left the worker free while it signals.
+        tokio::spawn(async move {
+            let _ = release_tx.send(());
+        });
+        stopping.await.unwrap();
+        exec.state()
+    });
+    assert!(!tree.timed_out.load(Ordering::SeqCst), "the signal ran on the only async worker and blocked it");
+    assert_eq!(state, ExecutionState::Cancelled);
+}
