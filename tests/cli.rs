@@ -1,8 +1,8 @@
-//! The command line: refusing a bad config at start.
+//! The command line: parsing, usage errors, and refusing a bad config at start.
 
 use std::ffi::{OsStr, OsString};
 
-use crate::util::{TestDir, server_bin, write_config};
+use crate::util::{TestDir, server_bin, wf, write_config};
 
 #[test]
 fn a_bad_config_is_refused_at_start_naming_the_file_the_entry_and_the_problem() {
@@ -60,6 +60,69 @@ fn cli<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// A config with one workflow, `greet`, that prints "hello".
+fn greet_config(label: &str) -> (TestDir, String) {
+    let (dir, path) = write_config(
+        label,
+        &serde_json::json!({"workflows": [wf("greet", &["out", "hello"])]}),
+    );
+    (dir, path.to_str().unwrap().to_owned())
+}
+
+#[test]
+fn a_boolean_flag_given_a_value_is_a_usage_error() {
+    let (_dir, config) = greet_config("json-value");
+    let out = cli(["list", "--config", &config, "--json=false"]);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert!(out.stdout.is_empty(), "{out:#?}");
+    assert!(out.stderr.contains("--json takes no value"), "{out:#?}");
+}
+
+#[test]
+fn double_dash_ends_options_and_what_follows_is_positional() {
+    let (_dir, config) = greet_config("double-dash");
+    let out = cli(["list", "--config", &config, "--"]);
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    assert!(out.stdout.contains("greet"), "{out:#?}");
+
+    let out = cli(["run", "--config", &config, "--", "greet"]);
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    assert!(out.stdout.contains("hello"), "{out:#?}");
+
+    // After `--` an argument that looks like an option is the workflow's name.
+    let out = cli(["run", "--config", &config, "--", "--greet"]);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert!(out.stderr.contains("unknown workflow \"--greet\""), "{out:#?}");
+}
+
+#[test]
+fn help_command_prints_that_commands_help() {
+    let general = cli(["--help"]);
+    assert_eq!(general.code, Some(0), "{general:#?}");
+    assert_eq!(cli(["help"]).stdout, general.stdout);
+    for command in ["serve", "list", "check", "run"] {
+        let help = cli(["help", command]);
+        assert_eq!(help.code, Some(0), "{help:#?}");
+        assert_eq!(help.stdout, cli([command, "--help"]).stdout, "{help:#?}");
+        assert_ne!(help.stdout, general.stdout, "{help:#?}");
+        assert!(help.stdout.starts_with(&format!("workflow-mcp {command}")), "{help:#?}");
+    }
+    let out = cli(["help", "bogus"]);
+    assert_eq!(out.code, Some(2), "{out:#?}");
+    assert!(out.stderr.contains("unknown command \"bogus\""), "{out:#?}");
+}
+
+#[test]
+fn a_config_path_that_is_not_utf8_works() {
+    use std::os::unix::ffi::OsStringExt as _;
+    let (dir, utf8_path) = greet_config("non-utf8");
+    let path = dir.path.join(OsString::from_vec(b"cfg-\xff.json".to_vec()));
+    std::fs::rename(&utf8_path, &path).unwrap();
+    let out = cli([OsStr::new("list"), OsStr::new("--config"), path.as_os_str()]);
+    assert_eq!(out.code, Some(0), "{out:#?}");
+    assert!(out.stdout.contains("greet"), "{out:#?}");
 }
 
 #[test]
