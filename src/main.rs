@@ -98,7 +98,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             match config::load(&config) {
                 Ok(config) => Ok(ExitCode::from(workflow_mcp::cli::inspect::check(&config))),
                 Err(e) => {
-                    println!("{e}");
+                    println!("{:#}", anyhow::Error::new(e));
                     Ok(ExitCode::from(1))
                 }
             }

@@ -1,7 +1,10 @@
-//! Command-line parsing: `workflow-mcp [serve] --config FILE`, `list`, `check`, `run NAME --param k=v`.
+//! Command-line parsing: `workflow-mcp [serve] --config FILE`, `list`, `check`, `run NAME --param k=v`,
+//! `help [COMMAND]`. Options are read by `lexopt`; `--` ends them, so what follows is positional.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
+
+use lexopt::prelude::*;
 
 pub const USAGE: &str = "\
 workflow-mcp: an MCP server over stdio that runs workflows and lets an agent follow their status and logs
@@ -81,101 +84,144 @@ pub enum Command {
     Version,
 }
 
-/// Parses the arguments after the program name.
+/// A command named on the command line.
+#[derive(Clone, Copy, PartialEq)]
+enum Named {
+    Serve,
+    List,
+    Check,
+    Run,
+}
+
+impl Named {
+    fn from_name(name: &OsStr) -> Option<Named> {
+        match name.to_str()? {
+            "serve" => Some(Named::Serve),
+            "list" => Some(Named::List),
+            "check" => Some(Named::Check),
+            "run" => Some(Named::Run),
+            _ => None,
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Named::Serve => SERVE_HELP,
+            Named::List => LIST_HELP,
+            Named::Check => CHECK_HELP,
+            Named::Run => RUN_HELP,
+        }
+    }
+}
+
+/// Parses the arguments after the program name. The error is a usage message (exit 2).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
-    let mut args: Vec<String> = args
-        .into_iter()
-        .map(|a| {
-            a.into_string()
-                .map_err(|a| format!("argument {a:?} is not valid UTF-8"))
-        })
-        .collect::<Result<_, _>>()?;
-    let sub = match args.first().map(String::as_str) {
-        Some("serve" | "list" | "check" | "run") => Some(args.remove(0)),
-        Some("help") => return Ok(Command::Help(USAGE)),
+    let mut args = args.into_iter().peekable();
+    // The command, when there is one, is the first argument; without one the command is `serve`.
+    let named = match args.peek() {
+        Some(first) if first == "help" => {
+            args.next();
+            return help(lexopt::Parser::from_args(args)).map_err(usage_message);
+        }
+        Some(first) if !first.as_encoded_bytes().starts_with(b"-") => {
+            let named = Named::from_name(first).ok_or_else(|| unknown_command(first))?;
+            args.next();
+            Some(named)
+        }
         _ => None,
     };
+    command(named, lexopt::Parser::from_args(args)).map_err(usage_message)
+}
+
+/// `help [COMMAND]`: the text `COMMAND --help` prints.
+fn help(mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
+    let mut topic = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Value(name) if topic.is_none() => topic = Some(name),
+            Short('h') | Long("help") => {}
+            arg => return Err(arg.unexpected()),
+        }
+    }
+    match topic {
+        None => Ok(Command::Help(USAGE)),
+        Some(name) => match Named::from_name(&name) {
+            Some(named) => Ok(Command::Help(named.help())),
+            None => Err(unknown_command(&name).into()),
+        },
+    }
+}
+
+/// The options and positional arguments of a command (`None`: none named, so `serve`).
+fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
     let mut config = None;
     let mut json = false;
     let mut params = Vec::new();
     let mut params_json = None;
     let mut positional = Vec::new();
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or_else(|| format!("{name} needs a value; see --help"))
-        };
-        match flag.as_str() {
-            "-h" | "--help" => {
-                return Ok(Command::Help(match sub.as_deref() {
-                    Some("serve") => SERVE_HELP,
-                    Some("list") => LIST_HELP,
-                    Some("check") => CHECK_HELP,
-                    Some("run") => RUN_HELP,
-                    _ => USAGE,
-                }));
-            }
-            "-V" | "--version" => return Ok(Command::Version),
-            "-c" | "--config" => config = Some(PathBuf::from(value("--config")?)),
-            "--json" if sub.as_deref() == Some("list") => json = true,
-            "-p" | "--param" if sub.as_deref() == Some("run") => {
-                let kv = value("--param")?;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help(named.map_or(USAGE, Named::help))),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Short('c') | Long("config") => config = Some(PathBuf::from(parser.value()?)),
+            Long("json") if named == Some(Named::List) => json = true,
+            Short('p') | Long("param") if named == Some(Named::Run) => {
+                let kv = parser.value()?.string()?;
                 let (k, v) = kv
                     .split_once('=')
                     .ok_or_else(|| format!("--param takes KEY=VALUE, got \"{kv}\""))?;
                 params.push((k.to_owned(), v.to_owned()));
             }
-            "--params" if sub.as_deref() == Some("run") => params_json = Some(value("--params")?),
-            f if f.starts_with('-') && f.len() > 1 => {
-                return Err(format!("unknown option \"{f}\"; see --help"));
-            }
-            _ => positional.push(arg),
+            Long("params") if named == Some(Named::Run) => params_json = Some(parser.value()?.string()?),
+            Value(value) => positional.push(value),
+            arg => return Err(arg.unexpected()),
         }
     }
-    let config = match config.or_else(|| std::env::var_os("WORKFLOW_MCP_CONFIG").map(PathBuf::from)) {
-        Some(c) => c,
-        None => {
-            return Err("no config file: pass --config FILE (or set WORKFLOW_MCP_CONFIG); see --help".into());
-        }
-    };
-    let extra = |positional: &[String]| match positional.first() {
-        Some(p) => Err(format!("unexpected argument \"{p}\"; see --help")),
-        None => Ok(()),
-    };
-    match sub.as_deref() {
-        None | Some("serve") => {
-            extra(&positional)?;
-            Ok(Command::Serve { config })
-        }
-        Some("list") => {
-            extra(&positional)?;
-            Ok(Command::List { config, json })
-        }
-        Some("check") => {
-            extra(&positional)?;
-            Ok(Command::Check { config })
-        }
-        Some("run") => {
-            let mut positional = positional.into_iter();
-            let workflow = positional
+    let config = config
+        .or_else(|| std::env::var_os("WORKFLOW_MCP_CONFIG").map(PathBuf::from))
+        .ok_or("no config file: pass --config FILE (or set WORKFLOW_MCP_CONFIG); see --help")?;
+    let mut positional = positional.into_iter();
+    let command = match named.unwrap_or(Named::Serve) {
+        Named::Serve => Command::Serve { config },
+        Named::List => Command::List { config, json },
+        Named::Check => Command::Check { config },
+        Named::Run => Command::Run {
+            config,
+            workflow: positional
                 .next()
-                .ok_or("run needs the workflow's name: workflow-mcp run NAME --config FILE")?;
-            extra(&positional.collect::<Vec<_>>())?;
-            Ok(Command::Run {
-                config,
-                workflow,
-                params,
-                params_json,
-            })
+                .ok_or("run needs the workflow's name: workflow-mcp run NAME --config FILE")?
+                .string()?,
+            params,
+            params_json,
+        },
+    };
+    match positional.next() {
+        Some(extra) => Err(lexopt::Error::UnexpectedArgument(extra)),
+        None => Ok(command),
+    }
+}
+
+fn unknown_command(name: &OsStr) -> String {
+    format!(
+        "unknown command \"{}\"; the commands are serve, list, check, run and help",
+        name.to_string_lossy()
+    )
+}
+
+/// Words a parsing error the way this program's other usage errors read.
+fn usage_message(e: lexopt::Error) -> String {
+    match e {
+        lexopt::Error::MissingValue { option: Some(option) } => format!("{option} needs a value; see --help"),
+        lexopt::Error::UnexpectedOption(option) => format!("unknown option \"{option}\"; see --help"),
+        lexopt::Error::UnexpectedArgument(value) => {
+            format!("unexpected argument \"{}\"; see --help", value.to_string_lossy())
         }
-        Some(other) => Err(format!("unknown command \"{other}\"; see --help")),
+        lexopt::Error::UnexpectedValue { option, value } => format!(
+            "{option} takes no value, got \"{}\"; give {option} alone",
+            value.to_string_lossy()
+        ),
+        lexopt::Error::NonUnicodeValue(value) => format!("argument {value:?} is not valid UTF-8"),
+        e => e.to_string(),
     }
 }
 
@@ -238,5 +284,48 @@ mod tests {
                 .contains("KEY=VALUE")
         );
         assert!(p(&["--config"]).unwrap_err().contains("--config needs a value"));
+        assert!(
+            p(&["list", "--config", "a", "--json=false"])
+                .unwrap_err()
+                .contains("--json takes no value, got \"false\"")
+        );
+        assert!(p(&["lsit"]).unwrap_err().contains("unknown command \"lsit\""));
+        assert!(
+            p(&["run", "x", "--config", "a", "--", "--json"])
+                .unwrap_err()
+                .contains("unexpected argument \"--json\"")
+        );
+    }
+
+    #[test]
+    fn double_dash_ends_options() {
+        assert_eq!(
+            p(&["run", "-c", "a.json", "--", "-x"]),
+            Ok(Command::Run {
+                config: "a.json".into(),
+                workflow: "-x".into(),
+                params: vec![],
+                params_json: None
+            })
+        );
+    }
+
+    #[test]
+    fn help_names_a_command() {
+        assert_eq!(p(&["help"]), Ok(Command::Help(USAGE)));
+        assert_eq!(p(&["help", "serve"]), Ok(Command::Help(SERVE_HELP)));
+        assert_eq!(p(&["help", "list"]), Ok(Command::Help(LIST_HELP)));
+        assert_eq!(p(&["help", "check"]), Ok(Command::Help(CHECK_HELP)));
+        assert_eq!(p(&["help", "run"]), Ok(Command::Help(RUN_HELP)));
+    }
+
+    #[test]
+    fn a_config_path_may_be_any_bytes() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let path = OsString::from_vec(b"cfg-\xff.json".to_vec());
+        assert_eq!(
+            parse([OsString::from("--config"), path.clone()]),
+            Ok(Command::Serve { config: path.into() })
+        );
     }
 }
