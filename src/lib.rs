@@ -1,17 +1,32 @@
 //! workflow-mcp: an MCP server over stdio that runs workflows as subprocesses and lets an agent follow them.
 //!
-//! # Layout
+//! # Layout (top to bottom)
+//! - [`cli`], [`mcp`]: the two front ends — the command line for humans (`list`, `check`, `run`, argument
+//!   parsing) and the MCP protocol (the rmcp server, tool inputs/outputs and schemas, the text for models,
+//!   progress during waits, the stdio transport). Neither uses the other.
+//! - [`app`]: the wiring both share — the catalog and the engine on the local runtime, built from a config.
+//! - [`format`]: durations, byte sizes and the progress line, for both front ends.
+//! - [`engine`]: executions — the table (queue, slots, retention), the spawner, drain and supervisor threads,
+//!   stop and timeout, the lifecycle state machine, statuses, structured-event progress.
+//! - [`runtime`]: where an execution runs, behind one seam (`Runtime` → `Started`: output streams, a `Tree` to
+//!   signal, a `Waiter` for the exit); [`runtime::local`] runs process groups on this machine.
 //! - [`catalog`]: what can run — the config file (manifest entries), typed parameters, discovered executables.
-//! - [`engine`]: executions — spawning, the drain threads, waiting, cancel/timeout, the state machine, the queue.
-//! - [`logs`]: the log store (a segmented byte arena with a fixed-size index entry per line) and its queries.
-//! - [`mcp`]: the protocol layer — the rmcp server, tool inputs and outputs, the stdio transport.
-//! - [`cli`]: the human-facing commands (`list`, `check`, `run`) on top of the catalog and the engine.
-//! - [`schemas`]: the JSON Schemas generated from the Rust types into `schemas/`.
-//! - [`clock`]: RFC 3339 timestamps without a date-time dependency.
+//! - [`logs`]: the log store (a segmented byte arena with a 4-byte index entry per line), its queries and the
+//!   compact line form readers get.
+//! - [`proc`]: process primitives that know no workflow — spawning through the child registry, the child
+//!   environment, signals, `/proc` scans, the watchdog.
+//! - [`clock`]: RFC 3339 timestamps. [`schemas`]: the JSON Schemas generated into `schemas/`.
+//!
+//! # Which module may use which
+//! Arrows point down only (checked by `tests/architecture.rs`):
+//! `cli`, `mcp` → `app` → `engine` → `runtime`, `catalog`, `logs` → `proc`; `format` sits under the front ends
+//! and uses only `engine`; `clock` is used by `logs`, `engine` and `mcp`; `schemas` (used by tests) reads
+//! `catalog`, `engine` and `mcp`. `mcp` never touches processes, `engine` and `logs` never import `rmcp`, and
+//! `catalog` runs nothing itself (discovery probes go through `proc`).
 //!
 //! The one design decision everything rests on: each execution's stdout and stderr are drained by two
 //! dedicated std threads holding pre-cloned `logs_buffer` / `logs_tx` handles, so no executions-map lock is
-//! taken per line, pipes never fill, and the tokio runtime never blocks on a child.
+//! taken per line, pipes never fill, and the async runtime never blocks on a child.
 
 pub mod app;
 pub mod catalog;

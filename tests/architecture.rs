@@ -57,10 +57,19 @@ fn every_module_uses_only_the_modules_below_it() {
             for c in uses.captures_iter(line) {
                 let used = &c[1];
                 if used != module && !may.contains(&used) {
-                    wrong.push(format!("{}:{}: {module} uses {used}: {}", rel.display(), n + 1, line.trim()));
+                    wrong.push(format!(
+                        "{}:{}: {module} uses {used}: {}",
+                        rel.display(),
+                        n + 1,
+                        line.trim()
+                    ));
                 }
             }
         }
     }
-    assert!(wrong.is_empty(), "arrows that point up or sideways:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "arrows that point up or sideways:\n{}",
+        wrong.join("\n")
+    );
 }

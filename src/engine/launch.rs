@@ -27,13 +27,13 @@ pub(super) fn start_spawner() -> std::io::Result<mpsc::Sender<Job>> {
 }
 
 impl Shared {
-    /// Hands an execution to the spawner thread. `started` is told once it is running or failed to start.
-    pub(super) fn launch(self: &Arc<Self>, exec: Arc<Execution>, started: Option<tokio::sync::oneshot::Sender<()>>) {
+    /// Hands an execution to the spawner thread. `started` is called once it is running or failed to start.
+    pub(super) fn launch(self: &Arc<Self>, exec: Arc<Execution>, started: Option<Box<dyn FnOnce() + Send>>) {
         let shared = self.clone();
         let job: Job = Box::new(move || {
             shared.start(exec);
-            if let Some(tx) = started {
-                let _ = tx.send(());
+            if let Some(started) = started {
+                started();
             }
         });
         if lock(&self.spawner).send(job).is_err() {
@@ -44,7 +44,9 @@ impl Shared {
     /// Starts the execution through the runtime (on the spawner thread), with its drain and supervisor threads.
     fn start(self: &Arc<Self>, exec: Arc<Execution>) {
         if exec.stop_reason().is_some() {
-            // Stopped between taking a slot and starting.
+            // Stopped between taking a slot and starting. (On the spawner thread: the launches it frees are not
+            // waited for here.)
+            self.release(&exec);
             self.settle(&exec);
             return;
         }
@@ -52,8 +54,8 @@ impl Shared {
             Ok(s) => s,
             Err(msg) => {
                 tracing::warn!(execution = %exec.id, workflow = %exec.workflow.name, "{msg}");
-                exec.failed_to_start(msg);
                 self.release(&exec);
+                exec.failed_to_start(msg);
                 return;
             }
         };

@@ -171,7 +171,12 @@ impl Engine {
         };
         if launch {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            shared.launch(exec.clone(), Some(tx));
+            shared.launch(
+                exec.clone(),
+                Some(Box::new(move || {
+                    let _ = tx.send(());
+                })),
+            );
             let _ = rx.await;
         }
         Ok(exec)

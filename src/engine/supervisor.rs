@@ -64,34 +64,46 @@ impl Shared {
         } else {
             tracing::warn!(execution = %exec.id, "processes of the workflow survived SIGKILL");
         }
+        // The queued executions that take its slot start before it is seen as finished: whoever sees it end
+        // sees its successors running, never a moment with a free slot and a waiting queue.
+        let started = self.release(&exec);
+        for s in started {
+            let _ = s.recv();
+        }
         self.settle(&exec);
     }
 
-    /// Decides the final state, frees the slot and starts queued executions.
+    /// Decides the final state, applies retention and wakes waiters.
     pub(super) fn settle(self: &Arc<Self>, exec: &Arc<Execution>) {
         let state = exec.settle();
         tracing::info!(execution = %exec.id, workflow = %exec.workflow.name, state = state.as_str(), "execution finished");
-        self.release(exec);
+        let cfg = &self.config;
+        lock(&self.table).prune(cfg.retain_executions, cfg.retain_age, std::time::SystemTime::now());
     }
 
-    /// Frees the execution's slot, applies retention, and launches what now fits.
-    pub(super) fn release(self: &Arc<Self>, exec: &Arc<Execution>) {
+    /// Frees the execution's slot and launches what now fits; returns one receiver per launch, told once that
+    /// execution is running or failed to start. (Not to be waited on from the spawner thread itself.)
+    pub(super) fn release(self: &Arc<Self>, exec: &Arc<Execution>) -> Vec<std::sync::mpsc::Receiver<()>> {
         let next = {
             let mut t = lock(&self.table);
             t.release_slot(exec);
-            t.prune(
-                self.config.retain_executions,
-                self.config.retain_age,
-                std::time::SystemTime::now(),
-            );
             if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
                 Vec::new()
             } else {
                 t.pop_launchable(self.config.max_concurrent)
             }
         };
-        for e in next {
-            self.launch(e, None);
-        }
+        next.into_iter()
+            .map(|e| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                self.launch(
+                    e,
+                    Some(Box::new(move || {
+                        let _ = tx.send(());
+                    })),
+                );
+                rx
+            })
+            .collect()
     }
 }

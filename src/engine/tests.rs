@@ -19,7 +19,12 @@ fn pipe() -> (File, File) {
     // SAFETY: pipe2 fills two fds, owned here from now on.
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     // SAFETY: both fds were just created.
-    unsafe { (File::from(OwnedFd::from_raw_fd(fds[0])), File::from(OwnedFd::from_raw_fd(fds[1]))) }
+    unsafe {
+        (
+            File::from(OwnedFd::from_raw_fd(fds[0])),
+            File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    }
 }
 
 /// A tree whose `signal` blocks until the test's async side lets it go, then ends the "process".
@@ -99,7 +104,10 @@ fn def() -> Arc<WorkflowDef> {
 #[test]
 fn a_stop_never_blocks_the_async_workers_while_it_signals() {
     // One async worker: if a stop signalled on it, the task that lets the signal go could never run.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (release_tx, release_rx) = mpsc::channel();
     let (exit_tx, exit_rx) = mpsc::channel();
     let tree = Arc::new(BlockingTree {
@@ -132,10 +140,7 @@ fn a_stop_never_blocks_the_async_workers_while_it_signals() {
             runtime,
         )
         .unwrap();
-        let exec = engine
-            .execute(def(), Invocation::default(), None)
-            .await
-            .unwrap();
+        let exec = engine.execute(def(), Invocation::default(), None).await.unwrap();
         assert_eq!(exec.state(), ExecutionState::Running);
         let stopping = {
             let (engine, exec) = (engine.clone(), exec.clone());
@@ -148,6 +153,9 @@ fn a_stop_never_blocks_the_async_workers_while_it_signals() {
         stopping.await.unwrap();
         exec.state()
     });
-    assert!(!tree.timed_out.load(Ordering::SeqCst), "the signal ran on the only async worker and blocked it");
+    assert!(
+        !tree.timed_out.load(Ordering::SeqCst),
+        "the signal ran on the only async worker and blocked it"
+    );
     assert_eq!(state, ExecutionState::Cancelled);
 }
