@@ -303,18 +303,7 @@ impl MemoryBudget {
             registry.retain(|w| w.strong_count() > 0);
             registry.iter().filter_map(Weak::upgrade).collect()
         };
-        // Finished before running; among finished the oldest first; among running the largest first.
-        stores.sort_by_key(|s| {
-            let inner = s.lock();
-            (
-                !inner.finished,
-                if inner.finished {
-                    inner.finish_order
-                } else {
-                    u64::MAX - inner.mem as u64
-                },
-            )
-        });
+        reclaim_order(&mut stores, |s| s.lock().reclaim_key());
         for store in stores {
             if !self.over() {
                 break;
@@ -322,6 +311,12 @@ impl MemoryBudget {
             store.lock().evict_while(|_| self.over(), self);
         }
     }
+}
+
+/// Sorts stores into the order they give memory back in, reading each one's key once: other executions keep
+/// appending while this runs, and keys that change mid-sort break its total order (the sort may then panic).
+fn reclaim_order<T>(stores: &mut [T], key: impl FnMut(&T) -> (bool, u64)) {
+    stores.sort_by_cached_key(key);
 }
 
 /// The log of one execution.
@@ -540,6 +535,16 @@ impl LogStore {
 }
 
 impl Inner {
+    /// Finished before running; among finished the oldest first; among running the largest first.
+    fn reclaim_key(&self) -> (bool, u64) {
+        let order = if self.finished {
+            self.finish_order
+        } else {
+            u64::MAX - self.mem as u64
+        };
+        (!self.finished, order)
+    }
+
     fn account(&mut self, before: usize, after: usize, budget: &MemoryBudget) {
         if after >= before {
             self.mem += after - before;
@@ -734,5 +739,39 @@ mod tests {
         }
         assert!(old.stats().dropped_lines > 0, "the finished store gave memory back");
         assert_eq!(new.stats().dropped_lines, 0, "the running store kept everything");
+    }
+
+    /// xorshift64: a deterministic stream of test values without a new dependency.
+    fn next_random(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn reclaim_order_survives_sizes_changing_during_the_sort() {
+        // Running stores keep growing while the sort runs (their drain threads append), so every read of a
+        // size may differ; the order must follow one reading per store, and must not panic in a drain thread.
+        let mut rng = 0x9E37_79B9_7F4A_7C15;
+        let mut sizes: Vec<u64> = (0..500).map(|_| next_random(&mut rng) % (1 << 20)).collect();
+        let mut keys_read: Vec<Vec<(bool, u64)>> = vec![Vec::new(); sizes.len()];
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        reclaim_order(&mut order, |&id| {
+            let key = if id % 4 == 0 {
+                (false, id as u64) // finished: its finish order never changes
+            } else {
+                sizes[id] += next_random(&mut rng) % (1 << 16);
+                (true, u64::MAX - sizes[id])
+            };
+            keys_read[id].push(key);
+            key
+        });
+        assert!(keys_read.iter().all(|k| k.len() == 1), "each key is read once");
+        let keys: Vec<(bool, u64)> = order.iter().map(|&id| keys_read[id][0]).collect();
+        assert!(keys.is_sorted(), "stores are ordered by the keys read");
+        let mut ids = order.clone();
+        ids.sort_unstable();
+        assert!(ids.into_iter().eq(0..sizes.len()), "every store is kept once");
     }
 }
