@@ -271,7 +271,34 @@ pub struct LogLimits {
 pub struct MemoryBudget {
     used: AtomicUsize,
     limit: usize,
-    stores: Mutex<Vec<Weak<LogStore>>>,
+    registry: Mutex<Registry>,
+}
+
+/// Every store that may hold memory of the budget. Entries of dropped stores are pruned on registration once the
+/// list has doubled since the last prune, so it stays within twice the live stores at an amortized O(1) per entry.
+#[derive(Debug, Default)]
+struct Registry {
+    stores: Vec<Weak<LogStore>>,
+    /// Entries left by the last prune.
+    live_at_prune: usize,
+}
+
+impl Registry {
+    /// Below this many entries a registration never prunes.
+    const MIN_PRUNE_LEN: usize = 32;
+
+    fn register(&mut self, store: Weak<LogStore>) {
+        if self.stores.len() >= (2 * self.live_at_prune).max(Self::MIN_PRUNE_LEN) {
+            self.prune();
+        }
+        self.stores.push(store);
+    }
+
+    /// Drops the entries of dropped stores (each one also keeps its store's allocation).
+    fn prune(&mut self) {
+        self.stores.retain(|w| w.strong_count() > 0);
+        self.live_at_prune = self.stores.len();
+    }
 }
 
 impl MemoryBudget {
@@ -279,8 +306,13 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             used: AtomicUsize::new(0),
             limit,
-            stores: Mutex::new(Vec::new()),
+            registry: Mutex::new(Registry::default()),
         })
+    }
+
+    #[cfg(test)]
+    fn registered(&self) -> Vec<Weak<LogStore>> {
+        lock(&self.registry).stores.clone()
     }
 
     fn over(&self) -> bool {
@@ -299,9 +331,9 @@ impl MemoryBudget {
     /// largest running ones. A store only ever loses whole middle segments; its head and newest lines stay.
     fn reclaim(&self) {
         let mut stores: Vec<Arc<LogStore>> = {
-            let mut registry = lock(&self.stores);
-            registry.retain(|w| w.strong_count() > 0);
-            registry.iter().filter_map(Weak::upgrade).collect()
+            let mut registry = lock(&self.registry);
+            registry.prune();
+            registry.stores.iter().filter_map(Weak::upgrade).collect()
         };
         reclaim_order(&mut stores, |s| s.lock().reclaim_key());
         for store in stores {
@@ -390,7 +422,7 @@ impl LogStore {
                 finish_order: 0,
             }),
         });
-        lock(&budget.stores).push(Arc::downgrade(&store));
+        lock(&budget.registry).register(Arc::downgrade(&store));
         store
     }
 
@@ -773,5 +805,29 @@ mod tests {
         let mut ids = order.clone();
         ids.sort_unstable();
         assert!(ids.into_iter().eq(0..sizes.len()), "every store is kept once");
+    }
+
+    #[test]
+    fn registry_of_dropped_stores_stays_bounded_under_the_global_cap() {
+        // Pruned only when the global cap is exceeded, the registry grew by one entry (each pinning its store's
+        // `Arc` allocation) per execution ever started.
+        let budget = MemoryBudget::new(usize::MAX / 2);
+        let limits = LogLimits {
+            max_bytes: 1 << 20,
+            max_line_bytes: 1024,
+        };
+        let mut alive = Vec::new();
+        let mut longest = 0;
+        for i in 0..10_000 {
+            let store = LogStore::new(limits, budget.clone());
+            if i % 1000 == 0 {
+                alive.push(store);
+            }
+            longest = longest.max(budget.registered().len());
+        }
+        assert!(!budget.over(), "the cap was never exceeded, so reclaim never ran");
+        assert!(longest <= 64, "the registry grew to {longest} entries");
+        let live = budget.registered().iter().filter(|w| w.strong_count() > 0).count();
+        assert_eq!(live, alive.len(), "live stores stay registered for reclaim");
     }
 }
