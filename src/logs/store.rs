@@ -271,7 +271,34 @@ pub struct LogLimits {
 pub struct MemoryBudget {
     used: AtomicUsize,
     limit: usize,
-    stores: Mutex<Vec<Weak<LogStore>>>,
+    registry: Mutex<Registry>,
+}
+
+/// Every store that may hold memory of the budget. Entries of dropped stores are pruned on registration once the
+/// list has doubled since the last prune, so it stays within twice the live stores at an amortized O(1) per entry.
+#[derive(Debug, Default)]
+struct Registry {
+    stores: Vec<Weak<LogStore>>,
+    /// Entries left by the last prune.
+    live_at_prune: usize,
+}
+
+impl Registry {
+    /// Below this many entries a registration never prunes.
+    const MIN_PRUNE_LEN: usize = 32;
+
+    fn register(&mut self, store: Weak<LogStore>) {
+        if self.stores.len() >= (2 * self.live_at_prune).max(Self::MIN_PRUNE_LEN) {
+            self.prune();
+        }
+        self.stores.push(store);
+    }
+
+    /// Drops the entries of dropped stores (each one also keeps its store's allocation).
+    fn prune(&mut self) {
+        self.stores.retain(|w| w.strong_count() > 0);
+        self.live_at_prune = self.stores.len();
+    }
 }
 
 impl MemoryBudget {
@@ -279,8 +306,13 @@ impl MemoryBudget {
         Arc::new(MemoryBudget {
             used: AtomicUsize::new(0),
             limit,
-            stores: Mutex::new(Vec::new()),
+            registry: Mutex::new(Registry::default()),
         })
+    }
+
+    #[cfg(test)]
+    fn registered(&self) -> Vec<Weak<LogStore>> {
+        lock(&self.registry).stores.clone()
     }
 
     fn over(&self) -> bool {
@@ -299,22 +331,11 @@ impl MemoryBudget {
     /// largest running ones. A store only ever loses whole middle segments; its head and newest lines stay.
     fn reclaim(&self) {
         let mut stores: Vec<Arc<LogStore>> = {
-            let mut registry = lock(&self.stores);
-            registry.retain(|w| w.strong_count() > 0);
-            registry.iter().filter_map(Weak::upgrade).collect()
+            let mut registry = lock(&self.registry);
+            registry.prune();
+            registry.stores.iter().filter_map(Weak::upgrade).collect()
         };
-        // Finished before running; among finished the oldest first; among running the largest first.
-        stores.sort_by_key(|s| {
-            let inner = s.lock();
-            (
-                !inner.finished,
-                if inner.finished {
-                    inner.finish_order
-                } else {
-                    u64::MAX - inner.mem as u64
-                },
-            )
-        });
+        reclaim_order(&mut stores, |s| s.lock().reclaim_key());
         for store in stores {
             if !self.over() {
                 break;
@@ -322,6 +343,12 @@ impl MemoryBudget {
             store.lock().evict_while(|_| self.over(), self);
         }
     }
+}
+
+/// Sorts stores into the order they give memory back in, reading each one's key once: other executions keep
+/// appending while this runs, and keys that change mid-sort break its total order (the sort may then panic).
+fn reclaim_order<T>(stores: &mut [T], key: impl FnMut(&T) -> (bool, u64)) {
+    stores.sort_by_cached_key(key);
 }
 
 /// The log of one execution.
@@ -395,7 +422,7 @@ impl LogStore {
                 finish_order: 0,
             }),
         });
-        lock(&budget.stores).push(Arc::downgrade(&store));
+        lock(&budget.registry).register(Arc::downgrade(&store));
         store
     }
 
@@ -540,6 +567,16 @@ impl LogStore {
 }
 
 impl Inner {
+    /// Finished before running; among finished the oldest first; among running the largest first.
+    fn reclaim_key(&self) -> (bool, u64) {
+        let order = if self.finished {
+            self.finish_order
+        } else {
+            u64::MAX - self.mem as u64
+        };
+        (!self.finished, order)
+    }
+
     fn account(&mut self, before: usize, after: usize, budget: &MemoryBudget) {
         if after >= before {
             self.mem += after - before;
@@ -734,5 +771,63 @@ mod tests {
         }
         assert!(old.stats().dropped_lines > 0, "the finished store gave memory back");
         assert_eq!(new.stats().dropped_lines, 0, "the running store kept everything");
+    }
+
+    /// xorshift64: a deterministic stream of test values without a new dependency.
+    fn next_random(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn reclaim_order_survives_sizes_changing_during_the_sort() {
+        // Running stores keep growing while the sort runs (their drain threads append), so every read of a
+        // size may differ; the order must follow one reading per store, and must not panic in a drain thread.
+        let mut rng = 0x9E37_79B9_7F4A_7C15;
+        let mut sizes: Vec<u64> = (0..500).map(|_| next_random(&mut rng) % (1 << 20)).collect();
+        let mut keys_read: Vec<Vec<(bool, u64)>> = vec![Vec::new(); sizes.len()];
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        reclaim_order(&mut order, |&id| {
+            let key = if id % 4 == 0 {
+                (false, id as u64) // finished: its finish order never changes
+            } else {
+                sizes[id] += next_random(&mut rng) % (1 << 16);
+                (true, u64::MAX - sizes[id])
+            };
+            keys_read[id].push(key);
+            key
+        });
+        assert!(keys_read.iter().all(|k| k.len() == 1), "each key is read once");
+        let keys: Vec<(bool, u64)> = order.iter().map(|&id| keys_read[id][0]).collect();
+        assert!(keys.is_sorted(), "stores are ordered by the keys read");
+        let mut ids = order.clone();
+        ids.sort_unstable();
+        assert!(ids.into_iter().eq(0..sizes.len()), "every store is kept once");
+    }
+
+    #[test]
+    fn registry_of_dropped_stores_stays_bounded_under_the_global_cap() {
+        // Pruned only when the global cap is exceeded, the registry grew by one entry (each pinning its store's
+        // `Arc` allocation) per execution ever started.
+        let budget = MemoryBudget::new(usize::MAX / 2);
+        let limits = LogLimits {
+            max_bytes: 1 << 20,
+            max_line_bytes: 1024,
+        };
+        let mut alive = Vec::new();
+        let mut longest = 0;
+        for i in 0..10_000 {
+            let store = LogStore::new(limits, budget.clone());
+            if i % 1000 == 0 {
+                alive.push(store);
+            }
+            longest = longest.max(budget.registered().len());
+        }
+        assert!(!budget.over(), "the cap was never exceeded, so reclaim never ran");
+        assert!(longest <= 64, "the registry grew to {longest} entries");
+        let live = budget.registered().iter().filter(|w| w.strong_count() > 0).count();
+        assert_eq!(live, alive.len(), "live stores stay registered for reclaim");
     }
 }
