@@ -15,6 +15,15 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// "1 line", "2 lines": a count and its noun, `singular` + "s" when not one.
+pub fn count(n: u64, singular: &str) -> String {
+    if n == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {singular}s")
+    }
+}
+
 pub fn human_ms(ms: u64) -> String {
     match ms {
         ms if ms < 1000 => format!("{ms} ms"),

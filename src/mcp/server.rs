@@ -22,6 +22,7 @@ use crate::app::App;
 use crate::catalog::param::resolve;
 use crate::catalog::{WorkflowDef, WorkflowInfo};
 use crate::engine::{Execution, ExecutionState, ExecutionStatus, ListFilter, StopReason};
+use crate::format::count;
 use crate::logs::{CompactLines, LogQuery, StreamSelector};
 
 /// A whole result (structured content and text, serialized) stays under this by default: Claude Code stores a
@@ -85,10 +86,7 @@ fn sent_len<T: Serialize>(value: &T) -> usize {
 
 /// What to do next with an execution in this status, in one line.
 fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
-    let lines = match s.output.last_seq.map_or(0, |l| l + 1) {
-        1 => "1 line".to_owned(),
-        n => format!("{n} lines"),
-    };
+    let lines = count(s.output.last_seq.map_or(0, |l| l + 1), "line");
     let waited = if capped {
         format!("waited the {MAX_WAIT_MS} ms maximum of one call; ")
     } else {
@@ -112,7 +110,7 @@ fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
             "could not start: fix what error names (the config, the program or the params) and run it again".into()
         }
         ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Lost if s.evidence.is_some() => format!(
-            "{}: evidence has its last lines; get_logs with grep (e.g. \"error\") searches all {lines}",
+            "{}: evidence has its last lines; get_logs reads all {lines} (grep, e.g. \"error\", to search them)",
             s.state.as_str()
         ),
         ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Lost => {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::engine::ExecutionState;
-use crate::format::{ProgressLine, human_bytes, human_ms};
+use crate::format::{ProgressLine, count, human_bytes, human_ms};
 use crate::logs::BudgetHit;
 
 use super::types::{ListExecutionsOutput, ListWorkflowsOutput, LogsOutput, MAX_WAIT_MS, StatusOutput};
@@ -52,10 +52,10 @@ pub fn status(o: &StatusOutput) -> String {
     let out_summary = &s.output;
     let _ = write!(
         out,
-        "output: {} stdout lines ({}), {} stderr lines ({})",
-        out_summary.stdout.lines,
+        "output: {} ({}), {} ({})",
+        count(out_summary.stdout.lines, "stdout line"),
         human_bytes(out_summary.stdout.bytes),
-        out_summary.stderr.lines,
+        count(out_summary.stderr.lines, "stderr line"),
         human_bytes(out_summary.stderr.bytes)
     );
     if let Some(last) = out_summary.last_seq {
