@@ -119,14 +119,14 @@ impl Display {
         let text = &l.text;
         if l.event {
             let event = text.as_bytes().strip_prefix(EVENT_PREFIX).and_then(parse_event);
-            if let Some((summary, milestone)) = event.as_ref().and_then(describe_event) {
-                if !self.progress_line || milestone {
-                    let _ = if self.color {
-                        writeln!(out, "\x1b[2m» {summary}\x1b[0m")
-                    } else {
-                        writeln!(out, "» {summary}")
-                    };
-                }
+            if let Some((summary, milestone)) = event.as_ref().and_then(describe_event)
+                && (!self.progress_line || milestone)
+            {
+                let _ = if self.color {
+                    writeln!(out, "\x1b[2m» {summary}\x1b[0m")
+                } else {
+                    writeln!(out, "» {summary}")
+                };
             }
             return;
         }
