@@ -15,7 +15,8 @@ use tokio::sync::watch;
 
 use super::progress::{EVENT_PREFIX, ProgressTracker, WorkflowEvent, parse_event};
 use crate::logs::render::needs_render;
-use crate::logs::store::{LogStore, Stream, flags};
+use crate::logs::segment::{Stream, flags};
+use crate::logs::store::LogStore;
 
 const READ_CHUNK: usize = 256 * 1024;
 const PIPE_BYTES: usize = 1 << 20;

@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 
-use super::store::Stream;
+use super::segment::Stream;
 
 /// A line as it is served: its place, its marks and its rendered text.
 #[derive(Clone, Copy, Debug)]

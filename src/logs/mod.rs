@@ -1,11 +1,18 @@
-//! The log store and its queries: every line of every execution, with loss accounting.
+//! The log store and its queries: every line of every execution, in memory and (with a state directory) in
+//! log files, with loss accounting.
 
+pub mod budget;
 pub mod compact;
+pub mod disk;
 pub mod query;
 pub mod render;
+pub mod segment;
 pub mod store;
 
+pub use budget::MemoryBudget;
+pub use disk::LogDir;
 pub use query::{
     BudgetHit, CompactLines, EventSelector, LineSink, LogLine, LogPage, LogQuery, Omitted, StreamSelector, last_lines,
 };
-pub use store::{LogLimits, LogStats, LogStore, MemoryBudget, Snapshot, Stream, StreamCounters};
+pub use segment::{Snapshot, Stream};
+pub use store::{DiskLimits, LogLimits, LogStats, LogStore, StreamCounters};

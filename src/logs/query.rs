@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compact::{self, Served};
 use super::render::render;
-use super::store::{LineRef, Snapshot, Stream, flags};
+use super::segment::{LineRef, Snapshot, Stream, flags};
 
 /// Which streams a query returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -508,7 +508,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::logs::store::{LogLimits, LogStore, MemoryBudget};
+    use crate::logs::{LogLimits, LogStore, MemoryBudget};
 
     fn store_with(lines: &[(Stream, &str)]) -> Arc<LogStore> {
         let store = LogStore::new(

@@ -1,202 +1,30 @@
-//! The per-execution log store: a segmented byte arena plus one 4-byte index entry per line (and one timestamp
-//! per chunk read).
+//! The per-execution log store: segments of lines in memory (a byte arena plus one 4-byte index entry per line
+//! and one timestamp per chunk read), mirrored to segment files on disk when the store has a [`LogDir`].
 //!
 //! Lines are kept exactly as the pipe delivered them, each followed by `\n`, so a chunk of complete lines is
-//! appended with a single copy and grep can scan a whole segment at once. Only the last segment is appended to;
-//! the others are immutable and shared (`Arc`), so a query clones a few `Arc`s under the lock and reads without
-//! it. When a reader still holds the active segment, `Arc::make_mut` gives the writer its own copy.
+//! appended with a single copy (and a single write per file) and grep can scan a whole segment at once. Only
+//! the last segment is appended to; the others are immutable and shared (`Arc`), so a query clones a few `Arc`s
+//! under the lock and reads without it. When a reader still holds the active segment, `Arc::make_mut` gives the
+//! writer its own copy.
 //!
 //! Memory is bounded by a per-execution cap and a global [`MemoryBudget`]: the first segments (the head, where a
-//! missing config or a bad flag shows up) are pinned, and whole segments are evicted from the middle. Every evicted
-//! line and byte is counted, and the evicted seq range is reported to readers as omitted.
+//! missing config or a bad flag shows up) are pinned, and whole segments leave memory from the middle. With
+//! files, memory is a cache — a segment that leaves memory is still read from disk — and the disk has a cap of
+//! its own, past which whole middle segments are deleted. Every line gone from both is counted, and its seq range
+//! is reported to readers as omitted.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Which pipe a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Per-line flags, packed into the top bits of an index entry.
-pub mod flags {
-    pub const STDERR: u8 = 1;
-    /// A piece of a line longer than the max line length; the line continues in the next record.
-    pub const PARTIAL: u8 = 1 << 1;
-    /// The stream ended without a newline after this line.
-    pub const NO_NEWLINE: u8 = 1 << 2;
-    /// A well-formed `__WF_EVENT__:` line.
-    pub const EVENT: u8 = 1 << 3;
-    /// The line holds an escape or a carriage return, so rendering must look at it.
-    pub const NEEDS_RENDER: u8 = 1 << 4;
-}
-
-const END_BITS: u32 = 26;
-const END_MASK: u32 = (1 << END_BITS) - 1;
-/// The largest segment an index entry can address; the max line length stays well below it.
-pub const MAX_SEGMENT_BYTES: usize = END_MASK as usize;
-const DEFAULT_SEGMENT_BYTES: usize = 1 << 20;
-
-/// One line of the index: where the line ends in its segment, and its flags. (Lines read in one chunk share a
-/// timestamp, kept once per chunk in [`Segment::stamps`].)
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    /// Bits 0..26: end offset (exclusive, before the `\n`) in the segment; bits 26..32: flags.
-    meta: u32,
-}
-
-impl Entry {
-    fn new(end: usize, flags: u8) -> Self {
-        debug_assert!(end <= END_MASK as usize);
-        Entry {
-            meta: end as u32 | (u32::from(flags) << END_BITS),
-        }
-    }
-
-    fn end(self) -> usize {
-        (self.meta & END_MASK) as usize
-    }
-
-    fn flags(self) -> u8 {
-        (self.meta >> END_BITS) as u8
-    }
-}
-
-/// A run of consecutive lines: their bytes (each followed by `\n`), their index entries, and when they were read.
-#[derive(Clone, Debug)]
-pub struct Segment {
-    first_seq: u64,
-    data: Vec<u8>,
-    entries: Vec<Entry>,
-    /// (index of the first line of a chunk, its read time in ms since the store's origin, saturating at ~49 days),
-    /// one per appended chunk with a new time.
-    stamps: Vec<(u32, u32)>,
-}
-
-/// A borrowed view of one stored line.
-#[derive(Clone, Copy)]
-pub struct LineRef<'a> {
-    pub seq: u64,
-    pub bytes: &'a [u8],
-    pub flags: u8,
-    segment: &'a Segment,
-    index: usize,
-}
-
-impl std::fmt::Debug for LineRef<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LineRef")
-            .field("seq", &self.seq)
-            .field("bytes", &String::from_utf8_lossy(self.bytes))
-            .field("flags", &self.flags)
-            .finish()
-    }
-}
-
-impl LineRef<'_> {
-    /// When the line was read, in milliseconds since the store's origin (looked up only when asked: a grep over
-    /// millions of lines never needs it).
-    pub fn ts_ms(&self) -> u32 {
-        let stamps = &self.segment.stamps;
-        let k = stamps.partition_point(|&(first, _)| first as usize <= self.index);
-        stamps.get(k.wrapping_sub(1)).map_or(0, |s| s.1)
-    }
-
-    pub fn stream(&self) -> Stream {
-        if self.flags & flags::STDERR != 0 {
-            Stream::Stderr
-        } else {
-            Stream::Stdout
-        }
-    }
-
-    pub fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-}
-
-impl Segment {
-    fn new(first_seq: u64, capacity: usize) -> Self {
-        Segment {
-            first_seq,
-            data: Vec::with_capacity(capacity),
-            entries: Vec::with_capacity(capacity / 32),
-            stamps: Vec::new(),
-        }
-    }
-
-    pub fn first_seq(&self) -> u64 {
-        self.first_seq
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// One past the last seq held here.
-    pub fn end_seq(&self) -> u64 {
-        self.first_seq + self.entries.len() as u64
-    }
-
-    /// The line at local index `i`.
-    pub fn line(&self, i: usize) -> LineRef<'_> {
-        let entry = self.entries[i];
-        LineRef {
-            seq: self.first_seq + i as u64,
-            bytes: &self.data[self.start_of(i)..entry.end()],
-            flags: entry.flags(),
-            segment: self,
-            index: i,
-        }
-    }
-
-    /// Records that lines from local index `first` on were read at `ts_ms`.
-    fn stamp(&mut self, first: usize, ts_ms: u32) {
-        if self.stamps.last().is_none_or(|s| s.1 != ts_ms) {
-            self.stamps.push((first as u32, ts_ms));
-        }
-    }
-
-    fn start_of(&self, i: usize) -> usize {
-        if i == 0 { 0 } else { self.entries[i - 1].end() + 1 }
-    }
-
-    fn memory(&self) -> usize {
-        self.data.capacity()
-            + self.entries.capacity() * std::mem::size_of::<Entry>()
-            + self.stamps.capacity() * std::mem::size_of::<(u32, u32)>()
-    }
-
-    /// Bytes of line text (without the separators).
-    fn text_bytes(&self) -> usize {
-        self.data.len() - self.entries.len()
-    }
-}
+use super::budget::MemoryBudget;
+use super::disk::{DiskSegment, LogDir, SegmentWriter};
+use super::segment::{
+    DEFAULT_SEGMENT_BYTES, END_BITS, Entry, Gap, MAX_SEGMENT_BYTES, Segment, SegmentRef, Snapshot, Stream, flags,
+};
 
 /// Counters of one stream.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -220,135 +48,27 @@ pub struct LogStats {
     pub last_output_at: Option<SystemTime>,
     /// Memory held by this store now (arena plus index).
     pub memory_bytes: usize,
-}
-
-/// The seq range `[from, to)` evicted from memory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Gap {
-    pub from: u64,
-    pub to: u64,
-}
-
-/// The retained lines at one instant: sealed segments are shared, never copied.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    pub segments: Vec<Arc<Segment>>,
-    pub next_seq: u64,
-    pub gap: Option<Gap>,
-    pub origin: SystemTime,
-}
-
-impl Snapshot {
-    /// The oldest retained seq (equal to `next_seq` when nothing is retained).
-    pub fn oldest_seq(&self) -> u64 {
-        self.segments
-            .iter()
-            .find(|s| !s.is_empty())
-            .map_or(self.next_seq, |s| s.first_seq)
-    }
-
-    /// Index of the segment holding `seq`, or of the first segment after it (for a seq in the gap).
-    pub fn segment_index_for(&self, seq: u64) -> usize {
-        self.segments.partition_point(|s| s.end_seq() <= seq)
-    }
-
-    pub fn timestamp(&self, ts_ms: u32) -> SystemTime {
-        self.origin + Duration::from_millis(u64::from(ts_ms))
-    }
+    /// Bytes its files take on disk.
+    pub disk_bytes: u64,
+    /// Why lines stopped being written to disk, if they did (they stay in memory).
+    pub disk_error: Option<String>,
 }
 
 /// Per-execution limits of the store.
 #[derive(Clone, Copy, Debug)]
 pub struct LogLimits {
-    /// Memory (arena plus index) one execution may hold before its middle is evicted.
+    /// Memory (arena plus index) one execution may hold before its middle leaves memory.
     pub max_bytes: usize,
     /// A longer line is stored as several `partial` records.
     pub max_line_bytes: usize,
 }
 
-/// Log memory shared by every execution of a server, with the registry used to reclaim it.
-#[derive(Debug)]
-pub struct MemoryBudget {
-    used: AtomicUsize,
-    limit: usize,
-    registry: Mutex<Registry>,
-}
-
-/// Every store that may hold memory of the budget. Entries of dropped stores are pruned on registration once the
-/// list has doubled since the last prune, so it stays within twice the live stores at an amortized O(1) per entry.
-#[derive(Debug, Default)]
-struct Registry {
-    stores: Vec<Weak<LogStore>>,
-    /// Entries left by the last prune.
-    live_at_prune: usize,
-}
-
-impl Registry {
-    /// Below this many entries a registration never prunes.
-    const MIN_PRUNE_LEN: usize = 32;
-
-    fn register(&mut self, store: Weak<LogStore>) {
-        if self.stores.len() >= (2 * self.live_at_prune).max(Self::MIN_PRUNE_LEN) {
-            self.prune();
-        }
-        self.stores.push(store);
-    }
-
-    /// Drops the entries of dropped stores (each one also keeps its store's allocation).
-    fn prune(&mut self) {
-        self.stores.retain(|w| w.strong_count() > 0);
-        self.live_at_prune = self.stores.len();
-    }
-}
-
-impl MemoryBudget {
-    pub fn new(limit: usize) -> Arc<Self> {
-        Arc::new(MemoryBudget {
-            used: AtomicUsize::new(0),
-            limit,
-            registry: Mutex::new(Registry::default()),
-        })
-    }
-
-    #[cfg(test)]
-    fn registered(&self) -> Vec<Weak<LogStore>> {
-        lock(&self.registry).stores.clone()
-    }
-
-    fn over(&self) -> bool {
-        self.used.load(Ordering::Relaxed) > self.limit
-    }
-
-    fn add(&self, n: usize) {
-        self.used.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn sub(&self, n: usize) {
-        self.used.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    /// Brings the total back under the limit: finished executions' middles go first (oldest first), then the
-    /// largest running ones. A store only ever loses whole middle segments; its head and newest lines stay.
-    fn reclaim(&self) {
-        let mut stores: Vec<Arc<LogStore>> = {
-            let mut registry = lock(&self.registry);
-            registry.prune();
-            registry.stores.iter().filter_map(Weak::upgrade).collect()
-        };
-        reclaim_order(&mut stores, |s| s.lock().reclaim_key());
-        for store in stores {
-            if !self.over() {
-                break;
-            }
-            store.lock().evict_while(|_| self.over(), self);
-        }
-    }
-}
-
-/// Sorts stores into the order they give memory back in, reading each one's key once: other executions keep
-/// appending while this runs, and keys that change mid-sort break its total order (the sort may then panic).
-fn reclaim_order<T>(stores: &mut [T], key: impl FnMut(&T) -> (bool, u64)) {
-    stores.sort_by_cached_key(key);
+/// Where a store keeps its files, and how much disk it may use.
+#[derive(Clone, Debug)]
+pub struct DiskLimits {
+    pub dir: LogDir,
+    /// Past this, whole middle segments are deleted (the head and the newest lines stay).
+    pub max_bytes: u64,
 }
 
 /// The log of one execution.
@@ -361,11 +81,50 @@ pub struct LogStore {
     inner: Mutex<Inner>,
 }
 
+/// A retained segment: in memory, on disk, or both.
 #[derive(Debug)]
-struct Inner {
-    /// Never empty; the last segment is the one appended to.
-    segments: VecDeque<Arc<Segment>>,
-    /// The first `pinned` segments are the head and are never evicted.
+struct Slot {
+    first_seq: u64,
+    lines: u64,
+    text_bytes: u64,
+    mem: Option<Arc<Segment>>,
+    /// Its files' size, once they hold all of its lines.
+    disk_bytes: Option<u64>,
+}
+
+impl Slot {
+    fn resident(seg: Segment) -> Slot {
+        Slot {
+            first_seq: seg.first_seq,
+            lines: 0,
+            text_bytes: 0,
+            mem: Some(Arc::new(seg)),
+            disk_bytes: None,
+        }
+    }
+
+    fn memory(&self) -> usize {
+        self.mem.as_ref().map_or(0, |s| s.memory())
+    }
+}
+
+/// The store's files.
+#[derive(Debug)]
+struct Disk {
+    limits: DiskLimits,
+    /// The active segment's files.
+    writer: Option<SegmentWriter>,
+    /// Bytes of every retained segment's files.
+    bytes: u64,
+    /// Set when a write failed: from then on lines are kept in memory only.
+    error: Option<String>,
+}
+
+#[derive(Debug)]
+pub(super) struct Inner {
+    /// Never empty; the last slot is the active segment (always in memory), the one appended to.
+    slots: VecDeque<Slot>,
+    /// The first `pinned` slots are the head and never leave memory or disk.
     pinned: usize,
     head_open: bool,
     head_budget: usize,
@@ -379,6 +138,7 @@ struct Inner {
     last_output_at: Option<SystemTime>,
     finished: bool,
     finish_order: u64,
+    disk: Option<Disk>,
 }
 
 static FINISH_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -389,7 +149,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl LogStore {
+    /// A store in memory only.
     pub fn new(limits: LogLimits, budget: Arc<MemoryBudget>) -> Arc<Self> {
+        Self::with_disk(limits, budget, None)
+    }
+
+    /// A store that also writes its lines to files in `disk.dir` (created now; if that fails, the store keeps
+    /// lines in memory only and says why in its stats).
+    pub fn with_disk(limits: LogLimits, budget: Arc<MemoryBudget>, disk: Option<DiskLimits>) -> Arc<Self> {
+        let origin = SystemTime::now();
         let max_line = limits.max_line_bytes.clamp(1, MAX_SEGMENT_BYTES - 1);
         let segment_bytes = (limits.max_bytes / 16)
             .clamp(64 * 1024, DEFAULT_SEGMENT_BYTES)
@@ -397,8 +165,19 @@ impl LogStore {
         let first = Segment::new(0, segment_bytes);
         let mem = first.memory();
         budget.add(mem);
+        let disk = disk.map(|limits| {
+            let error = LogDir::create(limits.dir.path(), origin)
+                .err()
+                .map(|e| format!("cannot create {}: {e}", limits.dir.path().display()));
+            Disk {
+                limits,
+                writer: None,
+                bytes: 0,
+                error,
+            }
+        });
         let store = Arc::new(LogStore {
-            origin: SystemTime::now(),
+            origin,
             limits: LogLimits {
                 max_line_bytes: max_line,
                 ..limits
@@ -406,7 +185,7 @@ impl LogStore {
             segment_bytes,
             budget: budget.clone(),
             inner: Mutex::new(Inner {
-                segments: VecDeque::from([Arc::new(first)]),
+                slots: VecDeque::from([Slot::resident(first)]),
                 pinned: 0,
                 head_open: true,
                 head_budget: limits.max_bytes / 8,
@@ -420,6 +199,7 @@ impl LogStore {
                 last_output_at: None,
                 finished: false,
                 finish_order: 0,
+                disk,
             }),
         });
         lock(&budget.registry).register(Arc::downgrade(&store));
@@ -434,7 +214,7 @@ impl LogStore {
         self.origin
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         lock(&self.inner)
     }
 
@@ -460,9 +240,12 @@ impl LogStore {
         let mut data_off = 0usize;
         while i < ends.len() {
             let seq_before = inner.next_seq;
-            let before = inner.segments.back().expect("active").memory();
+            let Inner { slots, disk, .. } = &mut *inner;
+            let active = slots.back_mut().expect("store always has an active segment");
+            let mem = active.mem.as_mut().expect("the active segment is in memory");
+            let before = mem.memory();
             // Clones the active segment (with no spare capacity) only if a reader still holds it.
-            let seg = Arc::make_mut(inner.segments.back_mut().expect("store always has an active segment"));
+            let seg = Arc::make_mut(mem);
             let (room, base) = (seg.data.capacity() - seg.data.len(), seg.data.len());
             // The longest prefix of the remaining lines that fits without reallocating.
             let fit = ends[i..].partition_point(|&end| end as usize + 1 - data_off <= room);
@@ -471,7 +254,9 @@ impl LogStore {
                 let chunk_end = ends[j - 1] as usize + 1;
                 if seg.is_empty() {
                     seg.first_seq = seq_before;
+                    active.first_seq = seq_before;
                 }
+                let (entries_before, stamps_before) = (seg.entries.len(), seg.stamps.len());
                 seg.data.extend_from_slice(&data[data_off..chunk_end]);
                 // Offsets in `data` become offsets in the segment (wrapping: the result always fits).
                 let shift = (base as u32).wrapping_sub(data_off as u32);
@@ -487,11 +272,17 @@ impl LogStore {
                         lines.map(|(&end, &fl)| Entry::new(end.wrapping_add(shift) as usize, fl | stream_flag)),
                     );
                 }
+                active.lines = seg.entries.len() as u64;
+                active.text_bytes = seg.text_bytes() as u64;
+                if let Some(disk) = disk {
+                    let stamp = (seg.stamps.len() > stamps_before).then(|| seg.stamps[seg.stamps.len() - 1]);
+                    disk.write(seg, base, entries_before, stamp);
+                }
                 inner.next_seq += fit as u64;
                 data_off = chunk_end;
                 i = j;
             }
-            let after = inner.segments.back().expect("active").memory();
+            let after = inner.slots.back().expect("active").memory();
             inner.account(before, after, &self.budget);
             if fit == 0 {
                 let need = ends[i] as usize + 1 - data_off;
@@ -509,6 +300,7 @@ impl LogStore {
         if inner.mem > cap {
             inner.evict_while(|inner| inner.mem > cap, &self.budget);
         }
+        inner.trim_disk(&self.budget);
         let next = inner.next_seq;
         drop(inner);
         if self.budget.over() {
@@ -532,19 +324,33 @@ impl LogStore {
         inner.last_output_at = Some(at);
     }
 
-    /// Marks the store as belonging to a finished execution: it becomes the first to give memory back.
+    /// Marks the store as belonging to a finished execution: it becomes the first to give memory back, and its
+    /// files are made durable.
     pub fn mark_finished(&self) {
         let mut inner = self.lock();
         if !inner.finished {
             inner.finished = true;
-            inner.finish_order = FINISH_ORDER.fetch_add(1, Ordering::Relaxed);
+            inner.finish_order = FINISH_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(w) = inner.disk.as_ref().and_then(|d| d.writer.as_ref()) {
+                let _ = w.sync();
+            }
         }
     }
 
     pub fn snapshot(&self) -> Snapshot {
         let inner = self.lock();
+        let dir = inner.disk.as_ref().map(|d| d.limits.dir.clone());
+        let segments = inner
+            .slots
+            .iter()
+            .map(|slot| match (&slot.mem, &dir) {
+                (Some(seg), _) => SegmentRef::Memory(seg.clone()),
+                (None, Some(dir)) => SegmentRef::on_disk(DiskSegment::at(dir, slot.first_seq, slot.lines)),
+                (None, None) => unreachable!("a slot leaves memory only when it is on disk"),
+            })
+            .collect();
         Snapshot {
-            segments: inner.segments.iter().cloned().collect(),
+            segments,
             next_seq: inner.next_seq,
             gap: inner.gap,
             origin: self.origin,
@@ -562,13 +368,50 @@ impl LogStore {
             truncated_lines: inner.truncated_lines,
             last_output_at: inner.last_output_at,
             memory_bytes: inner.mem,
+            disk_bytes: inner.disk.as_ref().map_or(0, Disk::total),
+            disk_error: inner.disk.as_ref().and_then(|d| d.error.clone()),
         }
+    }
+}
+
+impl Disk {
+    /// Writes what was just appended to the active segment `seg` (its data from `data_from`, its entries from
+    /// `entries_from`, and a new stamp if there is one). A failure is kept, and writing stops.
+    fn write(&mut self, seg: &Segment, data_from: usize, entries_from: usize, stamp: Option<(u32, u32)>) {
+        if self.error.is_some() {
+            return;
+        }
+        let result = (|| {
+            if self.writer.as_ref().is_none_or(|w| w.first_seq != seg.first_seq) {
+                if let Some(old) = self.writer.take() {
+                    self.bytes += old.bytes;
+                }
+                self.writer = Some(SegmentWriter::create(&self.limits.dir, seg.first_seq)?);
+            }
+            let w = self.writer.as_mut().expect("just set");
+            let metas: Vec<u32> = seg.entries[entries_from..].iter().map(|e| e.meta).collect();
+            w.append(&seg.data[data_from..], &metas, stamp)
+        })();
+        if let Err(e) = result {
+            self.error = Some(format!("writing {} failed: {e}", self.limits.dir.path().display()));
+            self.writer = None;
+        }
+    }
+
+    /// Bytes of every retained segment's files, the active one's included.
+    fn total(&self) -> u64 {
+        self.bytes + self.writer.as_ref().map_or(0, |w| w.bytes)
+    }
+
+    /// Whether every line of the segment starting at `first_seq` is on disk.
+    fn holds(&self, first_seq: u64) -> bool {
+        self.error.is_none() || self.writer.as_ref().is_some_and(|w| w.first_seq > first_seq)
     }
 }
 
 impl Inner {
     /// Finished before running; among finished the oldest first; among running the largest first.
-    fn reclaim_key(&self) -> (bool, u64) {
+    pub(super) fn reclaim_key(&self) -> (bool, u64) {
         let order = if self.finished {
             self.finish_order
         } else {
@@ -589,8 +432,8 @@ impl Inner {
 
     /// Closes the active segment and opens a new one of `capacity` bytes.
     fn seal_active(&mut self, capacity: usize, budget: &MemoryBudget) {
-        let last = self.segments.len() - 1;
-        if let Some(seg) = Arc::get_mut(&mut self.segments[last]) {
+        let last = self.slots.len() - 1;
+        if let Some(seg) = self.slots[last].mem.as_mut().and_then(Arc::get_mut) {
             let before = seg.memory();
             seg.entries.shrink_to_fit();
             seg.stamps.shrink_to_fit();
@@ -598,42 +441,88 @@ impl Inner {
             let after = seg.memory();
             self.account(before, after, budget);
         }
-        if self.segments[last].is_empty() {
+        if self.slots[last].lines == 0 {
             // Nothing to keep (a reader held it, or a line did not fit an empty segment): replace it.
-            let old = self.segments.pop_back().expect("active").memory();
+            let old = self.slots.pop_back().expect("active").memory();
             self.account(old, 0, budget);
-        } else if self.head_open {
-            let seg_mem = self.segments[last].memory();
-            let head_mem: usize = self.segments.iter().take(self.pinned).map(|s| s.memory()).sum();
-            // The first segment is always the head; more join it while they fit the head budget.
-            if last == self.pinned && (self.pinned == 0 || head_mem + seg_mem <= self.head_budget) {
-                self.pinned += 1;
-            } else {
-                self.head_open = false;
+        } else {
+            if let Some(disk) = &mut self.disk
+                && let Some(w) = disk.writer.take()
+            {
+                disk.bytes += w.bytes;
+                self.slots[last].disk_bytes = Some(w.bytes);
+            }
+            if self.head_open {
+                let seg_mem = self.slots[last].memory();
+                let head_mem: usize = self.slots.iter().take(self.pinned).map(Slot::memory).sum();
+                // The first segment is always the head; more join it while they fit the head budget.
+                if last == self.pinned && (self.pinned == 0 || head_mem + seg_mem <= self.head_budget) {
+                    self.pinned += 1;
+                } else {
+                    self.head_open = false;
+                }
             }
         }
         let seg = Segment::new(self.next_seq, capacity);
         self.account(0, seg.memory(), budget);
-        self.segments.push_back(Arc::new(seg));
+        self.slots.push_back(Slot::resident(seg));
     }
 
-    /// Evicts whole middle segments (after the head, before the active one) while `more` says so.
-    fn evict_while(&mut self, mut more: impl FnMut(&Inner) -> bool, budget: &MemoryBudget) {
-        while more(self) && self.segments.len() > self.pinned + 1 {
-            let seg = self.segments.remove(self.pinned).expect("middle segment exists");
+    /// The first middle slot (after the head, before the active one) still in memory.
+    fn first_resident_middle(&self) -> Option<usize> {
+        (self.pinned..self.slots.len().saturating_sub(1)).find(|&i| self.slots[i].mem.is_some())
+    }
+
+    /// Removes middle slots `pinned..=last` entirely: their lines are gone, counted and reported as a gap.
+    fn drop_middle(&mut self, last: usize, budget: &MemoryBudget) {
+        for _ in self.pinned..=last {
+            let slot = self.slots.remove(self.pinned).expect("middle slot exists");
             self.head_open = false;
-            if seg.is_empty() {
-                self.account(seg.memory(), 0, budget);
+            if let (Some(disk), Some(bytes)) = (&mut self.disk, slot.disk_bytes) {
+                disk.limits.dir.remove(slot.first_seq);
+                disk.bytes -= bytes;
+            }
+            // Readers may still hold the segment; the memory is theirs until they drop it.
+            self.account(slot.memory(), 0, budget);
+            if slot.lines == 0 {
                 continue;
             }
-            self.dropped_lines += seg.len() as u64;
-            self.dropped_bytes += seg.text_bytes() as u64;
+            self.dropped_lines += slot.lines;
+            self.dropped_bytes += slot.text_bytes;
             self.gap = Some(Gap {
-                from: self.gap.map_or(seg.first_seq, |g| g.from),
-                to: seg.end_seq(),
+                from: self.gap.map_or(slot.first_seq, |g| g.from),
+                to: slot.first_seq + slot.lines,
             });
-            // Readers may still hold the segment; the memory is theirs until they drop it.
-            self.account(seg.memory(), 0, budget);
+        }
+    }
+
+    /// Takes whole middle segments out of memory while `more` says so: one on disk stays readable there; one
+    /// that is not (no files, or writing failed) is dropped, with every disk-only slot before it so the missing
+    /// range stays one.
+    pub(super) fn evict_while(&mut self, mut more: impl FnMut(&Inner) -> bool, budget: &MemoryBudget) {
+        while more(self)
+            && let Some(i) = self.first_resident_middle()
+        {
+            let on_disk = self.slots[i].disk_bytes.is_some()
+                && self.disk.as_ref().is_some_and(|d| d.holds(self.slots[i].first_seq));
+            if on_disk {
+                self.head_open = false;
+                let mem = self.slots[i].memory();
+                self.slots[i].mem = None;
+                self.account(mem, 0, budget);
+            } else {
+                self.drop_middle(i, budget);
+            }
+        }
+    }
+
+    /// Deletes whole middle segments from disk while the files pass their cap.
+    fn trim_disk(&mut self, budget: &MemoryBudget) {
+        while let Some(disk) = &self.disk
+            && disk.total() > disk.limits.max_bytes
+            && self.slots.len() > self.pinned + 1
+        {
+            self.drop_middle(self.pinned, budget);
         }
     }
 }
@@ -647,7 +536,10 @@ impl Drop for LogStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::logs::budget::reclaim_order;
 
     fn store(max_bytes: usize) -> (Arc<LogStore>, Arc<MemoryBudget>) {
         let budget = MemoryBudget::new(usize::MAX / 2);
@@ -735,7 +627,7 @@ mod tests {
         let seg = snap.segments.last().unwrap();
         let stamps: Vec<u32> = (0..seg.len()).map(|i| seg.line(i).ts_ms()).collect();
         assert_eq!(stamps, [5, 5, 5, 9]);
-        assert_eq!(seg.stamps.len(), 2, "one stamp per new time, not per line");
+        assert_eq!(seg.segment().stamps.len(), 2, "one stamp per new time, not per line");
     }
 
     #[test]
@@ -829,5 +721,132 @@ mod tests {
         assert!(longest <= 64, "the registry grew to {longest} entries");
         let live = budget.registered().iter().filter(|w| w.strong_count() > 0).count();
         assert_eq!(live, alive.len(), "live stores stay registered for reclaim");
+    }
+
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(label: &str) -> TempDir {
+            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!("wfmcp-store-{}-{n}-{label}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            TempDir(p)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn disk_store(dir: &std::path::Path, mem: usize, disk: u64) -> Arc<LogStore> {
+        LogStore::with_disk(
+            LogLimits {
+                max_bytes: mem,
+                max_line_bytes: 1024,
+            },
+            MemoryBudget::new(usize::MAX / 2),
+            Some(DiskLimits {
+                dir: LogDir::open(dir),
+                max_bytes: disk,
+            }),
+        )
+    }
+
+    /// Appends lines "line N" for N in `range`, `per_chunk` at a time, alternating streams per chunk.
+    fn fill(store: &LogStore, range: std::ops::Range<u64>, per_chunk: u64) {
+        let mut n = range.start;
+        while n < range.end {
+            let texts: Vec<String> = (n..(n + per_chunk).min(range.end)).map(|i| format!("line {i}")).collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let (data, ends) = chunk(&refs);
+            let stream = if (n / per_chunk) % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
+            store.append(stream, &data, &ends, &[], data.len() as u64, SystemTime::now());
+            n += texts.len() as u64;
+        }
+    }
+
+    fn lines_with_stream(snap: &Snapshot) -> Vec<(u64, String, Stream)> {
+        snap.segments
+            .iter()
+            .flat_map(|s| (0..s.len()).map(move |i| s.line(i)))
+            .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned(), l.stream()))
+            .collect()
+    }
+
+    #[test]
+    fn the_files_hold_what_memory_holds_and_serve_it_after_memory_lets_go() {
+        let dir = TempDir::new("mirror");
+        // 1 MiB of memory for ~3 MiB of lines: most of the middle leaves memory, nothing leaves disk.
+        let store = disk_store(&dir.0, 1 << 20, 1 << 30);
+        fill(&store, 0..300_000, 1000);
+        store.mark_finished();
+        let stats = store.stats();
+        assert_eq!((stats.dropped_lines, stats.disk_error.clone()), (0, None), "nothing is lost: {stats:?}");
+        let live = store.snapshot();
+        assert!(live.gap.is_none());
+        assert!(
+            live.segments.iter().any(|s| matches!(s, SegmentRef::Disk { .. })),
+            "the middle is served from disk"
+        );
+        let from_memory = lines_with_stream(&live);
+        assert_eq!(from_memory.len(), 300_000);
+        assert!(from_memory.iter().enumerate().all(|(i, (seq, text, _))| *seq == i as u64 && *text == format!("line {i}")));
+        let from_files = lines_with_stream(&Snapshot::from_disk(&LogDir::open(&dir.0)));
+        assert_eq!(from_files, from_memory, "a reader of the files alone sees the same lines, seqs and streams");
+        let on_disk: u64 = LogDir::open(&dir.0).segments().iter().map(|s| s.disk_bytes).sum();
+        assert_eq!(stats.disk_bytes, on_disk);
+    }
+
+    #[test]
+    fn past_the_disk_cap_the_head_and_newest_stay_and_the_middle_is_counted() {
+        let dir = TempDir::new("cap");
+        let store = disk_store(&dir.0, 1 << 20, 3 << 20);
+        fill(&store, 0..1_000_000, 5000);
+        let stats = store.stats();
+        assert!(stats.dropped_lines > 0, "10 MB of lines do not fit a 3 MiB disk cap");
+        assert!(stats.disk_bytes <= 3 << 20, "disk use stays under its cap: {}", stats.disk_bytes);
+        let files = Snapshot::from_disk(&LogDir::open(&dir.0));
+        let lines = lines_with_stream(&files);
+        assert_eq!(lines[0].1, "line 0", "the head is kept");
+        assert_eq!(lines.last().unwrap().1, "line 999999", "the newest line is kept");
+        let gap = files.gap.expect("the deleted middle is a gap");
+        assert_eq!(gap.to - gap.from, stats.dropped_lines, "the gap is exactly what was dropped");
+        assert_eq!(lines.len() as u64 + stats.dropped_lines, 1_000_000);
+        assert_eq!(store.snapshot().gap, Some(gap), "memory and files agree on what is gone");
+    }
+
+    #[test]
+    fn a_log_cut_short_by_a_crash_reads_up_to_its_last_complete_line() {
+        let dir = TempDir::new("crash");
+        let store = disk_store(&dir.0, 1 << 20, 1 << 30);
+        fill(&store, 0..10, 10);
+        drop(store);
+        let base = dir.0.join(format!("{:020}", 0));
+        // The data of the last line and half of an index entry never made it.
+        let data = std::fs::read(base.with_extension("log")).unwrap();
+        std::fs::write(base.with_extension("log"), &data[..data.len() - 3]).unwrap();
+        let idx = std::fs::read(base.with_extension("idx")).unwrap();
+        std::fs::write(base.with_extension("idx"), [&idx[..], &[1, 2]].concat()).unwrap();
+        let lines = lines_with_stream(&Snapshot::from_disk(&LogDir::open(&dir.0)));
+        assert_eq!(lines.len(), 9);
+        assert_eq!(lines[8].1, "line 8");
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_lines_in_memory_and_says_why() {
+        let dir = TempDir::new("enospc");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        // The first segment's data file is /dev/full: every write to it fails with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", dir.0.join(format!("{:020}.log", 0))).unwrap();
+        let store = disk_store(&dir.0, 1 << 20, 1 << 30);
+        fill(&store, 0..1000, 100);
+        let stats = store.stats();
+        let error = stats.disk_error.expect("the failure is reported");
+        assert!(error.contains("No space left on device"), "{error}");
+        assert_eq!(stats.dropped_lines, 0);
+        assert_eq!(lines_with_stream(&store.snapshot()).len(), 1000, "every line is still in memory");
     }
 }

@@ -1,0 +1,96 @@
+//! The memory budget shared by every execution's log store, and the order in which stores give memory back.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use super::store::LogStore;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Log memory shared by every execution of a server, with the registry used to reclaim it.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    used: AtomicUsize,
+    limit: usize,
+    pub(super) registry: Mutex<Registry>,
+}
+
+/// Every store that may hold memory of the budget. Entries of dropped stores are pruned on registration once the
+/// list has doubled since the last prune, so it stays within twice the live stores at an amortized O(1) per entry.
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    stores: Vec<Weak<LogStore>>,
+    /// Entries left by the last prune.
+    live_at_prune: usize,
+}
+
+impl Registry {
+    /// Below this many entries a registration never prunes.
+    const MIN_PRUNE_LEN: usize = 32;
+
+    pub(super) fn register(&mut self, store: Weak<LogStore>) {
+        if self.stores.len() >= (2 * self.live_at_prune).max(Self::MIN_PRUNE_LEN) {
+            self.prune();
+        }
+        self.stores.push(store);
+    }
+
+    /// Drops the entries of dropped stores (each one also keeps its store's allocation).
+    fn prune(&mut self) {
+        self.stores.retain(|w| w.strong_count() > 0);
+        self.live_at_prune = self.stores.len();
+    }
+}
+
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(MemoryBudget {
+            used: AtomicUsize::new(0),
+            limit,
+            registry: Mutex::new(Registry::default()),
+        })
+    }
+
+    #[cfg(test)]
+    pub(super) fn registered(&self) -> Vec<Weak<LogStore>> {
+        lock(&self.registry).stores.clone()
+    }
+
+    pub(super) fn over(&self) -> bool {
+        self.used.load(Ordering::Relaxed) > self.limit
+    }
+
+    pub(super) fn add(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(super) fn sub(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Brings the total back under the limit: finished executions' middles go first (oldest first), then the
+    /// largest running ones. A store only ever loses whole middle segments; its head and newest lines stay.
+    pub(super) fn reclaim(&self) {
+        let mut stores: Vec<Arc<LogStore>> = {
+            let mut registry = lock(&self.registry);
+            registry.prune();
+            registry.stores.iter().filter_map(Weak::upgrade).collect()
+        };
+        reclaim_order(&mut stores, |s| s.lock().reclaim_key());
+        for store in stores {
+            if !self.over() {
+                break;
+            }
+            store.lock().evict_while(|_| self.over(), self);
+        }
+    }
+}
+
+/// Sorts stores into the order they give memory back in, reading each one's key once: other executions keep
+/// appending while this runs, and keys that change mid-sort break its total order (the sort may then panic).
+pub(super) fn reclaim_order<T>(stores: &mut [T], key: impl FnMut(&T) -> (bool, u64)) {
+    stores.sort_by_cached_key(key);
+}
+

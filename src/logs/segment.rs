@@ -1,0 +1,333 @@
+//! Segments: runs of consecutive lines in one byte arena with a 4-byte index entry per line (end offset and
+//! flags) and one timestamp per chunk read, and the snapshot a query reads — segments in memory, or on disk
+//! and loaded when a query reaches them.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::disk::{DiskSegment, LogDir};
+
+/// Which pipe a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+
+    pub(super) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Per-line flags, packed into the top bits of an index entry.
+pub mod flags {
+    pub const STDERR: u8 = 1;
+    /// A piece of a line longer than the max line length; the line continues in the next record.
+    pub const PARTIAL: u8 = 1 << 1;
+    /// The stream ended without a newline after this line.
+    pub const NO_NEWLINE: u8 = 1 << 2;
+    /// A well-formed `__WF_EVENT__:` line.
+    pub const EVENT: u8 = 1 << 3;
+    /// The line holds an escape or a carriage return, so rendering must look at it.
+    pub const NEEDS_RENDER: u8 = 1 << 4;
+}
+
+pub(super) const END_BITS: u32 = 26;
+pub(super) const END_MASK: u32 = (1 << END_BITS) - 1;
+/// The largest segment an index entry can address; the max line length stays well below it.
+pub const MAX_SEGMENT_BYTES: usize = END_MASK as usize;
+pub(super) const DEFAULT_SEGMENT_BYTES: usize = 1 << 20;
+
+/// One line of the index: where the line ends in its segment, and its flags. (Lines read in one chunk share a
+/// timestamp, kept once per chunk in [`Segment::stamps`].)
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Entry {
+    /// Bits 0..26: end offset (exclusive, before the `\n`) in the segment; bits 26..32: flags.
+    pub(super) meta: u32,
+}
+
+impl Entry {
+    pub(super) fn new(end: usize, flags: u8) -> Self {
+        debug_assert!(end <= END_MASK as usize);
+        Entry {
+            meta: end as u32 | (u32::from(flags) << END_BITS),
+        }
+    }
+
+    fn end(self) -> usize {
+        (self.meta & END_MASK) as usize
+    }
+
+    fn flags(self) -> u8 {
+        (self.meta >> END_BITS) as u8
+    }
+}
+
+/// A run of consecutive lines: their bytes (each followed by `\n`), their index entries, and when they were read.
+#[derive(Clone, Debug)]
+pub struct Segment {
+    pub(super) first_seq: u64,
+    pub(super) data: Vec<u8>,
+    pub(super) entries: Vec<Entry>,
+    /// (index of the first line of a chunk, its read time in ms since the store's origin, saturating at ~49 days),
+    /// one per appended chunk with a new time.
+    pub(super) stamps: Vec<(u32, u32)>,
+}
+
+/// A borrowed view of one stored line.
+#[derive(Clone, Copy)]
+pub struct LineRef<'a> {
+    pub seq: u64,
+    pub bytes: &'a [u8],
+    pub flags: u8,
+    segment: &'a Segment,
+    index: usize,
+}
+
+impl std::fmt::Debug for LineRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LineRef")
+            .field("seq", &self.seq)
+            .field("bytes", &String::from_utf8_lossy(self.bytes))
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+impl LineRef<'_> {
+    /// When the line was read, in milliseconds since the store's origin (looked up only when asked: a grep over
+    /// millions of lines never needs it).
+    pub fn ts_ms(&self) -> u32 {
+        let stamps = &self.segment.stamps;
+        let k = stamps.partition_point(|&(first, _)| first as usize <= self.index);
+        stamps.get(k.wrapping_sub(1)).map_or(0, |s| s.1)
+    }
+
+    pub fn stream(&self) -> Stream {
+        if self.flags & flags::STDERR != 0 {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        }
+    }
+
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+impl Segment {
+    pub(super) fn new(first_seq: u64, capacity: usize) -> Self {
+        Segment {
+            first_seq,
+            data: Vec::with_capacity(capacity),
+            entries: Vec::with_capacity(capacity / 32),
+            stamps: Vec::new(),
+        }
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// One past the last seq held here.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.entries.len() as u64
+    }
+
+    /// The line at local index `i`.
+    pub fn line(&self, i: usize) -> LineRef<'_> {
+        let entry = self.entries[i];
+        LineRef {
+            seq: self.first_seq + i as u64,
+            bytes: &self.data[self.start_of(i)..entry.end()],
+            flags: entry.flags(),
+            segment: self,
+            index: i,
+        }
+    }
+
+    /// A segment read back from disk.
+    pub(super) fn from_parts(first_seq: u64, data: Vec<u8>, entries: Vec<u32>, stamps: Vec<(u32, u32)>) -> Self {
+        Segment {
+            first_seq,
+            data,
+            entries: entries.into_iter().map(|meta| Entry { meta }).collect(),
+            stamps,
+        }
+    }
+
+    /// Stands in for a segment that could not be read back: each of its lines says why.
+    fn unreadable(first_seq: u64, lines: u64, why: &str) -> Self {
+        let text = format!("[line not readable from disk: {why}]");
+        let mut seg = Segment::new(first_seq, (text.len() + 1) * lines as usize);
+        for _ in 0..lines {
+            seg.data.extend_from_slice(text.as_bytes());
+            seg.entries.push(Entry::new(seg.data.len(), 0));
+            seg.data.push(b'\n');
+        }
+        seg
+    }
+
+    /// Records that lines from local index `first` on were read at `ts_ms`.
+    pub(super) fn stamp(&mut self, first: usize, ts_ms: u32) {
+        if self.stamps.last().is_none_or(|s| s.1 != ts_ms) {
+            self.stamps.push((first as u32, ts_ms));
+        }
+    }
+
+    fn start_of(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.entries[i - 1].end() + 1 }
+    }
+
+    pub(super) fn memory(&self) -> usize {
+        self.data.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.stamps.capacity() * std::mem::size_of::<(u32, u32)>()
+    }
+
+    /// Bytes of line text (without the separators).
+    pub(super) fn text_bytes(&self) -> usize {
+        self.data.len() - self.entries.len()
+    }
+}
+
+/// The seq range `[from, to)` evicted from memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub from: u64,
+    pub to: u64,
+}
+
+/// A segment as a snapshot holds it: in memory (shared, never copied), or on disk and read back the first time a
+/// query reaches it.
+#[derive(Debug)]
+pub enum SegmentRef {
+    Memory(Arc<Segment>),
+    Disk {
+        segment: DiskSegment,
+        loaded: OnceLock<Arc<Segment>>,
+    },
+}
+
+impl SegmentRef {
+    pub fn on_disk(segment: DiskSegment) -> Self {
+        SegmentRef::Disk {
+            segment,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        match self {
+            SegmentRef::Memory(s) => s.first_seq,
+            SegmentRef::Disk { segment, .. } => segment.first_seq,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            SegmentRef::Memory(s) => s.len(),
+            SegmentRef::Disk { segment, .. } => segment.lines as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One past the last seq held here.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq() + self.len() as u64
+    }
+
+    /// The lines, read from disk on first use (a segment that cannot be read gives lines that say so).
+    pub fn segment(&self) -> &Segment {
+        match self {
+            SegmentRef::Memory(s) => s,
+            SegmentRef::Disk { segment, loaded } => loaded.get_or_init(|| {
+                let seg = match segment.load() {
+                    Ok(seg) if seg.len() as u64 >= segment.lines => seg,
+                    Ok(_) => Segment::unreadable(segment.first_seq, segment.lines, "the file is shorter than its index"),
+                    Err(e) => Segment::unreadable(segment.first_seq, segment.lines, &e.to_string()),
+                };
+                Arc::new(seg)
+            }),
+        }
+    }
+
+    /// The line at local index `i`.
+    pub fn line(&self, i: usize) -> LineRef<'_> {
+        self.segment().line(i)
+    }
+}
+
+/// The retained lines at one instant.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub segments: Vec<SegmentRef>,
+    pub next_seq: u64,
+    /// The range no longer available (evicted from memory without a copy on disk, or deleted from disk).
+    pub gap: Option<Gap>,
+    pub origin: SystemTime,
+}
+
+impl Snapshot {
+    /// The oldest retained seq (equal to `next_seq` when nothing is retained).
+    pub fn oldest_seq(&self) -> u64 {
+        self.segments
+            .iter()
+            .find(|s| !s.is_empty())
+            .map_or(self.next_seq, |s| s.first_seq())
+    }
+
+    /// Index of the segment holding `seq`, or of the first segment after it (for a seq in the gap).
+    pub fn segment_index_for(&self, seq: u64) -> usize {
+        self.segments.partition_point(|s| s.end_seq() <= seq)
+    }
+
+    pub fn timestamp(&self, ts_ms: u32) -> SystemTime {
+        self.origin + Duration::from_millis(u64::from(ts_ms))
+    }
+
+    /// A log read from its files alone (an execution this process does not run: finished before it started,
+    /// or run by another server).
+    pub fn from_disk(dir: &LogDir) -> Snapshot {
+        let found = dir.segments();
+        let next_seq = found.last().map_or(0, |s| s.first_seq + s.lines);
+        // Segments are deleted from the middle only: the first hole is the gap.
+        let gap = found
+            .windows(2)
+            .find(|w| w[0].first_seq + w[0].lines < w[1].first_seq)
+            .map(|w| Gap {
+                from: w[0].first_seq + w[0].lines,
+                to: w[1].first_seq,
+            });
+        Snapshot {
+            segments: found.into_iter().map(SegmentRef::on_disk).collect(),
+            next_seq,
+            gap,
+            origin: dir.origin(),
+        }
+    }
+}
