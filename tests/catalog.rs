@@ -401,3 +401,46 @@ fn run_streams_output_and_exits_with_the_workflow_exit_code() {
         "{err}"
     );
 }
+
+/// The catalog's files from the bottom up, as listed in `src/catalog/mod.rs`: each may use only files before it.
+const CATALOG_ORDER: &[&str] = &[
+    "names",
+    "param",
+    "workflow",
+    "config",
+    "metadata",
+    "discovery",
+    "registry",
+];
+
+#[test]
+fn catalog_files_only_use_files_below_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/catalog");
+    let reference = regex::Regex::new(r"(?:super|crate::catalog)::(\{[^}]*\}|\w+)").unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        if file == "mod" {
+            continue;
+        }
+        let rank = CATALOG_ORDER
+            .iter()
+            .position(|m| *m == file)
+            .unwrap_or_else(|| panic!("src/catalog/{file}.rs is not in CATALOG_ORDER; add it there and to mod.rs"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for cap in reference.captures_iter(&text) {
+            let used = cap[1].trim_matches(|c| c == '{' || c == '}');
+            for name in used.split(',').map(|n| n.trim().split("::").next().unwrap().trim()) {
+                if let Some(used_rank) = CATALOG_ORDER.iter().position(|m| *m == name) {
+                    assert!(
+                        used_rank < rank,
+                        "src/catalog/{file}.rs uses `{name}`, which is not below it in CATALOG_ORDER: {CATALOG_ORDER:?}"
+                    );
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, CATALOG_ORDER.len(), "every file in CATALOG_ORDER exists");
+}

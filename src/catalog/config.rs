@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::names::{valid_env_name, valid_workflow_name};
 use super::param::{Delivery, Param, ParamType};
 use super::workflow::{Source, WorkflowDef};
 
@@ -162,24 +163,6 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config file {} has {} problem(s):\n  - {}", path.display(), problems.len(), problems.join("\n  - "))]
     Invalid { path: PathBuf, problems: Vec<String> },
-}
-
-/// Whether `name` is a usable workflow name.
-pub fn valid_workflow_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-}
-
-/// Whether `name` can be an environment variable name.
-pub fn valid_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 256
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Reads, parses and checks a config file.

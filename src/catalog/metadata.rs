@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::config::valid_workflow_name;
+use super::names::valid_workflow_name;
 use super::param::{Delivery, Param, ParamType};
 use super::workflow::{Source, WorkflowDef};
 

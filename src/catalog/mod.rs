@@ -1,11 +1,26 @@
 //! What can run: the config file's manifest entries, typed parameters, and discovered self-describing executables.
+//!
+//! The files, from the bottom up. Each uses only files listed above it (never one below or beside it), so every
+//! dependency inside the catalog points one way; `tests/catalog.rs` checks this order.
+//! - `names`: the rules for workflow and environment variable names.
+//! - `param`: typed params: checking an agent's values, mapping them onto argv and env, their JSON Schema.
+//! - `workflow`: the definition both sources become (`WorkflowDef`, `Source`).
+//! - `config`: the config file, loaded and checked into manifest definitions.
+//! - `metadata`: what a self-describing executable prints, turned into a definition.
+//! - `discovery`: probing the `discover` folders for self-describing executables.
+//! - `registry`: the runtime `Catalog`: manifest entries plus the latest scan, lookup by name, suggestions.
+//!
+//! This file only declares and re-exports.
 
 pub mod config;
 pub mod discovery;
 pub mod metadata;
+pub mod names;
 pub mod param;
+pub mod registry;
 pub mod workflow;
 
 pub use config::{Config, ConfigError, ConfigFile, Limits};
 pub use param::{Invocation, Param, ParamType};
-pub use workflow::{Catalog, Source, WorkflowDef};
+pub use registry::Catalog;
+pub use workflow::{Source, WorkflowDef};
