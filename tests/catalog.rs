@@ -444,3 +444,52 @@ fn catalog_files_only_use_files_below_them() {
     }
     assert_eq!(checked, CATALOG_ORDER.len(), "every file in CATALOG_ORDER exists");
 }
+
+/// Regression: the manifest refused param names the discovered-metadata path accepted (spaces, `=`, brackets, any
+/// character) and the other way round (`.`), so the same name was legal or not depending on where it came from.
+#[test]
+fn manifest_params_and_discovered_fields_follow_the_same_name_rule() {
+    use workflow_mcp::catalog::ConfigFile;
+    use workflow_mcp::catalog::config::from_file;
+    use workflow_mcp::catalog::metadata::WorkflowMetadata;
+
+    let long = "a".repeat(65);
+    let cases: &[(&str, bool)] = &[
+        ("repeat", true),
+        ("input_file", true),
+        ("dry-run", true),
+        ("v2", true),
+        ("filter.id", true),
+        ("_private", true),
+        ("input file", false),
+        ("key=value", false),
+        ("filter[id]", false),
+        ("naïve", false),
+        ("", false),
+        (&long, false),
+    ];
+    for (name, legal) in cases {
+        let file: ConfigFile = serde_json::from_value(json!({"workflows": [{
+            "name": "w", "command": ["true"], "params": [{"name": name, "type": "string", "arg": "--x"}]
+        }]}))
+        .unwrap();
+        let manifest = from_file(file, PathBuf::from("/cfg/c.json"), PathBuf::from("/tmp"));
+        let meta: WorkflowMetadata = serde_json::from_value(json!({"id": "w", "name": "W", "fields": [
+            {"name": name, "cli_arg": "--x", "field_type": {"type": "text"}}
+        ]}))
+        .unwrap();
+        let discovered = meta.into_workflow(Path::new("/wf/w"), Path::new("/"));
+        assert_eq!(
+            (manifest.is_ok(), discovered.is_ok()),
+            (*legal, *legal),
+            "param name {name:?}: manifest {:?}, discovered {:?}",
+            manifest.err().map(|e| e.to_string()),
+            discovered.err()
+        );
+        if !legal {
+            let why = discovered.unwrap_err();
+            assert!(why.contains(&format!("field {name:?}")), "{why}");
+            assert!(why.contains("letters, digits, '_', '-', '.'"), "{why}");
+        }
+    }
+}

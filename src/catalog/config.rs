@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::names::{valid_env_name, valid_workflow_name};
+use super::names::{PARAM_NAME_RULE, valid_env_name, valid_param_name, valid_workflow_name};
 use super::param::{Delivery, Param, ParamType};
 use super::workflow::{Source, WorkflowDef};
 
@@ -64,6 +64,7 @@ pub struct WorkflowEntry {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamEntry {
+    /// The key agents pass the value under: 1-64 letters, digits, `_`, `-`, `.`.
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ParamType,
@@ -348,13 +349,8 @@ fn workflow_from_entry(entry: &WorkflowEntry, dir: &Path) -> Result<(WorkflowDef
 
 fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
     let mut errs = Vec::new();
-    let name_ok = !p.name.is_empty()
-        && p.name.len() <= 64
-        && p.name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
-    if !name_ok {
-        errs.push("name must be 1-64 characters of letters, digits, '_', '-'".into());
+    if !valid_param_name(&p.name) {
+        errs.push(format!("name must be {PARAM_NAME_RULE}"));
     }
     let ways = [p.arg.is_some(), p.flag.is_some(), p.positional, p.env.is_some()];
     let delivery = match ways.iter().filter(|w| **w).count() {

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::names::valid_workflow_name;
+use super::names::{PARAM_NAME_RULE, valid_param_name, valid_workflow_name};
 use super::param::{Delivery, Param, ParamType};
 use super::workflow::{Source, WorkflowDef};
 
@@ -28,6 +28,7 @@ pub struct WorkflowMetadata {
 /// One input of a self-describing workflow.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct FieldMetadata {
+    /// The param name agents pass the value under: 1-64 letters, digits, `_`, `-`, `.`.
     pub name: String,
     #[serde(default)]
     pub label: String,
@@ -91,8 +92,11 @@ fn glob_regex(glob: &str) -> Result<Regex, String> {
 }
 
 fn field_param(f: &FieldMetadata) -> Result<(Param, Option<String>), String> {
-    if f.name.is_empty() || f.name.len() > 64 {
-        return Err("a field has an empty or over-long name".into());
+    if !valid_param_name(&f.name) {
+        return Err(format!(
+            "field {:?}: the name must be {PARAM_NAME_RULE} (agents pass it as a JSON key)",
+            f.name
+        ));
     }
     let description = match (f.label.is_empty(), f.description.is_empty()) {
         (false, false) => format!("{}: {}", f.label, f.description),
