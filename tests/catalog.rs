@@ -329,6 +329,23 @@ fn check_reports_every_problem_and_exits_non_zero() {
 }
 
 #[test]
+fn check_refuses_a_param_mapped_to_ld_preload() {
+    let (_dir, path) = write_config(
+        "check-preload",
+        &json!({"workflows": [{"name": "build", "command": ["make"], "params": [
+            {"name": "target", "type": "string", "positional": true},
+            {"name": "x", "type": "string", "env": "LD_PRELOAD"}
+        ]}]}),
+    );
+    let (code, out, _) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("workflows[0] \"build\": params[1] \"x\": may not be mapped to environment variable LD_PRELOAD"),
+        "{out}"
+    );
+}
+
+#[test]
 fn list_shows_each_workflow_with_its_params() {
     let cfg = examples().join("workflows.json");
     let (code, out, _) = cli(&["list", "--config", cfg.to_str().unwrap()]);
@@ -405,6 +422,7 @@ fn run_streams_output_and_exits_with_the_workflow_exit_code() {
 /// The catalog's files from the bottom up, as listed in `src/catalog/mod.rs`: each may use only files before it.
 const CATALOG_ORDER: &[&str] = &[
     "names",
+    "unsafe_env",
     "param",
     "workflow",
     "config",

@@ -1,8 +1,9 @@
 //! What can run: the config file's manifest entries, typed parameters, and discovered self-describing executables.
 //!
-//! The files, from the bottom up. Each uses only files listed above it (never one below or beside it), so every
-//! dependency inside the catalog points one way; `tests/catalog.rs` checks this order.
-//! - `names`: the rules for workflow and environment variable names.
+//! The files, from the bottom up. Each uses only files listed above it, so every dependency inside the catalog
+//! points one way, up this list; `tests/catalog.rs` checks the order.
+//! - `names`: the rules for workflow, param and environment variable names.
+//! - `unsafe_env`: the environment variables a param may not be mapped to, and why.
 //! - `param`: typed params: checking an agent's values, mapping them onto argv and env, their JSON Schema.
 //! - `workflow`: the definition both sources become (`WorkflowDef`, `Source`).
 //! - `config`: the config file, loaded and checked into manifest definitions.
@@ -18,6 +19,7 @@ pub mod metadata;
 pub mod names;
 pub mod param;
 pub mod registry;
+pub mod unsafe_env;
 pub mod workflow;
 
 pub use config::{Config, ConfigError, ConfigFile, Limits};
