@@ -423,6 +423,7 @@ fn run_streams_output_and_exits_with_the_workflow_exit_code() {
 const CATALOG_ORDER: &[&str] = &[
     "names",
     "unsafe_env",
+    "glob",
     "param",
     "workflow",
     "config",

@@ -3,11 +3,11 @@
 
 use std::path::Path;
 
-use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::glob::glob_regex;
 use super::names::{PARAM_NAME_RULE, valid_param_name, valid_workflow_name};
 use super::param::{Delivery, Param, ParamType};
 use super::workflow::{Source, WorkflowDef};
@@ -58,7 +58,8 @@ pub enum FieldType {
         #[serde(default)]
         max: Option<f64>,
     },
-    /// A path; `pattern` is a glob the path (or its file name) must match, e.g. `*.yaml`.
+    /// A path; `pattern` is a glob the path (or its file name) must match, e.g. `*.yaml`: `*` is any run of
+    /// characters but `/`, `?` one character but `/`, every other character itself.
     FilePath {
         #[serde(default)]
         pattern: Option<String>,
@@ -74,21 +75,6 @@ pub enum FieldType {
         #[serde(default)]
         phase: Option<u32>,
     },
-}
-
-/// An anchored regex for a glob: `*` any run of characters, `?` one character; it must match the whole value or
-/// its last path component.
-fn glob_regex(glob: &str) -> Result<Regex, String> {
-    let mut re = String::from("(^|/)");
-    for c in glob.chars() {
-        match c {
-            '*' => re.push_str(".*"),
-            '?' => re.push('.'),
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    Regex::new(&re).map_err(|e| format!("pattern \"{glob}\" cannot be used: {e}"))
 }
 
 fn field_param(f: &FieldMetadata) -> Result<(Param, Option<String>), String> {
@@ -233,7 +219,7 @@ mod tests {
             "a string default becomes the field's type"
         );
         assert_eq!(props["topic"]["type"], "string");
-        assert_eq!(props["input"]["pattern"], "(^|/).*\\.yaml$");
+        assert_eq!(props["input"]["pattern"], "(^|/)[^/]*\\.yaml$");
         assert_eq!(props["mode"]["enum"], json!(["fast", "slow"]));
         assert_eq!(props["phase"]["type"], "integer");
         assert_eq!(

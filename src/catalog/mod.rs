@@ -4,6 +4,7 @@
 //! points one way, up this list; `tests/catalog.rs` checks the order.
 //! - `names`: the rules for workflow, param and environment variable names.
 //! - `unsafe_env`: the environment variables a param may not be mapped to, and why.
+//! - `glob`: a discovered field's glob as a regex valid in Rust and in JavaScript (ECMAScript `u` mode).
 //! - `param`: typed params: checking an agent's values, mapping them onto argv and env, their JSON Schema.
 //! - `workflow`: the definition both sources become (`WorkflowDef`, `Source`).
 //! - `config`: the config file, loaded and checked into manifest definitions.
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod discovery;
+pub mod glob;
 pub mod metadata;
 pub mod names;
 pub mod param;
