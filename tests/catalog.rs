@@ -329,6 +329,23 @@ fn check_reports_every_problem_and_exits_non_zero() {
 }
 
 #[test]
+fn check_refuses_a_param_mapped_to_ld_preload() {
+    let (_dir, path) = write_config(
+        "check-preload",
+        &json!({"workflows": [{"name": "build", "command": ["make"], "params": [
+            {"name": "target", "type": "string", "positional": true},
+            {"name": "x", "type": "string", "env": "LD_PRELOAD"}
+        ]}]}),
+    );
+    let (code, out, _) = cli(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("workflows[0] \"build\": params[1] \"x\": may not be mapped to environment variable LD_PRELOAD"),
+        "{out}"
+    );
+}
+
+#[test]
 fn list_shows_each_workflow_with_its_params() {
     let cfg = examples().join("workflows.json");
     let (code, out, _) = cli(&["list", "--config", cfg.to_str().unwrap()]);
@@ -400,4 +417,99 @@ fn run_streams_output_and_exits_with_the_workflow_exit_code() {
         err.contains("param \"repeat\" must be a number between 1 and 10, got \"11\""),
         "{err}"
     );
+}
+
+/// The catalog's files from the bottom up, as listed in `src/catalog/mod.rs`: each may use only files before it.
+const CATALOG_ORDER: &[&str] = &[
+    "names",
+    "unsafe_env",
+    "glob",
+    "param",
+    "workflow",
+    "info",
+    "config",
+    "metadata",
+    "discovery",
+    "registry",
+];
+
+#[test]
+fn catalog_files_only_use_files_below_them() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/catalog");
+    let reference = regex::Regex::new(r"(?:super|crate::catalog)::(\{[^}]*\}|\w+)").unwrap();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        if file == "mod" {
+            continue;
+        }
+        let rank = CATALOG_ORDER
+            .iter()
+            .position(|m| *m == file)
+            .unwrap_or_else(|| panic!("src/catalog/{file}.rs is not in CATALOG_ORDER; add it there and to mod.rs"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for cap in reference.captures_iter(&text) {
+            let used = cap[1].trim_matches(|c| c == '{' || c == '}');
+            for name in used.split(',').map(|n| n.trim().split("::").next().unwrap().trim()) {
+                if let Some(used_rank) = CATALOG_ORDER.iter().position(|m| *m == name) {
+                    assert!(
+                        used_rank < rank,
+                        "src/catalog/{file}.rs uses `{name}`, which is not below it in CATALOG_ORDER: {CATALOG_ORDER:?}"
+                    );
+                }
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, CATALOG_ORDER.len(), "every file in CATALOG_ORDER exists");
+}
+
+/// Regression: the manifest refused param names the discovered-metadata path accepted (spaces, `=`, brackets, any
+/// character) and the other way round (`.`), so the same name was legal or not depending on where it came from.
+#[test]
+fn manifest_params_and_discovered_fields_follow_the_same_name_rule() {
+    use workflow_mcp::catalog::ConfigFile;
+    use workflow_mcp::catalog::config::from_file;
+    use workflow_mcp::catalog::metadata::WorkflowMetadata;
+
+    let long = "a".repeat(65);
+    let cases: &[(&str, bool)] = &[
+        ("repeat", true),
+        ("input_file", true),
+        ("dry-run", true),
+        ("v2", true),
+        ("filter.id", true),
+        ("_private", true),
+        ("input file", false),
+        ("key=value", false),
+        ("filter[id]", false),
+        ("naïve", false),
+        ("", false),
+        (&long, false),
+    ];
+    for (name, legal) in cases {
+        let file: ConfigFile = serde_json::from_value(json!({"workflows": [{
+            "name": "w", "command": ["true"], "params": [{"name": name, "type": "string", "arg": "--x"}]
+        }]}))
+        .unwrap();
+        let manifest = from_file(file, PathBuf::from("/cfg/c.json"), PathBuf::from("/tmp"));
+        let meta: WorkflowMetadata = serde_json::from_value(json!({"id": "w", "name": "W", "fields": [
+            {"name": name, "cli_arg": "--x", "field_type": {"type": "text"}}
+        ]}))
+        .unwrap();
+        let discovered = meta.into_workflow(Path::new("/wf/w"), Path::new("/"));
+        assert_eq!(
+            (manifest.is_ok(), discovered.is_ok()),
+            (*legal, *legal),
+            "param name {name:?}: manifest {:?}, discovered {:?}",
+            manifest.err().map(|e| e.to_string()),
+            discovered.err()
+        );
+        if !legal {
+            let why = discovered.unwrap_err();
+            assert!(why.contains(&format!("field {name:?}")), "{why}");
+            assert!(why.contains("letters, digits, '_', '-', '.'"), "{why}");
+        }
+    }
 }

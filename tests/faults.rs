@@ -273,10 +273,20 @@ async fn running_out_of_file_descriptors_is_failed_to_start_not_a_crash() {
 async fn params_can_never_set_environment_variables_the_manifest_does_not_map() {
     let mut entry = wf(
         "env",
-        &["env", "LD_PRELOAD", "env", "PATH", "env", "WORKFLOW_MCP_EXECUTION_ID"],
+        &[
+            "env",
+            "LOG_LEVEL",
+            "env",
+            "PATH",
+            "env",
+            "WORKFLOW_MCP_EXECUTION_ID",
+            "env",
+            "LD_PRELOAD",
+        ],
     );
+    // A mapping to LD_PRELOAD, PATH, BASH_ENV... is refused when the config loads (tests/catalog.rs).
     entry["params"] = json!([
-        {"name": "preload", "type": "string", "env": "LD_PRELOAD"},
+        {"name": "level", "type": "string", "env": "LOG_LEVEL"},
         {"name": "marker", "type": "string", "env": "WORKFLOW_MCP_EXECUTION_ID"}
     ]);
     let s = Server::start("env-injection", json!({"workflows": [entry]})).await;
@@ -290,19 +300,18 @@ async fn params_can_never_set_environment_variables_the_manifest_does_not_map() 
         assert!(err.starts_with(&format!("unknown param \"{name}\"")), "{err}");
     }
     // Mapped explicitly by the manifest, it is allowed — except the execution marker, which is the engine's.
-    let id = s
-        .start_wf("env", json!({"preload": "/lib/ok.so", "marker": "forged"}))
-        .await;
+    let id = s.start_wf("env", json!({"level": "debug", "marker": "forged"})).await;
     let st = s.wait_final(&id).await;
     let page = s.ok("get_logs", json!({"execution_id": id, "stream": "stdout"})).await;
     let records = records(&page["lines"]);
     let lines: Vec<&str> = records.iter().map(|l| l["text"].as_str().unwrap()).collect();
-    assert_eq!(lines[0], "LD_PRELOAD=/lib/ok.so");
+    assert_eq!(lines[0], "LOG_LEVEL=debug");
     assert!(lines[1].starts_with("PATH=/"));
     assert_eq!(
         lines[2],
         format!("WORKFLOW_MCP_EXECUTION_ID={}", st["execution_id"].as_str().unwrap())
     );
+    assert_eq!(lines[3], "LD_PRELOAD is unset");
 }
 
 #[tokio::test]

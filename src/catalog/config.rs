@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::names::{PARAM_NAME_RULE, valid_env_name, valid_param_name, valid_workflow_name};
 use super::param::{Delivery, Param, ParamType};
+use super::unsafe_env::refused_env_var;
 use super::workflow::{Source, WorkflowDef};
 
 /// The workflow-mcp config file: the workflows it serves, where to discover more, and the server's limits.
@@ -63,6 +65,7 @@ pub struct WorkflowEntry {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamEntry {
+    /// The key agents pass the value under: 1-64 letters, digits, `_`, `-`, `.`.
     pub name: String,
     #[serde(rename = "type")]
     pub kind: ParamType,
@@ -90,7 +93,8 @@ pub struct ParamEntry {
     /// Appends the value as its own argument (after all options, in declaration order).
     #[serde(default)]
     pub positional: bool,
-    /// Sets this environment variable to the value.
+    /// Sets this environment variable to the value; not one that makes programs load or run other code
+    /// (`LD_*`, `PATH`, `BASH_ENV`, `NODE_OPTIONS`, ...): the caller chooses the value.
     #[serde(default)]
     pub env: Option<String>,
 }
@@ -162,24 +166,6 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config file {} has {} problem(s):\n  - {}", path.display(), problems.len(), problems.join("\n  - "))]
     Invalid { path: PathBuf, problems: Vec<String> },
-}
-
-/// Whether `name` is a usable workflow name.
-pub fn valid_workflow_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-}
-
-/// Whether `name` can be an environment variable name.
-pub fn valid_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 256
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 /// Reads, parses and checks a config file.
@@ -365,13 +351,8 @@ fn workflow_from_entry(entry: &WorkflowEntry, dir: &Path) -> Result<(WorkflowDef
 
 fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
     let mut errs = Vec::new();
-    let name_ok = !p.name.is_empty()
-        && p.name.len() <= 64
-        && p.name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'));
-    if !name_ok {
-        errs.push("name must be 1-64 characters of letters, digits, '_', '-'".into());
+    if !valid_param_name(&p.name) {
+        errs.push(format!("name must be {PARAM_NAME_RULE}"));
     }
     let ways = [p.arg.is_some(), p.flag.is_some(), p.positional, p.env.is_some()];
     let delivery = match ways.iter().filter(|w| **w).count() {
@@ -399,6 +380,13 @@ fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
         }
         Some(Delivery::Env(var)) if !valid_env_name(var) => {
             errs.push(format!("env \"{var}\" is not an environment variable name"))
+        }
+        Some(Delivery::Env(var)) => {
+            if let Some(why) = refused_env_var(var) {
+                errs.push(format!(
+                    "may not be mapped to environment variable {var} ({why}); pass it as an argument instead"
+                ));
+            }
         }
         Some(Delivery::Arg(a) | Delivery::Flag(a)) if a.is_empty() => errs.push("the option text is empty".into()),
         _ => {}
@@ -497,6 +485,48 @@ mod tests {
         assert!(
             err.contains("workflows[2] \"a\": the name is used by an earlier entry"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_param_mapped_to_a_variable_that_changes_how_programs_start_is_refused() {
+        let err = check(
+            r#"{"workflows": [
+                {"name": "build", "command": ["make"], "env": {"LD_PRELOAD": "/lib/fixed.so"}, "params": [
+                    {"name": "level", "type": "string", "env": "LOG_LEVEL"},
+                    {"name": "x", "type": "string", "env": "LD_PRELOAD"},
+                    {"name": "lib", "type": "string", "env": "DYLD_INSERT_LIBRARIES"},
+                    {"name": "startup", "type": "string", "env": "BASH_ENV"},
+                    {"name": "node", "type": "string", "env": "NODE_OPTIONS"},
+                    {"name": "path", "type": "string", "env": "PATH"}
+                ]}
+            ]}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(
+                "workflows[0] \"build\": params[1] \"x\": may not be mapped to environment variable LD_PRELOAD \
+                 (it changes how programs are loaded); pass it as an argument instead"
+            ),
+            "{err}"
+        );
+        for (param, var) in [
+            ("lib", "DYLD_INSERT_LIBRARIES"),
+            ("startup", "BASH_ENV"),
+            ("node", "NODE_OPTIONS"),
+            ("path", "PATH"),
+        ] {
+            assert!(
+                err.contains(&format!(
+                    "\"{param}\": may not be mapped to environment variable {var} ("
+                )),
+                "{err}"
+            );
+        }
+        assert!(
+            err.contains("5 problem(s)"),
+            "LOG_LEVEL and the fixed env are fine: {err}"
         );
     }
 

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::config::valid_workflow_name;
+use super::glob::glob_regex;
+use super::names::{PARAM_NAME_RULE, valid_param_name, valid_workflow_name};
 use super::param::{Delivery, Param, ParamType};
 use super::workflow::{Source, WorkflowDef};
 
@@ -28,6 +28,7 @@ pub struct WorkflowMetadata {
 /// One input of a self-describing workflow.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct FieldMetadata {
+    /// The param name agents pass the value under: 1-64 letters, digits, `_`, `-`, `.`.
     pub name: String,
     #[serde(default)]
     pub label: String,
@@ -57,7 +58,8 @@ pub enum FieldType {
         #[serde(default)]
         max: Option<f64>,
     },
-    /// A path; `pattern` is a glob the path (or its file name) must match, e.g. `*.yaml`.
+    /// A path; `pattern` is a glob the path (or its file name) must match, e.g. `*.yaml`: `*` is any run of
+    /// characters but `/`, `?` one character but `/`, every other character itself.
     FilePath {
         #[serde(default)]
         pattern: Option<String>,
@@ -75,24 +77,12 @@ pub enum FieldType {
     },
 }
 
-/// An anchored regex for a glob: `*` any run of characters, `?` one character; it must match the whole value or
-/// its last path component.
-fn glob_regex(glob: &str) -> Result<Regex, String> {
-    let mut re = String::from("(^|/)");
-    for c in glob.chars() {
-        match c {
-            '*' => re.push_str(".*"),
-            '?' => re.push('.'),
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    Regex::new(&re).map_err(|e| format!("pattern \"{glob}\" cannot be used: {e}"))
-}
-
 fn field_param(f: &FieldMetadata) -> Result<(Param, Option<String>), String> {
-    if f.name.is_empty() || f.name.len() > 64 {
-        return Err("a field has an empty or over-long name".into());
+    if !valid_param_name(&f.name) {
+        return Err(format!(
+            "field {:?}: the name must be {PARAM_NAME_RULE} (agents pass it as a JSON key)",
+            f.name
+        ));
     }
     let description = match (f.label.is_empty(), f.description.is_empty()) {
         (false, false) => format!("{}: {}", f.label, f.description),
@@ -229,7 +219,7 @@ mod tests {
             "a string default becomes the field's type"
         );
         assert_eq!(props["topic"]["type"], "string");
-        assert_eq!(props["input"]["pattern"], "(^|/).*\\.yaml$");
+        assert_eq!(props["input"]["pattern"], "(^|/)[^/]*\\.yaml$");
         assert_eq!(props["mode"]["enum"], json!(["fast", "slow"]));
         assert_eq!(props["phase"]["type"], "integer");
         assert_eq!(

@@ -93,4 +93,3 @@ impl MemoryBudget {
 pub(super) fn reclaim_order<T>(stores: &mut [T], key: impl FnMut(&T) -> (bool, u64)) {
     stores.sort_by_cached_key(key);
 }
-

@@ -174,7 +174,9 @@ impl DiskSegment {
                 )
             })
             .collect();
-        let end = entries.last().map_or(0, |&m| (m & super::segment::END_MASK) as usize + 1);
+        let end = entries
+            .last()
+            .map_or(0, |&m| (m & super::segment::END_MASK) as usize + 1);
         let mut data = data;
         data.truncate(end);
         Ok(Segment::from_parts(self.first_seq, data, entries, stamps))

@@ -268,7 +268,9 @@ impl SegmentRef {
             SegmentRef::Disk { segment, loaded } => loaded.get_or_init(|| {
                 let seg = match segment.load() {
                     Ok(seg) if seg.len() as u64 >= segment.lines => seg,
-                    Ok(_) => Segment::unreadable(segment.first_seq, segment.lines, "the file is shorter than its index"),
+                    Ok(_) => {
+                        Segment::unreadable(segment.first_seq, segment.lines, "the file is shorter than its index")
+                    }
                     Err(e) => Segment::unreadable(segment.first_seq, segment.lines, &e.to_string()),
                 };
                 Arc::new(seg)

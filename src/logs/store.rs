@@ -759,10 +759,16 @@ mod tests {
     fn fill(store: &LogStore, range: std::ops::Range<u64>, per_chunk: u64) {
         let mut n = range.start;
         while n < range.end {
-            let texts: Vec<String> = (n..(n + per_chunk).min(range.end)).map(|i| format!("line {i}")).collect();
+            let texts: Vec<String> = (n..(n + per_chunk).min(range.end))
+                .map(|i| format!("line {i}"))
+                .collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let (data, ends) = chunk(&refs);
-            let stream = if (n / per_chunk) % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
+            let stream = if (n / per_chunk) % 2 == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
             store.append(stream, &data, &ends, &[], data.len() as u64, SystemTime::now());
             n += texts.len() as u64;
         }
@@ -784,7 +790,11 @@ mod tests {
         fill(&store, 0..300_000, 1000);
         store.mark_finished();
         let stats = store.stats();
-        assert_eq!((stats.dropped_lines, stats.disk_error.clone()), (0, None), "nothing is lost: {stats:?}");
+        assert_eq!(
+            (stats.dropped_lines, stats.disk_error.clone()),
+            (0, None),
+            "nothing is lost: {stats:?}"
+        );
         let live = store.snapshot();
         assert!(live.gap.is_none());
         assert!(
@@ -793,9 +803,17 @@ mod tests {
         );
         let from_memory = lines_with_stream(&live);
         assert_eq!(from_memory.len(), 300_000);
-        assert!(from_memory.iter().enumerate().all(|(i, (seq, text, _))| *seq == i as u64 && *text == format!("line {i}")));
+        assert!(
+            from_memory
+                .iter()
+                .enumerate()
+                .all(|(i, (seq, text, _))| *seq == i as u64 && *text == format!("line {i}"))
+        );
         let from_files = lines_with_stream(&Snapshot::from_disk(&LogDir::open(&dir.0)));
-        assert_eq!(from_files, from_memory, "a reader of the files alone sees the same lines, seqs and streams");
+        assert_eq!(
+            from_files, from_memory,
+            "a reader of the files alone sees the same lines, seqs and streams"
+        );
         let on_disk: u64 = LogDir::open(&dir.0).segments().iter().map(|s| s.disk_bytes).sum();
         assert_eq!(stats.disk_bytes, on_disk);
     }
@@ -807,15 +825,27 @@ mod tests {
         fill(&store, 0..1_000_000, 5000);
         let stats = store.stats();
         assert!(stats.dropped_lines > 0, "10 MB of lines do not fit a 3 MiB disk cap");
-        assert!(stats.disk_bytes <= 3 << 20, "disk use stays under its cap: {}", stats.disk_bytes);
+        assert!(
+            stats.disk_bytes <= 3 << 20,
+            "disk use stays under its cap: {}",
+            stats.disk_bytes
+        );
         let files = Snapshot::from_disk(&LogDir::open(&dir.0));
         let lines = lines_with_stream(&files);
         assert_eq!(lines[0].1, "line 0", "the head is kept");
         assert_eq!(lines.last().unwrap().1, "line 999999", "the newest line is kept");
         let gap = files.gap.expect("the deleted middle is a gap");
-        assert_eq!(gap.to - gap.from, stats.dropped_lines, "the gap is exactly what was dropped");
+        assert_eq!(
+            gap.to - gap.from,
+            stats.dropped_lines,
+            "the gap is exactly what was dropped"
+        );
         assert_eq!(lines.len() as u64 + stats.dropped_lines, 1_000_000);
-        assert_eq!(store.snapshot().gap, Some(gap), "memory and files agree on what is gone");
+        assert_eq!(
+            store.snapshot().gap,
+            Some(gap),
+            "memory and files agree on what is gone"
+        );
     }
 
     #[test]
@@ -847,6 +877,10 @@ mod tests {
         let error = stats.disk_error.expect("the failure is reported");
         assert!(error.contains("No space left on device"), "{error}");
         assert_eq!(stats.dropped_lines, 0);
-        assert_eq!(lines_with_stream(&store.snapshot()).len(), 1000, "every line is still in memory");
+        assert_eq!(
+            lines_with_stream(&store.snapshot()).len(),
+            1000,
+            "every line is still in memory"
+        );
     }
 }
