@@ -764,7 +764,7 @@ mod tests {
                 .collect();
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let (data, ends) = chunk(&refs);
-            let stream = if (n / per_chunk) % 2 == 0 {
+            let stream = if (n / per_chunk).is_multiple_of(2) {
                 Stream::Stdout
             } else {
                 Stream::Stderr
