@@ -39,3 +39,4 @@ pub mod mcp;
 pub mod proc;
 pub mod runtime;
 pub mod schemas;
+pub mod store;

@@ -14,6 +14,8 @@ pub struct ProcInfo {
     pub ppid: u32,
     pub pgid: u32,
     pub zombie: bool,
+    /// When it started, in clock ticks after boot: with the pid, it names one process (pids are reused).
+    pub start_time: u64,
 }
 
 /// Parses the text of `/proc/PID/stat`.
@@ -24,12 +26,26 @@ pub fn parse_stat(pid: u32, stat: &str) -> Option<ProcInfo> {
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
     let pgid = fields.next()?.parse().ok()?;
+    // Field 22 of stat; `state` was field 3.
+    let start_time = fields.nth(22 - 6).and_then(|f| f.parse().ok()).unwrap_or(0);
     Some(ProcInfo {
         pid,
         ppid,
         pgid,
         zombie: state == 'Z' || state == 'X',
+        start_time,
     })
+}
+
+/// One process, if it exists.
+pub fn process(pid: u32) -> Option<ProcInfo> {
+    parse_stat(pid, &std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether `pid` is still the process that started at `start_time` and carries `marker`: the check before
+/// signalling a process known only from history (its pid may have been reused since).
+pub fn is_same_process(pid: u32, start_time: u64, marker: &str) -> bool {
+    process(pid).is_some_and(|p| !p.zombie && p.start_time == start_time) && carries_marker(pid, marker)
 }
 
 /// Every process, read from /proc.
@@ -152,8 +168,9 @@ mod tests {
 
     #[test]
     fn stat_lines_parse_whatever_the_command_name_holds() {
-        let p = parse_stat(42, "42 (a) b) (c) S 7 42 42 0 -1 4194560 0 0").unwrap();
-        assert_eq!((p.pid, p.ppid, p.pgid, p.zombie), (42, 7, 42, false));
+        let stat = "42 (a) b) (c) S 7 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 123 4";
+        let p = parse_stat(42, stat).unwrap();
+        assert_eq!((p.pid, p.ppid, p.pgid, p.zombie, p.start_time), (42, 7, 42, false, 98765));
         let z = parse_stat(9, "9 (sh) Z 1 9 9 0").unwrap();
         assert!(z.zombie);
         assert!(parse_stat(9, "9 (x) X 1 3 3").unwrap().zombie);
@@ -172,5 +189,6 @@ mod tests {
         // SAFETY: getppid and getpgrp have no preconditions.
         let (ppid, pgid) = unsafe { (libc::getppid() as u32, libc::getpgrp() as u32) };
         assert_eq!((found.ppid, found.pgid, found.zombie), (ppid, pgid, false));
+        assert!(found.start_time > 0, "the start time is read");
     }
 }

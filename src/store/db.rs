@@ -1,0 +1,218 @@
+//! The history database: SQLite in WAL mode (readers never wait for the writer, several processes share it),
+//! schema migrations kept beside this file and applied in order under an immediate transaction (the schema
+//! version is `PRAGMA user_version`), and an application id that tells our file from another program's. A file
+//! that is corrupt or someone else's is moved aside — never deleted — and a fresh one is created.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+/// "wfmc": marks the file as workflow-mcp's.
+const APPLICATION_ID: i64 = 0x7766_6D63;
+
+/// Every migration, in order; migration N brings the schema to version N.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_history.sql")];
+
+/// Why the database could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot open the history database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the history database {path} has schema version {found}, newer than this program knows ({known}); use a newer workflow-mcp or another --state-dir")]
+    TooNew { path: PathBuf, found: i64, known: usize },
+}
+
+/// Why a file was not usable as our database.
+enum Unusable {
+    Corrupt(String),
+    Foreign(String),
+}
+
+/// Opens a connection with the settings every connection uses.
+pub fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // WAL: readers and the writer do not block each other; NORMAL: no fsync per commit (a crash of the machine
+    // may lose the last commits, never consistency).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+fn check(conn: &Connection) -> Result<(), Unusable> {
+    let corrupt = |e: rusqlite::Error| Unusable::Corrupt(e.to_string());
+    let verdict: String = conn
+        .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    if verdict != "ok" {
+        return Err(Unusable::Corrupt(verdict));
+    }
+    let app_id: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(corrupt)?;
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(corrupt)?;
+    match app_id {
+        APPLICATION_ID => Ok(()),
+        0 if tables == 0 => Ok(()),
+        other => Err(Unusable::Foreign(format!(
+            "it belongs to another program (application id {other:#x}, {tables} schema objects)"
+        ))),
+    }
+}
+
+/// Brings the schema to the newest version (every process may try; the first one in does it).
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
+    let open_err = |source| DbError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(open_err)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(open_err)?;
+    if version > MIGRATIONS.len() as i64 {
+        return Err(DbError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(open_err)?;
+        tx.pragma_update(None, "user_version", n as i64 + 1).map_err(open_err)?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(open_err)?;
+    tx.commit().map_err(open_err)
+}
+
+/// Moves a database and its WAL files aside; returns where it went.
+fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let aside = path.with_file_name(format!(
+        "{}.unusable-{stamp}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("history.db")
+    ));
+    std::fs::rename(path, &aside)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let mut side_aside = aside.as_os_str().to_owned();
+        side_aside.push(suffix);
+        let _ = std::fs::rename(side, side_aside);
+    }
+    Ok(aside)
+}
+
+/// Opens (creating or migrating) the database at `path`. A corrupt or foreign file is moved aside and replaced;
+/// the warning returned names both paths.
+pub fn open(path: &Path) -> Result<(Connection, Option<String>), DbError> {
+    let open_err = |source| DbError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut warning = None;
+    let mut conn = match connect(path) {
+        Ok(conn) => match check(&conn) {
+            Ok(()) => conn,
+            Err(why) => {
+                drop(conn);
+                warning = Some(set_aside(path, why)?);
+                connect(path).map_err(open_err)?
+            }
+        },
+        Err(e) if is_corruption(&e) => {
+            warning = Some(set_aside(path, Unusable::Corrupt(e.to_string()))?);
+            connect(path).map_err(open_err)?
+        }
+        Err(e) => return Err(open_err(e)),
+    };
+    migrate(&mut conn, path)?;
+    Ok((conn, warning))
+}
+
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+fn set_aside(path: &Path, why: Unusable) -> Result<String, DbError> {
+    let reason = match why {
+        Unusable::Corrupt(e) => format!("it is corrupt ({e})"),
+        Unusable::Foreign(e) => e,
+    };
+    let aside = move_aside(path).map_err(|e| DbError::Open {
+        path: path.to_owned(),
+        source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+    })?;
+    Ok(format!(
+        "the history database {} could not be used: {reason}; moved it to {} and started a fresh one",
+        path.display(),
+        aside.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wfmcp-db-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_new_database_gets_the_schema_and_reopens_as_it_is() {
+        let dir = temp("new");
+        let path = dir.join("history.db");
+        let (conn, warning) = open(&path).unwrap();
+        assert!(warning.is_none());
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        conn.execute("INSERT INTO instances (id, pid, started_at) VALUES ('a', 1, 2)", []).unwrap();
+        drop(conn);
+        let (conn, warning) = open(&path).unwrap();
+        assert!(warning.is_none());
+        let n: i64 = conn.query_row("SELECT count(*) FROM instances", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "reopening keeps the data");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_corrupt_or_foreign_file_is_moved_aside_never_deleted() {
+        let dir = temp("aside");
+        let path = dir.join("history.db");
+        std::fs::write(&path, b"this is not a database, but somebody's notes").unwrap();
+        let (_, warning) = open(&path).unwrap();
+        let warning = warning.expect("a warning");
+        assert!(warning.contains(&path.display().to_string()) && warning.contains("moved it to"), "{warning}");
+        let aside: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".unusable-"))
+            .collect();
+        assert_eq!(aside.len(), 1);
+        assert_eq!(std::fs::read(aside[0].path()).unwrap(), b"this is not a database, but somebody's notes");
+
+        let foreign = dir.join("other.db");
+        let conn = Connection::open(&foreign).unwrap();
+        conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('keep me');").unwrap();
+        drop(conn);
+        let (_, warning) = open(&foreign).unwrap();
+        assert!(warning.expect("a warning").contains("another program"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

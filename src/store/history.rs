@@ -1,0 +1,510 @@
+//! The store of one process: the state directory, this process's instance (and the lock file that says it is
+//! alive), the writer thread every write goes through, and the reads.
+//!
+//! Layout of a state directory:
+//! - `history.db` (+ `-wal`, `-shm`): the database;
+//! - `logs/ID/`: each execution's log files (see `logs::disk`);
+//! - `instances/ID.lock`: one per live server process, locked (`flock`) for as long as it lives.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, mpsc};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use super::db::{self, DbError};
+use super::record::{COLUMNS, ExecutionRecord};
+
+/// Why the state directory cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot use the state directory {path}: {source}; choose another with --state-dir DIR (or \"state_dir\" in \
+         the config), or run with --ephemeral to keep history in memory only"
+    )]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// A change to an execution's record.
+#[derive(Clone, Debug)]
+pub enum Change {
+    Started {
+        pid: u32,
+        pid_start: Option<u64>,
+        started_at: i64,
+    },
+    /// Counters and progress while it runs.
+    Progress {
+        output: String,
+        progress: Option<String>,
+        log_bytes: u64,
+    },
+    Finished {
+        state: String,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        error: Option<String>,
+        finished_at: i64,
+        output: String,
+        progress: Option<String>,
+        held_open: Option<String>,
+        log_bytes: u64,
+    },
+}
+
+/// What retention keeps: finished executions beyond any of these are forgotten (records and log files), the
+/// oldest first. Unfinished executions are always kept.
+#[derive(Clone, Copy, Debug)]
+pub struct PruneRules {
+    pub keep: usize,
+    pub max_age: Duration,
+    /// Log files of finished executions, in all.
+    pub max_log_bytes: u64,
+}
+
+type Op = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
+type Reply = mpsc::SyncSender<rusqlite::Result<()>>;
+
+/// The store of this process.
+pub struct Store {
+    root: PathBuf,
+    instance: Uuid,
+    /// Locked for as long as this process lives: others see it alive.
+    _lock: File,
+    reader: Mutex<Connection>,
+    writer: Mutex<mpsc::Sender<(Op, Option<Reply>)>>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Tries to take an exclusive `flock` without waiting; `Ok(false)` when another open file holds it.
+fn try_flock(file: &File) -> std::io::Result<bool> {
+    // SAFETY: flock on a valid open descriptor.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// Runs writes one after another, each batch of waiting writes in one transaction (each write in its own
+/// savepoint, so one failure does not undo the others).
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<(Op, Option<Reply>)>) {
+    let mut warned = false;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 256
+            && let Ok(more) = rx.try_recv()
+        {
+            batch.push(more);
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        for (op, reply) in batch {
+            let result = began.as_ref().map_err(clone_err).and_then(|()| {
+                conn.execute_batch("SAVEPOINT op")?;
+                match op(&conn) {
+                    Ok(()) => conn.execute_batch("RELEASE op"),
+                    Err(e) => {
+                        conn.execute_batch("ROLLBACK TO op; RELEASE op")?;
+                        Err(e)
+                    }
+                }
+            });
+            if let Err(e) = &result
+                && !warned
+                && reply.is_none()
+            {
+                tracing::warn!(error = %e, "writing the history failed; executions go on, their records may lag");
+                warned = true;
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+        }
+        if began.is_ok()
+            && let Err(e) = conn.execute_batch("COMMIT")
+        {
+            tracing::warn!(error = %e, "committing the history failed");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn clone_err(e: &rusqlite::Error) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+        Some(e.to_string()),
+    )
+}
+
+impl Store {
+    /// Opens (creating what is missing) the state directory `root`, registers this process as an instance, and
+    /// starts the writer thread. Returns warnings to log (a database moved aside).
+    pub fn open(root: &Path) -> Result<(Store, Vec<String>), StoreError> {
+        let dir_err = |source| StoreError::Dir {
+            path: root.to_owned(),
+            source,
+        };
+        for sub in ["logs", "instances"] {
+            std::fs::create_dir_all(root.join(sub)).map_err(dir_err)?;
+        }
+        // A directory we can create in but not write to fails here, with its own path.
+        let instance = Uuid::new_v4();
+        let lock_path = root.join("instances").join(format!("{instance}.lock"));
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&lock_path)
+            .map_err(dir_err)?;
+        try_flock(&lock_file).map_err(dir_err)?;
+        let db_path = root.join("history.db");
+        let (writer_conn, warning) = db::open(&db_path)?;
+        let reader = db::connect(&db_path).map_err(|source| DbError::Open {
+            path: db_path.clone(),
+            source,
+        })?;
+        writer_conn
+            .execute(
+                "INSERT INTO instances (id, pid, started_at) VALUES (?1, ?2, ?3)",
+                params![instance.to_string(), std::process::id(), now_ms()],
+            )
+            .map_err(|source| DbError::Open {
+                path: db_path.clone(),
+                source,
+            })?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("wf-history".into())
+            .spawn(move || writer_loop(writer_conn, rx))
+            .map_err(dir_err)?;
+        let store = Store {
+            root: root.to_owned(),
+            instance,
+            _lock: lock_file,
+            reader: Mutex::new(reader),
+            writer: Mutex::new(tx),
+        };
+        Ok((store, warning.into_iter().collect()))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// This process's instance id (the owner of the executions it runs).
+    pub fn instance(&self) -> Uuid {
+        self.instance
+    }
+
+    /// Where an execution's log files are.
+    pub fn log_path(&self, id: &Uuid) -> PathBuf {
+        self.root.join("logs").join(id.to_string())
+    }
+
+    fn send(&self, op: Op, reply: Option<Reply>) {
+        if lock(&self.writer).send((op, reply)).is_err() {
+            tracing::error!("the history writer is gone; the history is not written");
+        }
+    }
+
+    /// Runs a write on the writer thread and waits for it.
+    fn write_sync(&self, op: Op) -> rusqlite::Result<()> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(op, Some(tx));
+        rx.recv()
+            .unwrap_or_else(|_| Err(rusqlite::Error::ExecuteReturnedResults))
+    }
+
+    /// Waits until every write sent so far is committed.
+    pub fn flush(&self) {
+        let _ = self.write_sync(Box::new(|_| Ok(())));
+    }
+
+    /// Records a new execution. When its idempotency key was used already (by any instance), nothing is
+    /// written and the existing record is returned.
+    pub fn insert(&self, rec: &ExecutionRecord) -> Result<(), Box<ExecutionRecord>> {
+        let r = rec.clone();
+        let result = self.write_sync(Box::new(move |c| {
+            c.execute(
+                &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
+                params![
+                    r.id.to_string(),
+                    r.workflow,
+                    serde_json::Value::Object(r.params).to_string(),
+                    serde_json::to_string(&r.argv).unwrap_or_default(),
+                    r.cwd,
+                    r.idempotency_key,
+                    r.state,
+                    r.exit_code,
+                    r.signal,
+                    r.error,
+                    r.created_at,
+                    r.started_at,
+                    r.finished_at,
+                    r.pid,
+                    r.pid_start.map(|v| v as i64),
+                    r.owner,
+                    r.stop_request,
+                    r.output,
+                    r.progress,
+                    r.held_open,
+                    r.log_bytes as i64,
+                ],
+            )
+            .map(drop)
+        }));
+        match result {
+            Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                match rec.idempotency_key.as_deref().and_then(|k| self.by_key(&rec.workflow, k)) {
+                    Some(existing) => Err(Box::new(existing)),
+                    None => {
+                        tracing::warn!(error = %e, "recording an execution failed");
+                        Ok(())
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, execution = %rec.id, "recording an execution failed; it runs unrecorded");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Applies a change to a record (in the background, in order with every other write of this process).
+    pub fn update(&self, id: Uuid, change: Change) {
+        let id = id.to_string();
+        self.send(
+            Box::new(move |c| {
+                match change {
+                    Change::Started {
+                        pid,
+                        pid_start,
+                        started_at,
+                    } => c.execute(
+                        "UPDATE executions SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4 WHERE id = ?1",
+                        params![id, pid, pid_start.map(|v| v as i64), started_at],
+                    ),
+                    Change::Progress {
+                        output,
+                        progress,
+                        log_bytes,
+                    } => c.execute(
+                        "UPDATE executions SET output = ?2, progress = ?3, log_bytes = ?4 WHERE id = ?1 AND state IN ('queued', 'running')",
+                        params![id, output, progress, log_bytes as i64],
+                    ),
+                    Change::Finished {
+                        state,
+                        exit_code,
+                        signal,
+                        error,
+                        finished_at,
+                        output,
+                        progress,
+                        held_open,
+                        log_bytes,
+                    } => c.execute(
+                        "UPDATE executions SET state = ?2, exit_code = ?3, signal = ?4, error = ?5, finished_at = ?6, \
+                         output = ?7, progress = ?8, held_open = ?9, log_bytes = ?10 WHERE id = ?1",
+                        params![id, state, exit_code, signal, error, finished_at, output, progress, held_open, log_bytes as i64],
+                    ),
+                }
+                .map(drop)
+            }),
+            None,
+        );
+    }
+
+    /// Asks whoever runs the execution to stop it (`cancel`, `timeout`, `shutdown`); the first request wins.
+    pub fn request_stop(&self, id: &Uuid, reason: &str) {
+        let (id, reason) = (id.to_string(), reason.to_owned());
+        let _ = self.write_sync(Box::new(move |c| {
+            c.execute(
+                "UPDATE executions SET stop_request = ?2 WHERE id = ?1 AND stop_request IS NULL",
+                params![id, reason],
+            )
+            .map(drop)
+        }));
+    }
+
+    /// Marks an execution whose owner is gone as lost (unless it finished meanwhile).
+    pub fn mark_lost(&self, id: &Uuid, error: String) {
+        let id = id.to_string();
+        let _ = self.write_sync(Box::new(move |c| {
+            c.execute(
+                "UPDATE executions SET state = 'lost', error = ?2, finished_at = ?3 WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![id, error, now_ms()],
+            )
+            .map(drop)
+        }));
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Option<R> {
+        f(&lock(&self.reader))
+            .inspect_err(|e| tracing::warn!(error = %e, "reading the history failed"))
+            .ok()
+    }
+
+    pub fn get(&self, id: &Uuid) -> Option<ExecutionRecord> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM executions WHERE id = ?1"),
+                [id.to_string()],
+                ExecutionRecord::from_row,
+            )
+            .optional()
+        })
+        .flatten()
+    }
+
+    pub fn by_key(&self, workflow: &str, key: &str) -> Option<ExecutionRecord> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {COLUMNS} FROM executions WHERE workflow = ?1 AND idempotency_key = ?2"),
+                [workflow, key],
+                ExecutionRecord::from_row,
+            )
+            .optional()
+        })
+        .flatten()
+    }
+
+    /// Records matching the filters, newest first, at most `limit`, and how many match in all.
+    pub fn list(&self, workflow: Option<&str>, state: Option<&str>, limit: usize) -> (Vec<ExecutionRecord>, usize) {
+        self.read(|c| {
+            let filter = "(?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR state = ?2)";
+            let total: i64 = c.query_row(
+                &format!("SELECT count(*) FROM executions WHERE {filter}"),
+                params![workflow, state],
+                |r| r.get(0),
+            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM executions WHERE {filter} ORDER BY created_at DESC, rowid DESC LIMIT ?3"
+            ))?;
+            let rows = stmt
+                .query_map(params![workflow, state, limit as i64], ExecutionRecord::from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((rows, total as usize))
+        })
+        .unwrap_or_default()
+    }
+
+    /// How many records there are.
+    pub fn count(&self) -> usize {
+        self.read(|c| c.query_row("SELECT count(*) FROM executions", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(0) as usize
+    }
+
+    /// Whether the instance `owner` is alive (its lock file is still locked).
+    pub fn owner_alive(&self, owner: &str) -> bool {
+        if owner == self.instance.to_string() {
+            return true;
+        }
+        let path = self.root.join("instances").join(format!("{owner}.lock"));
+        match OpenOptions::new().write(true).open(&path) {
+            // Taken: nobody holds it. (Closing the file releases it again.)
+            Ok(file) => !try_flock(&file).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// Unfinished executions whose owner is gone: they are lost.
+    pub fn orphaned(&self) -> Vec<ExecutionRecord> {
+        let unfinished = self
+            .read(|c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {COLUMNS} FROM executions WHERE state IN ('queued', 'running')"
+                ))?;
+                stmt.query_map([], ExecutionRecord::from_row)?.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .unwrap_or_default();
+        unfinished.into_iter().filter(|r| !self.owner_alive(&r.owner)).collect()
+    }
+
+    /// Forgets instances that are gone (their rows and lock files).
+    pub fn forget_dead_instances(&self) {
+        let ids: Vec<String> = self
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT id FROM instances")?;
+                stmt.query_map([], |r| r.get(0))?.collect()
+            })
+            .unwrap_or_default();
+        let dead: Vec<String> = ids.into_iter().filter(|id| !self.owner_alive(id)).collect();
+        for id in &dead {
+            let _ = std::fs::remove_file(self.root.join("instances").join(format!("{id}.lock")));
+        }
+        if !dead.is_empty() {
+            let _ = self.write_sync(Box::new(move |c| {
+                for id in dead {
+                    c.execute("DELETE FROM instances WHERE id = ?1", [id])?;
+                }
+                Ok(())
+            }));
+        }
+    }
+
+    /// Applies retention; returns the ids forgotten (their log folders are deleted too).
+    pub fn prune(&self, rules: PruneRules) -> Vec<Uuid> {
+        let oldest_kept = now_ms() - rules.max_age.as_millis() as i64;
+        // Finished executions newest first, with their log bytes: keep while within every rule.
+        let finished: Vec<(String, i64, i64)> = self
+            .read(|c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT id, coalesce(finished_at, created_at), log_bytes FROM executions \
+                     WHERE state NOT IN ('queued', 'running') ORDER BY coalesce(finished_at, created_at) DESC, rowid DESC",
+                )?;
+                stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+            })
+            .unwrap_or_default();
+        let mut bytes = 0u64;
+        let forget: Vec<String> = finished
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (_, at, log_bytes))| {
+                bytes += *log_bytes as u64;
+                *i >= rules.keep || *at < oldest_kept || bytes > rules.max_log_bytes
+            })
+            .map(|(_, (id, _, _))| id)
+            .collect();
+        if forget.is_empty() {
+            return Vec::new();
+        }
+        let ids: Vec<Uuid> = forget.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+        let deleted = self.write_sync(Box::new(move |c| {
+            let mut stmt = c.prepare_cached(
+                "DELETE FROM executions WHERE id = ?1 AND state NOT IN ('queued', 'running')",
+            )?;
+            for id in forget {
+                stmt.execute([id])?;
+            }
+            Ok(())
+        }));
+        if deleted.is_err() {
+            return Vec::new();
+        }
+        for id in &ids {
+            let _ = std::fs::remove_dir_all(self.log_path(id));
+        }
+        ids
+    }
+}

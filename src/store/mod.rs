@@ -1,0 +1,25 @@
+//! Durable history: every execution's record in a SQLite database under a state directory, beside the log
+//! files of each execution (written by the log store). Several server processes may share one state directory:
+//! each registers as an instance holding a lock file for as long as it lives, so any of them can tell whether
+//! the owner of a running execution is still alive. All writes of a process go through one writer thread;
+//! reads use their own connection (WAL: they never wait for the writer).
+//!
+//! The store knows records, not executions: the engine maps one to the other.
+
+pub mod db;
+pub mod history;
+pub mod record;
+
+pub use history::{Change, PruneRules, Store, StoreError};
+pub use record::ExecutionRecord;
+
+use std::path::PathBuf;
+
+/// `$XDG_STATE_HOME/workflow-mcp`, else `~/.local/state/workflow-mcp`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    let from = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    from("XDG_STATE_HOME")
+        .filter(|p| p.is_absolute())
+        .or_else(|| from("HOME").map(|h| h.join(".local/state")))
+        .map(|base| base.join("workflow-mcp"))
+}
