@@ -1,7 +1,8 @@
-//! The wiring both front ends share: the catalog and the engine (running executions on the local runtime),
-//! built from a loaded config. `serve` and the CLI's `run` use [`App::build`]; `list` and `check` use only
-//! [`catalog`].
+//! The wiring both front ends share: the catalog and the engine (running executions on the local runtime, with
+//! the durable history unless ephemeral), built from a loaded config. `serve` and the CLI's `run` use
+//! [`App::build`]; `list` and `check` use only [`catalog`]; `history`, `status` and `logs` read the store.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,43 @@ use crate::engine::{Engine, EngineConfig};
 use crate::logs::LogLimits;
 use crate::proc::{ChildEnv, Watchdog};
 use crate::runtime::LocalRuntime;
+use crate::store::{Store, StoreError, default_state_dir};
+
+/// Where executions and their logs are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HistoryPlace {
+    /// In memory only: gone when the server exits.
+    Ephemeral,
+    /// In this state directory.
+    Dir(PathBuf),
+}
+
+impl HistoryPlace {
+    /// `--ephemeral`, else `--state-dir`, else the config's `state_dir`, else the default state directory.
+    pub fn choose(ephemeral: bool, state_dir: Option<PathBuf>, config: &Config) -> Result<HistoryPlace, String> {
+        if ephemeral {
+            return Ok(HistoryPlace::Ephemeral);
+        }
+        state_dir
+            .or_else(|| config.state_dir.clone())
+            .or_else(default_state_dir)
+            .map(HistoryPlace::Dir)
+            .ok_or_else(|| {
+                "no state directory: neither XDG_STATE_HOME nor HOME is set; give one with --state-dir DIR, or run \
+                 with --ephemeral"
+                    .to_owned()
+            })
+    }
+}
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot start the engine")]
+    Engine(#[source] std::io::Error),
+}
 
 /// What the front ends work on.
 pub struct App {
@@ -18,21 +56,37 @@ pub struct App {
     pub catalog: Arc<Catalog>,
 }
 
-/// How the engine behaves under the config file's `limits`.
-pub fn engine_config(limits: &Limits, base_env: ChildEnv) -> EngineConfig {
+/// How the engine behaves under the config file's `limits` (`durable`: with a history).
+pub fn engine_config(limits: &Limits, base_env: ChildEnv, durable: bool) -> EngineConfig {
     EngineConfig {
         max_concurrent: limits.max_concurrent,
         default_timeout: limits.default_timeout_ms.map(Duration::from_millis),
         grace: Duration::from_millis(limits.grace_ms),
         log_limits: LogLimits {
-            max_bytes: limits.log_bytes_per_execution,
+            max_bytes: limits.memory_per_execution(durable),
             max_line_bytes: limits.max_line_bytes,
         },
         log_bytes_total: limits.log_bytes_total,
         retain_executions: limits.retain_executions,
         retain_age: Duration::from_secs(limits.retain_seconds),
+        retain_log_bytes: limits.log_disk_bytes_total,
+        log_disk_bytes: limits.log_disk_bytes_per_execution,
         base_env,
         drain_grace: Duration::from_secs(2),
+    }
+}
+
+/// Opens the store of a state directory, logging what it had to move aside.
+pub fn open_store(place: &HistoryPlace) -> Result<Option<Arc<Store>>, StoreError> {
+    match place {
+        HistoryPlace::Ephemeral => Ok(None),
+        HistoryPlace::Dir(dir) => {
+            let (store, warnings) = Store::open(dir)?;
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(Some(Arc::new(store)))
+        }
     }
 }
 
@@ -49,13 +103,21 @@ pub fn catalog(config: &Config) -> Arc<Catalog> {
 
 impl App {
     /// The catalog and the engine for a loaded config, with the first discovery scan started in the background.
-    /// `watchdog`, when given, kills every workflow if this process dies. Must run inside a tokio runtime.
-    pub fn build(config: &Config, watchdog: Option<Watchdog>) -> std::io::Result<Arc<App>> {
+    /// `watchdog`, when given, kills every workflow if this process dies; `history` says where executions are
+    /// kept (a state directory that cannot be used is an error naming it). Executions whose server is gone are
+    /// marked lost. Must run inside a tokio runtime.
+    pub fn build(config: &Config, watchdog: Option<Watchdog>, history: &HistoryPlace) -> Result<Arc<App>, AppError> {
+        let store = open_store(history)?;
         let engine = Engine::new(
-            engine_config(&config.limits, ChildEnv::inherited(&config.inherit_env)),
+            engine_config(&config.limits, ChildEnv::inherited(&config.inherit_env), store.is_some()),
             tokio::runtime::Handle::current(),
             Arc::new(LocalRuntime::new(watchdog)),
-        )?;
+            store,
+        )
+        .map_err(AppError::Engine)?;
+        for id in engine.recover() {
+            tracing::warn!(execution = %id, "an execution whose server ended while it ran is now lost");
+        }
         let catalog = catalog(config);
         catalog.start_initial_scan();
         Ok(Arc::new(App { engine, catalog }))

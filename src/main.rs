@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use workflow_mcp::app::App;
+use workflow_mcp::app::{App, HistoryPlace};
+use workflow_mcp::store::{Store, default_state_dir};
 use workflow_mcp::catalog::config;
 use workflow_mcp::cli::args::{self, Command};
 use workflow_mcp::proc::reaper::become_subreaper;
@@ -61,12 +62,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("workflow-mcp {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { config } => {
+        Command::Serve { config, state } => {
             init_tracing("info,rmcp=warn");
             let config = config::load(&config)?;
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
+            let place = HistoryPlace::choose(state.ephemeral, state.state_dir, &config).map_err(anyhow::Error::msg)?;
             // Orphaned descendants of workflows re-parent to us, so they can be reaped and killed.
             if !become_subreaper() {
                 tracing::warn!("cannot become a child subreaper; orphaned workflow processes are reaped by init");
@@ -74,10 +76,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let watchdog = start_watchdog();
             let rt = runtime()?;
             rt.block_on(async {
-                let app = App::build(&config, watchdog).context("cannot start the engine")?;
+                let app = App::build(&config, watchdog, &place)?;
                 tracing::info!(
                     config = %config.path.display(),
                     workflows = app.catalog.all().len(),
+                    history = %match &place {
+                        HistoryPlace::Ephemeral => "in memory only".to_owned(),
+                        HistoryPlace::Dir(d) => d.display().to_string(),
+                    },
                     "serving MCP on stdio"
                 );
                 let stop = CancellationToken::new();
@@ -108,23 +114,76 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             workflow,
             params,
             params_json,
+            state,
         } => {
             init_tracing("warn");
             let config = config::load(&config)?;
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
+            let place = HistoryPlace::choose(state.ephemeral, state.state_dir, &config).map_err(anyhow::Error::msg)?;
             become_subreaper();
             let watchdog = start_watchdog();
             let rt = runtime()?;
             let code = rt.block_on(async {
-                let app = App::build(&config, watchdog).context("cannot start the engine")?;
+                let app = App::build(&config, watchdog, &place)?;
                 anyhow::Ok(workflow_mcp::cli::run::run(app, &workflow, &params, params_json.as_deref()).await)
             })?;
             // The runtime may hold a blocked stdin reader; exit without waiting for it.
             std::process::exit(i32::from(code));
         }
+        Command::History {
+            config,
+            state_dir,
+            workflow,
+            state,
+            limit,
+            json,
+        } => {
+            init_tracing("warn");
+            let store = open_history(config, state_dir)?;
+            Ok(ExitCode::from(workflow_mcp::cli::history::list(
+                &store,
+                workflow.as_deref(),
+                state.as_deref(),
+                limit,
+                json,
+            )))
+        }
+        Command::Status {
+            config,
+            state_dir,
+            id,
+            json,
+        } => {
+            init_tracing("warn");
+            let store = open_history(config, state_dir)?;
+            Ok(ExitCode::from(workflow_mcp::cli::history::status(&store, &id, json)))
+        }
+        Command::Logs {
+            config,
+            state_dir,
+            id,
+            follow,
+        } => {
+            init_tracing("warn");
+            let store = open_history(config, state_dir)?;
+            Ok(ExitCode::from(workflow_mcp::cli::history::logs(&store, &id, follow)))
+        }
     }
+}
+
+/// The history the read-only commands look at: --state-dir, else the config's state_dir, else the default.
+fn open_history(config: Option<std::path::PathBuf>, state_dir: Option<std::path::PathBuf>) -> anyhow::Result<Store> {
+    let state_dir = match (state_dir, config) {
+        (Some(dir), _) => Some(dir),
+        (None, Some(config)) => config::load(&config)?.state_dir,
+        (None, None) => None,
+    };
+    let dir = state_dir
+        .or_else(default_state_dir)
+        .ok_or_else(|| anyhow::anyhow!("no state directory: give one with --state-dir DIR"))?;
+    Ok(Store::open_reader(&dir)?)
 }
 
 /// Starts the watchdog (this binary, run again) that kills every workflow if this process dies.

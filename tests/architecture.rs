@@ -11,12 +11,13 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("proc", &[][..]),
         ("logs", &["clock"][..]),
         ("runtime", &["proc"][..]),
+        ("store", &[][..]),
         ("catalog", &["proc"][..]),
-        ("engine", &["catalog", "logs", "runtime", "proc", "clock"][..]),
+        ("engine", &["catalog", "logs", "runtime", "store", "proc", "clock"][..]),
         ("format", &["engine"][..]),
-        ("app", &["catalog", "engine", "logs", "proc", "runtime"][..]),
+        ("app", &["catalog", "engine", "logs", "proc", "runtime", "store"][..]),
         ("mcp", &["app", "catalog", "engine", "logs", "format", "clock"][..]),
-        ("cli", &["app", "catalog", "engine", "logs", "format", "proc"][..]),
+        ("cli", &["app", "catalog", "engine", "logs", "format", "proc", "store"][..]),
         ("schemas", &["catalog", "engine", "mcp"][..]),
     ])
 }

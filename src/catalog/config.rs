@@ -33,6 +33,11 @@ pub struct ConfigFile {
     /// Server-wide limits; every key has a default.
     #[serde(default)]
     pub limits: Limits,
+    /// Where the history (a SQLite database and every execution's log files) is kept, relative to this file;
+    /// default `$XDG_STATE_HOME/workflow-mcp` (else `~/.local/state/workflow-mcp`). `--state-dir` overrides it,
+    /// `--ephemeral` keeps history in memory only.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A command wrapped as a workflow.
@@ -109,18 +114,35 @@ pub struct Limits {
     pub default_timeout_ms: Option<u64>,
     /// Default grace period between SIGTERM and SIGKILL on cancel and timeout (milliseconds).
     pub grace_ms: u64,
-    /// Log memory (text plus index) one execution may hold before lines from its middle are dropped.
-    pub log_bytes_per_execution: usize,
+    /// Log memory (text plus index) one execution may hold before lines from its middle leave memory (with a
+    /// history they stay readable from disk; ephemeral, they are dropped). Default 64 MiB with a history, 256
+    /// MiB ephemeral.
+    pub log_bytes_per_execution: Option<usize>,
     /// Log memory all executions together may hold.
     pub log_bytes_total: usize,
     /// A longer line is stored as several `partial` records.
     pub max_line_bytes: usize,
-    /// Finished executions kept in memory (oldest are forgotten first).
+    /// Finished executions kept (oldest are forgotten first, with their log files).
     pub retain_executions: usize,
     /// Finished executions older than this are forgotten (seconds).
     pub retain_seconds: u64,
+    /// With a history: one execution's log files may take this much disk; past it, whole segments from the
+    /// middle are deleted (the head and the newest lines stay), counted as dropped.
+    pub log_disk_bytes_per_execution: u64,
+    /// With a history: finished executions' log files together; past it the oldest finished executions are
+    /// forgotten.
+    pub log_disk_bytes_total: u64,
     /// How long a discovered executable may take to answer `--workflow-metadata` (milliseconds).
     pub discovery_timeout_ms: u64,
+}
+
+impl Limits {
+    /// The memory cap of one execution's log: the configured one, else 64 MiB with a history (disk holds the
+    /// rest) or 256 MiB ephemeral.
+    pub fn memory_per_execution(&self, durable: bool) -> usize {
+        self.log_bytes_per_execution
+            .unwrap_or(if durable { 64 << 20 } else { 256 << 20 })
+    }
 }
 
 impl Default for Limits {
@@ -129,11 +151,13 @@ impl Default for Limits {
             max_concurrent: 32,
             default_timeout_ms: None,
             grace_ms: 5000,
-            log_bytes_per_execution: 256 << 20,
+            log_bytes_per_execution: None,
             log_bytes_total: 2 << 30,
             max_line_bytes: 64 << 10,
             retain_executions: 1000,
-            retain_seconds: 24 * 3600,
+            retain_seconds: 7 * 24 * 3600,
+            log_disk_bytes_per_execution: 1 << 30,
+            log_disk_bytes_total: 10 << 30,
             discovery_timeout_ms: 3000,
         }
     }
@@ -149,6 +173,8 @@ pub struct Config {
     pub discover: Vec<PathBuf>,
     pub inherit_env: Vec<String>,
     pub limits: Limits,
+    /// The state directory the config names (resolved against its folder), if it names one.
+    pub state_dir: Option<PathBuf>,
     /// Problems that do not stop the server (a missing discover folder, a missing cwd).
     pub warnings: Vec<String>,
 }
@@ -234,16 +260,24 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
             limits.max_line_bytes
         ));
     }
-    if limits.log_bytes_per_execution < 1 << 20 {
+    if let Some(per) = limits.log_bytes_per_execution
+        && per < 1 << 20
+    {
         problems.push(format!(
-            "limits.log_bytes_per_execution must be at least 1048576 (1 MiB), got {}",
-            limits.log_bytes_per_execution
+            "limits.log_bytes_per_execution must be at least 1048576 (1 MiB), got {per}"
         ));
     }
-    if limits.log_bytes_total < limits.log_bytes_per_execution {
+    let per = limits.log_bytes_per_execution.unwrap_or(64 << 20);
+    if limits.log_bytes_total < per {
         problems.push(format!(
-            "limits.log_bytes_total ({}) must be at least limits.log_bytes_per_execution ({})",
-            limits.log_bytes_total, limits.log_bytes_per_execution
+            "limits.log_bytes_total ({}) must be at least limits.log_bytes_per_execution ({per})",
+            limits.log_bytes_total
+        ));
+    }
+    if limits.log_disk_bytes_per_execution < 4 << 20 {
+        problems.push(format!(
+            "limits.log_disk_bytes_per_execution must be at least 4194304 (4 MiB), got {}",
+            limits.log_disk_bytes_per_execution
         ));
     }
     if !(100..=60_000).contains(&limits.discovery_timeout_ms) {
@@ -265,6 +299,7 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
         return Err(ConfigError::Invalid { path, problems });
     }
     Ok(Config {
+        state_dir: file.state_dir.map(|d| dir.join(d)),
         path,
         dir,
         workflows,

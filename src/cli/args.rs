@@ -1,5 +1,5 @@
 //! Command-line parsing: `workflow-mcp [serve] --config FILE`, `list`, `check`, `run NAME --param k=v`,
-//! `help [COMMAND]`. Options are read by `lexopt`; `--` ends them, so what follows is positional.
+//! `history`, `status ID`, `logs ID [--follow]`, `help [COMMAND]`. Options are read by `lexopt`; `--` ends them, so what follows is positional.
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -15,9 +15,16 @@ Usage:
   workflow-mcp check   --config FILE     check the config and discovery; exit 1 if anything is wrong
   workflow-mcp run NAME --config FILE [--param KEY=VALUE]...
                                          run a workflow here, streaming its output; exits with its exit code
+  workflow-mcp history                   the executions in the history, newest first
+  workflow-mcp status ID                 one execution's status
+  workflow-mcp logs ID [--follow]        one execution's output; --follow waits for the end and exits with
+                                         its exit code
 
 Options:
   -c, --config FILE   the config file (default: $WORKFLOW_MCP_CONFIG)
+      --state-dir DIR where the history and logs are kept (default: the config's state_dir, else
+                      $XDG_STATE_HOME/workflow-mcp, else ~/.local/state/workflow-mcp)
+      --ephemeral     serve/run: keep history in memory only (gone when the process exits)
   -h, --help          show help (also: workflow-mcp COMMAND --help)
   -V, --version       show the version
 
@@ -25,12 +32,16 @@ Diagnostics go to stderr; set WORKFLOW_MCP_LOG (e.g. debug, warn) to change how 
 ";
 
 const SERVE_HELP: &str = "\
-workflow-mcp serve --config FILE
+workflow-mcp serve --config FILE [--state-dir DIR | --ephemeral]
 
 Serves MCP (JSON-RPC, one message per line) on stdin/stdout. stdout carries protocol messages only; diagnostics
 go to stderr. End of input means no more requests: every request already received is answered, then every
 running workflow is stopped and the server exits. SIGTERM/SIGINT answer pending calls at once, stop every
 workflow and exit. `serve` may be left out: `workflow-mcp --config FILE` does the same.
+
+Every execution and its output are kept in the state directory (--state-dir DIR, the config's state_dir, else
+$XDG_STATE_HOME/workflow-mcp, else ~/.local/state/workflow-mcp), so a restarted server — or a second one on
+the same directory — sees them; --ephemeral keeps them in memory only.
 ";
 
 const LIST_HELP: &str = "\
@@ -49,7 +60,7 @@ problem found (and warnings), then exits 0 if there was none and 1 otherwise.
 ";
 
 const RUN_HELP: &str = "\
-workflow-mcp run NAME --config FILE [--param KEY=VALUE]... [--params JSON]
+workflow-mcp run NAME --config FILE [--param KEY=VALUE]... [--params JSON] [--state-dir DIR | --ephemeral]
 
 Runs workflow NAME here, on the same engine the server uses, streaming its output: stdout lines as they are,
 stderr lines marked with '!' when stdout is not a terminal (in colour when it is). Structured events update
@@ -60,11 +71,43 @@ timeout); Ctrl-C stops the workflow (SIGTERM, then SIGKILL) and exits 130.
       --params JSON       param values as one JSON object
 ";
 
+const HISTORY_HELP: &str = "\
+workflow-mcp history [--state-dir DIR | --config FILE] [--workflow NAME] [--state STATE] [--limit N] [--json]
+
+Lists the executions in the history (what every server on this state directory ran), newest first: id,
+workflow, state, exit code or signal, duration, start time. --json prints what list_executions returns.
+";
+
+const STATUS_HELP: &str = "\
+workflow-mcp status ID [--state-dir DIR | --config FILE] [--json]
+
+Prints one execution's status from the history: state, exit code or signal, times, output counts, progress,
+and for a failure its last stderr lines. --json prints what get_status returns. Exits 1 if there is no such
+execution.
+";
+
+const LOGS_HELP: &str = "\
+workflow-mcp logs ID [--state-dir DIR | --config FILE] [--follow]
+
+Prints one execution's output from its log files, stdout lines as they are and stderr lines marked '! '.
+--follow keeps printing lines as they are written until the execution ends, then exits with its exit code
+(128+N for a signal, 124 for a timeout, 1 when cancelled, failed to start or lost) — a shell or an agent can
+wait on it.
+";
+
+/// Where history is kept, as the command line says.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateOptions {
+    pub state_dir: Option<PathBuf>,
+    pub ephemeral: bool,
+}
+
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Serve {
         config: PathBuf,
+        state: StateOptions,
     },
     List {
         config: PathBuf,
@@ -78,6 +121,27 @@ pub enum Command {
         workflow: String,
         params: Vec<(String, String)>,
         params_json: Option<String>,
+        state: StateOptions,
+    },
+    History {
+        config: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        workflow: Option<String>,
+        state: Option<String>,
+        limit: usize,
+        json: bool,
+    },
+    Status {
+        config: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        id: String,
+        json: bool,
+    },
+    Logs {
+        config: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        id: String,
+        follow: bool,
     },
     /// Print this text to stdout and exit 0.
     Help(&'static str),
@@ -91,6 +155,9 @@ enum Named {
     List,
     Check,
     Run,
+    History,
+    Status,
+    Logs,
 }
 
 impl Named {
@@ -100,6 +167,9 @@ impl Named {
             "list" => Some(Named::List),
             "check" => Some(Named::Check),
             "run" => Some(Named::Run),
+            "history" => Some(Named::History),
+            "status" => Some(Named::Status),
+            "logs" => Some(Named::Logs),
             _ => None,
         }
     }
@@ -110,6 +180,9 @@ impl Named {
             Named::List => LIST_HELP,
             Named::Check => CHECK_HELP,
             Named::Run => RUN_HELP,
+            Named::History => HISTORY_HELP,
+            Named::Status => STATUS_HELP,
+            Named::Logs => LOGS_HELP,
         }
     }
 }
@@ -159,12 +232,28 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
     let mut params = Vec::new();
     let mut params_json = None;
     let mut positional = Vec::new();
+    let mut state = StateOptions::default();
+    let (mut workflow, mut state_filter, mut limit, mut follow) = (None, None, 20usize, false);
+    let reads_history = matches!(named, Some(Named::History | Named::Status | Named::Logs));
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(named.map_or(USAGE, Named::help))),
             Short('V') | Long("version") => return Ok(Command::Version),
             Short('c') | Long("config") => config = Some(PathBuf::from(parser.value()?)),
-            Long("json") if named == Some(Named::List) => json = true,
+            Long("json") if matches!(named, Some(Named::List | Named::History | Named::Status)) => json = true,
+            Long("state-dir") => state.state_dir = Some(PathBuf::from(parser.value()?)),
+            Long("ephemeral") if !reads_history => state.ephemeral = true,
+            Long("workflow") if named == Some(Named::History) => workflow = Some(parser.value()?.string()?),
+            Long("state") if named == Some(Named::History) => state_filter = Some(parser.value()?.string()?),
+            Long("limit") if named == Some(Named::History) => {
+                let v = parser.value()?.string()?;
+                limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("--limit takes a positive number, got \"{v}\""))?;
+            }
+            Long("follow") | Short('f') if named == Some(Named::Logs) => follow = true,
             Short('p') | Long("param") if named == Some(Named::Run) => {
                 let kv = parser.value()?.string()?;
                 let (k, v) = kv
@@ -177,12 +266,49 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
             arg => return Err(arg.unexpected()),
         }
     }
-    let config = config
-        .or_else(|| std::env::var_os("WORKFLOW_MCP_CONFIG").map(PathBuf::from))
-        .ok_or("no config file: pass --config FILE (or set WORKFLOW_MCP_CONFIG); see --help")?;
+    if state.ephemeral && state.state_dir.is_some() {
+        return Err("--ephemeral and --state-dir exclude each other: give one".into());
+    }
+    let config = config.or_else(|| std::env::var_os("WORKFLOW_MCP_CONFIG").map(PathBuf::from));
     let mut positional = positional.into_iter();
+    let id = |positional: &mut std::vec::IntoIter<OsString>, what: &str| -> Result<String, lexopt::Error> {
+        Ok(positional
+            .next()
+            .ok_or_else(|| format!("{what} needs an execution id: workflow-mcp {what} ID (see workflow-mcp history)"))?
+            .string()?)
+    };
+    if reads_history {
+        let command = match named {
+            Some(Named::History) => Command::History {
+                config,
+                state_dir: state.state_dir,
+                workflow,
+                state: state_filter,
+                limit,
+                json,
+            },
+            Some(Named::Status) => Command::Status {
+                id: id(&mut positional, "status")?,
+                config,
+                state_dir: state.state_dir,
+                json,
+            },
+            _ => Command::Logs {
+                id: id(&mut positional, "logs")?,
+                config,
+                state_dir: state.state_dir,
+                follow,
+            },
+        };
+        return match positional.next() {
+            Some(extra) => Err(lexopt::Error::UnexpectedArgument(extra)),
+            None => Ok(command),
+        };
+    }
+    let config = config.ok_or("no config file: pass --config FILE (or set WORKFLOW_MCP_CONFIG); see --help")?;
     let command = match named.unwrap_or(Named::Serve) {
-        Named::Serve => Command::Serve { config },
+        Named::History | Named::Status | Named::Logs => unreachable!("handled above"),
+        Named::Serve => Command::Serve { config, state },
         Named::List => Command::List { config, json },
         Named::Check => Command::Check { config },
         Named::Run => Command::Run {
@@ -193,6 +319,7 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
                 .string()?,
             params,
             params_json,
+            state,
         },
     };
     match positional.next() {
@@ -203,7 +330,7 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
 
 fn unknown_command(name: &OsStr) -> String {
     format!(
-        "unknown command \"{}\"; the commands are serve, list, check, run and help",
+        "unknown command \"{}\"; the commands are serve, list, check, run, history, status, logs and help",
         name.to_string_lossy()
     )
 }
@@ -238,13 +365,15 @@ mod tests {
         assert_eq!(
             p(&["--config", "a.json"]),
             Ok(Command::Serve {
-                config: "a.json".into()
+                config: "a.json".into(),
+                state: StateOptions::default()
             })
         );
         assert_eq!(
             p(&["serve", "-c", "a.json"]),
             Ok(Command::Serve {
-                config: "a.json".into()
+                config: "a.json".into(),
+                state: StateOptions::default()
             })
         );
         assert_eq!(
@@ -260,7 +389,8 @@ mod tests {
                 config: "a.json".into(),
                 workflow: "build".into(),
                 params: vec![("jobs".into(), "4".into()), ("x".into(), "a=b".into())],
-                params_json: None
+                params_json: None,
+                state: StateOptions::default()
             })
         );
         assert_eq!(p(&["run", "--help"]), Ok(Command::Help(RUN_HELP)));
@@ -305,9 +435,40 @@ mod tests {
                 config: "a.json".into(),
                 workflow: "-x".into(),
                 params: vec![],
-                params_json: None
+                params_json: None,
+                state: StateOptions::default()
             })
         );
+    }
+
+    #[test]
+    fn history_commands_take_a_state_dir_and_need_no_config() {
+        assert_eq!(
+            p(&["logs", "abc", "--state-dir", "/s", "--follow"]),
+            Ok(Command::Logs {
+                config: None,
+                state_dir: Some("/s".into()),
+                id: "abc".into(),
+                follow: true
+            })
+        );
+        assert_eq!(
+            p(&["serve", "-c", "a.json", "--ephemeral"]),
+            Ok(Command::Serve {
+                config: "a.json".into(),
+                state: StateOptions {
+                    state_dir: None,
+                    ephemeral: true
+                }
+            })
+        );
+        assert!(p(&["status"]).unwrap_err().contains("status needs an execution id"));
+        assert!(
+            p(&["-c", "a", "--ephemeral", "--state-dir", "/s"])
+                .unwrap_err()
+                .contains("exclude each other")
+        );
+        assert!(p(&["history", "--limit", "0"]).unwrap_err().contains("--limit takes a positive number"));
     }
 
     #[test]
@@ -325,7 +486,10 @@ mod tests {
         let path = OsString::from_vec(b"cfg-\xff.json".to_vec());
         assert_eq!(
             parse([OsString::from("--config"), path.clone()]),
-            Ok(Command::Serve { config: path.into() })
+            Ok(Command::Serve {
+                config: path.into(),
+                state: StateOptions::default()
+            })
         );
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::app::App;
 use crate::catalog::param::resolve;
 use crate::engine::progress::{EVENT_PREFIX, WorkflowEvent, parse_event};
-use crate::engine::{ExecutionState, StopReason};
+use crate::engine::{ExecutionState, ExecutionView, StopReason};
 use crate::format::{ProgressLine, human_ms};
 use crate::logs::{LogLine, LogQuery, Stream};
 
@@ -167,7 +167,8 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
         }
     };
     let exec = match app.engine.execute(def.clone(), invocation, None).await {
-        Ok(e) => e,
+        Ok(ExecutionView::Live(e)) => e,
+        Ok(ExecutionView::Stored(_)) => unreachable!("without an idempotency key every execution starts here"),
         Err(e) => {
             eprintln!("workflow-mcp: {e}");
             return 1;
@@ -222,12 +223,13 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
                 let grace = app.engine.config().grace;
                 eprintln!("workflow-mcp: stopping {} (SIGTERM, then SIGKILL after {} ms)", def.name, grace.as_millis());
                 let (engine, exec) = (app.engine.clone(), exec.clone());
-                tokio::spawn(async move { engine.stop(&exec, StopReason::Cancel, grace).await });
+                let view = ExecutionView::Live(exec);
+                tokio::spawn(async move { engine.stop(&view, StopReason::Cancel, grace).await });
             }
         }
     }
     display.clear_progress();
-    let status = app.engine.status(&exec);
+    let status = app.engine.status(&ExecutionView::Live(exec.clone()));
     let mut summary = format!("workflow-mcp: {} {}", def.name, status.state.as_str());
     if let Some(code) = status.exit_code {
         summary.push_str(&format!(" (exit code {code})"));

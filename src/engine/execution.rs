@@ -41,6 +41,22 @@ impl ExecutionState {
         !matches!(self, ExecutionState::Queued | ExecutionState::Running)
     }
 
+    /// The state a record names (`as_str` backwards).
+    pub fn parse(s: &str) -> Option<ExecutionState> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    pub const ALL: [ExecutionState; 8] = [
+        ExecutionState::Queued,
+        ExecutionState::Running,
+        ExecutionState::Succeeded,
+        ExecutionState::Failed,
+        ExecutionState::Cancelled,
+        ExecutionState::TimedOut,
+        ExecutionState::FailedToStart,
+        ExecutionState::Lost,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutionState::Queued => "queued",
@@ -61,6 +77,22 @@ pub enum StopReason {
     Cancel,
     Timeout,
     Shutdown,
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Cancel => "cancel",
+            StopReason::Timeout => "timeout",
+            StopReason::Shutdown => "shutdown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StopReason> {
+        [StopReason::Cancel, StopReason::Timeout, StopReason::Shutdown]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
 }
 
 /// The handle to a running execution's process tree.

@@ -56,11 +56,13 @@ impl Shared {
                 tracing::warn!(execution = %exec.id, workflow = %exec.workflow.name, "{msg}");
                 self.release(&exec);
                 exec.failed_to_start(msg);
+                self.record_final(&exec);
                 return;
             }
         };
         let tree = started.tree.clone();
         exec.started(started.pid, started.tree);
+        self.record_started(&exec, started.pid);
         let sync = DrainSync::new();
         let handles = DrainHandles {
             logs_buffer: exec.logs_buffer.clone(),
@@ -97,8 +99,8 @@ impl Shared {
             let grace = self.config.grace;
             self.async_runtime.spawn(async move {
                 let never = CancellationToken::new();
-                if !engine.wait_final(&exec, timeout, &never).await && !engine.shared.shutdown.is_cancelled() {
-                    engine.stop(&exec, StopReason::Timeout, grace).await;
+                if !engine.wait_live(&exec, timeout, &never).await && !engine.shared.shutdown.is_cancelled() {
+                    engine.stop_live(&exec, StopReason::Timeout, grace).await;
                 }
             });
         }

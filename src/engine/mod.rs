@@ -9,12 +9,14 @@ pub mod runner;
 pub mod status;
 mod supervisor;
 pub mod table;
+pub mod view;
 
 pub use execution::{Execution, ExecutionState, Lifecycle, StopReason};
 pub use progress::{Progress, WorkflowEvent};
 pub use runner::{Engine, EngineConfig, EngineError};
 pub use status::{Evidence, ExecutionStatus, OutputSummary};
 pub use table::ListFilter;
+pub use view::{ExecutionView, StoredExecution};
 
 #[cfg(test)]
 mod tests;

@@ -17,16 +17,20 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::execution::{Execution, StopReason};
+use super::execution::{Execution, ExecutionState, StopReason};
 use super::launch::Job;
-use super::status::ExecutionStatus;
+use super::status::{ExecutionStatus, status_of_record};
 use super::supervisor::wait_until;
 use super::table::{ListFilter, Table};
+use super::view::{ExecutionView, StoredExecution};
 use crate::catalog::{Invocation, WorkflowDef};
-use crate::logs::{LogLimits, LogStore, MemoryBudget};
+use crate::logs::{DiskLimits, LogDir, LogLimits, LogStore, MemoryBudget};
 use crate::proc::ChildEnv;
 use crate::proc::reaper::{is_subreaper, reap_orphans};
+use crate::proc::scan::{is_same_process, marked_processes, signal_tree};
+use crate::proc::signal::signal_process;
 use crate::runtime::{Launch, Runtime, Tree};
+use crate::store::{Change, ExecutionRecord, PruneRules, Store};
 
 /// How the engine behaves.
 #[derive(Clone, Debug)]
@@ -39,6 +43,10 @@ pub struct EngineConfig {
     pub log_bytes_total: usize,
     pub retain_executions: usize,
     pub retain_age: Duration,
+    /// With a history: the log files of finished executions, in all, before the oldest are forgotten.
+    pub retain_log_bytes: u64,
+    /// With a history: one execution's log files, before whole middle segments are deleted.
+    pub log_disk_bytes: u64,
     /// The environment every execution starts from (the workflow's own variables and params come on top).
     pub base_env: ChildEnv,
     /// How long the drain threads may keep reading after the workflow exited and its group was killed.
@@ -67,6 +75,10 @@ pub(super) struct Shared {
     pub(super) runtime: Arc<dyn Runtime>,
     pub(super) shutting_down: AtomicBool,
     pub(super) shutdown: CancellationToken,
+    /// The durable history, unless the server runs ephemeral.
+    pub(super) history: Option<Arc<Store>>,
+    /// When retention last ran (it runs at most once a second).
+    pub(super) pruned_at: Mutex<Option<Instant>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,17 +105,19 @@ pub(super) fn stop_message(reason: StopReason, exec: &Execution) -> String {
 }
 
 impl Engine {
-    /// Starts the spawner thread. `async_runtime` runs the timeout tasks; `runtime` is where executions run.
+    /// Starts the spawner thread. `async_runtime` runs the timeout tasks; `runtime` is where executions run;
+    /// `history`, when given, keeps every execution and its log on disk.
     pub fn new(
         config: EngineConfig,
         async_runtime: tokio::runtime::Handle,
         runtime: Arc<dyn Runtime>,
+        history: Option<Arc<Store>>,
     ) -> std::io::Result<Self> {
         let spawner = super::launch::start_spawner()?;
         if is_subreaper() {
             async_runtime.spawn(reap_orphans_on_sigchld());
         }
-        Ok(Engine {
+        let engine = Engine {
             shared: Arc::new(Shared {
                 budget: MemoryBudget::new(config.log_bytes_total),
                 config,
@@ -113,8 +127,31 @@ impl Engine {
                 runtime,
                 shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
+                history,
+                pruned_at: Mutex::new(None),
             }),
-        })
+        };
+        if engine.shared.history.is_some() {
+            engine.shared.async_runtime.spawn(record_progress(engine.clone()));
+        }
+        Ok(engine)
+    }
+
+    /// The history, unless the server runs ephemeral.
+    pub fn history(&self) -> Option<&Arc<Store>> {
+        self.shared.history.as_ref()
+    }
+
+    /// At startup: executions whose server is gone become `lost` (and what is left of their processes is
+    /// killed, once each is known to be theirs), dead instances are forgotten, and retention applies. Blocking.
+    pub fn recover(&self) -> Vec<Uuid> {
+        let Some(history) = &self.shared.history else {
+            return Vec::new();
+        };
+        let lost: Vec<Uuid> = history.orphaned().iter().map(|rec| self.shared.lose(rec)).collect();
+        history.forget_dead_instances();
+        self.shared.prune(true);
+        lost
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -127,47 +164,46 @@ impl Engine {
     }
 
     /// Starts (or queues) an execution of `def` and returns once it is running, failed to start, or queued.
-    /// A repeated `idempotency_key` for the same workflow returns the execution it started before.
+    /// A repeated `idempotency_key` for the same workflow returns the execution it started before (with a
+    /// history: by any server process, before or after a restart).
     pub async fn execute(
         &self,
         def: Arc<WorkflowDef>,
         invocation: Invocation,
         idempotency_key: Option<String>,
-    ) -> Result<Arc<Execution>, EngineError> {
+    ) -> Result<ExecutionView, EngineError> {
         let shared = &self.shared;
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
-        let (exec, launch) = {
-            let mut t = lock(&shared.table);
-            if let Some(key) = &idempotency_key
-                && let Some(existing) = t.by_idempotency_key(&def.name, key)
-            {
-                return Ok(existing);
+        if let Some(key) = &idempotency_key
+            && let Some(existing) = lock(&shared.table).by_idempotency_key(&def.name, key)
+        {
+            return Ok(ExecutionView::Live(existing));
+        }
+        let prepared = {
+            let shared = shared.clone();
+            let key = idempotency_key.clone();
+            // Creating log folders and recording the execution touch the disk: not on an async worker.
+            blocking(move || shared.prepare(def, invocation, key)).await
+        };
+        let exec = match prepared {
+            Some(Ok(exec)) => exec,
+            Some(Err(existing)) => {
+                let id = existing.record.id;
+                return Ok(self.find(&id).unwrap_or(ExecutionView::Stored(existing)));
             }
-            let id = Uuid::new_v4();
-            let mut argv = def.command.clone();
-            argv.extend(invocation.args);
-            let mut env = shared.config.base_env.clone();
-            env.extend(&def.env);
-            env.extend(&invocation.env);
-            // Last, so neither the config nor a param can change it: it finds escaped descendants.
-            env.mark(&id.to_string());
-            let launch = Launch {
-                argv,
-                env,
-                cwd: def.cwd.clone(),
-                marker: id.to_string(),
-            };
-            let logs = LogStore::new(shared.config.log_limits, shared.budget.clone());
-            let exec = Execution::new(id, def.clone(), invocation.values, launch, idempotency_key, logs);
+            None => return Err(EngineError::ShuttingDown),
+        };
+        let launch = {
+            let mut t = lock(&shared.table);
             let launch = t.admit(exec.clone(), shared.config.max_concurrent);
             t.prune(
                 shared.config.retain_executions,
                 shared.config.retain_age,
                 SystemTime::now(),
             );
-            (exec, launch)
+            launch
         };
         if launch {
             let (tx, rx) = tokio::sync::oneshot::channel();
@@ -179,41 +215,166 @@ impl Engine {
             );
             let _ = rx.await;
         }
-        Ok(exec)
+        Ok(ExecutionView::Live(exec))
     }
 
-    pub fn get(&self, id: &Uuid) -> Option<Arc<Execution>> {
-        lock(&self.shared.table).get(id)
+    /// The execution with this id: run here, or known from the history (an unfinished one whose server is gone
+    /// is marked lost on the way).
+    pub fn find(&self, id: &Uuid) -> Option<ExecutionView> {
+        if let Some(exec) = lock(&self.shared.table).get(id) {
+            return Some(ExecutionView::Live(exec));
+        }
+        let history = self.shared.history.as_ref()?;
+        let mut record = history.get(id)?;
+        if record.unfinished() && !history.owner_alive(&record.owner) {
+            self.shared.lose(&record);
+            record = history.get(id)?;
+        }
+        Some(ExecutionView::Stored(Arc::new(StoredExecution {
+            logs: LogDir::open(&history.log_path(id)),
+            record,
+        })))
     }
 
-    /// The status of an execution, with its queue position when queued.
-    pub fn status(&self, exec: &Execution) -> ExecutionStatus {
-        let position = lock(&self.shared.table).queue_position(&exec.id);
-        exec.status(position)
+    /// The same execution, read again (a stored record may have changed since).
+    pub fn refresh(&self, view: &ExecutionView) -> ExecutionView {
+        match view {
+            ExecutionView::Live(_) => view.clone(),
+            ExecutionView::Stored(_) => self.find(&view.id()).unwrap_or_else(|| view.clone()),
+        }
+    }
+}
+
+impl Shared {
+    /// Builds an execution (its log store with files when there is a history) and records it. `Err` is the
+    /// execution an idempotency key already started, found in the history.
+    fn prepare(
+        &self,
+        def: Arc<WorkflowDef>,
+        invocation: Invocation,
+        idempotency_key: Option<String>,
+    ) -> Result<Arc<Execution>, Arc<StoredExecution>> {
+        {
+            let id = Uuid::new_v4();
+            let mut argv = def.command.clone();
+            argv.extend(invocation.args);
+            let mut env = self.config.base_env.clone();
+            env.extend(&def.env);
+            env.extend(&invocation.env);
+            // Last, so neither the config nor a param can change it: it finds escaped descendants.
+            env.mark(&id.to_string());
+            let launch = Launch {
+                argv,
+                env,
+                cwd: def.cwd.clone(),
+                marker: id.to_string(),
+            };
+            let disk = self.history.as_ref().map(|h| DiskLimits {
+                dir: LogDir::open(&h.log_path(&id)),
+                max_bytes: self.config.log_disk_bytes,
+            });
+            let logs = LogStore::with_disk(self.config.log_limits, self.budget.clone(), disk);
+            let exec = Execution::new(id, def.clone(), invocation.values, launch, idempotency_key, logs);
+            if let Some(history) = &self.history
+                && let Err(existing) = history.insert(&self.record_of(&exec))
+            {
+                let _ = LogDir::open(&history.log_path(&id)).remove_all();
+                return Err(Arc::new(StoredExecution {
+                    logs: LogDir::open(&history.log_path(&existing.id)),
+                    record: *existing,
+                }));
+            }
+            Ok(exec)
+        }
+    }
+}
+
+impl Engine {
+
+    /// The status of an execution, with its queue position when queued here.
+    pub fn status(&self, view: &ExecutionView) -> ExecutionStatus {
+        match view {
+            ExecutionView::Live(exec) => {
+                let position = lock(&self.shared.table).queue_position(&exec.id);
+                exec.status(position)
+            }
+            ExecutionView::Stored(_) => view.status(),
+        }
     }
 
-    /// Executions matching `filter`, newest first, and how many matched in all.
+    /// Executions matching `filter`, newest first, and how many matched in all (with a history: every server
+    /// process's, and those from before a restart).
     pub fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
+        let shared = &self.shared;
+        if let Some(history) = &shared.history {
+            shared.prune(false);
+            let state = filter.state.map(ExecutionState::as_str);
+            let (records, total) = history.list(filter.workflow.as_deref(), state, filter.limit);
+            let table = lock(&shared.table);
+            let live: Vec<Option<Arc<Execution>>> = records.iter().map(|r| table.get(&r.id)).collect();
+            drop(table);
+            let statuses = records
+                .iter()
+                .zip(live)
+                .map(|(rec, live)| match live {
+                    Some(exec) => self.status(&ExecutionView::Live(exec)),
+                    None if rec.unfinished() && !history.owner_alive(&rec.owner) => {
+                        shared.lose(rec);
+                        history.get(&rec.id).map_or_else(|| status_of_record(rec), |r| status_of_record(&r))
+                    }
+                    None => status_of_record(rec),
+                })
+                .collect();
+            return (statuses, total);
+        }
         let matching = {
-            let mut t = lock(&self.shared.table);
+            let mut t = lock(&shared.table);
             // The age rule also applies while nothing starts or finishes.
-            let cfg = &self.shared.config;
+            let cfg = &shared.config;
             t.prune(cfg.retain_executions, cfg.retain_age, SystemTime::now());
             t.matching(filter)
         };
         let total = matching.len();
-        let statuses = matching.iter().take(filter.limit).map(|e| self.status(e)).collect();
+        let statuses = matching
+            .into_iter()
+            .take(filter.limit)
+            .map(|e| self.status(&ExecutionView::Live(e)))
+            .collect();
         (statuses, total)
     }
 
     /// How many executions are retained.
     pub fn retained(&self) -> usize {
-        lock(&self.shared.table).len()
+        match &self.shared.history {
+            Some(history) => history.count(),
+            None => lock(&self.shared.table).len(),
+        }
     }
 
     /// Waits until the execution is final, `timeout` passes, `cancel` fires, or the server shuts down.
-    /// Returns whether it is final.
-    pub async fn wait_final(&self, exec: &Execution, timeout: Duration, cancel: &CancellationToken) -> bool {
+    /// Returns whether it is final. (A stored execution is read again every 200 ms.)
+    pub async fn wait_final(&self, view: &ExecutionView, timeout: Duration, cancel: &CancellationToken) -> bool {
+        match view {
+            ExecutionView::Live(exec) => self.wait_live(exec, timeout, cancel).await,
+            ExecutionView::Stored(_) => {
+                let deadline = tokio::time::Instant::now() + timeout;
+                loop {
+                    let now = self.refresh(view);
+                    if now.state().is_terminal() {
+                        return true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = tokio::time::sleep_until(deadline) => return false,
+                        _ = cancel.cancelled() => return false,
+                        _ = self.shared.shutdown.cancelled() => return false,
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) async fn wait_live(&self, exec: &Execution, timeout: Duration, cancel: &CancellationToken) -> bool {
         let mut rx = exec.logs_tx.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -230,11 +391,24 @@ impl Engine {
     }
 
     /// Stops an execution: a queued one is taken off the queue; a running one gets SIGTERM on its whole tree,
-    /// `grace` to exit, then SIGKILL. Returns once it is final (every process of its tree gone).
-    pub async fn stop(&self, exec: &Arc<Execution>, reason: StopReason, grace: Duration) {
+    /// `grace` to exit, then SIGKILL. Returns once it is final (every process of its tree gone). An execution
+    /// run by another server process is asked to stop through the history and signalled from here, once its
+    /// processes are known to be its own.
+    pub async fn stop(&self, view: &ExecutionView, reason: StopReason, grace: Duration) -> Result<(), String> {
+        match view {
+            ExecutionView::Live(exec) => {
+                self.stop_live(exec, reason, grace).await;
+                Ok(())
+            }
+            ExecutionView::Stored(stored) => self.stop_stored(&stored.record, reason, grace).await,
+        }
+    }
+
+    pub(super) async fn stop_live(&self, exec: &Arc<Execution>, reason: StopReason, grace: Duration) {
         let dequeued = lock(&self.shared.table).dequeue(&exec.id);
         if let Some(e) = dequeued {
             e.end_unstarted(reason, stop_message(reason, &e));
+            self.shared.record_final(&e);
             return;
         }
         let mut rx = exec.logs_tx.subscribe();
@@ -258,7 +432,7 @@ impl Engine {
             let t = tree.clone();
             blocking(move || t.signal(libc::SIGTERM)).await;
             let never = CancellationToken::new();
-            if self.wait_final(exec, grace, &never).await {
+            if self.wait_live(exec, grace, &never).await {
                 return;
             }
             blocking(move || tree.signal(libc::SIGKILL)).await;
@@ -269,6 +443,52 @@ impl Engine {
                 break;
             }
         }
+    }
+
+    async fn stop_stored(&self, rec: &ExecutionRecord, reason: StopReason, grace: Duration) -> Result<(), String> {
+        let Some(history) = self.shared.history.clone() else {
+            return Ok(());
+        };
+        if !rec.unfinished() {
+            return Ok(());
+        }
+        let view = ExecutionView::Stored(Arc::new(StoredExecution {
+            logs: LogDir::open(&history.log_path(&rec.id)),
+            record: rec.clone(),
+        }));
+        let (id, pid, start) = (rec.id, rec.pid, rec.pid_start);
+        let signal = move |sig: i32| -> bool {
+            let marker = id.to_string();
+            match (pid, start) {
+                (Some(pid), Some(start)) if is_same_process(pid, start, &marker) => {
+                    signal_tree(pid, &marker, sig);
+                    true
+                }
+                _ => false,
+            }
+        };
+        {
+            let history = history.clone();
+            blocking(move || history.request_stop(&id, reason.as_str())).await;
+        }
+        if rec.state == "running" && blocking(move || signal(libc::SIGTERM)).await != Some(true) {
+            // Not started yet, or not a process we can see: its owner acts on the request.
+            tracing::info!(execution = %id, owner = %rec.owner, "asked the owning server to stop an execution");
+        }
+        let never = CancellationToken::new();
+        if self.wait_final(&view, grace, &never).await {
+            return Ok(());
+        }
+        blocking(move || signal(libc::SIGKILL)).await;
+        if self.wait_final(&view, Duration::from_secs(10), &never).await {
+            return Ok(());
+        }
+        Err(format!(
+            "execution {id} is run by another server process (instance {}, pid {}) that has not ended it yet; its \
+             stop was requested — get_status shows when it ends",
+            rec.owner,
+            rec.pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+        ))
     }
 
     /// Stops everything for a server exit: no new executions, queued ones cancelled, every running tree gets
@@ -283,13 +503,14 @@ impl Engine {
         };
         for e in queued {
             e.end_unstarted(StopReason::Shutdown, stop_message(StopReason::Shutdown, &e));
+            shared.record_final(&e);
         }
         let mut trees: Vec<Arc<dyn Tree>> = Vec::new();
         for e in &running {
             e.request_stop(StopReason::Shutdown, stop_message(StopReason::Shutdown, e));
             trees.extend(e.tree());
         }
-        let runtime = shared.runtime.clone();
+        let shared = shared.clone();
         blocking(move || {
             for t in &trees {
                 t.signal(libc::SIGTERM);
@@ -300,9 +521,169 @@ impl Engine {
                 t.signal(libc::SIGKILL);
             }
             wait_until(all_gone, Instant::now() + Duration::from_secs(1));
-            runtime.finish();
+            shared.runtime.finish();
+            if let Some(history) = &shared.history {
+                // Their final records: the supervisors settle each one once its output is drained.
+                let settled = || running.iter().all(|e| e.state().is_terminal());
+                wait_until(settled, Instant::now() + Duration::from_millis(500));
+                history.flush();
+            }
         })
         .await;
+    }
+}
+
+impl Shared {
+    /// The record of a new execution.
+    fn record_of(&self, exec: &Execution) -> ExecutionRecord {
+        ExecutionRecord {
+            id: exec.id,
+            workflow: exec.workflow.name.clone(),
+            params: exec.params.clone(),
+            argv: exec.launch.argv.clone(),
+            cwd: exec.launch.cwd.display().to_string(),
+            idempotency_key: exec.idempotency_key.clone(),
+            state: ExecutionState::Queued.as_str().to_owned(),
+            exit_code: None,
+            signal: None,
+            error: None,
+            created_at: millis(exec.created_at),
+            started_at: None,
+            finished_at: None,
+            pid: None,
+            pid_start: None,
+            owner: self.history.as_ref().map(|h| h.instance().to_string()).unwrap_or_default(),
+            stop_request: None,
+            output: None,
+            progress: None,
+            held_open: None,
+            log_bytes: 0,
+        }
+    }
+
+    /// Records that an execution started.
+    pub(super) fn record_started(&self, exec: &Execution, pid: u32) {
+        if let Some(history) = &self.history {
+            let started_at = exec.life().started_at.map_or_else(crate::store::history::now_ms, millis);
+            history.update(
+                exec.id,
+                Change::Started {
+                    pid,
+                    pid_start: crate::proc::scan::process(pid).map(|p| p.start_time),
+                    started_at,
+                },
+            );
+        }
+    }
+
+    /// Records an execution's final state, then applies retention.
+    pub(super) fn record_final(&self, exec: &Execution) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let life = exec.life();
+        let status = exec.status(None);
+        history.update(
+            exec.id,
+            Change::Finished {
+                state: life.state.as_str().to_owned(),
+                exit_code: life.exit_code,
+                signal: life.signal,
+                error: life.error.clone(),
+                finished_at: life.finished_at.map_or_else(crate::store::history::now_ms, millis),
+                output: serde_json::to_string(&status.output).unwrap_or_default(),
+                progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+                held_open: (!life.held_open.is_empty())
+                    .then(|| serde_json::to_string(&life.held_open).unwrap_or_default()),
+                log_bytes: exec.logs_buffer.stats().disk_bytes,
+            },
+        );
+        self.prune(false);
+    }
+
+    /// Applies the history's retention (at most once a second unless `now`).
+    pub(super) fn prune(&self, now: bool) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        {
+            let mut at = lock(&self.pruned_at);
+            if !now && at.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return;
+            }
+            *at = Some(Instant::now());
+        }
+        history.prune(PruneRules {
+            keep: self.config.retain_executions,
+            max_age: self.config.retain_age,
+            max_log_bytes: self.config.retain_log_bytes,
+        });
+    }
+
+    /// Marks an execution whose server is gone as lost, after killing what is left of its processes — the
+    /// leader only once its pid, start time and marker all match, so a reused pid is never signalled.
+    pub(super) fn lose(&self, rec: &ExecutionRecord) -> Uuid {
+        let marker = rec.id.to_string();
+        if let (Some(pid), Some(start)) = (rec.pid, rec.pid_start)
+            && is_same_process(pid, start, &marker)
+        {
+            signal_tree(pid, &marker, libc::SIGKILL);
+        }
+        for pid in marked_processes(std::slice::from_ref(&marker)) {
+            let _ = signal_process(pid, libc::SIGKILL);
+        }
+        let error = format!(
+            "the server that ran it (instance {}) ended while it {}; its output up to that moment is kept",
+            rec.owner,
+            if rec.state == "queued" { "waited" } else { "ran" }
+        );
+        if let Some(history) = &self.history {
+            history.mark_lost(&rec.id, error);
+        }
+        rec.id
+    }
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+/// Writes the counters and progress of running executions to the history once a second, when they changed.
+async fn record_progress(engine: Engine) {
+    let mut last: std::collections::HashMap<Uuid, (u64, u64)> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = engine.shared.shutdown.cancelled() => return,
+        }
+        let Some(history) = &engine.shared.history else {
+            return;
+        };
+        let running: Vec<Arc<Execution>> = lock(&engine.shared.table)
+            .unfinished()
+            .into_iter()
+            .filter(|e| e.state() == ExecutionState::Running)
+            .collect();
+        last.retain(|id, _| running.iter().any(|e| e.id == *id));
+        for exec in running {
+            let stats = exec.logs_buffer.stats();
+            let events = exec.progress.snapshot().map_or(0, |p| p.events + p.malformed_events);
+            let key = (stats.stdout.bytes + stats.stderr.bytes, events);
+            if last.get(&exec.id) == Some(&key) {
+                continue;
+            }
+            last.insert(exec.id, key);
+            let status = exec.status(None);
+            history.update(
+                exec.id,
+                Change::Progress {
+                    output: serde_json::to_string(&status.output).unwrap_or_default(),
+                    progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+                    log_bytes: stats.disk_bytes,
+                },
+            );
+        }
     }
 }
 

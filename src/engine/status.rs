@@ -1,7 +1,7 @@
 //! The status of an execution as clients read it: state, exit, times, output counts, progress, and for a failure
 //! its evidence. What does not apply is left out.
 
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 use super::execution::{Execution, ExecutionState};
 use super::progress::Progress;
 use crate::clock::{millis_between, rfc3339};
-use crate::logs::{Stream, StreamCounters, StreamSelector, last_lines};
+use crate::logs::{Snapshot, Stream, StreamCounters, StreamSelector, last_lines};
+use crate::store::ExecutionRecord;
 use crate::proc::signal::signal_name;
 
 /// At most this many lines of evidence, within this many bytes as sent.
@@ -23,7 +24,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// Lines and bytes per stream, and what was lost or cut. Counts that are zero and fields that do not apply yet
 /// are left out.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct OutputSummary {
     pub stdout: StreamCounters,
     pub stderr: StreamCounters,
@@ -44,6 +45,9 @@ pub struct OutputSummary {
     /// stopped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub held_open: Vec<Stream>,
+    /// Why the log stopped being written to disk, if it did: its lines are then kept in memory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_error: Option<String>,
 }
 
 /// Why an execution failed, in the same answer that reports it: its last stderr lines (or its last lines when
@@ -155,6 +159,7 @@ impl Execution {
                 dropped_bytes: stats.dropped_bytes,
                 truncated_lines: stats.truncated_lines,
                 held_open: life.held_open.clone(),
+                disk_error: stats.disk_error,
             },
             progress: self.progress.snapshot(),
             tail: None,
@@ -164,26 +169,67 @@ impl Execution {
 
     /// The last lines that explain a failure, for the states that have one.
     pub fn evidence(&self) -> Option<Evidence> {
-        if !matches!(
-            self.state(),
-            ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::FailedToStart | ExecutionState::Lost
-        ) {
-            return None;
-        }
-        let snap = self.logs_buffer.snapshot();
-        let (page, what) = match last_lines(&snap, StreamSelector::Stderr, EVIDENCE_LINES, EVIDENCE_BYTES) {
-            Some(page) if page.count > 0 => (page, ["stderr line", "stderr lines"]),
-            _ => (
-                last_lines(&snap, StreamSelector::Both, EVIDENCE_LINES, EVIDENCE_BYTES)?,
-                ["line of output (stderr has none)", "lines of output (stderr has none)"],
-            ),
-        };
-        (page.count > 0).then(|| Evidence {
-            about: match page.count {
-                1 => format!("last {}", what[0]),
-                n => format!("last {n} {}", what[1]),
-            },
-            lines: page.lines.text,
-        })
+        evidence(self.state(), &self.logs_buffer.snapshot())
+    }
+}
+
+/// The last lines that explain a failure — the last stderr lines, else the last lines — for the states that
+/// have one.
+pub fn evidence(state: ExecutionState, snap: &Snapshot) -> Option<Evidence> {
+    if !matches!(
+        state,
+        ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::FailedToStart | ExecutionState::Lost
+    ) {
+        return None;
+    }
+    let (page, what) = match last_lines(snap, StreamSelector::Stderr, EVIDENCE_LINES, EVIDENCE_BYTES) {
+        Some(page) if page.count > 0 => (page, ["stderr line", "stderr lines"]),
+        _ => (
+            last_lines(snap, StreamSelector::Both, EVIDENCE_LINES, EVIDENCE_BYTES)?,
+            ["line of output (stderr has none)", "lines of output (stderr has none)"],
+        ),
+    };
+    (page.count > 0).then(|| Evidence {
+        about: match page.count {
+            1 => format!("last {}", what[0]),
+            n => format!("last {n} {}", what[1]),
+        },
+        lines: page.lines.text,
+    })
+}
+
+fn from_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
+}
+
+/// The status of an execution known from its record.
+pub fn status_of_record(rec: &ExecutionRecord) -> ExecutionStatus {
+    let state = ExecutionState::parse(&rec.state).unwrap_or(ExecutionState::Lost);
+    let now = SystemTime::now();
+    let output: OutputSummary = rec
+        .output
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or_default();
+    ExecutionStatus {
+        execution_id: rec.id.to_string(),
+        workflow: rec.workflow.clone(),
+        state,
+        exit_code: rec.exit_code,
+        signal: rec.signal.map(signal_name),
+        error: rec.error.clone(),
+        params: echoed_params(&rec.params),
+        created_at: rfc3339(from_ms(rec.created_at)),
+        started_at: rec.started_at.map(from_ms).map(rfc3339),
+        finished_at: rec.finished_at.map(from_ms).map(rfc3339),
+        duration_ms: rec
+            .started_at
+            .map(|s| millis_between(from_ms(s), rec.finished_at.map_or(now, from_ms))),
+        pid: rec.pid,
+        queue_position: None,
+        output,
+        progress: rec.progress.as_deref().and_then(|p| serde_json::from_str(p).ok()),
+        tail: None,
+        evidence: None,
     }
 }

@@ -37,6 +37,14 @@ impl Shared {
             .inspect_err(|e| tracing::error!(execution = %exec.id, error = %e, "waiting for a workflow failed"))
             .ok();
         exec.exited(exit);
+        // Another server process may have asked for the stop (through the history) and signalled the tree.
+        if exec.stop_reason().is_none()
+            && let Some(history) = &self.history
+            && let Some(reason) = history.get(&exec.id).and_then(|r| r.stop_request)
+            && let Some(reason) = super::execution::StopReason::parse(&reason)
+        {
+            exec.request_stop(reason, super::runner::stop_message(reason, &exec));
+        }
         // During a stop the tree gets the rest of its grace period before what is left is killed.
         if exec.stop_reason().is_some() {
             wait_until(|| tree.gone(), Instant::now() + self.config.grace);
@@ -77,6 +85,7 @@ impl Shared {
     pub(super) fn settle(self: &Arc<Self>, exec: &Arc<Execution>) {
         let state = exec.settle();
         tracing::info!(execution = %exec.id, workflow = %exec.workflow.name, state = state.as_str(), "execution finished");
+        self.record_final(exec);
         let cfg = &self.config;
         lock(&self.table).prune(cfg.retain_executions, cfg.retain_age, std::time::SystemTime::now());
     }

@@ -21,7 +21,7 @@ use super::{text, waiting};
 use crate::app::App;
 use crate::catalog::param::resolve;
 use crate::catalog::{WorkflowDef, WorkflowInfo};
-use crate::engine::{Execution, ExecutionState, ExecutionStatus, ListFilter, StopReason};
+use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, ListFilter, StopReason};
 use crate::format::count;
 use crate::logs::{CompactLines, LogQuery, StreamSelector};
 
@@ -123,14 +123,14 @@ fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
 }
 
 impl WorkflowServer {
-    fn find(&self, execution_id: &str) -> Result<Arc<Execution>, String> {
+    fn find(&self, execution_id: &str) -> Result<ExecutionView, String> {
         let id = Uuid::parse_str(execution_id.trim()).map_err(|_| {
             format!(
                 "execution_id \"{execution_id}\" is not an execution id (a UUID as execute_workflow returns it); \
                  list_executions shows the known ones"
             )
         })?;
-        self.app.engine.get(&id).ok_or_else(|| {
+        self.app.engine.find(&id).ok_or_else(|| {
             format!(
                 "no execution with id {id}: it never existed here or was forgotten by the retention rule (the \
                  server restarted, or it finished long ago); list_executions shows the known ones"
@@ -154,18 +154,21 @@ impl WorkflowServer {
     }
 
     /// Waits up to `wait` for the execution to finish, reporting progress to the client meanwhile.
-    async fn wait_final(&self, ctx: &RequestContext<RoleServer>, exec: &Arc<Execution>, wait: Duration) {
-        if wait.is_zero() || exec.state().is_terminal() {
+    async fn wait_final(&self, ctx: &RequestContext<RoleServer>, view: &ExecutionView, wait: Duration) {
+        if wait.is_zero() || view.state().is_terminal() {
             return;
         }
-        waiting::reporting(ctx, exec, self.app.engine.wait_final(exec, wait, &ctx.ct)).await;
+        let engine = &self.app.engine;
+        waiting::reporting(ctx, engine, view, engine.wait_final(view, wait, &ctx.ct)).await;
     }
 
     /// The status as every status-returning tool answers it: with the evidence of a failure, the last
     /// `tail_lines` lines if asked, and a hint; the tail shrinks if the whole would pass the result budget.
-    fn status_reply(&self, exec: &Execution, tail_lines: u64, capped: bool) -> ToolResult {
-        let mut status = self.app.engine.status(exec);
-        status.evidence = exec.evidence();
+    fn status_reply(&self, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
+        let view = self.app.engine.refresh(view);
+        let mut status = self.app.engine.status(&view);
+        status.evidence = view.evidence();
+        let capped = capped && !status.state.is_terminal();
         let mut tail_bytes = TAIL_MAX_BYTES;
         loop {
             if tail_lines > 0 {
@@ -176,7 +179,7 @@ impl WorkflowServer {
                     ..LogQuery::default()
                 };
                 status.tail = Some(
-                    q.run_into(&exec.logs_buffer.snapshot(), CompactLines::default())
+                    q.run_into(&view.snapshot(), CompactLines::default())
                         .lines
                         .text,
                 );
@@ -284,7 +287,7 @@ impl WorkflowServer {
             .await
             .map_err(|e| e.to_string())?;
         self.wait_final(&ctx, &exec, wait).await;
-        self.status_reply(&exec, 0, capped && !exec.state().is_terminal())
+        self.status_reply(&exec, 0, capped)
     }
 
     #[tool(
@@ -305,7 +308,7 @@ impl WorkflowServer {
         let tail = at_most("tail_lines", input.tail_lines, MAX_TAIL_LINES)?.unwrap_or(0);
         let exec = self.find(&input.execution_id)?;
         self.wait_final(&ctx, &exec, wait).await;
-        self.status_reply(&exec, tail, capped && !exec.state().is_terminal())
+        self.status_reply(&exec, tail, capped)
     }
 
     #[tool(
@@ -353,26 +356,35 @@ impl WorkflowServer {
             max_bytes: max_bytes as usize,
             raw: input.raw.unwrap_or(false),
         };
+        let engine = &self.app.engine;
         let read = |query: &LogQuery| {
             // The state is read before the lines: a final state means the snapshot holds every line.
-            let state = exec.state();
-            (
-                query.run_into(&exec.logs_buffer.snapshot(), CompactLines::new(timestamps)),
-                state,
-            )
+            let now = engine.refresh(&exec);
+            let state = now.state();
+            (query.run_into(&now.snapshot(), CompactLines::new(timestamps)), state)
         };
         let (mut page, mut state) = read(&query);
         if page.count == 0 && !state.is_terminal() && !wait.is_zero() {
             let deadline = tokio::time::Instant::now() + wait;
             let shutdown = self.app.engine.shutdown_token();
-            let mut rx = exec.logs_tx.subscribe();
+            // A live execution wakes followers on every chunk; another server's is looked at every 200 ms.
+            let mut rx = match &exec {
+                ExecutionView::Live(e) => Some(e.logs_tx.subscribe()),
+                ExecutionView::Stored(_) => None,
+            };
             // Later rounds only look at what arrives after the first scan.
             query.since_seq = Some(page.next_seq);
             query.tail = None;
             let follow = async {
                 loop {
+                    let changed = async {
+                        match rx.as_mut() {
+                            Some(rx) => drop(rx.changed().await),
+                            None => tokio::time::sleep(Duration::from_millis(200)).await,
+                        }
+                    };
                     tokio::select! {
-                        _ = rx.changed() => {}
+                        _ = changed => {}
                         _ = tokio::time::sleep_until(deadline) => return,
                         _ = ctx.ct.cancelled() => return,
                         _ = shutdown.cancelled() => return,
@@ -383,12 +395,12 @@ impl WorkflowServer {
                     }
                 }
             };
-            waiting::reporting(&ctx, &exec, follow).await;
+            waiting::reporting(&ctx, engine, &exec, follow).await;
             (page, state) = read(&query);
         }
         let done = state.is_terminal() && !page.has_more;
         let out = LogsOutput {
-            execution_id: exec.id.to_string(),
+            execution_id: exec.id().to_string(),
             state,
             first_seq: page.first_seq,
             last_seq: page.last_seq,
@@ -422,7 +434,8 @@ impl WorkflowServer {
             .map(Duration::from_millis)
             .unwrap_or(self.app.engine.config().grace);
         let exec = self.find(&input.execution_id)?;
-        waiting::reporting(&ctx, &exec, self.app.engine.stop(&exec, StopReason::Cancel, grace)).await;
+        let engine = &self.app.engine;
+        waiting::reporting(&ctx, engine, &exec, engine.stop(&exec, StopReason::Cancel, grace)).await?;
         self.status_reply(&exec, 0, false)
     }
 

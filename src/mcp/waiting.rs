@@ -12,7 +12,7 @@ use rmcp::model::{ProgressNotificationParam, ProgressToken};
 use rmcp::service::{Peer, RequestContext};
 use tokio::time::Instant;
 
-use crate::engine::Execution;
+use crate::engine::{Engine, ExecutionView};
 use crate::format::{ProgressLine, human_ms};
 
 /// A notification at least this often while waiting.
@@ -40,8 +40,7 @@ struct Reporter {
 }
 
 impl Reporter {
-    fn message(exec: &Execution) -> String {
-        let status = exec.status(None);
+    fn message(status: &crate::engine::ExecutionStatus) -> String {
         let mut parts = vec![status.state.as_str().to_owned()];
         if let Some(ms) = status.duration_ms {
             parts[0].push_str(&format!(" for {}", human_ms(ms)));
@@ -60,8 +59,9 @@ impl Reporter {
         parts.join("; ")
     }
 
-    async fn report(&mut self, exec: &Execution, now: Instant) {
-        let message = Self::message(exec);
+    async fn report(&mut self, engine: &Engine, view: &ExecutionView, now: Instant) {
+        let status = engine.status(&engine.refresh(view));
+        let message = Self::message(&status);
         let due = match self.sent_at {
             None => true,
             Some(at) => now - at >= HEARTBEAT || (message != self.message && now - at >= CHECK_EVERY),
@@ -69,7 +69,7 @@ impl Reporter {
         if !due {
             return;
         }
-        let progress = exec.progress.snapshot();
+        let progress = status.progress;
         let scale = *self.scale.get_or_insert_with(|| {
             match progress.as_ref().and_then(|p| p.phase.as_ref()).and_then(|ph| ph.total) {
                 Some(total) => Scale::Phases(total),
@@ -99,8 +99,13 @@ impl Reporter {
     }
 }
 
-/// Runs `wait` to its end, reporting on `exec` meanwhile when the request asked for progress.
-pub async fn reporting<F: Future>(ctx: &RequestContext<RoleServer>, exec: &Execution, wait: F) -> F::Output {
+/// Runs `wait` to its end, reporting on `view` meanwhile when the request asked for progress.
+pub async fn reporting<F: Future>(
+    ctx: &RequestContext<RoleServer>,
+    engine: &Engine,
+    view: &ExecutionView,
+    wait: F,
+) -> F::Output {
     let Some(token) = ctx.meta.get_progress_token() else {
         return wait.await;
     };
@@ -119,7 +124,7 @@ pub async fn reporting<F: Future>(ctx: &RequestContext<RoleServer>, exec: &Execu
         tokio::select! {
             biased;
             out = &mut wait => return out,
-            _ = ticks.tick() => reporter.report(exec, Instant::now()).await,
+            _ = ticks.tick() => reporter.report(engine, view, Instant::now()).await,
         }
     }
 }

@@ -78,3 +78,8 @@ pub fn signal_name(sig: i32) -> String {
     };
     name.to_owned()
 }
+
+/// The number of a signal named as [`signal_name`] names it ("SIGKILL" → 9).
+pub fn signal_number(name: &str) -> Option<i32> {
+    (1..65).find(|&n| signal_name(n) == name)
+}

@@ -78,8 +78,8 @@ type Reply = mpsc::SyncSender<rusqlite::Result<()>>;
 pub struct Store {
     root: PathBuf,
     instance: Uuid,
-    /// Locked for as long as this process lives: others see it alive.
-    _lock: File,
+    /// Locked for as long as this process lives: others see it alive. (None for a reader.)
+    _lock: Option<File>,
     reader: Mutex<Connection>,
     writer: Mutex<mpsc::Sender<(Op, Option<Reply>)>>,
 }
@@ -200,11 +200,55 @@ impl Store {
         let store = Store {
             root: root.to_owned(),
             instance,
-            _lock: lock_file,
+            _lock: Some(lock_file),
             reader: Mutex::new(reader),
             writer: Mutex::new(tx),
         };
         Ok((store, warning.into_iter().collect()))
+    }
+
+    /// Opens an existing state directory to read it (the `history`, `status` and `logs` commands): no instance
+    /// is registered and nothing is written.
+    pub fn open_reader(root: &Path) -> Result<Store, StoreError> {
+        let db_path = root.join("history.db");
+        if !db_path.is_file() {
+            return Err(StoreError::Dir {
+                path: root.to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "it holds no history (no server has used it yet)",
+                ),
+            });
+        }
+        let reader = db::connect(&db_path).map_err(|source| DbError::Open {
+            path: db_path.clone(),
+            source,
+        })?;
+        // Writes go nowhere: the receiver is dropped at once.
+        let (tx, _) = mpsc::channel();
+        Ok(Store {
+            root: root.to_owned(),
+            instance: Uuid::nil(),
+            _lock: None,
+            reader: Mutex::new(reader),
+            writer: Mutex::new(tx),
+        })
+    }
+
+    /// The ids that start with `prefix` (at most `limit`).
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Vec<Uuid> {
+        if !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Vec::new();
+        }
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT id FROM executions WHERE id LIKE ?1 || '%' LIMIT ?2")?;
+            stmt.query_map(params![prefix.to_ascii_lowercase(), limit as i64], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect()
     }
 
     pub fn root(&self) -> &Path {

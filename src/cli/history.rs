@@ -1,0 +1,214 @@
+//! `workflow-mcp history`, `status ID` and `logs ID [--follow]`: the history as a person — or an agent with a
+//! shell — reads it, straight from the state directory (no server needed; several may be writing to it).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use crate::engine::{ExecutionState, ExecutionView, StoredExecution};
+use crate::format::{ProgressLine, count, human_bytes, human_ms};
+use crate::logs::{LogDir, LogQuery};
+use crate::logs::segment::Stream;
+use crate::store::{ExecutionRecord, Store};
+
+/// The record, with an unfinished one whose server is gone shown as lost (nothing is written).
+fn as_known(store: &Store, mut rec: ExecutionRecord) -> ExecutionRecord {
+    if rec.unfinished() && !store.owner_alive(&rec.owner) {
+        rec.state = "lost".into();
+        rec.error = Some(format!("the server that ran it (instance {}) is gone", rec.owner));
+    }
+    rec
+}
+
+fn view(store: &Store, rec: ExecutionRecord) -> ExecutionView {
+    ExecutionView::Stored(Arc::new(StoredExecution {
+        logs: LogDir::open(&store.log_path(&rec.id)),
+        record: as_known(store, rec),
+    }))
+}
+
+/// The execution an id (or a unique prefix of one) names.
+fn find(store: &Store, id: &str) -> Result<ExecutionView, String> {
+    let ids = match Uuid::parse_str(id) {
+        Ok(full) => vec![full],
+        Err(_) if id.len() >= 4 => store.ids_with_prefix(id, 2),
+        Err(_) => Vec::new(),
+    };
+    match ids.as_slice() {
+        [one] => store
+            .get(one)
+            .map(|rec| view(store, rec))
+            .ok_or_else(|| format!("no execution {id} in {}", store.root().display())),
+        [] => Err(format!(
+            "no execution {id} in {}; `workflow-mcp history` lists them",
+            store.root().display()
+        )),
+        _ => Err(format!("\"{id}\" names more than one execution; give more of the id")),
+    }
+}
+
+/// `history`: returns the exit code.
+pub fn list(store: &Store, workflow: Option<&str>, state: Option<&str>, limit: usize, json: bool) -> u8 {
+    if let Some(s) = state
+        && ExecutionState::parse(s).is_none()
+    {
+        let known: Vec<&str> = ExecutionState::ALL.iter().map(|s| s.as_str()).collect();
+        eprintln!("workflow-mcp: unknown state \"{s}\"; the states are {}", known.join(", "));
+        return 2;
+    }
+    let (records, total) = store.list(workflow, state, limit);
+    let statuses: Vec<_> = records.into_iter().map(|r| view(store, r).status()).collect();
+    if json {
+        let out = serde_json::json!({"executions": statuses, "total": total});
+        println!("{}", serde_json::to_string_pretty(&out).expect("statuses are JSON"));
+        return 0;
+    }
+    println!(
+        "{} of {} execution(s) in {}, newest first",
+        statuses.len(),
+        total,
+        store.root().display()
+    );
+    for s in &statuses {
+        let mut line = format!("{}  {:<20} {:<15}", s.execution_id, s.workflow, s.state.as_str());
+        if let Some(code) = s.exit_code {
+            line.push_str(&format!(" exit {code}"));
+        } else if let Some(sig) = &s.signal {
+            line.push_str(&format!(" {sig}"));
+        }
+        if let Some(ms) = s.duration_ms {
+            line.push_str(&format!(" {}", human_ms(ms)));
+        }
+        line.push_str(&format!("  {}", s.started_at.as_deref().unwrap_or(&s.created_at)));
+        println!("{line}");
+    }
+    0
+}
+
+/// `status ID`: returns the exit code (1 when there is no such execution).
+pub fn status(store: &Store, id: &str, json: bool) -> u8 {
+    let view = match find(store, id) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("workflow-mcp: {e}");
+            return 1;
+        }
+    };
+    let mut s = view.status();
+    s.evidence = view.evidence();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).expect("a status is JSON"));
+        return 0;
+    }
+    let mut head = format!("execution {} (workflow \"{}\"): {}", s.execution_id, s.workflow, s.state.as_str());
+    match (s.exit_code, &s.signal) {
+        (Some(code), _) => head.push_str(&format!(", exit code {code}")),
+        (None, Some(sig)) => head.push_str(&format!(", killed by {sig}")),
+        _ => {}
+    }
+    if let Some(ms) = s.duration_ms {
+        head.push_str(&format!(", {} {}", if s.state.is_terminal() { "after" } else { "for" }, human_ms(ms)));
+    }
+    println!("{head}");
+    if let Some(e) = &s.error {
+        println!("error: {e}");
+    }
+    if let Some(p) = &s.progress {
+        println!("progress: {}", ProgressLine(p));
+    }
+    let o = &s.output;
+    println!(
+        "output: {} ({}), {} ({})",
+        count(o.stdout.lines, "stdout line"),
+        human_bytes(o.stdout.bytes),
+        count(o.stderr.lines, "stderr line"),
+        human_bytes(o.stderr.bytes)
+    );
+    if !s.params.is_empty() {
+        println!("params: {}", serde_json::Value::Object(s.params.clone()));
+    }
+    if let Some(e) = &s.evidence {
+        println!("evidence ({}):", e.about);
+        print!("{}", e.lines);
+    }
+    0
+}
+
+/// The exit code an execution's end stands for: its own, 128+N for signal N, 124 for a timeout, 127 when it
+/// could not start, 1 when it was cancelled or lost.
+fn exit_code_of(s: &crate::engine::ExecutionStatus) -> u8 {
+    match s.state {
+        ExecutionState::Succeeded => 0,
+        ExecutionState::TimedOut => 124,
+        ExecutionState::FailedToStart => 127,
+        ExecutionState::Cancelled | ExecutionState::Lost => 1,
+        _ => match (s.exit_code, &s.signal) {
+            (Some(c), _) => u8::try_from(c & 0xff).unwrap_or(1),
+            (None, Some(sig)) => {
+                let n = sig.strip_prefix("signal ").and_then(|n| n.parse().ok()).or_else(|| {
+                    crate::proc::signal::signal_number(sig)
+                });
+                n.map_or(1, |n: i32| 128u8.saturating_add(n as u8))
+            }
+            _ => 1,
+        },
+    }
+}
+
+/// `logs ID [--follow]`: returns the exit code (the execution's, with --follow).
+pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
+    let mut view = match find(store, id) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("workflow-mcp: {e}");
+            return 1;
+        }
+    };
+    let mut since = 0;
+    let stdout = std::io::stdout();
+    loop {
+        // The state first: a final state means the files hold every line.
+        let final_state = view.state().is_terminal();
+        let page = LogQuery {
+            since_seq: Some(since),
+            max_lines: 10_000,
+            max_bytes: 4 << 20,
+            ..LogQuery::default()
+        }
+        .run(&view.snapshot());
+        let mut out = stdout.lock();
+        if let Some(o) = &page.omitted {
+            let _ = writeln!(out, "[... {} lines no longer kept ...]", o.lines);
+        }
+        for l in &page.lines {
+            let _ = match l.stream {
+                Stream::Stdout => writeln!(out, "{}", l.text),
+                Stream::Stderr => writeln!(out, "! {}", l.text),
+            };
+        }
+        let _ = out.flush();
+        drop(out);
+        since = page.next_seq;
+        if page.has_more {
+            continue;
+        }
+        if !follow {
+            return 0;
+        }
+        if final_state {
+            let s = view.status();
+            eprintln!("workflow-mcp: {} {}", s.workflow, s.state.as_str());
+            return exit_code_of(&s);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        view = match find(store, &view.id().to_string()) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("workflow-mcp: {e}");
+                return 1;
+            }
+        };
+    }
+}
