@@ -236,13 +236,30 @@ impl Execution {
     }
 
     /// queued → failed_to_start, with the reason.
-    pub fn failed_to_start(&self, error: String) {
-        self.transition(|l| {
-            l.state = ExecutionState::FailedToStart;
-            l.error = Some(error);
+    /// queued → failed_to_start, with the reason. `record` runs once the state is final and before anyone
+    /// waiting is woken (so whoever sees it final finds it recorded too).
+    pub fn failed_to_start(&self, error: String, record: impl FnOnce(&Execution)) {
+        self.finish(
+            |l| {
+                l.state = ExecutionState::FailedToStart;
+                l.error = Some(error);
+            },
+            record,
+        );
+    }
+
+    fn finish(&self, f: impl FnOnce(&mut Lifecycle), record: impl FnOnce(&Execution)) -> ExecutionState {
+        let state = {
+            let mut l = self.lock();
+            f(&mut l);
             l.finished_at = Some(SystemTime::now());
-        });
+            l.tree = None;
+            l.state
+        };
         self.logs_buffer.mark_finished();
+        record(self);
+        self.notify();
+        state
     }
 
     /// Asks for a stop; the first reason given wins. Returns false when the execution is already final.
@@ -277,20 +294,14 @@ impl Execution {
     }
 
     /// running (or queued and stopped) → final: the state follows from the stop asked for and the exit code.
-    pub fn settle(&self) -> ExecutionState {
-        let state = self.transition(|l| {
-            l.state = final_state(l.stop, l.exit_code);
-            l.finished_at = Some(SystemTime::now());
-            l.tree = None;
-            l.state
-        });
-        self.logs_buffer.mark_finished();
-        state
+    /// (`record` as for [`Execution::failed_to_start`].)
+    pub fn settle(&self, record: impl FnOnce(&Execution)) -> ExecutionState {
+        self.finish(|l| l.state = final_state(l.stop, l.exit_code), record)
     }
 
     /// queued → cancelled (never started): the stop and its message, then final.
-    pub fn end_unstarted(&self, reason: StopReason, message: String) {
+    pub fn end_unstarted(&self, reason: StopReason, message: String, record: impl FnOnce(&Execution)) {
         self.request_stop(reason, message);
-        self.settle();
+        self.settle(record);
     }
 }

@@ -55,8 +55,7 @@ impl Shared {
             Err(msg) => {
                 tracing::warn!(execution = %exec.id, workflow = %exec.workflow.name, "{msg}");
                 self.release(&exec);
-                exec.failed_to_start(msg);
-                self.record_final(&exec);
+                exec.failed_to_start(msg, |e| self.record_final(e));
                 return;
             }
         };

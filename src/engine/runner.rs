@@ -407,8 +407,7 @@ impl Engine {
     pub(super) async fn stop_live(&self, exec: &Arc<Execution>, reason: StopReason, grace: Duration) {
         let dequeued = lock(&self.shared.table).dequeue(&exec.id);
         if let Some(e) = dequeued {
-            e.end_unstarted(reason, stop_message(reason, &e));
-            self.shared.record_final(&e);
+            e.end_unstarted(reason, stop_message(reason, &e), |e| self.shared.record_final(e));
             return;
         }
         let mut rx = exec.logs_tx.subscribe();
@@ -502,8 +501,9 @@ impl Engine {
             (t.drain_queue(), t.unfinished())
         };
         for e in queued {
-            e.end_unstarted(StopReason::Shutdown, stop_message(StopReason::Shutdown, &e));
-            shared.record_final(&e);
+            e.end_unstarted(StopReason::Shutdown, stop_message(StopReason::Shutdown, &e), |e| {
+                shared.record_final(e)
+            });
         }
         let mut trees: Vec<Arc<dyn Tree>> = Vec::new();
         for e in &running {
@@ -526,7 +526,7 @@ impl Engine {
                 // Their final records: the supervisors settle each one once its output is drained.
                 let settled = || running.iter().all(|e| e.state().is_terminal());
                 wait_until(settled, Instant::now() + Duration::from_millis(500));
-                history.flush();
+                history.retire();
             }
         })
         .await;

@@ -83,9 +83,8 @@ impl Shared {
 
     /// Decides the final state, applies retention and wakes waiters.
     pub(super) fn settle(self: &Arc<Self>, exec: &Arc<Execution>) {
-        let state = exec.settle();
+        let state = exec.settle(|e| self.record_final(e));
         tracing::info!(execution = %exec.id, workflow = %exec.workflow.name, state = state.as_str(), "execution finished");
-        self.record_final(exec);
         let cfg = &self.config;
         lock(&self.table).prune(cfg.retain_executions, cfg.retain_age, std::time::SystemTime::now());
     }

@@ -221,7 +221,7 @@ mod tests {
     }
 
     fn finish(e: &Execution) {
-        e.end_unstarted(StopReason::Cancel, "test".into());
+        e.end_unstarted(StopReason::Cancel, "test".into(), |_| {});
     }
 
     #[test]

@@ -485,6 +485,13 @@ impl Store {
         unfinished.into_iter().filter(|r| !self.owner_alive(&r.owner)).collect()
     }
 
+    /// Ends this instance on a clean exit: every write committed, its row and lock file removed.
+    pub fn retire(&self) {
+        let id = self.instance.to_string();
+        let _ = self.write_sync(Box::new(move |c| c.execute("DELETE FROM instances WHERE id = ?1", [id]).map(drop)));
+        let _ = std::fs::remove_file(self.root.join("instances").join(format!("{}.lock", self.instance)));
+    }
+
     /// Forgets instances that are gone (their rows and lock files).
     pub fn forget_dead_instances(&self) {
         let ids: Vec<String> = self

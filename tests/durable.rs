@@ -1,0 +1,344 @@
+//! Durable history: what survives a restart, two servers on one state directory, retention and disk caps, and
+//! the faults (a server SIGKILLed mid-write, a full disk, a corrupt database, an unusable state directory).
+//! Each test runs real server processes on a state directory of its own.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::util::{Server, TestDir, alive, records, release_fifo, server_bin, wf, write_config};
+
+fn state(s: &Value) -> &str {
+    s["state"].as_str().unwrap()
+}
+
+/// Waits for the process to be gone (a hang guard of 30 s, not a timing assertion).
+async fn wait_gone(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while alive(pid) {
+        assert!(std::time::Instant::now() < deadline, "process {pid} is still alive");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn kill9(pid: u32) {
+    // SAFETY: SIGKILL to a server this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+/// Bytes under a folder.
+fn du(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() { du(&p) } else { e.metadata().map_or(0, |m| m.len()) }
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
+    let dir = TestDir::new("restart");
+    let state_dir = dir.join("state");
+    let hold = dir.fifo("hold");
+    let config = json!({"workflows": [
+        wf("done", &["lines", "1000"]),
+        wf("broken", &["out", "compiling", "err", "error: it broke", "exit", "3"]),
+        wf("writer", &["out", "before the crash", "yes"]),
+        wf("held", &["out", "waiting", "wait-fifo", hold.to_str().unwrap()]),
+    ]});
+    let a = Server::spawn_in("restart-a", config.clone(), &state_dir).await;
+    let done = a.start_wf("done", json!({})).await;
+    let broken = a.start_wf("broken", json!({})).await;
+    a.wait_final(&done).await;
+    a.wait_final(&broken).await;
+    let held = a
+        .ok("execute_workflow", json!({"workflow": "held", "idempotency_key": "deploy-7"}))
+        .await["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.wait_line(&held, "^waiting").await;
+    let writer = a.start_wf("writer", json!({})).await;
+    a.wait_line(&writer, "^y$").await;
+    let writer_pid = a.ok("get_status", json!({"execution_id": writer})).await["pid"].as_u64().unwrap() as u32;
+    // Killed while `yes` floods its log: the next server must find a consistent database and log.
+    kill9(a.pid());
+    wait_gone(writer_pid).await;
+
+    let b = Server::spawn_in("restart-b", config, &state_dir).await;
+    let list = b.ok("list_executions", json!({})).await;
+    assert_eq!(list["total"], 4, "{list}");
+    let st = b.ok("get_status", json!({"execution_id": done})).await;
+    assert_eq!((state(&st), st["exit_code"].as_i64()), ("succeeded", Some(0)));
+    let lines = b.all_lines(&done, 10_000).await;
+    assert_eq!(lines.len(), 1000, "every line survives the restart");
+    assert!(lines.iter().enumerate().all(|(i, l)| l["seq"] == i && l["text"] == format!("out {i}")));
+    let st = b.ok("get_status", json!({"execution_id": broken})).await;
+    assert_eq!(state(&st), "failed");
+    assert_eq!(records(&st["evidence"]["lines"])[0]["text"], "error: it broke", "the evidence survives");
+
+    for id in [&held, &writer] {
+        let st = b.ok("get_status", json!({"execution_id": id})).await;
+        assert_eq!(state(&st), "lost", "its server died while it ran: {st}");
+        assert!(st["error"].as_str().unwrap().contains("ended while it ran"), "{st}");
+    }
+    let first = b.ok("get_logs", json!({"execution_id": held})).await;
+    assert_eq!(records(&first["lines"])[0]["text"], "waiting", "a lost execution's lines are kept");
+    // What `yes` wrote up to the kill reads back whole: every record is a complete "y".
+    let page = b
+        .ok("get_logs", json!({"execution_id": writer, "tail": 5000, "max_lines": 5000}))
+        .await;
+    assert_eq!(page["done"], true);
+    assert!(records(&page["lines"]).iter().all(|l| l["text"] == "y"), "no torn record");
+
+    let again = b
+        .ok("execute_workflow", json!({"workflow": "held", "idempotency_key": "deploy-7"}))
+        .await;
+    assert_eq!(again["execution_id"], held.as_str(), "an idempotency key survives the restart");
+}
+
+#[tokio::test]
+async fn two_servers_on_one_state_directory_follow_and_stop_each_others_executions() {
+    let dir = TestDir::new("two");
+    let state_dir = dir.join("state");
+    let gate = dir.fifo("gate");
+    let config = json!({"workflows": [
+        wf("slow", &["out", "first", "wait-fifo", gate.to_str().unwrap(), "out", "second", "hold"]),
+        wf("quick", &["out", "q"]),
+    ]});
+    let a = Server::spawn_in("two-a", config.clone(), &state_dir).await;
+    let b = Server::spawn_in("two-b", config, &state_dir).await;
+    let id = a.start_wf("slow", json!({})).await;
+    a.wait_line(&id, "^first").await;
+
+    let seen = b.ok("get_status", json!({"execution_id": id})).await;
+    assert_eq!(state(&seen), "running", "B sees A's execution");
+    assert!(
+        b.ok("list_executions", json!({})).await["executions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["execution_id"] == id.as_str())
+    );
+    // B follows it: the next line reaches B through the log file.
+    let gate2 = gate.clone();
+    let release = tokio::task::spawn_blocking(move || release_fifo(&gate2));
+    assert_eq!(b.wait_line(&id, "^second").await, "second");
+    release.await.unwrap();
+
+    let cancelled = b
+        .ok("cancel_execution", json!({"execution_id": id, "grace_ms": 2000}))
+        .await;
+    assert_eq!(state(&cancelled), "cancelled", "B stops A's execution: {cancelled}");
+    assert_eq!(state(&a.ok("get_status", json!({"execution_id": id})).await), "cancelled");
+
+    // Both write at once: no update is lost.
+    let (mut ids_a, mut ids_b) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let (x, y) = tokio::join!(a.start_wf("quick", json!({})), b.start_wf("quick", json!({})));
+        ids_a.push(x);
+        ids_b.push(y);
+    }
+    for id in ids_a.iter().chain(&ids_b) {
+        let (from_a, from_b) = (a.wait_final(id).await, b.wait_final(id).await);
+        assert_eq!((state(&from_a), state(&from_b)), ("succeeded", "succeeded"));
+    }
+    let total = |l: Value| l["total"].as_u64().unwrap();
+    assert_eq!(total(a.ok("list_executions", json!({})).await), 41);
+    assert_eq!(total(b.ok("list_executions", json!({"workflow": "quick"})).await), 40);
+}
+
+#[tokio::test]
+async fn retention_forgets_the_oldest_finished_with_their_files_and_never_a_running_one() {
+    let dir = TestDir::new("retain");
+    let state_dir = dir.join("state");
+    let hold = dir.fifo("hold");
+    let config = json!({"limits": {"retain_executions": 3}, "workflows": [
+        wf("quick", &["out", "q"]),
+        wf("held", &["wait-fifo", hold.to_str().unwrap()]),
+    ]});
+    let s = Server::spawn_in("retain", config, &state_dir).await;
+    let running = s.start_wf("held", json!({})).await;
+    let mut finished = Vec::new();
+    for _ in 0..6 {
+        let id = s.start_wf("quick", json!({})).await;
+        s.wait_final(&id).await;
+        finished.push(id);
+    }
+    let list = s.ok("list_executions", json!({})).await;
+    let ids: Vec<&str> = list["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["execution_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&running.as_str()), "a running execution is never forgotten");
+    assert_eq!(ids.len(), 4, "the running one and the 3 newest finished: {ids:?}");
+    for id in &finished[..3] {
+        assert!(!ids.contains(&id.as_str()));
+        assert!(!state_dir.join("logs").join(id).exists(), "its log files went with it");
+    }
+    assert!(list["retention"].as_str().unwrap().contains("3"), "{list}");
+    release_fifo(&hold);
+}
+
+#[tokio::test]
+async fn a_log_left_running_stays_under_its_disk_cap() {
+    let dir = TestDir::new("disk-cap");
+    let state_dir = dir.join("state");
+    let cap = 4u64 << 20;
+    let config = json!({
+        "limits": {"log_disk_bytes_per_execution": cap, "log_bytes_per_execution": 1048576},
+        "workflows": [wf("yes", &["yes"])]
+    });
+    let s = Server::spawn_in("disk-cap", config, &state_dir).await;
+    let id = s.start_wf("yes", json!({})).await;
+    // Until well past the cap: three times it in lines of 2 bytes.
+    loop {
+        let st = s.ok("get_status", json!({"execution_id": id})).await;
+        if st["output"]["stdout"]["bytes"].as_u64().unwrap() > 3 * cap {
+            assert!(st["output"]["dropped_lines"].as_u64().unwrap() > 0, "the middle is dropped and counted");
+            break;
+        }
+    }
+    let used = du(&state_dir.join("logs").join(&id));
+    // The cap, plus at most the segment being written.
+    assert!(used <= cap + (2 << 20), "the log takes {used} bytes on disk for a cap of {cap}");
+    let page = s.ok("get_logs", json!({"execution_id": id, "max_lines": 5})).await;
+    assert_eq!(records(&page["lines"])[0]["seq"], 0, "the head is kept");
+    s.ok("cancel_execution", json!({"execution_id": id, "grace_ms": 0})).await;
+}
+
+#[tokio::test]
+async fn a_full_disk_keeps_the_execution_going_in_memory_and_says_so() {
+    let dir = TestDir::new("enospc");
+    let state_dir = dir.join("state");
+    std::fs::create_dir_all(state_dir.join("logs")).unwrap();
+    let logs = state_dir.join("logs");
+    let c = std::ffi::CString::new(logs.to_str().unwrap()).unwrap();
+    // A 1 MiB tmpfs under the logs: the database stays writable, the log files fill it.
+    // SAFETY: mount(2) with valid C strings; CI runs as root.
+    let mounted = unsafe {
+        libc::mount(c"tmpfs".as_ptr(), c.as_ptr(), c"tmpfs".as_ptr(), 0, c"size=1m".as_ptr().cast())
+    };
+    assert_eq!(mounted, 0, "mounting a tmpfs needs root: {}", std::io::Error::last_os_error());
+    struct Unmount(std::ffi::CString);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            // SAFETY: umount2 with a valid C string.
+            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+    let _unmount = Unmount(c);
+    let s = Server::spawn_in("enospc", json!({"workflows": [wf("big", &["lines", "300000"])]}), &state_dir).await;
+    let id = s.start_wf("big", json!({})).await;
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "succeeded", "the execution went on: {st}");
+    let error = st["output"]["disk_error"].as_str().expect("the status says persistence failed");
+    assert!(error.contains("No space left on device"), "{error}");
+    let lines = s.all_lines(&id, 10_000).await;
+    assert_eq!(lines.len(), 300_000, "every line is still served from memory");
+}
+
+#[tokio::test]
+async fn a_corrupt_database_is_moved_aside_and_a_fresh_one_used() {
+    let dir = TestDir::new("corrupt");
+    let state_dir = dir.join("state");
+    std::fs::create_dir_all(&state_dir).unwrap();
+    std::fs::write(state_dir.join("history.db"), b"garbage that is not SQLite, kept for the owner").unwrap();
+    let s = Server::spawn_in("corrupt", json!({"workflows": [wf("quick", &["out", "q"])]}), &state_dir).await;
+    let id = s.start_wf("quick", json!({})).await;
+    assert_eq!(state(&s.wait_final(&id).await), "succeeded");
+    let log = s.stderr();
+    assert!(
+        log.contains(&state_dir.join("history.db").display().to_string()) && log.contains("moved it to"),
+        "the warning names both paths:\n{log}"
+    );
+    let aside: Vec<_> = std::fs::read_dir(&state_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".unusable-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "moved aside, never deleted");
+    assert_eq!(std::fs::read(aside[0].path()).unwrap(), b"garbage that is not SQLite, kept for the owner");
+}
+
+#[tokio::test]
+async fn an_unusable_state_directory_is_a_clear_error_at_start() {
+    let (dir, config) = write_config("unusable", &json!({"workflows": []}));
+    let file = dir.join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let bad = file.join("state");
+    let out = tokio::process::Command::new(server_bin())
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&bad)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&bad.display().to_string()) && stderr.contains("--ephemeral"),
+        "the error names the path and the way out: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_history_commands_show_and_follow_what_servers_run() {
+    let dir = TestDir::new("cli-history");
+    let state_dir = dir.join("state");
+    let gate = dir.fifo("gate");
+    let config = json!({"workflows": [
+        wf("fails", &["out", "working", "err", "bad news", "exit", "3"]),
+        wf("gated", &["out", "started", "wait-fifo", gate.to_str().unwrap(), "out", "finished", "exit", "5"]),
+    ]});
+    let s = Server::spawn_in("cli-history", config, &state_dir).await;
+    let failed = s.start_wf("fails", json!({})).await;
+    s.wait_final(&failed).await;
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(server_bin());
+        cmd.args(args).arg("--state-dir").arg(&state_dir);
+        cmd
+    };
+    let history = cli(&["history"]).output().unwrap();
+    let text = String::from_utf8_lossy(&history.stdout);
+    assert!(text.contains(&failed) && text.contains("failed"), "{text}");
+    let status = cli(&["status", &failed[..8]]).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("exit code 3") && text.contains("! bad news"), "a prefix of the id is enough: {text}");
+    let logs = cli(&["logs", &failed, "--follow"]).output().unwrap();
+    assert_eq!(logs.status.code(), Some(3), "--follow exits with the execution's exit code");
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "working\n! bad news\n");
+
+    let gated = s.start_wf("gated", json!({})).await;
+    s.wait_line(&gated, "^started").await;
+    let mut follower = tokio::process::Command::from(cli(&["logs", &gated, "--follow"]))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    release_fifo(&gate);
+    let out = follower.wait_with_output_owned().await;
+    assert_eq!(out.0, Some(5), "it waited for the end and took its exit code");
+    assert_eq!(out.1, "started\nfinished\n");
+}
+
+trait WaitOwned {
+    async fn wait_with_output_owned(self) -> (Option<i32>, String);
+}
+
+impl WaitOwned for tokio::process::Child {
+    async fn wait_with_output_owned(self) -> (Option<i32>, String) {
+        let out = tokio::time::timeout(std::time::Duration::from_secs(60), self.wait_with_output())
+            .await
+            .expect("logs --follow ended")
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
