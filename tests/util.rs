@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -90,8 +91,11 @@ pub fn alive(pid: u32) -> bool {
 /// `{seq, stream, text, partial, matched, cut, ts, event}` for a log line, `{note}` for a `# ` line.
 /// Every line of the input must match the grammar.
 pub fn parse_records(compact: &str) -> Vec<Value> {
-    let grammar =
-        regex::Regex::new(r"^(\d+)(!?)(~?)(-?)(\+?)(?:@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z))? (.*)$").unwrap();
+    // Compiled once: building a regex costs milliseconds in a debug build, and tests page through thousands.
+    static GRAMMAR: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^(\d+)(!?)(~?)(-?)(\+?)(?:@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z))? (.*)$").unwrap()
+    });
+    let grammar = &*GRAMMAR;
     assert!(
         compact.is_empty() || compact.ends_with('\n'),
         "every record ends with a newline: {compact:?}"
