@@ -471,7 +471,9 @@ async fn a_sigkilled_server_takes_its_workflows_with_it() {
 async fn a_client_that_stops_reading_makes_the_server_stop_everything() {
     let mut s = RawServer::start(
         "deaf-client",
-        json!({"workflows": [wf("tree", &["grandchild", "lines", "20000", "hold"])]}),
+        // The lines come before the grandchild's line on the same stream: once that line is read, so are they, and
+        // the answers below are big enough to fill the pipe.
+        json!({"workflows": [wf("tree", &["lines", "20000", "grandchild", "hold"])]}),
     )
     .await;
     let st = s.call_ok("execute_workflow", json!({"workflow": "tree"})).await;
