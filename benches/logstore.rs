@@ -119,7 +119,7 @@ async fn ingest(n: u64, runs: u64) {
         let (t, st) = timed_count(&s, n).await;
         assert_eq!(st["state"], "succeeded");
         assert_eq!(st["output"]["stdout"]["lines"], n, "every line was drained and indexed");
-        let hwm = proc_status_kb(s.pid, "VmHWM:");
+        let hwm = proc_status_kb(s.pid(), "VmHWM:");
         peak_kb = peak_kb.max(hwm);
         println!(
             "run {run}: baseline {b:.3} s, workflow-mcp {t:.3} s (ratio {:.2}), server peak RSS {}",
@@ -307,7 +307,7 @@ async fn memory_flat(secs: u64) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         samples.push(format!(
             "{second}s {}",
-            mb(proc_status_kb(s.pid, "VmRSS:") as f64 * 1024.0)
+            mb(proc_status_kb(s.pid(), "VmRSS:") as f64 * 1024.0)
         ));
     }
     let st = s.ok("get_status", json!({"execution_id": id})).await;
@@ -338,7 +338,7 @@ async fn long_line() {
         st["output"]["stdout"]["lines"],
         st["output"]["truncated_lines"],
         st["output"]["dropped_lines"],
-        mb(proc_status_kb(s.pid, "VmHWM:") as f64 * 1024.0)
+        mb(proc_status_kb(s.pid(), "VmHWM:") as f64 * 1024.0)
     );
     s.client.cancel().await.ok();
 }

@@ -48,7 +48,7 @@ async fn discovery_lists_only_valid_executables_and_says_why_the_others_were_ski
     self_describing(d, "dup", &json!({"id": "manual", "name": "Dup", "fields": []}));
     std::fs::write(d.join("notes.txt"), "not an executable").unwrap();
     std::os::unix::fs::symlink("/bin/true", d.join("outside")).unwrap();
-    let s = Server::start(
+    let s = Server::spawn(
         "discover",
         json!({"discover": [d], "limits": {"discovery_timeout_ms": 2000}, "workflows": [wf("manual", &["out", "x"])]}),
     )

@@ -123,7 +123,7 @@ async fn child_stdin_is_at_eof() {
 
 #[tokio::test]
 async fn cancel_kills_grandchildren() {
-    let s = Server::start("cancel", json!({"workflows": [wf("tree", &["grandchild", "hold"])]})).await;
+    let s = Server::spawn("cancel", json!({"workflows": [wf("tree", &["grandchild", "hold"])]})).await;
     let id = s.start_wf("tree", json!({})).await;
     let line = s.wait_line(&id, "^grandchild").await;
     let grandchild: u32 = line.split(' ').nth(1).unwrap().parse().unwrap();
@@ -140,7 +140,7 @@ async fn cancel_kills_grandchildren() {
             .parse::<u32>()
             .unwrap()
     };
-    assert_eq!(ppid(leader), s.pid, "the server spawned the workflow itself");
+    assert_eq!(ppid(leader), s.pid(), "the server spawned the workflow itself");
     assert_eq!(ppid(grandchild), leader);
     let st = s
         .ok("cancel_execution", json!({"execution_id": id, "grace_ms": 2000}))

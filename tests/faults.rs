@@ -55,7 +55,7 @@ async fn the_server_default_timeout_applies_and_escalates_to_sigkill() {
 
 #[tokio::test]
 async fn a_grandchild_holding_the_pipe_after_the_leader_exits_is_killed_and_the_execution_ends() {
-    let s = Server::start(
+    let s = Server::spawn(
         "lingering",
         json!({"workflows": [wf("bg", &["grandchild", "exit", "0"])]}),
     )
@@ -71,7 +71,7 @@ async fn a_grandchild_holding_the_pipe_after_the_leader_exits_is_killed_and_the_
 
 #[tokio::test]
 async fn a_setsid_escaped_grandchild_holding_the_pipe_cannot_keep_the_execution_running() {
-    let s = Server::start(
+    let s = Server::spawn(
         "escaped",
         json!({"workflows": [wf("escape", &["setsid-grandchild", "exit", "0"]), wf("escape_noenv", &["setsid-grandchild-noenv", "exit", "7"])]}),
     )
@@ -96,7 +96,7 @@ async fn a_setsid_escaped_grandchild_holding_the_pipe_cannot_keep_the_execution_
 
 #[tokio::test]
 async fn cancel_reaches_descendants_that_left_the_group() {
-    let s = Server::start(
+    let s = Server::spawn(
         "cancel-escaped",
         json!({"workflows": [wf("daemon", &["setsid-grandchild", "hold"])]}),
     )
@@ -420,7 +420,7 @@ fn wait_for_exit_of(pid: u32) -> bool {
 
 #[tokio::test]
 async fn a_sigkilled_server_takes_its_workflows_with_it() {
-    let s = Server::start(
+    let s = Server::spawn(
         "sigkill",
         json!({"workflows": [wf("tree", &["grandchild", "setsid-grandchild", "hold"])]}),
     )
@@ -448,7 +448,7 @@ async fn a_sigkilled_server_takes_its_workflows_with_it() {
     // The watchdog: the server's child that runs in its own session.
     let watchdog = workflow_mcp::proc::scan::processes()
         .into_iter()
-        .find(|p| p.ppid == s.pid && p.pid != leader && !p.zombie)
+        .find(|p| p.ppid == s.pid() && p.pid != leader && !p.zombie)
         .expect("the watchdog process")
         .pid;
     let cmdline = std::fs::read(format!("/proc/{watchdog}/cmdline")).unwrap();
@@ -460,7 +460,7 @@ async fn a_sigkilled_server_takes_its_workflows_with_it() {
         String::from_utf8_lossy(&cmdline)
     );
     // SAFETY: SIGKILL to the server we started.
-    unsafe { libc::kill(s.pid as i32, libc::SIGKILL) };
+    unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
     assert!(
         tokio::task::spawn_blocking(move || wait_for_exit_of(watchdog))
             .await
@@ -480,7 +480,9 @@ async fn a_sigkilled_server_takes_its_workflows_with_it() {
 async fn a_client_that_stops_reading_makes_the_server_stop_everything() {
     let mut s = RawServer::start(
         "deaf-client",
-        json!({"workflows": [wf("tree", &["grandchild", "lines", "20000", "hold"])]}),
+        // The lines come before the grandchild's line on the same stream: once that line is read, so are they, and
+        // the answers below are big enough to fill the pipe.
+        json!({"workflows": [wf("tree", &["lines", "20000", "grandchild", "hold"])]}),
     )
     .await;
     let st = s.call_ok("execute_workflow", json!({"workflow": "tree"})).await;

@@ -1,10 +1,12 @@
-//! All integration tests, in one binary: each drives the real `workflow-mcp` binary over stdio.
+//! All integration tests, in one binary. Most drive the server in-process over an in-memory pipe; the ones about
+//! the process (shutdown, signals, the watchdog, its environment, descriptors, the CLI) run the real binary.
 
 mod architecture;
 mod catalog;
 mod cli;
 mod core;
 mod faults;
+mod harness;
 mod logs;
 mod reads;
 mod schemas;

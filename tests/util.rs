@@ -1,9 +1,10 @@
-//! Test helpers: temporary folders, configs that run the fake workflow, an MCP client (rmcp's, over stdio,
-//! against the real binary), and a raw JSON-RPC session for lifecycle tests. A failing test prints the
-//! server's stderr.
+//! Test helpers: temporary folders, configs that run the fake workflow, a server with an MCP client (rmcp's)
+//! connected — in this process over an in-memory pipe, or the real binary over stdio — and a raw JSON-RPC
+//! session with the binary for lifecycle tests. A failing test shows the server's log.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -13,6 +14,10 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+use workflow_mcp::app::App;
+use workflow_mcp::engine::Engine;
+use workflow_mcp::mcp::serve::SHUTDOWN_GRACE;
 
 /// The fake workflow binary (tests/fake_workflow.rs).
 pub fn fake() -> &'static str {
@@ -86,8 +91,11 @@ pub fn alive(pid: u32) -> bool {
 /// `{seq, stream, text, partial, matched, cut, ts, event}` for a log line, `{note}` for a `# ` line.
 /// Every line of the input must match the grammar.
 pub fn parse_records(compact: &str) -> Vec<Value> {
-    let grammar =
-        regex::Regex::new(r"^(\d+)(!?)(~?)(-?)(\+?)(?:@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z))? (.*)$").unwrap();
+    // Compiled once: building a regex costs milliseconds in a debug build, and tests page through thousands.
+    static GRAMMAR: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^(\d+)(!?)(~?)(-?)(\+?)(?:@(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z))? (.*)$").unwrap()
+    });
+    let grammar = &*GRAMMAR;
     assert!(
         compact.is_empty() || compact.ends_with('\n'),
         "every record ends with a newline: {compact:?}"
@@ -142,14 +150,44 @@ impl Reply {
     }
 }
 
-/// A running server with an rmcp client connected over stdio.
+/// A server with an rmcp client connected to it: by default `mcp::serve` on a task of the test's own runtime,
+/// talking over an in-memory pipe ([`Server::start`]); for tests about the process itself (its pid, its
+/// environment, its stderr, being killed, re-parented descendants), the real binary over stdio
+/// ([`Server::spawn`]).
 pub struct Server<H: ClientHandler = ()> {
     pub client: RunningService<RoleClient, H>,
-    /// The server's process id.
-    pub pid: u32,
-    /// Holds the config and the server's stderr; removed when the test ends.
+    backend: Backend,
+    /// Holds the config (and a spawned server's stderr); removed when the test ends.
     _dir: TestDir,
-    stderr: PathBuf,
+}
+
+enum Backend {
+    Process { pid: u32, stderr: PathBuf },
+    InProcess(#[expect(dead_code, reason = "held for its Drop, which stops the server")] InProcess),
+}
+
+/// An in-process server. Dropping it stops the session and kills its workflows before the test goes on.
+struct InProcess {
+    engine: Engine,
+    stop: CancellationToken,
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        // The serve task may never run again (the test's runtime ends with the test, and a current-thread one is
+        // blocked right here), so the workflows are killed now, on a runtime of this drop's own.
+        let engine = self.engine.clone();
+        let shutdown = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime for the shutdown")
+                .block_on(engine.shutdown(SHUTDOWN_GRACE));
+        });
+        if shutdown.join().is_err() && !std::thread::panicking() {
+            panic!("the in-process server's shutdown panicked");
+        }
+    }
 }
 
 /// Writes `config` into a fresh folder and returns the folder and the config path.
@@ -160,19 +198,70 @@ pub fn write_config(label: &str, config: &Value) -> (TestDir, PathBuf) {
     (dir, path)
 }
 
+/// Sends the log of in-process servers to the test's captured output (shown when a test fails), at the level
+/// `WORKFLOW_MCP_LOG` gives (default `info,rmcp=warn`).
+fn capture_server_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_env("WORKFLOW_MCP_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rmcp=warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .with_target(false)
+            .try_init();
+    });
+}
+
 impl Server {
+    /// An in-process server.
     pub async fn start(label: &str, config: Value) -> Server {
-        Self::start_with_env(label, config, &[]).await
+        Server::start_with_handler(label, config, &[], ()).await
     }
 
+    /// The real binary, for tests about the server process.
+    pub async fn spawn(label: &str, config: Value) -> Server {
+        Server::spawn_with_handler(label, config, &[], ()).await
+    }
+
+    /// The real binary with these variables added to its environment (an environment belongs to a process).
     pub async fn start_with_env(label: &str, config: Value, env: &[(&str, &str)]) -> Server {
-        Server::start_with_handler(label, config, env, ()).await
+        Server::spawn_with_handler(label, config, env, ()).await
     }
 }
 
 impl<H: ClientHandler> Server<H> {
-    /// Starts the server with a client whose `handler` sees what the server sends (notifications).
+    /// Starts a server with a client whose `handler` sees what the server sends (notifications): in-process,
+    /// or the real binary when `env` adds to its environment.
     pub async fn start_with_handler(label: &str, config: Value, env: &[(&str, &str)], handler: H) -> Server<H> {
+        if !env.is_empty() {
+            return Server::spawn_with_handler(label, config, env, handler).await;
+        }
+        capture_server_log();
+        let (dir, config_path) = write_config(label, &config);
+        let config = workflow_mcp::catalog::config::load(&config_path).expect("a valid config");
+        let app = App::build(&config, None).expect("build the app");
+        let engine = app.engine.clone();
+        let stop = CancellationToken::new();
+        // 64 KiB each way, as a pipe holds: a client that does not read holds the server up as over stdio.
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let (server_read, server_write) = tokio::io::split(server_end);
+        tokio::spawn(workflow_mcp::mcp::serve(app, server_read, server_write, stop.clone()));
+        let client = handler
+            .serve(tokio::io::split(client_end))
+            .await
+            .expect("MCP handshake");
+        Server {
+            client,
+            backend: Backend::InProcess(InProcess { engine, stop }),
+            _dir: dir,
+        }
+    }
+
+    /// Spawns the real binary with these variables added to its environment, and connects a client with
+    /// `handler` to it over stdio.
+    pub async fn spawn_with_handler(label: &str, config: Value, env: &[(&str, &str)], handler: H) -> Server<H> {
         let (dir, config_path) = write_config(label, &config);
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
@@ -188,14 +277,39 @@ impl<H: ClientHandler> Server<H> {
         let client = handler.serve(transport).await.expect("MCP handshake");
         Server {
             client,
-            pid,
+            backend: Backend::Process { pid, stderr },
             _dir: dir,
-            stderr,
         }
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        match &self.backend {
+            Backend::Process { pid, .. } => *pid,
+            Backend::InProcess(_) => {
+                panic!("an in-process server has no process of its own; start it with Server::spawn")
+            }
+        }
+    }
+
+    /// What the server process wrote on stderr (its log, at debug level).
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        match &self.backend {
+            Backend::Process { stderr, .. } => std::fs::read_to_string(stderr).unwrap_or_default(),
+            Backend::InProcess(_) => {
+                panic!(
+                    "an in-process server has no stderr (its log is in the test's output); start it with Server::spawn"
+                )
+            }
+        }
+    }
+
+    /// The server's log, for a failure message.
+    fn log(&self) -> String {
+        match &self.backend {
+            Backend::Process { .. } => self.stderr(),
+            Backend::InProcess(_) => "(in-process: see the test's output)".to_owned(),
+        }
     }
 
     pub async fn call(&self, tool: &str, args: Value) -> Reply {
@@ -208,10 +322,7 @@ impl<H: ClientHandler> Server<H> {
         params.meta = meta;
         let result = match self.client.call_tool(params).await {
             Ok(r) => r,
-            Err(e) => panic!(
-                "{tool} failed at the protocol level: {e}\nserver stderr:\n{}",
-                self.stderr()
-            ),
+            Err(e) => panic!("{tool} failed at the protocol level: {e}\nserver log:\n{}", self.log()),
         };
         let text = result
             .content
@@ -231,9 +342,9 @@ impl<H: ClientHandler> Server<H> {
         let r = self.call(tool, args.clone()).await;
         assert!(
             !r.is_error,
-            "{tool} {args} failed: {}\nserver stderr:\n{}",
+            "{tool} {args} failed: {}\nserver log:\n{}",
             r.text,
-            self.stderr()
+            self.log()
         );
         r.structured
     }
