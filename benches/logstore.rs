@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use util::Server;
 use workflow_mcp::app::engine_config;
 use workflow_mcp::catalog::{Invocation, Limits, Source, WorkflowDef};
-use workflow_mcp::engine::Engine;
+use workflow_mcp::engine::{Engine, ExecutionView};
 use workflow_mcp::logs::LogQuery;
 use workflow_mcp::proc::ChildEnv;
 use workflow_mcp::runtime::LocalRuntime;
@@ -178,15 +178,19 @@ fn time_query(q: &LogQuery, store: &workflow_mcp::logs::LogStore, iters: u32) ->
 async fn queries(n: u64) {
     println!("## queries on a {n}-line log (server-side: snapshot + query, in-process)");
     let engine = Engine::new(
-        engine_config(&Limits::default(), ChildEnv::inherited(&[])),
+        engine_config(&Limits::default(), ChildEnv::inherited(&[]), false),
         tokio::runtime::Handle::current(),
         Arc::new(LocalRuntime::default()),
+        None,
     )
     .unwrap();
     let (def, inv) = seq_workflow(n);
-    let exec = engine.execute(def, inv, None).await.unwrap();
+    let view = engine.execute(def, inv, None).await.unwrap();
     let never = tokio_util::sync::CancellationToken::new();
-    while !engine.wait_final(&exec, Duration::from_secs(60), &never).await {}
+    while !engine.wait_final(&view, Duration::from_secs(60), &never).await {}
+    let ExecutionView::Live(exec) = view else {
+        unreachable!("started here")
+    };
     let store = &exec.logs_buffer;
     assert_eq!(store.stats().next_seq, n);
     let page = LogQuery {

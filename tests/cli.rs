@@ -14,6 +14,7 @@ fn a_bad_config_is_refused_at_start_naming_the_file_the_entry_and_the_problem() 
         ]}),
     );
     let out = std::process::Command::new(server_bin())
+        .env("XDG_STATE_HOME", crate::util::test_state_home())
         .arg("--config")
         .arg(&path)
         .output()
@@ -28,6 +29,7 @@ fn a_bad_config_is_refused_at_start_naming_the_file_the_entry_and_the_problem() 
     );
 
     let out = std::process::Command::new(server_bin())
+        .env("XDG_STATE_HOME", crate::util::test_state_home())
         .args(["--config", "/no/such/file.json"])
         .output()
         .unwrap();
@@ -50,6 +52,7 @@ struct Output {
 fn cli<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Output {
     let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
     let out = std::process::Command::new(server_bin())
+        .env("XDG_STATE_HOME", crate::util::test_state_home())
         .args(&args)
         .env_remove("WORKFLOW_MCP_CONFIG")
         .output()

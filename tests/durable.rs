@@ -90,7 +90,10 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
     assert_eq!(records(&first["lines"])[0]["text"], "waiting", "a lost execution's lines are kept");
     // What `yes` wrote up to the kill reads back whole: every record is a complete "y".
     let page = b
-        .ok("get_logs", json!({"execution_id": writer, "tail": 5000, "max_lines": 5000}))
+        .ok(
+            "get_logs",
+            json!({"execution_id": writer, "tail": 5000, "max_lines": 5000, "max_bytes": 1048576}),
+        )
         .await;
     assert_eq!(page["done"], true);
     assert!(records(&page["lines"]).iter().all(|l| l["text"] == "y"), "no torn record");
@@ -180,7 +183,12 @@ async fn retention_forgets_the_oldest_finished_with_their_files_and_never_a_runn
     assert_eq!(ids.len(), 4, "the running one and the 3 newest finished: {ids:?}");
     for id in &finished[..3] {
         assert!(!ids.contains(&id.as_str()));
-        assert!(!state_dir.join("logs").join(id).exists(), "its log files went with it");
+        let left = state_dir.join("logs").join(id);
+        assert!(
+            !left.exists(),
+            "its log files went with it: {:?}",
+            std::fs::read_dir(&left).map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        );
     }
     assert!(list["retention"].as_str().unwrap().contains("3"), "{list}");
     release_fifo(&hold);
@@ -296,7 +304,8 @@ async fn the_history_commands_show_and_follow_what_servers_run() {
     let state_dir = dir.join("state");
     let gate = dir.fifo("gate");
     let config = json!({"workflows": [
-        wf("fails", &["out", "working", "err", "bad news", "exit", "3"]),
+        // One stream only: between stdout and stderr the order is the order the pipes were read in.
+        wf("fails", &["err", "working", "err", "bad news", "exit", "3"]),
         wf("gated", &["out", "started", "wait-fifo", gate.to_str().unwrap(), "out", "finished", "exit", "5"]),
     ]});
     let s = Server::spawn_in("cli-history", config, &state_dir).await;
@@ -315,11 +324,11 @@ async fn the_history_commands_show_and_follow_what_servers_run() {
     assert!(text.contains("exit code 3") && text.contains("! bad news"), "a prefix of the id is enough: {text}");
     let logs = cli(&["logs", &failed, "--follow"]).output().unwrap();
     assert_eq!(logs.status.code(), Some(3), "--follow exits with the execution's exit code");
-    assert_eq!(String::from_utf8_lossy(&logs.stdout), "working\n! bad news\n");
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "! working\n! bad news\n");
 
     let gated = s.start_wf("gated", json!({})).await;
     s.wait_line(&gated, "^started").await;
-    let mut follower = tokio::process::Command::from(cli(&["logs", &gated, "--follow"]))
+    let follower = tokio::process::Command::from(cli(&["logs", &gated, "--follow"]))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

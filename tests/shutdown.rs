@@ -138,6 +138,7 @@ async fn the_shipped_session_prints_one_response_per_request() {
         .collect();
     let ids: Vec<&serde_json::Value> = requests.iter().filter_map(|r| r.get("id")).collect();
     let out = std::process::Command::new(crate::util::server_bin())
+        .env("XDG_STATE_HOME", crate::util::test_state_home())
         .args(["--config", &format!("{root}/examples/workflows.json")])
         .stdin(std::fs::File::open(format!("{root}/examples/session.jsonl")).unwrap())
         .output()

@@ -68,7 +68,7 @@ async fn what_the_model_reads_matches_the_reviewed_snapshots() {
     let dir = TestDir::new("snapshots");
     let fifo = dir.fifo("hold");
     dir.fifo("never");
-    let s = Server::start(
+    let s = Server::start_ephemeral(
         "snapshots",
         json!({"workflows": [
             {"name": "build", "description": "Build the project", "command": [crate::util::fake(),

@@ -15,13 +15,24 @@ use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
-use workflow_mcp::app::App;
+use workflow_mcp::app::{App, HistoryPlace};
 use workflow_mcp::engine::Engine;
 use workflow_mcp::mcp::serve::SHUTDOWN_GRACE;
 
 /// The fake workflow binary (tests/fake_workflow.rs).
 pub fn fake() -> &'static str {
     env!("CARGO_BIN_EXE_fake-workflow")
+}
+
+/// A state home for server processes a test starts by hand (`run`, `list`): one per test process, so no test
+/// writes to the real `~/.local/state`.
+pub fn test_state_home() -> &'static Path {
+    static HOME: LazyLock<PathBuf> = LazyLock::new(|| {
+        let p = std::env::temp_dir().join(format!("wfmcp-test-state-{}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create the test state home");
+        p
+    });
+    &HOME
 }
 
 pub fn server_bin() -> &'static str {
@@ -215,9 +226,20 @@ fn capture_server_log() {
 }
 
 impl Server {
+    /// The real binary on the state directory `state_dir` (which several servers may share).
+    pub async fn spawn_in(label: &str, config: Value, state_dir: &Path) -> Server {
+        let (dir, config_path) = write_config(label, &config);
+        Server::spawn_on(dir, config_path, state_dir, &[], ()).await
+    }
+
     /// An in-process server.
     pub async fn start(label: &str, config: Value) -> Server {
         Server::start_with_handler(label, config, &[], ()).await
+    }
+
+    /// An in-process server that keeps history in memory only (`--ephemeral`): memory limits drop lines.
+    pub async fn start_ephemeral(label: &str, config: Value) -> Server {
+        Server::in_process(label, config, (), true).await
     }
 
     /// The real binary, for tests about the server process.
@@ -238,10 +260,20 @@ impl<H: ClientHandler> Server<H> {
         if !env.is_empty() {
             return Server::spawn_with_handler(label, config, env, handler).await;
         }
+        Self::in_process(label, config, handler, false).await
+    }
+
+    /// An in-process server with its history in a state directory of its own, or in memory only (`ephemeral`).
+    async fn in_process(label: &str, config: Value, handler: H, ephemeral: bool) -> Server<H> {
         capture_server_log();
         let (dir, config_path) = write_config(label, &config);
         let config = workflow_mcp::catalog::config::load(&config_path).expect("a valid config");
-        let app = App::build(&config, None).expect("build the app");
+        let history = if ephemeral {
+            HistoryPlace::Ephemeral
+        } else {
+            HistoryPlace::Dir(dir.join("state"))
+        };
+        let app = App::build(&config, None, &history).expect("build the app");
         let engine = app.engine.clone();
         let stop = CancellationToken::new();
         // 64 KiB each way, as a pipe holds: a client that does not read holds the server up as over stdio.
@@ -263,9 +295,18 @@ impl<H: ClientHandler> Server<H> {
     /// `handler` to it over stdio.
     pub async fn spawn_with_handler(label: &str, config: Value, env: &[(&str, &str)], handler: H) -> Server<H> {
         let (dir, config_path) = write_config(label, &config);
+        let state_dir = dir.join("state");
+        Self::spawn_on(dir, config_path, &state_dir, env, handler).await
+    }
+
+    async fn spawn_on(dir: TestDir, config_path: PathBuf, state_dir: &Path, env: &[(&str, &str)], handler: H) -> Server<H> {
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
-        cmd.arg("--config").arg(&config_path).env("WORKFLOW_MCP_LOG", "debug");
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .env("WORKFLOW_MCP_LOG", "debug");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -441,6 +482,8 @@ impl RawServer {
         let mut cmd = tokio::process::Command::new(server_bin());
         cmd.arg("--config")
             .arg(&config_path)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .env("WORKFLOW_MCP_LOG", "debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -272,10 +272,10 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
     let config = config.or_else(|| std::env::var_os("WORKFLOW_MCP_CONFIG").map(PathBuf::from));
     let mut positional = positional.into_iter();
     let id = |positional: &mut std::vec::IntoIter<OsString>, what: &str| -> Result<String, lexopt::Error> {
-        Ok(positional
+        positional
             .next()
             .ok_or_else(|| format!("{what} needs an execution id: workflow-mcp {what} ID (see workflow-mcp history)"))?
-            .string()?)
+            .string()
     };
     if reads_history {
         let command = match named {

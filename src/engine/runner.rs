@@ -77,8 +77,6 @@ pub(super) struct Shared {
     pub(super) shutdown: CancellationToken,
     /// The durable history, unless the server runs ephemeral.
     pub(super) history: Option<Arc<Store>>,
-    /// When retention last ran (it runs at most once a second).
-    pub(super) pruned_at: Mutex<Option<Instant>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -128,7 +126,6 @@ impl Engine {
                 shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 history,
-                pruned_at: Mutex::new(None),
             }),
         };
         if engine.shared.history.is_some() {
@@ -150,7 +147,7 @@ impl Engine {
         };
         let lost: Vec<Uuid> = history.orphaned().iter().map(|rec| self.shared.lose(rec)).collect();
         history.forget_dead_instances();
-        self.shared.prune(true);
+        self.shared.prune();
         lost
     }
 
@@ -307,7 +304,7 @@ impl Engine {
     pub fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
         let shared = &self.shared;
         if let Some(history) = &shared.history {
-            shared.prune(false);
+            shared.prune();
             let state = filter.state.map(ExecutionState::as_str);
             let (records, total) = history.list(filter.workflow.as_deref(), state, filter.limit);
             let table = lock(&shared.table);
@@ -341,6 +338,28 @@ impl Engine {
             .map(|e| self.status(&ExecutionView::Live(e)))
             .collect();
         (statuses, total)
+    }
+
+    /// The retention rule in words, e.g. "the last 1000 finished executions, for at most 7 days, with at most
+    /// 10.00 GiB of log files".
+    pub fn retention_rule(&self) -> String {
+        let cfg = &self.shared.config;
+        let secs = cfg.retain_age.as_secs();
+        let age = match secs {
+            s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+            s if s % 3600 == 0 => format!("{} hours", s / 3600),
+            s => format!("{s} s"),
+        };
+        let mut rule = format!("the last {} finished executions, for at most {age}", cfg.retain_executions);
+        if self.shared.history.is_some() {
+            rule.push_str(&format!(
+                ", with at most {:.1} GiB of log files (kept on disk, across restarts)",
+                cfg.retain_log_bytes as f64 / f64::from(1u32 << 30)
+            ));
+        } else {
+            rule.push_str(" (in memory only: gone when the server exits)");
+        }
+        rule
     }
 
     /// How many executions are retained.
@@ -407,7 +426,8 @@ impl Engine {
     pub(super) async fn stop_live(&self, exec: &Arc<Execution>, reason: StopReason, grace: Duration) {
         let dequeued = lock(&self.shared.table).dequeue(&exec.id);
         if let Some(e) = dequeued {
-            e.end_unstarted(reason, stop_message(reason, &e), |e| self.shared.record_final(e));
+            let shared = self.shared.clone();
+            blocking(move || e.end_unstarted(reason, stop_message(reason, &e), |e| shared.record_final(e))).await;
             return;
         }
         let mut rx = exec.logs_tx.subscribe();
@@ -500,11 +520,6 @@ impl Engine {
             let mut t = lock(&shared.table);
             (t.drain_queue(), t.unfinished())
         };
-        for e in queued {
-            e.end_unstarted(StopReason::Shutdown, stop_message(StopReason::Shutdown, &e), |e| {
-                shared.record_final(e)
-            });
-        }
         let mut trees: Vec<Arc<dyn Tree>> = Vec::new();
         for e in &running {
             e.request_stop(StopReason::Shutdown, stop_message(StopReason::Shutdown, e));
@@ -512,6 +527,11 @@ impl Engine {
         }
         let shared = shared.clone();
         blocking(move || {
+            for e in queued {
+                e.end_unstarted(StopReason::Shutdown, stop_message(StopReason::Shutdown, &e), |e| {
+                    shared.record_final(e)
+                });
+            }
             for t in &trees {
                 t.signal(libc::SIGTERM);
             }
@@ -565,7 +585,8 @@ impl Shared {
     pub(super) fn record_started(&self, exec: &Execution, pid: u32) {
         if let Some(history) = &self.history {
             let started_at = exec.life().started_at.map_or_else(crate::store::history::now_ms, millis);
-            history.update(
+            // Committed before the start is answered: another server reading the history sees it running.
+            history.update_now(
                 exec.id,
                 Change::Started {
                     pid,
@@ -583,7 +604,8 @@ impl Shared {
         };
         let life = exec.life();
         let status = exec.status(None);
-        history.update(
+        // Committed before anyone sees it final: the history and this process never disagree on an end.
+        history.update_now(
             exec.id,
             Change::Finished {
                 state: life.state.as_str().to_owned(),
@@ -598,21 +620,14 @@ impl Shared {
                 log_bytes: exec.logs_buffer.stats().disk_bytes,
             },
         );
-        self.prune(false);
+        self.prune();
     }
 
-    /// Applies the history's retention (at most once a second unless `now`).
-    pub(super) fn prune(&self, now: bool) {
+    /// Applies the history's retention.
+    pub(super) fn prune(&self) {
         let Some(history) = &self.history else {
             return;
         };
-        {
-            let mut at = lock(&self.pruned_at);
-            if !now && at.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                return;
-            }
-            *at = Some(Instant::now());
-        }
         history.prune(PruneRules {
             keep: self.config.retain_executions,
             max_age: self.config.retain_age,
@@ -660,6 +675,16 @@ async fn record_progress(engine: Engine) {
         let Some(history) = &engine.shared.history else {
             return;
         };
+        // Stops another server process asked for (it also signals them itself, when it can see them).
+        for (id, reason) in history.stop_requests() {
+            let exec = lock(&engine.shared.table).get(&id);
+            if let (Some(exec), Some(reason)) = (exec, StopReason::parse(&reason))
+                && exec.stop_reason().is_none()
+            {
+                let (engine, grace) = (engine.clone(), engine.shared.config.grace);
+                tokio::spawn(async move { engine.stop_live(&exec, reason, grace).await });
+            }
+        }
         let running: Vec<Arc<Execution>> = lock(&engine.shared.table)
             .unfinished()
             .into_iter()

@@ -133,24 +133,27 @@ fn a_stop_never_blocks_the_async_workers_while_it_signals() {
                 log_bytes_total: 1 << 24,
                 retain_executions: 10,
                 retain_age: Duration::from_secs(3600),
+                retain_log_bytes: 1 << 30,
+                log_disk_bytes: 1 << 30,
                 base_env: ChildEnv::default(),
                 drain_grace: Duration::from_secs(2),
             },
             tokio::runtime::Handle::current(),
             runtime,
+            None,
         )
         .unwrap();
         let exec = engine.execute(def(), Invocation::default(), None).await.unwrap();
         assert_eq!(exec.state(), ExecutionState::Running);
         let stopping = {
-            let (engine, exec) = (engine.clone(), exec.clone());
-            tokio::spawn(async move { engine.stop(&exec, StopReason::Cancel, Duration::from_secs(5)).await })
+            let (engine, view) = (engine.clone(), exec.clone());
+            tokio::spawn(async move { engine.stop(&view, StopReason::Cancel, Duration::from_secs(5)).await })
         };
         // This task runs only if the stop left the worker free while it signals.
         tokio::spawn(async move {
             let _ = release_tx.send(());
         });
-        stopping.await.unwrap();
+        stopping.await.unwrap().unwrap();
         exec.state()
     });
     assert!(

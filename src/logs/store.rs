@@ -331,8 +331,16 @@ impl LogStore {
         if !inner.finished {
             inner.finished = true;
             inner.finish_order = FINISH_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(w) = inner.disk.as_ref().and_then(|d| d.writer.as_ref()) {
+            // Its files are complete: durable, and closed (a finished log holds no descriptor).
+            let Inner { disk, slots, .. } = &mut *inner;
+            if let Some(disk) = disk.as_mut()
+                && let Some(w) = disk.writer.take()
+            {
                 let _ = w.sync();
+                disk.bytes += w.bytes;
+                if let Some(active) = slots.back_mut() {
+                    active.disk_bytes = Some(w.bytes);
+                }
             }
         }
     }

@@ -363,15 +363,16 @@ impl WorkflowServer {
             let state = now.state();
             (query.run_into(&now.snapshot(), CompactLines::new(timestamps)), state)
         };
+        // A live execution wakes followers on every chunk (subscribed before the first read, so a line that
+        // arrives during it still wakes the wait); another server's is looked at every 200 ms.
+        let mut rx = match &exec {
+            ExecutionView::Live(e) => Some(e.logs_tx.subscribe()),
+            ExecutionView::Stored(_) => None,
+        };
         let (mut page, mut state) = read(&query);
         if page.count == 0 && !state.is_terminal() && !wait.is_zero() {
             let deadline = tokio::time::Instant::now() + wait;
             let shutdown = self.app.engine.shutdown_token();
-            // A live execution wakes followers on every chunk; another server's is looked at every 200 ms.
-            let mut rx = match &exec {
-                ExecutionView::Live(e) => Some(e.logs_tx.subscribe()),
-                ExecutionView::Stored(_) => None,
-            };
             // Later rounds only look at what arrives after the first scan.
             query.since_seq = Some(page.next_seq);
             query.tail = None;
@@ -481,7 +482,6 @@ impl WorkflowServer {
             .max(1)
             .min(wanted);
         executions.truncate(fits);
-        let cfg = self.app.engine.config();
         let out = ListExecutionsOutput {
             hint: (fits < wanted).then(|| {
                 format!(
@@ -492,11 +492,7 @@ impl WorkflowServer {
             executions,
             total,
             retained: self.app.engine.retained(),
-            retention: format!(
-                "the last {} finished executions, for at most {} s",
-                cfg.retain_executions,
-                cfg.retain_age.as_secs()
-            ),
+            retention: self.app.engine.retention_rule(),
         };
         reply(&out, text::executions(&out))
     }

@@ -81,6 +81,13 @@ impl Output {
             ));
         }
         let mut w = self.writer.lock().await;
+        // Writes queued behind the one that stalled fail at once too.
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the client is gone",
+            ));
+        }
         let write = async {
             w.write_all(line).await?;
             w.flush().await

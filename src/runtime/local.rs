@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{Exit, Launch, Runtime, Started, Tree, Waiter};
 use crate::proc::reaper::own_children;
-use crate::proc::scan::{pipe_holders, signal_tree, tree_gone};
+use crate::proc::scan::{pipe_holders, process_alive, signal_tree, tree_gone};
 use crate::proc::signal::{group_exists, signal_process};
 use crate::proc::spawn::{describe_spawn_error, resolve_program, spawn_registered};
 use crate::proc::watchdog::Watchdog;
@@ -109,9 +109,15 @@ impl Tree for LocalTree {
     }
 
     fn release_outputs(&self) {
-        for holder in pipe_holders(&self.pipe_inodes) {
+        let holders = pipe_holders(&self.pipe_inodes);
+        for &holder in &holders {
             tracing::warn!(pid = holder, "killing a process that holds the workflow's output open");
             let _ = signal_process(holder, libc::SIGKILL);
+        }
+        // A signal is delivered asynchronously: wait (briefly) until they are gone, as the caller expects.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while holders.iter().any(|&p| process_alive(p)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
 

@@ -337,9 +337,19 @@ impl Store {
 
     /// Applies a change to a record (in the background, in order with every other write of this process).
     pub fn update(&self, id: Uuid, change: Change) {
+        self.send(Self::change_op(id, change), None);
+    }
+
+    /// Applies a change to a record and waits until it is committed (other processes see it at once).
+    pub fn update_now(&self, id: Uuid, change: Change) {
+        if let Err(e) = self.write_sync(Self::change_op(id, change)) {
+            tracing::warn!(error = %e, execution = %id, "recording a change failed");
+        }
+    }
+
+    fn change_op(id: Uuid, change: Change) -> Op {
         let id = id.to_string();
-        self.send(
-            Box::new(move |c| {
+        Box::new(move |c| {
                 match change {
                     Change::Started {
                         pid,
@@ -374,9 +384,24 @@ impl Store {
                     ),
                 }
                 .map(drop)
-            }),
-            None,
-        );
+            })
+    }
+
+    /// This instance's running executions that another process asked to stop, with the reason.
+    pub fn stop_requests(&self) -> Vec<(Uuid, String)> {
+        let owner = self.instance.to_string();
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, stop_request FROM executions WHERE owner = ?1 AND state IN ('queued', 'running') \
+                 AND stop_request IS NOT NULL",
+            )?;
+            stmt.query_map([owner], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, reason)| Some((Uuid::parse_str(&id).ok()?, reason)))
+        .collect()
     }
 
     /// Asks whoever runs the execution to stop it (`cancel`, `timeout`, `shutdown`); the first request wins.
@@ -517,6 +542,23 @@ impl Store {
     /// Applies retention; returns the ids forgotten (their log folders are deleted too).
     pub fn prune(&self, rules: PruneRules) -> Vec<Uuid> {
         let oldest_kept = now_ms() - rules.max_age.as_millis() as i64;
+        // One aggregate first: most of the time every rule holds and nothing more is read.
+        let (finished, oldest, bytes): (i64, Option<i64>, i64) = self
+            .read(|c| {
+                c.query_row(
+                    "SELECT count(*), min(coalesce(finished_at, created_at)), coalesce(sum(log_bytes), 0) \
+                     FROM executions WHERE state NOT IN ('queued', 'running')",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+            })
+            .unwrap_or((0, None, 0));
+        if finished as usize <= rules.keep
+            && oldest.is_none_or(|t| t >= oldest_kept)
+            && bytes as u64 <= rules.max_log_bytes
+        {
+            return Vec::new();
+        }
         // Finished executions newest first, with their log bytes: keep while within every rule.
         let finished: Vec<(String, i64, i64)> = self
             .read(|c| {
