@@ -109,7 +109,11 @@ impl App {
     pub fn build(config: &Config, watchdog: Option<Watchdog>, history: &HistoryPlace) -> Result<Arc<App>, AppError> {
         let store = open_store(history)?;
         let engine = Engine::new(
-            engine_config(&config.limits, ChildEnv::inherited(&config.inherit_env), store.is_some()),
+            engine_config(
+                &config.limits,
+                ChildEnv::inherited(&config.inherit_env),
+                store.is_some(),
+            ),
             tokio::runtime::Handle::current(),
             Arc::new(LocalRuntime::new(watchdog)),
             store,

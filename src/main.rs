@@ -6,11 +6,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use workflow_mcp::app::{App, HistoryPlace};
-use workflow_mcp::store::{Store, default_state_dir};
 use workflow_mcp::catalog::config;
 use workflow_mcp::cli::args::{self, Command};
 use workflow_mcp::proc::reaper::become_subreaper;
 use workflow_mcp::proc::watchdog::{self, WATCHDOG_ARG, Watchdog};
+use workflow_mcp::store::{Store, default_state_dir};
 
 fn main() -> ExitCode {
     // The watchdog is this binary run again (see proc::watchdog); it never parses a command line.

@@ -17,7 +17,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("format", &["engine"][..]),
         ("app", &["catalog", "engine", "logs", "proc", "runtime", "store"][..]),
         ("mcp", &["app", "catalog", "engine", "logs", "format", "clock"][..]),
-        ("cli", &["app", "catalog", "engine", "logs", "format", "proc", "store"][..]),
+        (
+            "cli",
+            &["app", "catalog", "engine", "logs", "format", "proc", "store"][..],
+        ),
         ("schemas", &["catalog", "engine", "mcp"][..]),
     ])
 }

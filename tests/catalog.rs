@@ -282,7 +282,10 @@ async fn malformed_events_are_kept_as_plain_lines_and_counted() {
 
 fn cli(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(server_bin())
-        .env("XDG_STATE_HOME", crate::util::test_state_home()).args(args).output().unwrap();
+        .env("XDG_STATE_HOME", crate::util::test_state_home())
+        .args(args)
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -34,7 +34,11 @@ fn du(dir: &Path) -> u64 {
         .flatten()
         .map(|e| {
             let p = e.path();
-            if p.is_dir() { du(&p) } else { e.metadata().map_or(0, |m| m.len()) }
+            if p.is_dir() {
+                du(&p)
+            } else {
+                e.metadata().map_or(0, |m| m.len())
+            }
         })
         .sum()
 }
@@ -56,7 +60,10 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
     a.wait_final(&done).await;
     a.wait_final(&broken).await;
     let held = a
-        .ok("execute_workflow", json!({"workflow": "held", "idempotency_key": "deploy-7"}))
+        .ok(
+            "execute_workflow",
+            json!({"workflow": "held", "idempotency_key": "deploy-7"}),
+        )
         .await["execution_id"]
         .as_str()
         .unwrap()
@@ -64,7 +71,9 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
     a.wait_line(&held, "^waiting").await;
     let writer = a.start_wf("writer", json!({})).await;
     a.wait_line(&writer, "^y$").await;
-    let writer_pid = a.ok("get_status", json!({"execution_id": writer})).await["pid"].as_u64().unwrap() as u32;
+    let writer_pid = a.ok("get_status", json!({"execution_id": writer})).await["pid"]
+        .as_u64()
+        .unwrap() as u32;
     // Killed while `yes` floods its log: the next server must find a consistent database and log.
     kill9(a.pid());
     wait_gone(writer_pid).await;
@@ -76,10 +85,19 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
     assert_eq!((state(&st), st["exit_code"].as_i64()), ("succeeded", Some(0)));
     let lines = b.all_lines(&done, 10_000).await;
     assert_eq!(lines.len(), 1000, "every line survives the restart");
-    assert!(lines.iter().enumerate().all(|(i, l)| l["seq"] == i && l["text"] == format!("out {i}")));
+    assert!(
+        lines
+            .iter()
+            .enumerate()
+            .all(|(i, l)| l["seq"] == i && l["text"] == format!("out {i}"))
+    );
     let st = b.ok("get_status", json!({"execution_id": broken})).await;
     assert_eq!(state(&st), "failed");
-    assert_eq!(records(&st["evidence"]["lines"])[0]["text"], "error: it broke", "the evidence survives");
+    assert_eq!(
+        records(&st["evidence"]["lines"])[0]["text"],
+        "error: it broke",
+        "the evidence survives"
+    );
 
     for id in [&held, &writer] {
         let st = b.ok("get_status", json!({"execution_id": id})).await;
@@ -87,7 +105,11 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
         assert!(st["error"].as_str().unwrap().contains("ended while it ran"), "{st}");
     }
     let first = b.ok("get_logs", json!({"execution_id": held})).await;
-    assert_eq!(records(&first["lines"])[0]["text"], "waiting", "a lost execution's lines are kept");
+    assert_eq!(
+        records(&first["lines"])[0]["text"],
+        "waiting",
+        "a lost execution's lines are kept"
+    );
     // What `yes` wrote up to the kill reads back whole: every record is a complete "y".
     let page = b
         .ok(
@@ -96,12 +118,22 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
         )
         .await;
     assert_eq!(page["done"], true);
-    assert!(records(&page["lines"]).iter().all(|l| l["text"] == "y"), "no torn record");
+    assert!(
+        records(&page["lines"]).iter().all(|l| l["text"] == "y"),
+        "no torn record"
+    );
 
     let again = b
-        .ok("execute_workflow", json!({"workflow": "held", "idempotency_key": "deploy-7"}))
+        .ok(
+            "execute_workflow",
+            json!({"workflow": "held", "idempotency_key": "deploy-7"}),
+        )
         .await;
-    assert_eq!(again["execution_id"], held.as_str(), "an idempotency key survives the restart");
+    assert_eq!(
+        again["execution_id"],
+        held.as_str(),
+        "an idempotency key survives the restart"
+    );
 }
 
 #[tokio::test]
@@ -137,7 +169,10 @@ async fn two_servers_on_one_state_directory_follow_and_stop_each_others_executio
         .ok("cancel_execution", json!({"execution_id": id, "grace_ms": 2000}))
         .await;
     assert_eq!(state(&cancelled), "cancelled", "B stops A's execution: {cancelled}");
-    assert_eq!(state(&a.ok("get_status", json!({"execution_id": id})).await), "cancelled");
+    assert_eq!(
+        state(&a.ok("get_status", json!({"execution_id": id})).await),
+        "cancelled"
+    );
 
     // Both write at once: no update is lost.
     let (mut ids_a, mut ids_b) = (Vec::new(), Vec::new());
@@ -179,7 +214,10 @@ async fn retention_forgets_the_oldest_finished_with_their_files_and_never_a_runn
         .iter()
         .map(|e| e["execution_id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&running.as_str()), "a running execution is never forgotten");
+    assert!(
+        ids.contains(&running.as_str()),
+        "a running execution is never forgotten"
+    );
     assert_eq!(ids.len(), 4, "the running one and the 3 newest finished: {ids:?}");
     for id in &finished[..3] {
         assert!(!ids.contains(&id.as_str()));
@@ -209,16 +247,23 @@ async fn a_log_left_running_stays_under_its_disk_cap() {
     loop {
         let st = s.ok("get_status", json!({"execution_id": id})).await;
         if st["output"]["stdout"]["bytes"].as_u64().unwrap() > 3 * cap {
-            assert!(st["output"]["dropped_lines"].as_u64().unwrap() > 0, "the middle is dropped and counted");
+            assert!(
+                st["output"]["dropped_lines"].as_u64().unwrap() > 0,
+                "the middle is dropped and counted"
+            );
             break;
         }
     }
     let used = du(&state_dir.join("logs").join(&id));
     // The cap, plus at most the segment being written.
-    assert!(used <= cap + (2 << 20), "the log takes {used} bytes on disk for a cap of {cap}");
+    assert!(
+        used <= cap + (2 << 20),
+        "the log takes {used} bytes on disk for a cap of {cap}"
+    );
     let page = s.ok("get_logs", json!({"execution_id": id, "max_lines": 5})).await;
     assert_eq!(records(&page["lines"])[0]["seq"], 0, "the head is kept");
-    s.ok("cancel_execution", json!({"execution_id": id, "grace_ms": 0})).await;
+    s.ok("cancel_execution", json!({"execution_id": id, "grace_ms": 0}))
+        .await;
 }
 
 #[tokio::test]
@@ -231,9 +276,20 @@ async fn a_full_disk_keeps_the_execution_going_in_memory_and_says_so() {
     // A 1 MiB tmpfs under the logs: the database stays writable, the log files fill it.
     // SAFETY: mount(2) with valid C strings; CI runs as root.
     let mounted = unsafe {
-        libc::mount(c"tmpfs".as_ptr(), c.as_ptr(), c"tmpfs".as_ptr(), 0, c"size=1m".as_ptr().cast())
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"size=1m".as_ptr().cast(),
+        )
     };
-    assert_eq!(mounted, 0, "mounting a tmpfs needs root: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        mounted,
+        0,
+        "mounting a tmpfs needs root: {}",
+        std::io::Error::last_os_error()
+    );
     struct Unmount(std::ffi::CString);
     impl Drop for Unmount {
         fn drop(&mut self) {
@@ -242,11 +298,18 @@ async fn a_full_disk_keeps_the_execution_going_in_memory_and_says_so() {
         }
     }
     let _unmount = Unmount(c);
-    let s = Server::spawn_in("enospc", json!({"workflows": [wf("big", &["lines", "300000"])]}), &state_dir).await;
+    let s = Server::spawn_in(
+        "enospc",
+        json!({"workflows": [wf("big", &["lines", "300000"])]}),
+        &state_dir,
+    )
+    .await;
     let id = s.start_wf("big", json!({})).await;
     let st = s.wait_final(&id).await;
     assert_eq!(state(&st), "succeeded", "the execution went on: {st}");
-    let error = st["output"]["disk_error"].as_str().expect("the status says persistence failed");
+    let error = st["output"]["disk_error"]
+        .as_str()
+        .expect("the status says persistence failed");
     assert!(error.contains("No space left on device"), "{error}");
     let lines = s.all_lines(&id, 10_000).await;
     assert_eq!(lines.len(), 300_000, "every line is still served from memory");
@@ -257,8 +320,17 @@ async fn a_corrupt_database_is_moved_aside_and_a_fresh_one_used() {
     let dir = TestDir::new("corrupt");
     let state_dir = dir.join("state");
     std::fs::create_dir_all(&state_dir).unwrap();
-    std::fs::write(state_dir.join("history.db"), b"garbage that is not SQLite, kept for the owner").unwrap();
-    let s = Server::spawn_in("corrupt", json!({"workflows": [wf("quick", &["out", "q"])]}), &state_dir).await;
+    std::fs::write(
+        state_dir.join("history.db"),
+        b"garbage that is not SQLite, kept for the owner",
+    )
+    .unwrap();
+    let s = Server::spawn_in(
+        "corrupt",
+        json!({"workflows": [wf("quick", &["out", "q"])]}),
+        &state_dir,
+    )
+    .await;
     let id = s.start_wf("quick", json!({})).await;
     assert_eq!(state(&s.wait_final(&id).await), "succeeded");
     let log = s.stderr();
@@ -272,7 +344,10 @@ async fn a_corrupt_database_is_moved_aside_and_a_fresh_one_used() {
         .filter(|e| e.file_name().to_string_lossy().contains(".unusable-"))
         .collect();
     assert_eq!(aside.len(), 1, "moved aside, never deleted");
-    assert_eq!(std::fs::read(aside[0].path()).unwrap(), b"garbage that is not SQLite, kept for the owner");
+    assert_eq!(
+        std::fs::read(aside[0].path()).unwrap(),
+        b"garbage that is not SQLite, kept for the owner"
+    );
 }
 
 #[tokio::test]
@@ -321,9 +396,16 @@ async fn the_history_commands_show_and_follow_what_servers_run() {
     assert!(text.contains(&failed) && text.contains("failed"), "{text}");
     let status = cli(&["status", &failed[..8]]).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
-    assert!(text.contains("exit code 3") && text.contains("! bad news"), "a prefix of the id is enough: {text}");
+    assert!(
+        text.contains("exit code 3") && text.contains("! bad news"),
+        "a prefix of the id is enough: {text}"
+    );
     let logs = cli(&["logs", &failed, "--follow"]).output().unwrap();
-    assert_eq!(logs.status.code(), Some(3), "--follow exits with the execution's exit code");
+    assert_eq!(
+        logs.status.code(),
+        Some(3),
+        "--follow exits with the execution's exit code"
+    );
     assert_eq!(String::from_utf8_lossy(&logs.stdout), "! working\n! bad news\n");
 
     let gated = s.start_wf("gated", json!({})).await;

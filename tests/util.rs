@@ -299,7 +299,13 @@ impl<H: ClientHandler> Server<H> {
         Self::spawn_on(dir, config_path, &state_dir, env, handler).await
     }
 
-    async fn spawn_on(dir: TestDir, config_path: PathBuf, state_dir: &Path, env: &[(&str, &str)], handler: H) -> Server<H> {
+    async fn spawn_on(
+        dir: TestDir,
+        config_path: PathBuf,
+        state_dir: &Path,
+        env: &[(&str, &str)],
+        handler: H,
+    ) -> Server<H> {
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
         cmd.arg("--config")

@@ -468,7 +468,11 @@ mod tests {
                 .unwrap_err()
                 .contains("exclude each other")
         );
-        assert!(p(&["history", "--limit", "0"]).unwrap_err().contains("--limit takes a positive number"));
+        assert!(
+            p(&["history", "--limit", "0"])
+                .unwrap_err()
+                .contains("--limit takes a positive number")
+        );
     }
 
     #[test]

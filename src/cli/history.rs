@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::engine::{ExecutionState, ExecutionView, StoredExecution};
 use crate::format::{ProgressLine, count, human_bytes, human_ms};
-use crate::logs::{LogDir, LogQuery};
 use crate::logs::segment::Stream;
+use crate::logs::{LogDir, LogQuery};
 use crate::store::{ExecutionRecord, Store};
 
 /// The record, with an unfinished one whose server is gone shown as lost (nothing is written).
@@ -55,7 +55,10 @@ pub fn list(store: &Store, workflow: Option<&str>, state: Option<&str>, limit: u
         && ExecutionState::parse(s).is_none()
     {
         let known: Vec<&str> = ExecutionState::ALL.iter().map(|s| s.as_str()).collect();
-        eprintln!("workflow-mcp: unknown state \"{s}\"; the states are {}", known.join(", "));
+        eprintln!(
+            "workflow-mcp: unknown state \"{s}\"; the states are {}",
+            known.join(", ")
+        );
         return 2;
     }
     let (records, total) = store.list(workflow, state, limit);
@@ -102,14 +105,23 @@ pub fn status(store: &Store, id: &str, json: bool) -> u8 {
         println!("{}", serde_json::to_string_pretty(&s).expect("a status is JSON"));
         return 0;
     }
-    let mut head = format!("execution {} (workflow \"{}\"): {}", s.execution_id, s.workflow, s.state.as_str());
+    let mut head = format!(
+        "execution {} (workflow \"{}\"): {}",
+        s.execution_id,
+        s.workflow,
+        s.state.as_str()
+    );
     match (s.exit_code, &s.signal) {
         (Some(code), _) => head.push_str(&format!(", exit code {code}")),
         (None, Some(sig)) => head.push_str(&format!(", killed by {sig}")),
         _ => {}
     }
     if let Some(ms) = s.duration_ms {
-        head.push_str(&format!(", {} {}", if s.state.is_terminal() { "after" } else { "for" }, human_ms(ms)));
+        head.push_str(&format!(
+            ", {} {}",
+            if s.state.is_terminal() { "after" } else { "for" },
+            human_ms(ms)
+        ));
     }
     println!("{head}");
     if let Some(e) = &s.error {
@@ -147,9 +159,10 @@ fn exit_code_of(s: &crate::engine::ExecutionStatus) -> u8 {
         _ => match (s.exit_code, &s.signal) {
             (Some(c), _) => u8::try_from(c & 0xff).unwrap_or(1),
             (None, Some(sig)) => {
-                let n = sig.strip_prefix("signal ").and_then(|n| n.parse().ok()).or_else(|| {
-                    crate::proc::signal::signal_number(sig)
-                });
+                let n = sig
+                    .strip_prefix("signal ")
+                    .and_then(|n| n.parse().ok())
+                    .or_else(|| crate::proc::signal::signal_number(sig));
                 n.map_or(1, |n: i32| 128u8.saturating_add(n as u8))
             }
             _ => 1,

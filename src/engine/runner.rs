@@ -287,7 +287,6 @@ impl Shared {
 }
 
 impl Engine {
-
     /// The status of an execution, with its queue position when queued here.
     pub fn status(&self, view: &ExecutionView) -> ExecutionStatus {
         match view {
@@ -317,7 +316,9 @@ impl Engine {
                     Some(exec) => self.status(&ExecutionView::Live(exec)),
                     None if rec.unfinished() && !history.owner_alive(&rec.owner) => {
                         shared.lose(rec);
-                        history.get(&rec.id).map_or_else(|| status_of_record(rec), |r| status_of_record(&r))
+                        history
+                            .get(&rec.id)
+                            .map_or_else(|| status_of_record(rec), |r| status_of_record(&r))
                     }
                     None => status_of_record(rec),
                 })
@@ -350,7 +351,10 @@ impl Engine {
             s if s % 3600 == 0 => format!("{} hours", s / 3600),
             s => format!("{s} s"),
         };
-        let mut rule = format!("the last {} finished executions, for at most {age}", cfg.retain_executions);
+        let mut rule = format!(
+            "the last {} finished executions, for at most {age}",
+            cfg.retain_executions
+        );
         if self.shared.history.is_some() {
             rule.push_str(&format!(
                 ", with at most {:.1} GiB of log files (kept on disk, across restarts)",
@@ -572,7 +576,11 @@ impl Shared {
             finished_at: None,
             pid: None,
             pid_start: None,
-            owner: self.history.as_ref().map(|h| h.instance().to_string()).unwrap_or_default(),
+            owner: self
+                .history
+                .as_ref()
+                .map(|h| h.instance().to_string())
+                .unwrap_or_default(),
             stop_request: None,
             output: None,
             progress: None,
@@ -584,7 +592,10 @@ impl Shared {
     /// Records that an execution started.
     pub(super) fn record_started(&self, exec: &Execution, pid: u32) {
         if let Some(history) = &self.history {
-            let started_at = exec.life().started_at.map_or_else(crate::store::history::now_ms, millis);
+            let started_at = exec
+                .life()
+                .started_at
+                .map_or_else(crate::store::history::now_ms, millis);
             // Committed before the start is answered: another server reading the history sees it running.
             history.update_now(
                 exec.id,

@@ -11,8 +11,8 @@ use super::execution::{Execution, ExecutionState};
 use super::progress::Progress;
 use crate::clock::{millis_between, rfc3339};
 use crate::logs::{Snapshot, Stream, StreamCounters, StreamSelector, last_lines};
-use crate::store::ExecutionRecord;
 use crate::proc::signal::signal_name;
+use crate::store::ExecutionRecord;
 
 /// At most this many lines of evidence, within this many bytes as sent.
 const EVIDENCE_LINES: usize = 20;

@@ -178,11 +178,7 @@ impl WorkflowServer {
                     max_bytes: tail_bytes,
                     ..LogQuery::default()
                 };
-                status.tail = Some(
-                    q.run_into(&view.snapshot(), CompactLines::default())
-                        .lines
-                        .text,
-                );
+                status.tail = Some(q.run_into(&view.snapshot(), CompactLines::default()).lines.text);
             }
             let out = StatusOutput {
                 hint: status_hint(&status, capped),

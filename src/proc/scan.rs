@@ -170,7 +170,10 @@ mod tests {
     fn stat_lines_parse_whatever_the_command_name_holds() {
         let stat = "42 (a) b) (c) S 7 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 123 4";
         let p = parse_stat(42, stat).unwrap();
-        assert_eq!((p.pid, p.ppid, p.pgid, p.zombie, p.start_time), (42, 7, 42, false, 98765));
+        assert_eq!(
+            (p.pid, p.ppid, p.pgid, p.zombie, p.start_time),
+            (42, 7, 42, false, 98765)
+        );
         let z = parse_stat(9, "9 (sh) Z 1 9 9 0").unwrap();
         assert!(z.zombie);
         assert!(parse_stat(9, "9 (x) X 1 3 3").unwrap().zombie);

@@ -23,7 +23,9 @@ pub enum DbError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("the history database {path} has schema version {found}, newer than this program knows ({known}); use a newer workflow-mcp or another --state-dir")]
+    #[error(
+        "the history database {path} has schema version {found}, newer than this program knows ({known}); use a newer workflow-mcp or another --state-dir"
+    )]
     TooNew { path: PathBuf, found: i64, known: usize },
 }
 
@@ -55,7 +57,9 @@ fn check(conn: &Connection) -> Result<(), Unusable> {
     if verdict != "ok" {
         return Err(Unusable::Corrupt(verdict));
     }
-    let app_id: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0)).map_err(corrupt)?;
+    let app_id: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(corrupt)?;
     let tables: i64 = conn
         .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
         .map_err(corrupt)?;
@@ -91,13 +95,17 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
         tx.execute_batch(sql).map_err(open_err)?;
         tx.pragma_update(None, "user_version", n as i64 + 1).map_err(open_err)?;
     }
-    tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(open_err)?;
+    tx.pragma_update(None, "application_id", APPLICATION_ID)
+        .map_err(open_err)?;
     tx.commit().map_err(open_err)
 }
 
 /// Moves a database and its WAL files aside; returns where it went.
 fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     let aside = path.with_file_name(format!(
         "{}.unusable-{stamp}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("history.db")
@@ -182,11 +190,14 @@ mod tests {
         assert!(warning.is_none());
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
-        conn.execute("INSERT INTO instances (id, pid, started_at) VALUES ('a', 1, 2)", []).unwrap();
+        conn.execute("INSERT INTO instances (id, pid, started_at) VALUES ('a', 1, 2)", [])
+            .unwrap();
         drop(conn);
         let (conn, warning) = open(&path).unwrap();
         assert!(warning.is_none());
-        let n: i64 = conn.query_row("SELECT count(*) FROM instances", [], |r| r.get(0)).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM instances", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(n, 1, "reopening keeps the data");
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -198,18 +209,25 @@ mod tests {
         std::fs::write(&path, b"this is not a database, but somebody's notes").unwrap();
         let (_, warning) = open(&path).unwrap();
         let warning = warning.expect("a warning");
-        assert!(warning.contains(&path.display().to_string()) && warning.contains("moved it to"), "{warning}");
+        assert!(
+            warning.contains(&path.display().to_string()) && warning.contains("moved it to"),
+            "{warning}"
+        );
         let aside: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().contains(".unusable-"))
             .collect();
         assert_eq!(aside.len(), 1);
-        assert_eq!(std::fs::read(aside[0].path()).unwrap(), b"this is not a database, but somebody's notes");
+        assert_eq!(
+            std::fs::read(aside[0].path()).unwrap(),
+            b"this is not a database, but somebody's notes"
+        );
 
         let foreign = dir.join("other.db");
         let conn = Connection::open(&foreign).unwrap();
-        conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('keep me');").unwrap();
+        conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('keep me');")
+            .unwrap();
         drop(conn);
         let (_, warning) = open(&foreign).unwrap();
         assert!(warning.expect("a warning").contains("another program"));

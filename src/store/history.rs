@@ -85,7 +85,10 @@ pub struct Store {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -242,8 +245,10 @@ impl Store {
         }
         self.read(|c| {
             let mut stmt = c.prepare("SELECT id FROM executions WHERE id LIKE ?1 || '%' LIMIT ?2")?;
-            stmt.query_map(params![prefix.to_ascii_lowercase(), limit as i64], |r| r.get::<_, String>(0))?
-                .collect::<rusqlite::Result<Vec<_>>>()
+            stmt.query_map(params![prefix.to_ascii_lowercase(), limit as i64], |r| {
+                r.get::<_, String>(0)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
         })
         .unwrap_or_default()
         .iter()
@@ -319,7 +324,11 @@ impl Store {
         }));
         match result {
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                match rec.idempotency_key.as_deref().and_then(|k| self.by_key(&rec.workflow, k)) {
+                match rec
+                    .idempotency_key
+                    .as_deref()
+                    .and_then(|k| self.by_key(&rec.workflow, k))
+                {
                     Some(existing) => Err(Box::new(existing)),
                     None => {
                         tracing::warn!(error = %e, "recording an execution failed");
@@ -350,7 +359,7 @@ impl Store {
     fn change_op(id: Uuid, change: Change) -> Op {
         let id = id.to_string();
         Box::new(move |c| {
-                match change {
+            match change {
                     Change::Started {
                         pid,
                         pid_start,
@@ -384,7 +393,7 @@ impl Store {
                     ),
                 }
                 .map(drop)
-            })
+        })
     }
 
     /// This instance's running executions that another process asked to stop, with the reason.
@@ -504,7 +513,8 @@ impl Store {
                 let mut stmt = c.prepare(&format!(
                     "SELECT {COLUMNS} FROM executions WHERE state IN ('queued', 'running')"
                 ))?;
-                stmt.query_map([], ExecutionRecord::from_row)?.collect::<rusqlite::Result<Vec<_>>>()
+                stmt.query_map([], ExecutionRecord::from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
             })
             .unwrap_or_default();
         unfinished.into_iter().filter(|r| !self.owner_alive(&r.owner)).collect()
@@ -513,7 +523,9 @@ impl Store {
     /// Ends this instance on a clean exit: every write committed, its row and lock file removed.
     pub fn retire(&self) {
         let id = self.instance.to_string();
-        let _ = self.write_sync(Box::new(move |c| c.execute("DELETE FROM instances WHERE id = ?1", [id]).map(drop)));
+        let _ = self.write_sync(Box::new(move |c| {
+            c.execute("DELETE FROM instances WHERE id = ?1", [id]).map(drop)
+        }));
         let _ = std::fs::remove_file(self.root.join("instances").join(format!("{}.lock", self.instance)));
     }
 
@@ -584,9 +596,8 @@ impl Store {
         }
         let ids: Vec<Uuid> = forget.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
         let deleted = self.write_sync(Box::new(move |c| {
-            let mut stmt = c.prepare_cached(
-                "DELETE FROM executions WHERE id = ?1 AND state NOT IN ('queued', 'running')",
-            )?;
+            let mut stmt =
+                c.prepare_cached("DELETE FROM executions WHERE id = ?1 AND state NOT IN ('queued', 'running')")?;
             for id in forget {
                 stmt.execute([id])?;
             }
