@@ -3,6 +3,7 @@
 
 pub mod drain;
 pub mod execution;
+mod history;
 mod launch;
 pub mod progress;
 pub mod runner;

@@ -1,0 +1,236 @@
+//! What the engine writes to and reads from the durable history: the record of each execution (written when
+//! it is created, when it starts, once a second while it runs, and — committed before anyone sees it — when it
+//! ends), retention, executions whose server is gone, and stopping an execution another server process runs.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::execution::{Execution, ExecutionState, StopReason};
+use super::runner::{Engine, Shared, blocking, lock};
+use super::view::{ExecutionView, StoredExecution};
+use crate::logs::LogDir;
+use crate::proc::scan::{is_same_process, marked_processes, signal_tree};
+use crate::proc::signal::signal_process;
+use crate::store::{Change, ExecutionRecord, PruneRules};
+
+impl Engine {
+    pub(super) async fn stop_stored(
+        &self,
+        rec: &ExecutionRecord,
+        reason: StopReason,
+        grace: Duration,
+    ) -> Result<(), String> {
+        let Some(history) = self.shared.history.clone() else {
+            return Ok(());
+        };
+        if !rec.unfinished() {
+            return Ok(());
+        }
+        let view = ExecutionView::Stored(Arc::new(StoredExecution {
+            logs: LogDir::open(&history.log_path(&rec.id)),
+            record: rec.clone(),
+        }));
+        let (id, pid, start) = (rec.id, rec.pid, rec.pid_start);
+        let signal = move |sig: i32| -> bool {
+            let marker = id.to_string();
+            match (pid, start) {
+                (Some(pid), Some(start)) if is_same_process(pid, start, &marker) => {
+                    signal_tree(pid, &marker, sig);
+                    true
+                }
+                _ => false,
+            }
+        };
+        {
+            let history = history.clone();
+            blocking(move || history.request_stop(&id, reason.as_str())).await;
+        }
+        if rec.state == "running" && blocking(move || signal(libc::SIGTERM)).await != Some(true) {
+            // Not started yet, or not a process we can see: its owner acts on the request.
+            tracing::info!(execution = %id, owner = %rec.owner, "asked the owning server to stop an execution");
+        }
+        let never = CancellationToken::new();
+        if self.wait_final(&view, grace, &never).await {
+            return Ok(());
+        }
+        blocking(move || signal(libc::SIGKILL)).await;
+        if self.wait_final(&view, Duration::from_secs(10), &never).await {
+            return Ok(());
+        }
+        Err(format!(
+            "execution {id} is run by another server process (instance {}, pid {}) that has not ended it yet; its \
+             stop was requested — get_status shows when it ends",
+            rec.owner,
+            rec.pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+        ))
+    }
+}
+
+impl Shared {
+    /// The record of a new execution.
+    pub(super) fn record_of(&self, exec: &Execution) -> ExecutionRecord {
+        ExecutionRecord {
+            id: exec.id,
+            workflow: exec.workflow.name.clone(),
+            params: exec.params.clone(),
+            argv: exec.launch.argv.clone(),
+            cwd: exec.launch.cwd.display().to_string(),
+            idempotency_key: exec.idempotency_key.clone(),
+            state: ExecutionState::Queued.as_str().to_owned(),
+            exit_code: None,
+            signal: None,
+            error: None,
+            created_at: millis(exec.created_at),
+            started_at: None,
+            finished_at: None,
+            pid: None,
+            pid_start: None,
+            owner: self
+                .history
+                .as_ref()
+                .map(|h| h.instance().to_string())
+                .unwrap_or_default(),
+            stop_request: None,
+            output: None,
+            progress: None,
+            held_open: None,
+            log_bytes: 0,
+        }
+    }
+
+    /// Records that an execution started.
+    pub(super) fn record_started(&self, exec: &Execution, pid: u32) {
+        if let Some(history) = &self.history {
+            let started_at = exec
+                .life()
+                .started_at
+                .map_or_else(crate::store::history::now_ms, millis);
+            // Committed before the start is answered: another server reading the history sees it running.
+            history.update_now(
+                exec.id,
+                Change::Started {
+                    pid,
+                    pid_start: crate::proc::scan::process(pid).map(|p| p.start_time),
+                    started_at,
+                },
+            );
+        }
+    }
+
+    /// Records an execution's final state, then applies retention.
+    pub(super) fn record_final(&self, exec: &Execution) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        let life = exec.life();
+        let status = exec.status(None);
+        // Committed before anyone sees it final: the history and this process never disagree on an end.
+        history.update_now(
+            exec.id,
+            Change::Finished {
+                state: life.state.as_str().to_owned(),
+                exit_code: life.exit_code,
+                signal: life.signal,
+                error: life.error.clone(),
+                finished_at: life.finished_at.map_or_else(crate::store::history::now_ms, millis),
+                output: serde_json::to_string(&status.output).unwrap_or_default(),
+                progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+                held_open: (!life.held_open.is_empty())
+                    .then(|| serde_json::to_string(&life.held_open).unwrap_or_default()),
+                log_bytes: exec.logs_buffer.stats().disk_bytes,
+            },
+        );
+        self.prune();
+    }
+
+    /// Applies the history's retention.
+    pub(super) fn prune(&self) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        history.prune(PruneRules {
+            keep: self.config.retain_executions,
+            max_age: self.config.retain_age,
+            max_log_bytes: self.config.retain_log_bytes,
+        });
+    }
+
+    /// Marks an execution whose server is gone as lost, after killing what is left of its processes — the
+    /// leader only once its pid, start time and marker all match, so a reused pid is never signalled.
+    pub(super) fn lose(&self, rec: &ExecutionRecord) -> Uuid {
+        let marker = rec.id.to_string();
+        if let (Some(pid), Some(start)) = (rec.pid, rec.pid_start)
+            && is_same_process(pid, start, &marker)
+        {
+            signal_tree(pid, &marker, libc::SIGKILL);
+        }
+        for pid in marked_processes(std::slice::from_ref(&marker)) {
+            let _ = signal_process(pid, libc::SIGKILL);
+        }
+        let error = format!(
+            "the server that ran it (instance {}) ended while it {}; its output up to that moment is kept",
+            rec.owner,
+            if rec.state == "queued" { "waited" } else { "ran" }
+        );
+        if let Some(history) = &self.history {
+            history.mark_lost(&rec.id, error);
+        }
+        rec.id
+    }
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+/// Writes the counters and progress of running executions to the history once a second, when they changed.
+pub(super) async fn record_progress(engine: Engine) {
+    let mut last: std::collections::HashMap<Uuid, (u64, u64)> = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = engine.shared.shutdown.cancelled() => return,
+        }
+        let Some(history) = &engine.shared.history else {
+            return;
+        };
+        // Stops another server process asked for (it also signals them itself, when it can see them).
+        for (id, reason) in history.stop_requests() {
+            let exec = lock(&engine.shared.table).get(&id);
+            if let (Some(exec), Some(reason)) = (exec, StopReason::parse(&reason))
+                && exec.stop_reason().is_none()
+            {
+                let (engine, grace) = (engine.clone(), engine.shared.config.grace);
+                tokio::spawn(async move { engine.stop_live(&exec, reason, grace).await });
+            }
+        }
+        let running: Vec<Arc<Execution>> = lock(&engine.shared.table)
+            .unfinished()
+            .into_iter()
+            .filter(|e| e.state() == ExecutionState::Running)
+            .collect();
+        last.retain(|id, _| running.iter().any(|e| e.id == *id));
+        for exec in running {
+            let stats = exec.logs_buffer.stats();
+            let events = exec.progress.snapshot().map_or(0, |p| p.events + p.malformed_events);
+            let key = (stats.stdout.bytes + stats.stderr.bytes, events);
+            if last.get(&exec.id) == Some(&key) {
+                continue;
+            }
+            last.insert(exec.id, key);
+            let status = exec.status(None);
+            history.update(
+                exec.id,
+                Change::Progress {
+                    output: serde_json::to_string(&status.output).unwrap_or_default(),
+                    progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+                    log_bytes: stats.disk_bytes,
+                },
+            );
+        }
+    }
+}
