@@ -242,7 +242,10 @@ def validation_state(session: ClientSession) -> str:
 async def main_async(args: argparse.Namespace, config_path: str) -> int:
     sizes = [100_000] if args.quick else [100_000, 1_000_000]
     params = StdioServerParameters(
-        command=args.bin, args=["--config", config_path], env={"WORKFLOW_MCP_LOG": os.environ.get("WORKFLOW_MCP_LOG", "warn")}
+        command=args.bin,
+        # Durable history (the default mode) in a state directory of this run's own.
+        args=["--config", config_path, "--state-dir", os.path.join(os.path.dirname(config_path), "state")],
+        env={"WORKFLOW_MCP_LOG": os.environ.get("WORKFLOW_MCP_LOG", "warn")}
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         init = await session.initialize()
