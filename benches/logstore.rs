@@ -158,6 +158,7 @@ fn seq_workflow(n: u64) -> (Arc<WorkflowDef>, Invocation) {
         timeout_ms: None,
         max_concurrent: None,
         source: Source::Manifest,
+        placement: Default::default(),
     });
     let inv = Invocation {
         args: vec![n.to_string()],

@@ -11,7 +11,7 @@ use crate::catalog::{Catalog, Config, Limits};
 use crate::engine::{Engine, EngineConfig};
 use crate::logs::LogLimits;
 use crate::proc::{ChildEnv, Watchdog};
-use crate::runtime::LocalRuntime;
+use crate::runtime::{LocalRuntime, Runtimes, SlurmRuntime};
 use crate::store::{Store, StoreError, default_state_dir};
 
 /// Where executions and their logs are kept.
@@ -97,8 +97,17 @@ pub fn catalog(config: &Config) -> Arc<Catalog> {
         cwd: config.dir.clone(),
         env: ChildEnv::inherited(&config.inherit_env).into_vars(),
         timeout: Duration::from_millis(config.limits.discovery_timeout_ms),
+        placement: config.default_runtime.clone(),
     });
     Arc::new(Catalog::new(config.workflows.clone(), discovery))
+}
+
+/// Where Slurm job folders go unless a workflow names its own `spool_dir`: `slurm/` in the state directory.
+fn slurm_spool(history: &HistoryPlace) -> PathBuf {
+    match history {
+        HistoryPlace::Dir(dir) => dir.join("slurm"),
+        HistoryPlace::Ephemeral => std::env::temp_dir().join(format!("workflow-mcp-slurm-{}", std::process::id())),
+    }
 }
 
 impl App {
@@ -115,7 +124,10 @@ impl App {
                 store.is_some(),
             ),
             tokio::runtime::Handle::current(),
-            Arc::new(LocalRuntime::new(watchdog)),
+            Arc::new(Runtimes::new(
+                LocalRuntime::new(watchdog),
+                SlurmRuntime::new(slurm_spool(history)),
+            )),
             store,
         )
         .map_err(AppError::Engine)?;

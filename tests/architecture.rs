@@ -12,14 +12,14 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("logs", &["clock"][..]),
         ("runtime", &["proc"][..]),
         ("store", &[][..]),
-        ("catalog", &["proc"][..]),
+        ("catalog", &["proc", "runtime"][..]),
         ("engine", &["catalog", "logs", "runtime", "store", "proc", "clock"][..]),
         ("format", &["engine"][..]),
         ("app", &["catalog", "engine", "logs", "proc", "runtime", "store"][..]),
         ("mcp", &["app", "catalog", "engine", "logs", "format", "clock"][..]),
         (
             "cli",
-            &["app", "catalog", "engine", "logs", "format", "proc", "store"][..],
+            &["app", "catalog", "engine", "logs", "format", "proc", "runtime", "store"][..],
         ),
         ("schemas", &["catalog", "engine", "mcp"][..]),
     ])

@@ -14,6 +14,7 @@ use super::names::{PARAM_NAME_RULE, valid_env_name, valid_param_name, valid_work
 use super::param::{Delivery, Param, ParamType};
 use super::unsafe_env::refused_env_var;
 use super::workflow::{Source, WorkflowDef};
+use crate::runtime::Placement;
 
 /// The workflow-mcp config file: the workflows it serves, where to discover more, and the server's limits.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -33,6 +34,10 @@ pub struct ConfigFile {
     /// Server-wide limits; every key has a default.
     #[serde(default)]
     pub limits: Limits,
+    /// Where workflows run unless their entry says otherwise (discovered ones included): `{"type": "local"}`
+    /// (the default) or `{"type": "slurm", ...}`.
+    #[serde(default)]
+    pub default_runtime: Option<Placement>,
     /// Where the history (a SQLite database and every execution's log files) is kept, relative to this file;
     /// default `$XDG_STATE_HOME/workflow-mcp` (else `~/.local/state/workflow-mcp`). `--state-dir` overrides it,
     /// `--ephemeral` keeps history in memory only.
@@ -64,6 +69,10 @@ pub struct WorkflowEntry {
     /// At most this many executions of this workflow run at once; more wait as `queued`.
     #[serde(default)]
     pub max_concurrent: Option<usize>,
+    /// Where this workflow runs: `{"type": "local"}` or `{"type": "slurm", "partition": ..., ...}`; default:
+    /// the config's `default_runtime`, else this machine.
+    #[serde(default)]
+    pub runtime: Option<Placement>,
 }
 
 /// A typed parameter of a manifest workflow, with exactly one of `arg`, `flag`, `positional`, `env`.
@@ -177,6 +186,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// Problems that do not stop the server (a missing discover folder, a missing cwd).
     pub warnings: Vec<String>,
+    /// Where workflows run unless their entry says otherwise (discovered ones included).
+    pub default_runtime: Placement,
 }
 
 /// Why a config file was refused.
@@ -235,7 +246,7 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
                 "{at}: the name is used by an earlier entry; names must be unique"
             ));
         }
-        match workflow_from_entry(entry, &dir) {
+        match workflow_from_entry(entry, &dir, file.default_runtime.as_ref().unwrap_or(&Placement::Local)) {
             Ok((def, mut warn)) => {
                 warnings.extend(warn.drain(..).map(|w| format!("{at}: {w}")));
                 workflows.push(Arc::new(def));
@@ -299,6 +310,7 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
         return Err(ConfigError::Invalid { path, problems });
     }
     Ok(Config {
+        default_runtime: file.default_runtime.unwrap_or_default(),
         state_dir: file.state_dir.map(|d| dir.join(d)),
         path,
         dir,
@@ -310,7 +322,11 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
     })
 }
 
-fn workflow_from_entry(entry: &WorkflowEntry, dir: &Path) -> Result<(WorkflowDef, Vec<String>), Vec<String>> {
+fn workflow_from_entry(
+    entry: &WorkflowEntry,
+    dir: &Path,
+    default_runtime: &Placement,
+) -> Result<(WorkflowDef, Vec<String>), Vec<String>> {
     let mut errs = Vec::new();
     let mut warnings = Vec::new();
     if !valid_workflow_name(&entry.name) {
@@ -380,6 +396,7 @@ fn workflow_from_entry(entry: &WorkflowEntry, dir: &Path) -> Result<(WorkflowDef
         timeout_ms: entry.timeout_ms,
         max_concurrent: entry.max_concurrent,
         source: Source::Manifest,
+        placement: entry.runtime.clone().unwrap_or_else(|| default_runtime.clone()),
     };
     Ok((def, warnings))
 }

@@ -27,6 +27,8 @@ pub struct DiscoverySettings {
     /// The clean environment probes run with.
     pub env: Vec<(String, String)>,
     pub timeout: Duration,
+    /// Where discovered workflows run (the config's `default_runtime`).
+    pub placement: crate::runtime::Placement,
 }
 
 /// The outcome of one scan.
@@ -138,7 +140,11 @@ pub fn discover(settings: &DiscoverySettings, taken: &HashSet<String>) -> Discov
     for (exe, result) in exes.iter().zip(results) {
         let converted = result
             .unwrap_or_else(|| Err("it was not asked".into()))
-            .and_then(|meta| meta.into_workflow(exe, &settings.cwd));
+            .and_then(|meta| meta.into_workflow(exe, &settings.cwd))
+            .map(|(def, warnings)| {
+                let placement = settings.placement.clone();
+                (WorkflowDef { placement, ..def }, warnings)
+            });
         match converted {
             Err(why) => found.problems.push(format!("skipped {}: {why}", exe.display())),
             Ok((def, warnings)) => {

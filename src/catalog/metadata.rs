@@ -174,6 +174,7 @@ impl WorkflowMetadata {
             timeout_ms: None,
             max_concurrent: None,
             source: Source::Discovered,
+            placement: Default::default(),
         };
         Ok((def, warnings))
     }

@@ -164,6 +164,7 @@ mod tests {
             timeout_ms: None,
             max_concurrent: None,
             source: Source::Manifest,
+            placement: Default::default(),
         })
     }
 

@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::param::Param;
+use crate::runtime::Placement;
 
 /// Where a workflow came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -32,4 +33,6 @@ pub struct WorkflowDef {
     pub timeout_ms: Option<u64>,
     pub max_concurrent: Option<usize>,
     pub source: Source,
+    /// Where it runs (this machine, or a Slurm job).
+    pub placement: Placement,
 }

@@ -8,6 +8,7 @@ use crate::catalog::param::Delivery;
 use crate::catalog::{Config, Source, WorkflowDef, WorkflowInfo};
 use crate::proc::ChildEnv;
 use crate::proc::spawn::resolve_program;
+use crate::runtime::{Placement, SlurmRuntime};
 
 /// One param as a line: name, type and constraints, required/default, how it reaches the command.
 fn param_line(p: &crate::catalog::Param) -> String {
@@ -92,6 +93,15 @@ pub fn check(config: &Config) -> u8 {
     for w in &config.workflows {
         let mut env = base.clone();
         env.extend(&w.env);
+        if let Placement::Slurm(options) = &w.placement {
+            // The program and folder are checked on the node, by the job; here: can jobs be submitted at all.
+            problems.extend(
+                SlurmRuntime::check(options)
+                    .into_iter()
+                    .map(|p| format!("workflow \"{}\" (Slurm): {p}", w.name)),
+            );
+            continue;
+        }
         if w.cwd.is_dir()
             && let Err(e) = resolve_program(&w.command[0], env.path(), &w.cwd)
         {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::progress::ProgressTracker;
 use crate::catalog::WorkflowDef;
 use crate::logs::{LogStore, Stream};
-use crate::runtime::{Exit, Launch, Tree};
+use crate::runtime::{Exit, JobState, Launch, RemoteJob, Tree};
 
 /// Where an execution stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -122,6 +122,10 @@ pub struct Lifecycle {
     pub exited: bool,
     /// Everything the execution started, while it runs.
     pub tree: Option<TreeHandle>,
+    /// The job, when it runs on a remote engine, and where it stands there.
+    pub job: Option<(RemoteJob, Option<JobState>)>,
+    /// How it ended when that was not an exit: it never ran its program, or its runtime lost track of it.
+    pub ended_as: Option<(ExecutionState, String)>,
 }
 
 /// One run of a workflow.
@@ -150,6 +154,14 @@ pub fn final_state(stop: Option<StopReason>, exit_code: Option<i32>) -> Executio
         Some(StopReason::Timeout) => ExecutionState::TimedOut,
         None if exit_code == Some(0) => ExecutionState::Succeeded,
         None => ExecutionState::Failed,
+    }
+}
+
+/// The final state from the lifecycle: a stop asked for decides first, then how the runtime saw it end.
+fn final_state_of(l: &Lifecycle) -> ExecutionState {
+    match (&l.stop, &l.ended_as) {
+        (None, Some((state, _))) => *state,
+        _ => final_state(l.stop, l.exit_code),
     }
 }
 
@@ -186,6 +198,8 @@ impl Execution {
                 held_open: Vec::new(),
                 exited: false,
                 tree: None,
+                job: None,
+                ended_as: None,
             }),
         })
     }
@@ -225,13 +239,45 @@ impl Execution {
         r
     }
 
-    /// queued → running.
-    pub fn started(&self, pid: u32, tree: Arc<dyn Tree>) {
+    /// queued → running, or still queued in a remote engine (`pending`).
+    pub fn started(&self, pid: Option<u32>, job: Option<RemoteJob>, pending: bool, tree: Arc<dyn Tree>) {
         self.transition(|l| {
-            l.state = ExecutionState::Running;
-            l.pid = Some(pid);
-            l.started_at = Some(SystemTime::now());
+            if !pending {
+                l.state = ExecutionState::Running;
+                l.started_at = Some(SystemTime::now());
+            }
+            l.pid = pid;
+            l.job = job.map(|j| (j, None));
             l.tree = Some(TreeHandle(tree));
+        });
+    }
+
+    /// Where its remote job stands: pending in the remote queue is `queued`, anything else `running`.
+    pub fn job_state(&self, state: JobState) {
+        self.transition(|l| {
+            if l.state.is_terminal() {
+                return;
+            }
+            if state.pending {
+                l.state = ExecutionState::Queued;
+            } else if l.state == ExecutionState::Queued {
+                l.state = ExecutionState::Running;
+                l.started_at = Some(SystemTime::now());
+            }
+            if let Some((_, last)) = &mut l.job {
+                *last = Some(state);
+            }
+        });
+    }
+
+    /// It ended without an exit of its program: it never started it, or its runtime lost track of it.
+    pub fn ended_as(&self, state: ExecutionState, error: String) {
+        self.transition(|l| {
+            l.exited = true;
+            if l.error.is_none() {
+                l.error = Some(error.clone());
+            }
+            l.ended_as = Some((state, error));
         });
     }
 
@@ -296,7 +342,7 @@ impl Execution {
     /// running (or queued and stopped) → final: the state follows from the stop asked for and the exit code.
     /// (`record` as for [`Execution::failed_to_start`].)
     pub fn settle(&self, record: impl FnOnce(&Execution)) -> ExecutionState {
-        self.finish(|l| l.state = final_state(l.stop, l.exit_code), record)
+        self.finish(|l| l.state = final_state_of(l), record)
     }
 
     /// queued → cancelled (never started): the stop and its message, then final.

@@ -98,23 +98,40 @@ impl Shared {
             progress: None,
             held_open: None,
             log_bytes: 0,
+            job: None,
         }
     }
 
     /// Records that an execution started.
-    pub(super) fn record_started(&self, exec: &Execution, pid: u32) {
+    pub(super) fn record_started(&self, exec: &Execution, pid: Option<u32>) {
         if let Some(history) = &self.history {
-            let started_at = exec
-                .life()
-                .started_at
-                .map_or_else(crate::store::history::now_ms, millis);
+            let life = exec.life();
             // Committed before the start is answered: another server reading the history sees it running.
             history.update_now(
                 exec.id,
                 Change::Started {
+                    state: life.state.as_str().to_owned(),
                     pid,
-                    pid_start: crate::proc::scan::process(pid).map(|p| p.start_time),
-                    started_at,
+                    pid_start: pid.and_then(crate::proc::scan::process).map(|p| p.start_time),
+                    started_at: life.started_at.map(millis),
+                    job: exec.status(None).job.map(|j| serde_json::to_string(&j).unwrap_or_default()),
+                },
+            );
+        }
+    }
+
+    /// Records where a remote job stands now.
+    pub(super) fn record_job(&self, exec: &Execution) {
+        if let Some(history) = &self.history
+            && let Some(job) = exec.status(None).job
+        {
+            let life = exec.life();
+            history.update(
+                exec.id,
+                Change::Job {
+                    state: life.state.as_str().to_owned(),
+                    started_at: life.started_at.map(millis),
+                    job: serde_json::to_string(&job).unwrap_or_default(),
                 },
             );
         }

@@ -60,7 +60,7 @@ impl Shared {
             }
         };
         let tree = started.tree.clone();
-        exec.started(started.pid, started.tree);
+        exec.started(started.pid, started.job.clone(), started.pending, started.tree);
         self.record_started(&exec, started.pid);
         let sync = DrainSync::new();
         let handles = DrainHandles {

@@ -266,6 +266,11 @@ impl Shared {
                 env,
                 cwd: def.cwd.clone(),
                 marker: id.to_string(),
+                placement: def.placement.clone(),
+                timeout: def
+                    .timeout_ms
+                    .map(Duration::from_millis)
+                    .or(self.config.default_timeout),
             };
             let disk = self.history.as_ref().map(|h| DiskLimits {
                 dir: LogDir::open(&h.log_path(&id)),
@@ -481,6 +486,13 @@ impl Engine {
         };
         let mut trees: Vec<Arc<dyn Tree>> = Vec::new();
         for e in &running {
+            if let crate::runtime::Placement::Slurm(o) = &e.launch.placement
+                && o.outlive_session
+            {
+                // Its job goes on; a server on the same state directory follows it again.
+                tracing::info!(execution = %e.id, "leaving a Slurm job running (outlive_session)");
+                continue;
+            }
             e.request_stop(StopReason::Shutdown, stop_message(StopReason::Shutdown, e));
             trees.extend(e.tree());
         }

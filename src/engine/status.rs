@@ -60,6 +60,24 @@ pub struct Evidence {
     pub lines: String,
 }
 
+/// A remote job as a status shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct JobStatus {
+    /// The engine, e.g. "slurm".
+    pub system: String,
+    /// The engine's job id.
+    pub id: String,
+    /// The engine's state for it, e.g. PENDING or RUNNING (absent before it was first read, and once it ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Why it waits, e.g. Resources or Priority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Where it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
 /// The status of an execution, as every status-returning tool reports it. What does not apply is left out.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ExecutionStatus {
@@ -95,6 +113,9 @@ pub struct ExecutionStatus {
     /// From structured events; absent if the workflow sent none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// The job, for an execution on a remote engine (Slurm): its id, and where it stands there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobStatus>,
     /// The last lines, when asked for with `tail_lines`: compact records as get_logs gives them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<String>,
@@ -162,6 +183,13 @@ impl Execution {
                 disk_error: stats.disk_error,
             },
             progress: self.progress.snapshot(),
+            job: life.job.as_ref().map(|(job, state)| JobStatus {
+                system: job.system.to_owned(),
+                id: job.id.clone(),
+                state: state.as_ref().filter(|_| !life.state.is_terminal()).map(|s| s.state.clone()),
+                reason: state.as_ref().filter(|_| !life.state.is_terminal()).and_then(|s| s.reason.clone()),
+                node: state.as_ref().and_then(|s| s.node.clone()),
+            }),
             tail: None,
             evidence: None,
         }
@@ -229,6 +257,7 @@ pub fn status_of_record(rec: &ExecutionRecord) -> ExecutionStatus {
         queue_position: None,
         output,
         progress: rec.progress.as_deref().and_then(|p| serde_json::from_str(p).ok()),
+        job: rec.job.as_deref().and_then(|j| serde_json::from_str(j).ok()),
         tail: None,
         evidence: None,
     }

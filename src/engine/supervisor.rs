@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::drain::DrainSync;
 use super::execution::Execution;
 use super::runner::{Shared, lock};
-use crate::runtime::{Tree, Waiter};
+use crate::runtime::{Ended, Tree, Waiter};
 
 /// Polls `done` every 10 ms until it holds or `deadline` passes; returns whether it holds. Blocking.
 pub(super) fn wait_until(mut done: impl FnMut() -> bool, deadline: Instant) -> bool {
@@ -32,11 +32,18 @@ impl Shared {
         tree: Arc<dyn Tree>,
         sync: Arc<DrainSync>,
     ) {
-        let exit = waiter
-            .wait()
-            .inspect_err(|e| tracing::error!(execution = %exec.id, error = %e, "waiting for a workflow failed"))
-            .ok();
-        exec.exited(exit);
+        let on_change = &mut |state| {
+            exec.job_state(state);
+            self.record_job(&exec);
+        };
+        match waiter.wait(on_change) {
+            Ended::Exited(exit) => exec.exited(Some(exit)),
+            Ended::FailedToStart(why) => exec.ended_as(super::execution::ExecutionState::FailedToStart, why),
+            Ended::Lost(why) => {
+                tracing::error!(execution = %exec.id, "{why}");
+                exec.ended_as(super::execution::ExecutionState::Lost, why);
+            }
+        }
         // Another server process may have asked for the stop (through the history) and signalled the tree.
         if exec.stop_reason().is_none()
             && let Some(history) = &self.history

@@ -193,6 +193,7 @@ mod tests {
             timeout_ms: None,
             max_concurrent,
             source: crate::catalog::Source::Manifest,
+            placement: Default::default(),
         })
     }
 
@@ -202,6 +203,8 @@ mod tests {
             env: ChildEnv::default(),
             cwd: PathBuf::from("/"),
             marker: String::new(),
+            placement: Default::default(),
+            timeout: None,
         };
         let logs = LogStore::new(
             LogLimits {

@@ -12,7 +12,7 @@ use super::*;
 use crate::catalog::{Invocation, Source, WorkflowDef};
 use crate::logs::LogLimits;
 use crate::proc::ChildEnv;
-use crate::runtime::{Exit, Launch, Runtime, Started, Tree, Waiter};
+use crate::runtime::{Ended, Exit, JobState, Launch, Runtime, Started, Tree, Waiter};
 
 fn pipe() -> (File, File) {
     let mut fds = [0; 2];
@@ -61,8 +61,8 @@ impl Tree for BlockingTree {
 struct ChannelWaiter(mpsc::Receiver<Exit>);
 
 impl Waiter for ChannelWaiter {
-    fn wait(self: Box<Self>) -> std::io::Result<Exit> {
-        self.0.recv().map_err(std::io::Error::other)
+    fn wait(self: Box<Self>, _: &mut dyn FnMut(JobState)) -> Ended {
+        self.0.recv().map_or_else(|e| Ended::Lost(e.to_string()), Ended::Exited)
     }
 }
 
@@ -77,7 +77,9 @@ impl Runtime for BlockingRuntime {
         let tree = self.tree.lock().unwrap().take().expect("one start");
         tree.writers.lock().unwrap().extend([out_w, err_w]);
         Ok(Started {
-            pid: 4242,
+            pid: Some(4242),
+            job: None,
+            pending: false,
             stdout: out_r,
             stderr: err_r,
             tree,
@@ -98,6 +100,7 @@ fn def() -> Arc<WorkflowDef> {
         timeout_ms: None,
         max_concurrent: None,
         source: Source::Manifest,
+        placement: Default::default(),
     })
 }
 

@@ -10,7 +10,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use super::{Exit, Launch, Runtime, Started, Tree, Waiter};
+use super::{Ended, Exit, JobState, Launch, Runtime, Started, Tree, Waiter};
 use crate::proc::reaper::own_children;
 use crate::proc::scan::{pipe_holders, process_alive, signal_tree, tree_gone};
 use crate::proc::signal::{group_exists, signal_process};
@@ -66,7 +66,9 @@ impl Runtime for LocalRuntime {
             .filter_map(|p| p.metadata().ok().map(|m| m.ino()))
             .collect();
         Ok(Started {
-            pid,
+            pid: Some(pid),
+            job: None,
+            pending: false,
             stdout,
             stderr,
             tree: Arc::new(LocalTree {
@@ -133,7 +135,7 @@ struct LocalWaiter {
 }
 
 impl Waiter for LocalWaiter {
-    fn wait(mut self: Box<Self>) -> io::Result<Exit> {
+    fn wait(mut self: Box<Self>, _: &mut dyn FnMut(JobState)) -> Ended {
         let status = loop {
             match self.child.wait() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -141,10 +143,12 @@ impl Waiter for LocalWaiter {
             }
         };
         own_children().remove(&self.child.id());
-        let status = status?;
-        Ok(Exit {
-            code: status.code(),
-            signal: status.signal(),
-        })
+        match status {
+            Ok(status) => Ended::Exited(Exit {
+                code: status.code(),
+                signal: status.signal(),
+            }),
+            Err(e) => Ended::Lost(format!("waiting for the process failed: {e}; its exit status is unknown")),
+        }
     }
 }

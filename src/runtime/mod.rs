@@ -1,22 +1,25 @@
 //! Where an execution runs, behind one seam. The engine hands a runtime a prepared [`Launch`] and gets back a
 //! [`Started`]: the two output streams to drain, a [`Tree`] handle to signal and inspect everything the
-//! execution started, and a [`Waiter`] for the exit status. Local processes are [`local`]; a remote engine
-//! (Slurm) plugs in here by giving the same three things (its output files followed into pipes, its job as the
-//! tree, its accounting as the waiter).
+//! execution started, and a [`Waiter`] for how it ended (reporting, meanwhile, where a remote job stands).
+//! Local processes are [`local`]; a Slurm job is [`slurm`] (its output files followed into pipes, the job as the
+//! tree, `scontrol` as the waiter). [`Runtimes`] picks one by the workflow's [`Placement`].
 //!
 //! Everything here may block (process scans, signals, waits): the engine calls it from its own threads or from
 //! `spawn_blocking`, never on an async worker.
 
 pub mod local;
+pub mod placement;
+pub mod slurm;
 
 use std::fs::File;
-use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::proc::ChildEnv;
 
 pub use local::LocalRuntime;
+pub use placement::{Placement, SlurmOptions};
+pub use slurm::SlurmRuntime;
 
 /// A prepared invocation: what to run, where, with which environment.
 #[derive(Clone, Debug)]
@@ -28,6 +31,10 @@ pub struct Launch {
     pub cwd: PathBuf,
     /// Tags every process of the execution's tree (see [`crate::proc::TREE_MARKER`]).
     pub marker: String,
+    /// Where it runs.
+    pub placement: Placement,
+    /// Its timeout, if it has one (a remote engine may use it as a backstop; the engine's own timer stops it).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// How the leader ended.
@@ -39,10 +46,44 @@ pub struct Exit {
     pub signal: Option<i32>,
 }
 
+/// How an execution ended, as its runtime saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Exited(Exit),
+    /// It never got to run its program (a missing folder or program found by a remote job's script).
+    FailedToStart(String),
+    /// Its runtime lost track of it (a remote job that vanished).
+    Lost(String),
+}
+
+/// Where a remote job stands while it has not ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobState {
+    /// Waiting in the remote engine's queue (not running yet).
+    pub pending: bool,
+    /// The engine's own word for it (e.g. PENDING, RUNNING) and its reason (e.g. Resources, Priority).
+    pub state: String,
+    pub reason: Option<String>,
+    /// Where it runs.
+    pub node: Option<String>,
+}
+
+/// A job in a remote engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteJob {
+    /// The engine, e.g. "slurm".
+    pub system: &'static str,
+    pub id: String,
+}
+
 /// A started execution.
 pub struct Started {
-    /// The leader's process id (shown as `pid`).
-    pub pid: u32,
+    /// The leader's process id (shown as `pid`), for a local process.
+    pub pid: Option<u32>,
+    /// The job, for a remote engine.
+    pub job: Option<RemoteJob>,
+    /// Not running yet: waiting in a remote engine's queue.
+    pub pending: bool,
     pub stdout: File,
     pub stderr: File,
     pub tree: Arc<dyn Tree>,
@@ -72,8 +113,34 @@ pub trait Tree: Send + Sync {
     fn forget(&self);
 }
 
-/// Waits for the leader's exit.
+/// Waits for the execution to end.
 pub trait Waiter: Send {
-    /// Blocks until the leader exits.
-    fn wait(self: Box<Self>) -> io::Result<Exit>;
+    /// Blocks until the execution ends; `changed` hears where a remote job stands whenever that changes.
+    fn wait(self: Box<Self>, changed: &mut dyn FnMut(JobState)) -> Ended;
+}
+
+/// Every runtime of a server; each launch goes to the one its placement names.
+pub struct Runtimes {
+    local: LocalRuntime,
+    slurm: SlurmRuntime,
+}
+
+impl Runtimes {
+    pub fn new(local: LocalRuntime, slurm: SlurmRuntime) -> Self {
+        Runtimes { local, slurm }
+    }
+}
+
+impl Runtime for Runtimes {
+    fn start(&self, launch: &Launch) -> Result<Started, String> {
+        match &launch.placement {
+            Placement::Local => self.local.start(launch),
+            Placement::Slurm(_) => self.slurm.start(launch),
+        }
+    }
+
+    fn finish(&self) {
+        self.local.finish();
+        self.slurm.finish();
+    }
 }

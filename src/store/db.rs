@@ -12,7 +12,10 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 const APPLICATION_ID: i64 = 0x7766_6D63;
 
 /// Every migration, in order; migration N brings the schema to version N.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_history.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_history.sql"),
+    include_str!("migrations/0002_jobs.sql"),
+];
 
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]

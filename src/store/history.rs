@@ -37,10 +37,19 @@ pub enum StoreError {
 /// A change to an execution's record.
 #[derive(Clone, Debug)]
 pub enum Change {
+    /// Started: running (a local process), or queued in a remote engine.
     Started {
-        pid: u32,
+        state: String,
+        pid: Option<u32>,
         pid_start: Option<u64>,
-        started_at: i64,
+        started_at: Option<i64>,
+        job: Option<String>,
+    },
+    /// Where a remote job stands changed.
+    Job {
+        state: String,
+        started_at: Option<i64>,
+        job: String,
     },
     /// Counters and progress while it runs.
     Progress {
@@ -295,7 +304,7 @@ impl Store {
         let r = rec.clone();
         let result = self.write_sync(Box::new(move |c| {
             c.execute(
-                &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
+                &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"),
                 params![
                     r.id.to_string(),
                     r.workflow,
@@ -318,6 +327,7 @@ impl Store {
                     r.progress,
                     r.held_open,
                     r.log_bytes as i64,
+                    r.job,
                 ],
             )
             .map(drop)
@@ -361,12 +371,19 @@ impl Store {
         Box::new(move |c| {
             match change {
                     Change::Started {
+                        state,
                         pid,
                         pid_start,
                         started_at,
+                        job,
                     } => c.execute(
-                        "UPDATE executions SET state = 'running', pid = ?2, pid_start = ?3, started_at = ?4 WHERE id = ?1",
-                        params![id, pid, pid_start.map(|v| v as i64), started_at],
+                        "UPDATE executions SET state = ?2, pid = ?3, pid_start = ?4, started_at = ?5, job = ?6 WHERE id = ?1",
+                        params![id, state, pid, pid_start.map(|v| v as i64), started_at, job],
+                    ),
+                    Change::Job { state, started_at, job } => c.execute(
+                        "UPDATE executions SET state = ?2, started_at = coalesce(started_at, ?3), job = ?4 \
+                         WHERE id = ?1 AND state IN ('queued', 'running')",
+                        params![id, state, started_at, job],
                     ),
                     Change::Progress {
                         output,

@@ -31,10 +31,12 @@ pub struct ExecutionRecord {
     pub progress: Option<String>,
     pub held_open: Option<String>,
     pub log_bytes: u64,
+    /// The remote job (JSON), for an execution on a remote engine.
+    pub job: Option<String>,
 }
 
 pub(super) const COLUMNS: &str = "id, workflow, params, argv, cwd, idempotency_key, state, exit_code, signal, error, \
-     created_at, started_at, finished_at, pid, pid_start, owner, stop_request, output, progress, held_open, log_bytes";
+     created_at, started_at, finished_at, pid, pid_start, owner, stop_request, output, progress, held_open, log_bytes, job";
 
 impl ExecutionRecord {
     /// Whether the execution is still queued or running (as far as the record says).
@@ -71,6 +73,7 @@ impl ExecutionRecord {
             progress: row.get(18)?,
             held_open: row.get(19)?,
             log_bytes: row.get::<_, i64>(20)? as u64,
+            job: row.get(21)?,
         })
     }
 }

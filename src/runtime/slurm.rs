@@ -1,0 +1,547 @@
+//! The Slurm runtime: an execution is a batch job. A generated script (in a spool folder the server and the
+//! compute nodes both see) sets exactly the workflow's environment, checks its folder and program (Slurm falls
+//! back to /tmp silently when `--chdir` fails, and a missing program is only an exit code), then `exec`s the
+//! exact argv — never a shell string. `sbatch --parsable` submits it; the job's output files are followed into
+//! pipes, so the engine drains them into the log store exactly as a local process's pipes; `scontrol show job`
+//! says where it stands (PENDING and why, RUNNING where) and how it ended (`ExitCode=E:S`); `scancel` stops it:
+//! TERM to the batch shell and its steps (`--full`), then KILL (`--batch`), then plain `scancel` as the last
+//! resort. The same commands run on a login host over `ssh` when the workflow names one.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::placement::SlurmOptions;
+use super::{Ended, Exit, JobState, Launch, RemoteJob, Runtime, Started, Tree, Waiter};
+use crate::proc::spawn::{CaptureError, Captured, helper_command, resolve_program, run_captured};
+
+/// How long one Slurm command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a job's state is read.
+const POLL: Duration = Duration::from_millis(250);
+/// How often the output files are read for new lines.
+const FOLLOW: Duration = Duration::from_millis(100);
+/// How long Slurm may not answer before a job counts as lost.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(300);
+/// Written by the job script when it cannot start the program (its folder or the program is missing).
+const START_ERROR_FILE: &str = "start-error";
+
+/// Runs workflows as Slurm jobs.
+pub struct SlurmRuntime {
+    /// Where job folders go when the workflow names no `spool_dir`.
+    default_spool: PathBuf,
+}
+
+impl SlurmRuntime {
+    pub fn new(default_spool: PathBuf) -> Self {
+        SlurmRuntime { default_spool }
+    }
+
+    /// Problems a person can act on before anything is submitted: Slurm's commands missing, the controller
+    /// unreachable, an unknown partition.
+    pub fn check(options: &SlurmOptions) -> Vec<String> {
+        let commands = Commands::new(options);
+        let mut problems = Vec::new();
+        match commands.run("sinfo", &["-h", "-o", "%P"]) {
+            Err(e) => problems.push(e),
+            Ok(out) => {
+                let partitions: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(|p| p.trim().trim_end_matches('*').to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                if let Some(p) = &options.partition
+                    && !partitions.contains(p)
+                {
+                    problems.push(format!(
+                        "Slurm has no partition \"{p}\" (it has: {}); fix \"partition\"",
+                        partitions.join(", ")
+                    ));
+                }
+            }
+        }
+        if let Err(e) = commands.resolve("sbatch") {
+            problems.push(e);
+        }
+        problems
+    }
+}
+
+/// Quotes a string for a POSIX shell: as one word, exactly.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Slurm's commands, run here or on the login host.
+#[derive(Clone, Debug)]
+struct Commands {
+    login_host: Option<String>,
+}
+
+impl Commands {
+    fn new(options: &SlurmOptions) -> Self {
+        Commands {
+            login_host: options.login_host.clone(),
+        }
+    }
+
+    /// The environment Slurm's commands run with: this process's PATH and identity, and Slurm's own settings.
+    fn env() -> Vec<(String, String)> {
+        let keep = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "SLURM_CONF", "MUNGE_SOCKET"];
+        let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| keep.contains(&k.as_str())).collect();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.push(("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+        }
+        env
+    }
+
+    fn resolve(&self, program: &str) -> Result<PathBuf, String> {
+        let program = if self.login_host.is_some() { "ssh" } else { program };
+        let env = Self::env();
+        let path = env.iter().find(|(k, _)| k == "PATH").map_or("", |(_, v)| v.as_str());
+        resolve_program(program, path, Path::new("/")).map_err(|_| match &self.login_host {
+            Some(_) => "ssh was not found in PATH; it is needed to reach \"login_host\"".to_owned(),
+            None => format!(
+                "{program} was not found in PATH ({path}): install Slurm's client commands here, or set \
+                 \"login_host\" to run them on a login node"
+            ),
+        })
+    }
+
+    /// Runs a Slurm command with these arguments; an error is a sentence (its stderr when it ran and failed).
+    fn run(&self, program: &str, args: &[&str]) -> Result<Captured, String> {
+        let exe = self.resolve(program)?;
+        let argv: Vec<String> = match &self.login_host {
+            None => args.iter().map(|a| a.to_string()).collect(),
+            Some(host) => {
+                let remote: Vec<String> = std::iter::once(program).chain(args.iter().copied()).map(sh_quote).collect();
+                vec!["-o".into(), "BatchMode=yes".into(), host.clone(), remote.join(" ")]
+            }
+        };
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut cmd = helper_command(&exe, &argv, Path::new("/"), &Self::env());
+        let out = run_captured(&mut cmd, COMMAND_TIMEOUT, 1 << 20, 64 << 10).map_err(|e| match e {
+            CaptureError::Spawn(e) => format!("cannot run {program}: {e}"),
+            CaptureError::Timeout(_) => format!(
+                "{program} did not answer within {} s (is the Slurm controller reachable?)",
+                COMMAND_TIMEOUT.as_secs()
+            ),
+        })?;
+        if out.status.success() {
+            Ok(out)
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            let err = if err.is_empty() { format!("it ended with {}", out.status) } else { err };
+            Err(format!("{program} failed: {err}"))
+        }
+    }
+}
+
+/// The job script: the exact environment, the folder and program checked, then `exec` of the exact argv.
+fn job_script(launch: &Launch, start_error: &Path) -> String {
+    let mut s = String::from("#!/bin/sh\n");
+    s.push_str(&format!(
+        "# workflow-mcp execution {}: runs the workflow's argv exactly, with exactly its environment.\n",
+        launch.marker
+    ));
+    // Only Slurm's own variables survive from the job's environment; the workflow's come next.
+    s.push_str(
+        "for name in $(env | sed -n 's/^\\([A-Za-z_][A-Za-z0-9_]*\\)=.*/\\1/p'); do\n  case \"$name\" in \
+         SLURM_*|SLURMD_*) ;; *) unset \"$name\" 2>/dev/null ;; esac\ndone\n",
+    );
+    for (k, v) in launch.env.vars() {
+        s.push_str(&format!("export {}\n", sh_quote(&format!("{k}={v}"))));
+    }
+    let fail = |msg: &str| {
+        format!(
+            "{{ printf '%s\\n' {} > {}; exit 127; }}",
+            sh_quote(msg),
+            sh_quote(&start_error.display().to_string())
+        )
+    };
+    let cwd = launch.cwd.display().to_string();
+    s.push_str(&format!(
+        "cd -- {} 2>/dev/null || {}\n",
+        sh_quote(&cwd),
+        fail(&format!(
+            "working directory {cwd} does not exist or is not a folder on the node that ran the job; fix \"cwd\" \
+             in the config"
+        ))
+    ));
+    let program = &launch.argv[0];
+    if program.contains('/') {
+        s.push_str(&format!(
+            "[ -f {p} ] && [ -x {p} ] || {}\n",
+            fail(&format!("program {program} does not exist or is not executable on the node that ran the job")),
+            p = sh_quote(program)
+        ));
+    } else {
+        s.push_str(&format!(
+            "command -v -- {} >/dev/null 2>&1 || {}\n",
+            sh_quote(program),
+            fail(&format!(
+                "command \"{program}\" was not found in PATH ({}) on the node that ran the job",
+                launch.env.path()
+            ))
+        ));
+    }
+    let argv: Vec<String> = launch.argv.iter().map(|a| sh_quote(a)).collect();
+    s.push_str(&format!("exec {}\n", argv.join(" ")));
+    s
+}
+
+/// `--time` for a job: the configured one, else the timeout rounded up to minutes plus one (a backstop).
+fn time_limit(options: &SlurmOptions, timeout: Option<Duration>) -> Option<String> {
+    options
+        .time_limit
+        .clone()
+        .or_else(|| timeout.map(|t| (t.as_secs().div_ceil(60) + 1).to_string()))
+}
+
+fn pipe() -> io::Result<(File, File)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds; CLOEXEC keeps them out of every child.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned here.
+    Ok(unsafe { (File::from(OwnedFd::from_raw_fd(fds[0])), File::from(OwnedFd::from_raw_fd(fds[1]))) })
+}
+
+impl Runtime for SlurmRuntime {
+    fn start(&self, launch: &Launch) -> Result<Started, String> {
+        let super::Placement::Slurm(options) = &launch.placement else {
+            return Err("internal error: a local workflow was sent to the Slurm runtime".into());
+        };
+        let commands = Commands::new(options);
+        let spool = options.spool_dir.clone().unwrap_or_else(|| self.default_spool.clone());
+        let dir = spool.join(&launch.marker);
+        fs::create_dir_all(&dir).map_err(|e| format!("cannot create the job folder {}: {e}", dir.display()))?;
+        let (out, err, start_error) = (dir.join("stdout"), dir.join("stderr"), dir.join(START_ERROR_FILE));
+        let script = dir.join("job.sh");
+        fs::write(&script, job_script(launch, &start_error))
+            .and_then(|()| fs::set_permissions(&script, fs::Permissions::from_mode(0o700)))
+            .map_err(|e| format!("cannot write the job script {}: {e}", script.display()))?;
+        let short: String = launch.marker.chars().take(8).collect();
+        let mut args = vec![
+            "--parsable".to_owned(),
+            format!("--job-name=wfmcp-{short}"),
+            format!("--comment=workflow-mcp:{}", launch.marker),
+            format!("--output={}", out.display()),
+            format!("--error={}", err.display()),
+            format!("--chdir={}", dir.display()),
+        ];
+        let flag = |name: &str, v: &Option<String>| v.as_ref().map(|v| format!("--{name}={v}"));
+        args.extend(flag("partition", &options.partition));
+        args.extend(options.cpus.map(|c| format!("--cpus-per-task={c}")));
+        args.extend(flag("mem", &options.memory));
+        args.extend(flag("gres", &options.gres));
+        args.extend(flag("time", &time_limit(options, launch.timeout)));
+        args.extend(flag("account", &options.account));
+        args.extend(flag("qos", &options.qos));
+        args.extend(options.sbatch_args.iter().cloned());
+        args.push(script.display().to_string());
+        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let submitted = commands
+            .run("sbatch", &arg_refs)
+            .map_err(|e| format!("the job was not submitted: {e}"))?;
+        let job_id = String::from_utf8_lossy(&submitted.stdout)
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit() || c == '_') {
+            return Err(format!(
+                "sbatch answered without a job id: {:?}",
+                String::from_utf8_lossy(&submitted.stdout).trim()
+            ));
+        }
+        let (out_r, out_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+        let (err_r, err_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+        let finished = Arc::new(AtomicBool::new(false));
+        let follower = {
+            let finished = finished.clone();
+            std::thread::Builder::new()
+                .name("wf-slurm-follow".into())
+                .spawn(move || follow([out, err], [out_w, err_w], &finished))
+                .map_err(|e| format!("cannot start a thread to follow the job's output: {e}"))?
+        };
+        let shared = Arc::new(JobShared {
+            job_id: job_id.clone(),
+            commands,
+            last: Mutex::new(None),
+            finished,
+        });
+        Ok(Started {
+            pid: None,
+            job: Some(RemoteJob {
+                system: "slurm",
+                id: job_id,
+            }),
+            pending: true,
+            stdout: out_r,
+            stderr: err_r,
+            tree: shared.clone(),
+            waiter: Box::new(SlurmWaiter {
+                job: shared,
+                follower,
+                start_error,
+            }),
+        })
+    }
+}
+
+/// Copies what the job's output files gain into the pipes the engine drains, until the job has ended and both
+/// files stop growing.
+fn follow(files: [PathBuf; 2], pipes: [File; 2], finished: &AtomicBool) {
+    let mut pipes = pipes.map(Some);
+    let mut opened: [Option<File>; 2] = [None, None];
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut quiet_rounds_after_end = 0;
+    loop {
+        let ended = finished.load(Ordering::SeqCst);
+        let mut moved = false;
+        for i in 0..2 {
+            if opened[i].is_none() {
+                opened[i] = File::open(&files[i]).ok();
+            }
+            let (Some(file), Some(pipe)) = (opened[i].as_mut(), pipes[i].as_mut()) else {
+                continue;
+            };
+            loop {
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        moved = true;
+                        if pipe.write_all(&buf[..n]).is_err() {
+                            // Nobody drains it any more (the engine gave up on it): stop copying this stream.
+                            pipes[i] = None;
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if ended {
+            // A shared filesystem may show the last writes a moment late: two quiet rounds after the end.
+            quiet_rounds_after_end = if moved { 0 } else { quiet_rounds_after_end + 1 };
+            if quiet_rounds_after_end >= 2 {
+                return;
+            }
+        }
+        if !moved {
+            std::thread::sleep(FOLLOW);
+        }
+    }
+}
+
+/// What the tree and the waiter of one job share.
+struct JobShared {
+    job_id: String,
+    commands: Commands,
+    /// Where the job stood when last read.
+    last: Mutex<Option<JobState>>,
+    /// The job has ended (its final state was read).
+    finished: Arc<AtomicBool>,
+}
+
+impl JobShared {
+    fn scancel(&self, args: &[&str]) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(&self.job_id);
+        if let Err(e) = self.commands.run("scancel", &all) {
+            tracing::warn!(job = %self.job_id, error = %e, "scancel failed");
+        }
+    }
+}
+
+impl Tree for JobShared {
+    fn signal(&self, sig: i32) {
+        if self.finished.load(Ordering::SeqCst) {
+            return;
+        }
+        let pending = self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_none_or(|s| s.pending);
+        if pending {
+            // Nothing runs yet: take it out of the queue.
+            self.scancel(&[]);
+        } else if sig == libc::SIGKILL {
+            self.scancel(&["--batch", "--signal=KILL"]);
+            // The last resort, for whatever the batch shell's KILL did not reach.
+            self.scancel(&[]);
+        } else {
+            let signal = format!("--signal={}", crate::proc::signal::signal_name(sig).trim_start_matches("SIG"));
+            self.scancel(&["--full", &signal]);
+        }
+    }
+
+    fn gone(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    fn kill_leftovers(&self) -> bool {
+        // Slurm's process tracking (proctrack/cgroup) ends every process of a job with it.
+        false
+    }
+
+    fn release_outputs(&self) {}
+
+    fn forget(&self) {}
+}
+
+struct SlurmWaiter {
+    job: Arc<JobShared>,
+    follower: std::thread::JoinHandle<()>,
+    start_error: PathBuf,
+}
+
+/// The fields of `scontrol show job -o` that matter here.
+#[derive(Debug, PartialEq, Eq)]
+pub struct JobRecord {
+    pub state: String,
+    pub reason: Option<String>,
+    pub exit: (i32, i32),
+    pub node: Option<String>,
+}
+
+/// Parses one line of `scontrol show job -o`.
+pub fn parse_job(line: &str) -> Option<JobRecord> {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_owned)
+    };
+    let state = field("JobState")?;
+    let exit = field("ExitCode")
+        .and_then(|e| {
+            let (code, sig) = e.split_once(':')?;
+            Some((code.parse().ok()?, sig.parse().ok()?))
+        })
+        .unwrap_or((0, 0));
+    let none = |v: Option<String>| v.filter(|v| v != "None" && v != "(null)" && !v.is_empty());
+    Some(JobRecord {
+        state,
+        reason: none(field("Reason")),
+        exit,
+        node: none(field("NodeList")),
+    })
+}
+
+/// States a job does not leave.
+fn is_final(state: &str) -> bool {
+    !matches!(
+        state,
+        "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "RESIZING" | "SIGNALING"
+            | "STAGE_OUT" | "STOPPED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" | "SPECIAL_EXIT"
+    )
+}
+
+impl Waiter for SlurmWaiter {
+    fn wait(self: Box<Self>, changed: &mut dyn FnMut(JobState)) -> Ended {
+        let job = &self.job;
+        let mut unreachable_since: Option<Instant> = None;
+        let ended = loop {
+            match job.commands.run("scontrol", &["show", "job", "-o", &job.job_id]) {
+                Ok(out) => {
+                    unreachable_since = None;
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let Some(rec) = text.lines().find_map(parse_job) else {
+                        break Ended::Lost(format!("Slurm no longer knows job {}", job.job_id));
+                    };
+                    if is_final(&rec.state) {
+                        break if rec.exit.1 != 0 {
+                            Ended::Exited(Exit {
+                                code: None,
+                                signal: Some(rec.exit.1),
+                            })
+                        } else {
+                            Ended::Exited(Exit {
+                                code: Some(rec.exit.0),
+                                signal: None,
+                            })
+                        };
+                    }
+                    let now = JobState {
+                        pending: rec.state == "PENDING",
+                        state: rec.state,
+                        reason: rec.reason,
+                        node: rec.node,
+                    };
+                    let mut last = job.last.lock().unwrap_or_else(|e| e.into_inner());
+                    if last.as_ref() != Some(&now) {
+                        *last = Some(now.clone());
+                        drop(last);
+                        changed(now);
+                    }
+                }
+                Err(e) if e.contains("Invalid job id") => {
+                    break Ended::Lost(format!(
+                        "Slurm no longer knows job {} (its record expired, or the controller lost it)",
+                        job.job_id
+                    ));
+                }
+                Err(e) => {
+                    let since = *unreachable_since.get_or_insert_with(Instant::now);
+                    tracing::warn!(job = %job.job_id, error = %e, "cannot read the job's state");
+                    if since.elapsed() > UNREACHABLE_FOR {
+                        break Ended::Lost(format!(
+                            "Slurm did not answer for {} s about job {}: {e}",
+                            UNREACHABLE_FOR.as_secs(),
+                            job.job_id
+                        ));
+                    }
+                }
+            }
+            std::thread::sleep(POLL);
+        };
+        job.finished.store(true, Ordering::SeqCst);
+        let _ = self.follower.join();
+        if let Ok(why) = fs::read_to_string(&self.start_error) {
+            return Ended::FailedToStart(why.trim().to_owned());
+        }
+        ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scontrol_lines_give_state_reason_exit_and_node() {
+        let line = "JobId=7 JobName=x JobState=FAILED Reason=NonZeroExitCode Dependency=(null) ExitCode=3:0 \
+                    NodeList=vm BatchHost=vm";
+        assert_eq!(
+            parse_job(line),
+            Some(JobRecord {
+                state: "FAILED".into(),
+                reason: Some("NonZeroExitCode".into()),
+                exit: (3, 0),
+                node: Some("vm".into())
+            })
+        );
+        let pending = parse_job("JobId=8 JobState=PENDING Reason=Resources ExitCode=0:0 NodeList=(null)").unwrap();
+        assert_eq!((pending.reason.as_deref(), pending.node), (Some("Resources"), None));
+        assert_eq!(parse_job("JobId=9 JobState=CANCELLED Reason=None ExitCode=0:15").unwrap().exit, (0, 15));
+        assert!(parse_job("slurm_load_jobs error: Invalid job id specified").is_none());
+    }
+
+    #[test]
+    fn quoting_keeps_every_argument_exact() {
+        for s in ["plain", "two words", "it's", "$(id) `id` $HOME", "a\nb,c", "'", ""] {
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf '%s' {}", sh_quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
+}
