@@ -20,6 +20,7 @@
 //!   pid-file PATH              writes its pid to PATH (atomically)
 //!   wait-fifo PATH             blocks until the test opens the FIFO at PATH for writing (and closes it)
 //!   ignore-term                ignores SIGTERM from now on
+//!   exit-0-on-term             exits 0 when SIGTERM arrives (a job that cleans up and ends well on a cancel)
 //!   grandchild                 starts a copy of itself that holds stdout/stderr open forever (same process
 //!                              group) and prints "grandchild PID" on stdout
 //!   setsid-grandchild          the same, but the copy leaves the process group with setsid()
@@ -209,6 +210,19 @@ fn main() {
                 let mut f = std::fs::File::open(&p).expect("open fifo");
                 let mut sink = Vec::new();
                 let _ = f.read_to_end(&mut sink);
+            }
+            "exit-0-on-term" => {
+                extern "C" fn exit_zero(_: libc::c_int) {
+                    // SAFETY: _exit is async-signal-safe.
+                    unsafe { libc::_exit(0) }
+                }
+                // SAFETY: installs a handler that only calls _exit.
+                unsafe {
+                    libc::signal(
+                        libc::SIGTERM,
+                        exit_zero as extern "C" fn(libc::c_int) as libc::sighandler_t,
+                    );
+                }
             }
             "ignore-term" => {
                 // SAFETY: installs SIG_IGN for SIGTERM.

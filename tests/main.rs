@@ -12,5 +12,6 @@ mod logs;
 mod reads;
 mod schemas;
 mod shutdown;
+mod slurm;
 mod snapshots;
 mod util;

@@ -114,7 +114,10 @@ impl Shared {
                     pid,
                     pid_start: pid.and_then(crate::proc::scan::process).map(|p| p.start_time),
                     started_at: life.started_at.map(millis),
-                    job: exec.status(None).job.map(|j| serde_json::to_string(&j).unwrap_or_default()),
+                    job: exec
+                        .status(None)
+                        .job
+                        .map(|j| serde_json::to_string(&j).unwrap_or_default()),
                 },
             );
         }

@@ -186,8 +186,14 @@ impl Execution {
             job: life.job.as_ref().map(|(job, state)| JobStatus {
                 system: job.system.to_owned(),
                 id: job.id.clone(),
-                state: state.as_ref().filter(|_| !life.state.is_terminal()).map(|s| s.state.clone()),
-                reason: state.as_ref().filter(|_| !life.state.is_terminal()).and_then(|s| s.reason.clone()),
+                state: state
+                    .as_ref()
+                    .filter(|_| !life.state.is_terminal())
+                    .map(|s| s.state.clone()),
+                reason: state
+                    .as_ref()
+                    .filter(|_| !life.state.is_terminal())
+                    .and_then(|s| s.reason.clone()),
                 node: state.as_ref().and_then(|s| s.node.clone()),
             }),
             tail: None,

@@ -93,6 +93,19 @@ fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
         String::new()
     };
     match s.state {
+        ExecutionState::Queued if s.job.is_some() => {
+            let job = s.job.as_ref().expect("checked");
+            let why = job
+                .reason
+                .as_deref()
+                .map(|r| format!(", reason {r}"))
+                .unwrap_or_default();
+            format!(
+                "{waited}waiting in {}'s queue (job {}{why}): call get_status with wait_ms (at most {MAX_WAIT_MS}) \
+                 to wait for it, or cancel_execution",
+                job.system, job.id
+            )
+        }
         ExecutionState::Queued => format!(
             "{waited}queued at position {}: call get_status with wait_ms (at most {MAX_WAIT_MS}) to wait for it, or \
              cancel_execution",

@@ -42,6 +42,18 @@ pub fn status(o: &StatusOutput) -> String {
     {
         let _ = write!(out, ", pid {pid}");
     }
+    if let Some(job) = &s.job {
+        let _ = write!(out, ", {} job {}", job.system, job.id);
+        if let Some(state) = &job.state {
+            let _ = write!(out, " {state}");
+        }
+        if let Some(reason) = &job.reason {
+            let _ = write!(out, " ({reason})");
+        }
+        if let Some(node) = &job.node {
+            let _ = write!(out, " on {node}");
+        }
+    }
     out.push('\n');
     if let Some(e) = &s.error {
         let _ = writeln!(out, "error: {e}");

@@ -148,7 +148,9 @@ impl Waiter for LocalWaiter {
                 code: status.code(),
                 signal: status.signal(),
             }),
-            Err(e) => Ended::Lost(format!("waiting for the process failed: {e}; its exit status is unknown")),
+            Err(e) => Ended::Lost(format!(
+                "waiting for the process failed: {e}; its exit status is unknown"
+            )),
         }
     }
 }

@@ -14,7 +14,7 @@ pub enum Placement {
     #[default]
     Local,
     /// A Slurm batch job (`sbatch`), here or through `login_host`.
-    Slurm(SlurmOptions),
+    Slurm(Box<SlurmOptions>),
 }
 
 /// A Slurm job's options. Everything else about the workflow (params, argv, environment, folder, timeout)

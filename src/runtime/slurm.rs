@@ -119,7 +119,10 @@ impl Commands {
         let argv: Vec<String> = match &self.login_host {
             None => args.iter().map(|a| a.to_string()).collect(),
             Some(host) => {
-                let remote: Vec<String> = std::iter::once(program).chain(args.iter().copied()).map(sh_quote).collect();
+                let remote: Vec<String> = std::iter::once(program)
+                    .chain(args.iter().copied())
+                    .map(sh_quote)
+                    .collect();
                 vec!["-o".into(), "BatchMode=yes".into(), host.clone(), remote.join(" ")]
             }
         };
@@ -136,7 +139,11 @@ impl Commands {
             Ok(out)
         } else {
             let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-            let err = if err.is_empty() { format!("it ended with {}", out.status) } else { err };
+            let err = if err.is_empty() {
+                format!("it ended with {}", out.status)
+            } else {
+                err
+            };
             Err(format!("{program} failed: {err}"))
         }
     }
@@ -177,7 +184,9 @@ fn job_script(launch: &Launch, start_error: &Path) -> String {
     if program.contains('/') {
         s.push_str(&format!(
             "[ -f {p} ] && [ -x {p} ] || {}\n",
-            fail(&format!("program {program} does not exist or is not executable on the node that ran the job")),
+            fail(&format!(
+                "program {program} does not exist or is not executable on the node that ran the job"
+            )),
             p = sh_quote(program)
         ));
     } else {
@@ -210,7 +219,12 @@ fn pipe() -> io::Result<(File, File)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both fds were just created and are owned here.
-    Ok(unsafe { (File::from(OwnedFd::from_raw_fd(fds[0])), File::from(OwnedFd::from_raw_fd(fds[1]))) })
+    Ok(unsafe {
+        (
+            File::from(OwnedFd::from_raw_fd(fds[0])),
+            File::from(OwnedFd::from_raw_fd(fds[1])),
+        )
+    })
 }
 
 impl Runtime for SlurmRuntime {
@@ -368,7 +382,12 @@ impl Tree for JobShared {
         if self.finished.load(Ordering::SeqCst) {
             return;
         }
-        let pending = self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_none_or(|s| s.pending);
+        let pending = self
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_none_or(|s| s.pending);
         if pending {
             // Nothing runs yet: take it out of the queue.
             self.scancel(&[]);
@@ -377,7 +396,10 @@ impl Tree for JobShared {
             // The last resort, for whatever the batch shell's KILL did not reach.
             self.scancel(&[]);
         } else {
-            let signal = format!("--signal={}", crate::proc::signal::signal_name(sig).trim_start_matches("SIG"));
+            let signal = format!(
+                "--signal={}",
+                crate::proc::signal::signal_name(sig).trim_start_matches("SIG")
+            );
             self.scancel(&["--full", &signal]);
         }
     }
@@ -438,8 +460,20 @@ pub fn parse_job(line: &str) -> Option<JobRecord> {
 fn is_final(state: &str) -> bool {
     !matches!(
         state,
-        "PENDING" | "CONFIGURING" | "RUNNING" | "COMPLETING" | "SUSPENDED" | "REQUEUED" | "RESIZING" | "SIGNALING"
-            | "STAGE_OUT" | "STOPPED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" | "SPECIAL_EXIT"
+        "PENDING"
+            | "CONFIGURING"
+            | "RUNNING"
+            | "COMPLETING"
+            | "SUSPENDED"
+            | "REQUEUED"
+            | "RESIZING"
+            | "SIGNALING"
+            | "STAGE_OUT"
+            | "STOPPED"
+            | "REQUEUE_HOLD"
+            | "REQUEUE_FED"
+            | "RESV_DEL_HOLD"
+            | "SPECIAL_EXIT"
     )
 }
 
@@ -529,7 +563,12 @@ mod tests {
         );
         let pending = parse_job("JobId=8 JobState=PENDING Reason=Resources ExitCode=0:0 NodeList=(null)").unwrap();
         assert_eq!((pending.reason.as_deref(), pending.node), (Some("Resources"), None));
-        assert_eq!(parse_job("JobId=9 JobState=CANCELLED Reason=None ExitCode=0:15").unwrap().exit, (0, 15));
+        assert_eq!(
+            parse_job("JobId=9 JobState=CANCELLED Reason=None ExitCode=0:15")
+                .unwrap()
+                .exit,
+            (0, 15)
+        );
         assert!(parse_job("slurm_load_jobs error: Invalid job id specified").is_none());
     }
 
