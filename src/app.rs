@@ -131,7 +131,10 @@ impl App {
             store,
         )
         .map_err(AppError::Engine)?;
-        for id in engine.recover() {
+        // Remote jobs that outlived their server are followed again (their workflows are in the manifest).
+        let manifest = config.workflows.clone();
+        let (_followed, lost) = engine.recover(|name| manifest.iter().find(|w| w.name == name).cloned());
+        for id in lost {
             tracing::warn!(execution = %id, "an execution whose server ended while it ran is now lost");
         }
         let catalog = catalog(config);

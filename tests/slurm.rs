@@ -319,3 +319,54 @@ async fn a_servers_exit_cancels_its_jobs() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_job_that_outlives_its_server_is_followed_again_by_the_next_one() {
+    if !cluster("a_job_that_outlives_its_server_is_followed_again_by_the_next_one") {
+        return;
+    }
+    let dir = TestDir::new("slurm-outlive");
+    let state_dir = dir.join("state");
+    let gate = dir.fifo("gate");
+    let config = json!({"workflows": [{
+        "name": "survivor",
+        "command": [fake(), "out", "before", "err", "a warning", "wait-fifo", gate.to_str().unwrap(), "out", "after", "exit", "7"],
+        "runtime": {"type": "slurm", "partition": "debug", "outlive_session": true}
+    }]});
+    let mut a = crate::util::RawServer::start_in("slurm-outlive-a", config.clone(), &state_dir).await;
+    let st = a.call_ok("execute_workflow", json!({"workflow": "survivor"})).await;
+    let id = st["execution_id"].as_str().unwrap().to_owned();
+    let job_id = st["job"]["id"].as_str().unwrap().to_owned();
+    loop {
+        let page = a
+            .call_ok(
+                "get_logs",
+                json!({"execution_id": id, "grep": "^before", "wait_ms": 50000}),
+            )
+            .await;
+        if !records(&page["lines"]).is_empty() {
+            break;
+        }
+    }
+    a.close_stdin();
+    a.wait_exit().await;
+    assert!(squeue_has(&job_id), "the job outlives the server that submitted it");
+
+    let b = Server::spawn_in("slurm-outlive-b", config, &state_dir).await;
+    let st = b.ok("get_status", json!({"execution_id": id})).await;
+    assert!(
+        ["running", "queued"].contains(&state(&st)),
+        "followed again, not lost: {st}"
+    );
+    release_fifo(&gate);
+    let st = b.wait_final(&id).await;
+    assert_eq!((state(&st), st["exit_code"].as_i64()), ("failed", Some(7)), "{st}");
+    let page = b.ok("get_logs", json!({"execution_id": id, "stream": "stdout"})).await;
+    let lines = records(&page["lines"]);
+    assert_eq!(
+        lines.iter().map(|l| l["text"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["before", "after"],
+        "every line once: what the first server read, then the rest"
+    );
+    assert_eq!(lines[0]["seq"], 0, "seqs are the same across the restart");
+}

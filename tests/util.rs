@@ -483,13 +483,22 @@ impl RawServer {
 
     /// Starts the server with RLIMIT_NOFILE set to `fd_limit` (to make it run out of file descriptors).
     pub async fn start_with_fd_limit(label: &str, config: Value, fd_limit: Option<u64>) -> RawServer {
+        Self::start_on(label, config, fd_limit, None).await
+    }
+
+    /// Starts the server on the state directory `state_dir` (which other servers may share).
+    pub async fn start_in(label: &str, config: Value, state_dir: &Path) -> RawServer {
+        Self::start_on(label, config, None, Some(state_dir)).await
+    }
+
+    async fn start_on(label: &str, config: Value, fd_limit: Option<u64>, state_dir: Option<&Path>) -> RawServer {
         let (dir, config_path) = write_config(label, &config);
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
         cmd.arg("--config")
             .arg(&config_path)
             .arg("--state-dir")
-            .arg(dir.join("state"))
+            .arg(state_dir.map_or_else(|| dir.join("state"), Path::to_path_buf))
             .env("WORKFLOW_MCP_LOG", "debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

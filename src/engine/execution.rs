@@ -204,6 +204,15 @@ impl Execution {
         })
     }
 
+    /// An execution known from the history, taken over to be followed again: its creation and start times are
+    /// the record's.
+    pub fn restored(mut self: Arc<Self>, created_at: SystemTime, started_at: Option<SystemTime>) -> Arc<Self> {
+        let this = Arc::get_mut(&mut self).expect("not shared yet");
+        this.created_at = created_at;
+        this.life.get_mut().unwrap_or_else(|e| e.into_inner()).started_at = started_at;
+        self
+    }
+
     /// Held only for field reads and writes, never across a wait or an await.
     fn lock(&self) -> MutexGuard<'_, Lifecycle> {
         self.life.lock().unwrap_or_else(|e| e.into_inner())
@@ -244,7 +253,7 @@ impl Execution {
         self.transition(|l| {
             if !pending {
                 l.state = ExecutionState::Running;
-                l.started_at = Some(SystemTime::now());
+                l.started_at.get_or_insert_with(SystemTime::now);
             }
             l.pid = pid;
             l.job = job.map(|j| (j, None));

@@ -10,10 +10,13 @@ use uuid::Uuid;
 
 use super::execution::{Execution, ExecutionState, StopReason};
 use super::runner::{Engine, Shared, blocking, lock};
+use super::status::JobStatus;
 use super::view::{ExecutionView, StoredExecution};
-use crate::logs::LogDir;
+use crate::catalog::WorkflowDef;
+use crate::logs::{DiskLimits, LogDir, LogStore};
 use crate::proc::scan::{is_same_process, marked_processes, signal_tree};
 use crate::proc::signal::signal_process;
+use crate::runtime::{Launch, Placement, RemoteJob};
 use crate::store::{Change, ExecutionRecord, PruneRules};
 
 impl Engine {
@@ -252,5 +255,65 @@ pub(super) async fn record_progress(engine: Engine) {
                 },
             );
         }
+    }
+}
+
+impl Shared {
+    /// Takes over and follows again an execution whose server is gone, when it runs on a remote engine that
+    /// still knows it and its workflow still runs there. `None`: nothing to follow (a local process, or no such
+    /// workflow any more); `Err(None)`: another server took it over first; `Err(Some(why))`: it cannot be
+    /// followed.
+    pub(super) fn reattach(
+        self: &Arc<Self>,
+        rec: &ExecutionRecord,
+        workflow_of: &dyn Fn(&str) -> Option<Arc<WorkflowDef>>,
+    ) -> Option<Result<(), Option<String>>> {
+        let history = self.history.as_ref()?;
+        let job: JobStatus = serde_json::from_str(rec.job.as_deref()?).ok()?;
+        let def = workflow_of(&rec.workflow).filter(|d| !matches!(d.placement, Placement::Local))?;
+        if !history.claim(&rec.id, &rec.owner) {
+            return Some(Err(None));
+        }
+        let launch = Launch {
+            argv: rec.argv.clone(),
+            env: Default::default(),
+            cwd: rec.cwd.clone().into(),
+            marker: rec.id.to_string(),
+            placement: def.placement.clone(),
+            timeout: def
+                .timeout_ms
+                .map(Duration::from_millis)
+                .or(self.config.default_timeout),
+        };
+        let disk = DiskLimits {
+            dir: LogDir::open(&history.log_path(&rec.id)),
+            max_bytes: self.config.log_disk_bytes,
+        };
+        let (logs, offsets) = LogStore::resume(self.config.log_limits, self.budget.clone(), disk);
+        let remote = RemoteJob {
+            system: "slurm",
+            id: job.id.clone(),
+            dir: job.dir.clone().map(Into::into),
+        };
+        let started = match self.runtime.reattach(&launch, &remote, offsets) {
+            Ok(started) => started,
+            Err(why) => return Some(Err(Some(format!("cannot follow job {} again: {why}", job.id)))),
+        };
+        let at = |ms: i64| std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+        let exec = Execution::new(
+            rec.id,
+            def,
+            rec.params.clone(),
+            launch,
+            rec.idempotency_key.clone(),
+            logs,
+        )
+        .restored(at(rec.created_at), rec.started_at.map(at));
+        lock(&self.table).attach(exec.clone());
+        exec.started(None, started.job.clone(), started.pending, started.tree.clone());
+        self.record_started(&exec, None);
+        tracing::info!(execution = %exec.id, job = %job.id, "following a Slurm job again after its server ended");
+        self.follow(exec, started);
+        Some(Ok(()))
     }
 }

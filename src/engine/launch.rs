@@ -12,6 +12,7 @@ use super::drain::{DrainHandles, DrainSync, spawn_drain};
 use super::execution::{Execution, StopReason};
 use super::runner::{Engine, Shared, lock};
 use crate::logs::Stream;
+use crate::runtime::Started;
 
 pub(super) type Job = Box<dyn FnOnce() + Send>;
 
@@ -59,9 +60,14 @@ impl Shared {
                 return;
             }
         };
-        let tree = started.tree.clone();
-        exec.started(started.pid, started.job.clone(), started.pending, started.tree);
+        exec.started(started.pid, started.job.clone(), started.pending, started.tree.clone());
         self.record_started(&exec, started.pid);
+        self.follow(exec, started);
+    }
+
+    /// Gives a started execution its drain threads, its supervisor thread and (if it has one) its timeout.
+    pub(super) fn follow(self: &Arc<Self>, exec: Arc<Execution>, started: Started) {
+        let tree = started.tree.clone();
         let sync = DrainSync::new();
         let handles = DrainHandles {
             logs_buffer: exec.logs_buffer.clone(),

@@ -140,16 +140,30 @@ impl Engine {
         self.shared.history.as_ref()
     }
 
-    /// At startup: executions whose server is gone become `lost` (and what is left of their processes is
-    /// killed, once each is known to be theirs), dead instances are forgotten, and retention applies. Blocking.
-    pub fn recover(&self) -> Vec<Uuid> {
+    /// At startup: executions whose server is gone are followed again when they run on (a remote job, its
+    /// workflow still known by `workflow_of`), else they become `lost` (and what is left of their processes is
+    /// killed, once each is known to be theirs); dead instances are forgotten, and retention applies. Returns the
+    /// executions followed again and those lost. Blocking.
+    pub fn recover(&self, workflow_of: impl Fn(&str) -> Option<Arc<WorkflowDef>>) -> (Vec<Uuid>, Vec<Uuid>) {
         let Some(history) = &self.shared.history else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
-        let lost: Vec<Uuid> = history.orphaned().iter().map(|rec| self.shared.lose(rec)).collect();
+        let (mut followed, mut lost) = (Vec::new(), Vec::new());
+        for rec in history.orphaned() {
+            match self.shared.reattach(&rec, &workflow_of) {
+                Some(Ok(())) => followed.push(rec.id),
+                // Another server took it over first.
+                Some(Err(None)) => {}
+                Some(Err(Some(why))) => {
+                    tracing::warn!(execution = %rec.id, "{why}");
+                    lost.push(self.shared.lose(&rec));
+                }
+                None => lost.push(self.shared.lose(&rec)),
+            }
+        }
         history.forget_dead_instances();
         self.shared.prune();
-        lost
+        (followed, lost)
     }
 
     pub fn config(&self) -> &EngineConfig {

@@ -76,6 +76,9 @@ pub struct JobStatus {
     /// Where it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Its folder: the job script and its output files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
 }
 
 /// The status of an execution, as every status-returning tool reports it. What does not apply is left out.
@@ -195,6 +198,7 @@ impl Execution {
                     .filter(|_| !life.state.is_terminal())
                     .and_then(|s| s.reason.clone()),
                 node: state.as_ref().and_then(|s| s.node.clone()),
+                dir: job.dir.as_ref().map(|d| d.display().to_string()),
             }),
             tail: None,
             evidence: None,

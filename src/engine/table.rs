@@ -69,6 +69,18 @@ impl Table {
         *self.running_by_workflow.entry(exec.workflow.name.clone()).or_default() += 1;
     }
 
+    /// Adds an execution that already runs (followed again after a restart): it takes a slot even past the
+    /// limits, since it is running anyway.
+    pub fn attach(&mut self, exec: Arc<Execution>) {
+        self.by_id.insert(exec.id, exec.clone());
+        self.order.push(exec.id);
+        if let Some(key) = &exec.idempotency_key {
+            self.idempotency
+                .insert((exec.workflow.name.clone(), key.clone()), exec.id);
+        }
+        self.take_slot(&exec);
+    }
+
     /// Gives back the slot an execution held (if it held one).
     pub fn release_slot(&mut self, exec: &Execution) {
         if self.slotted.remove(&exec.id)

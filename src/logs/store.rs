@@ -157,7 +157,10 @@ impl LogStore {
     /// A store that also writes its lines to files in `disk.dir` (created now; if that fails, the store keeps
     /// lines in memory only and says why in its stats).
     pub fn with_disk(limits: LogLimits, budget: Arc<MemoryBudget>, disk: Option<DiskLimits>) -> Arc<Self> {
-        let origin = SystemTime::now();
+        Self::create(limits, budget, disk, SystemTime::now())
+    }
+
+    fn create(limits: LogLimits, budget: Arc<MemoryBudget>, disk: Option<DiskLimits>, origin: SystemTime) -> Arc<Self> {
         let max_line = limits.max_line_bytes.clamp(1, MAX_SEGMENT_BYTES - 1);
         let segment_bytes = (limits.max_bytes / 16)
             .clamp(64 * 1024, DEFAULT_SEGMENT_BYTES)
@@ -204,6 +207,67 @@ impl LogStore {
         });
         lock(&budget.registry).register(Arc::downgrade(&store));
         store
+    }
+
+    /// Reopens the log files of an execution another (gone) process was writing, to go on after its last line
+    /// with the same seqs: the lines already there are read from disk, new ones are appended as usual. Returns
+    /// the store and, per stream, the bytes its files hold (each stored line with its newline; a partial piece
+    /// or a last line without one has none) — where reading the execution's output should resume. A range
+    /// deleted by the disk cap is counted as dropped (its bytes are not known any more).
+    pub fn resume(limits: LogLimits, budget: Arc<MemoryBudget>, disk: DiskLimits) -> (Arc<Self>, [u64; 2]) {
+        let snap = Snapshot::from_disk(&disk.dir);
+        let mut streams = [StreamCounters::default(); 2];
+        let mut truncated_lines = 0;
+        for seg in &snap.segments {
+            for i in 0..seg.len() {
+                let line = seg.line(i);
+                let c = &mut streams[line.stream().index()];
+                c.lines += 1;
+                let newline = !line.has(flags::PARTIAL) && !line.has(flags::NO_NEWLINE);
+                c.bytes += line.bytes.len() as u64 + u64::from(newline);
+                truncated_lines += u64::from(line.has(flags::PARTIAL));
+            }
+        }
+        let offsets = [streams[0].bytes, streams[1].bytes];
+        let found = disk.dir.segments();
+        let disk_bytes: u64 = found.iter().map(|s| s.disk_bytes).sum();
+        let store = Self::create(limits, budget, None, snap.origin);
+        {
+            let mut inner = store.lock();
+            let mut slots: VecDeque<Slot> = found
+                .into_iter()
+                .map(|s| Slot {
+                    first_seq: s.first_seq,
+                    lines: s.lines,
+                    text_bytes: 0,
+                    mem: None,
+                    disk_bytes: Some(s.disk_bytes),
+                })
+                .collect();
+            inner.pinned = usize::from(!slots.is_empty());
+            inner.head_open = slots.is_empty();
+            let active = inner.slots.pop_back().expect("a new store has its active segment");
+            let mut seg = active.mem.expect("in memory");
+            Arc::make_mut(&mut seg).first_seq = snap.next_seq;
+            slots.push_back(Slot {
+                first_seq: snap.next_seq,
+                mem: Some(seg),
+                ..active
+            });
+            inner.slots = slots;
+            inner.next_seq = snap.next_seq;
+            inner.gap = snap.gap;
+            inner.dropped_lines = snap.gap.map_or(0, |g| g.to - g.from);
+            inner.truncated_lines = truncated_lines;
+            inner.streams = streams;
+            inner.disk = Some(Disk {
+                limits: disk,
+                writer: None,
+                bytes: disk_bytes,
+                error: None,
+            });
+        }
+        (store, offsets)
     }
 
     pub fn limits(&self) -> LogLimits {

@@ -74,6 +74,8 @@ pub struct RemoteJob {
     /// The engine, e.g. "slurm".
     pub system: &'static str,
     pub id: String,
+    /// The job's folder (its script and output files).
+    pub dir: Option<PathBuf>,
 }
 
 /// A started execution.
@@ -97,6 +99,13 @@ pub trait Runtime: Send + Sync {
 
     /// Called once when the engine has stopped everything, before the process exits.
     fn finish(&self) {}
+
+    /// Follows again an execution a gone process started (a remote job that outlived its server), reading its
+    /// output from `offsets` (bytes per stream already in its log). An error says why it cannot be followed.
+    fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, String> {
+        let _ = (launch, offsets);
+        Err(format!("a {} job cannot be followed again by this runtime", job.system))
+    }
 }
 
 /// Everything an execution started: signals and inspections, from any thread (they may block).
@@ -142,5 +151,15 @@ impl Runtime for Runtimes {
     fn finish(&self) {
         self.local.finish();
         self.slurm.finish();
+    }
+
+    fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, String> {
+        match (&launch.placement, &job.dir) {
+            (Placement::Slurm(options), Some(dir)) => self.slurm.reattach(&job.id, dir, options, offsets),
+            _ => Err(format!(
+                "the workflow no longer runs on {}, so job {} cannot be followed",
+                job.system, job.id
+            )),
+        }
     }
 }

@@ -238,6 +238,10 @@ impl Runtime for SlurmRuntime {
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create the job folder {}: {e}", dir.display()))?;
         let (out, err, start_error) = (dir.join("stdout"), dir.join("stderr"), dir.join(START_ERROR_FILE));
         let script = dir.join("job.sh");
+        // A job folder reused (an execution id is unique: only after a restart) starts clean.
+        for f in [&out, &err, &start_error] {
+            let _ = fs::remove_file(f);
+        }
         fs::write(&script, job_script(launch, &start_error))
             .and_then(|()| fs::set_permissions(&script, fs::Permissions::from_mode(0o700)))
             .map_err(|e| format!("cannot write the job script {}: {e}", script.display()))?;
@@ -276,44 +280,73 @@ impl Runtime for SlurmRuntime {
                 String::from_utf8_lossy(&submitted.stdout).trim()
             ));
         }
-        let (out_r, out_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-        let (err_r, err_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-        let finished = Arc::new(AtomicBool::new(false));
-        let follower = {
-            let finished = finished.clone();
-            std::thread::Builder::new()
-                .name("wf-slurm-follow".into())
-                .spawn(move || follow([out, err], [out_w, err_w], &finished))
-                .map_err(|e| format!("cannot start a thread to follow the job's output: {e}"))?
-        };
-        let shared = Arc::new(JobShared {
-            job_id: job_id.clone(),
-            commands,
-            last: Mutex::new(None),
-            finished,
-        });
-        Ok(Started {
-            pid: None,
-            job: Some(RemoteJob {
-                system: "slurm",
-                id: job_id,
-            }),
-            pending: true,
-            stdout: out_r,
-            stderr: err_r,
-            tree: shared.clone(),
-            waiter: Box::new(SlurmWaiter {
-                job: shared,
-                follower,
-                start_error,
-            }),
-        })
+        following(job_id, commands, &dir, [0, 0])
     }
+}
+
+impl SlurmRuntime {
+    /// Follows again a job a gone server submitted (`outlive_session`, or a server that died), from where its
+    /// output was read up to (`offsets`: bytes per stream). An error says why it cannot be followed.
+    pub fn reattach(
+        &self,
+        job_id: &str,
+        dir: &Path,
+        options: &SlurmOptions,
+        offsets: [u64; 2],
+    ) -> Result<Started, String> {
+        let commands = Commands::new(options);
+        let out = commands.run("scontrol", &["show", "job", "-o", job_id])?;
+        if !String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| parse_job(l).is_some())
+        {
+            return Err(format!("Slurm no longer knows job {job_id}"));
+        }
+        following(job_id.to_owned(), commands, dir, offsets)
+    }
+}
+
+/// A submitted job as the engine follows it: its output files into pipes, its state through `scontrol`.
+fn following(job_id: String, commands: Commands, dir: &Path, offsets: [u64; 2]) -> Result<Started, String> {
+    let (out, err, start_error) = (dir.join("stdout"), dir.join("stderr"), dir.join(START_ERROR_FILE));
+    let (out_r, out_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let (err_r, err_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let finished = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let finished = finished.clone();
+        std::thread::Builder::new()
+            .name("wf-slurm-follow".into())
+            .spawn(move || follow([out, err], [out_w, err_w], offsets, &finished))
+            .map_err(|e| format!("cannot start a thread to follow the job's output: {e}"))?
+    };
+    let shared = Arc::new(JobShared {
+        job_id: job_id.clone(),
+        commands,
+        last: Mutex::new(None),
+        finished,
+    });
+    Ok(Started {
+        pid: None,
+        job: Some(RemoteJob {
+            system: "slurm",
+            id: job_id,
+            dir: Some(dir.to_owned()),
+        }),
+        pending: true,
+        stdout: out_r,
+        stderr: err_r,
+        tree: shared.clone(),
+        waiter: Box::new(SlurmWaiter {
+            job: shared,
+            follower,
+            start_error,
+        }),
+    })
 }
 
 /// Copies what the job's output files gain into the pipes the engine drains, until the job has ended and both
 /// files stop growing.
-fn follow(files: [PathBuf; 2], pipes: [File; 2], finished: &AtomicBool) {
+fn follow(files: [PathBuf; 2], pipes: [File; 2], offsets: [u64; 2], finished: &AtomicBool) {
     let mut pipes = pipes.map(Some);
     let mut opened: [Option<File>; 2] = [None, None];
     let mut buf = vec![0u8; 256 * 1024];
@@ -323,7 +356,11 @@ fn follow(files: [PathBuf; 2], pipes: [File; 2], finished: &AtomicBool) {
         let mut moved = false;
         for i in 0..2 {
             if opened[i].is_none() {
-                opened[i] = File::open(&files[i]).ok();
+                opened[i] = File::open(&files[i]).ok().and_then(|mut f| {
+                    use std::io::Seek;
+                    f.seek(io::SeekFrom::Start(offsets[i])).ok()?;
+                    Some(f)
+                });
             }
             let (Some(file), Some(pipe)) = (opened[i].as_mut(), pipes[i].as_mut()) else {
                 continue;

@@ -442,6 +442,25 @@ impl Store {
         }));
     }
 
+    /// Takes over an execution whose owner is gone: true when this instance is its owner now (another one may
+    /// have taken it first).
+    pub fn claim(&self, id: &Uuid, from: &str) -> bool {
+        let (id, from, to) = (id.to_string(), from.to_owned(), self.instance.to_string());
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.send(
+            Box::new(move |c| {
+                let n = c.execute(
+                    "UPDATE executions SET owner = ?3 WHERE id = ?1 AND owner = ?2",
+                    params![id, from, to],
+                )?;
+                let _ = tx.send(n == 1);
+                Ok(())
+            }),
+            None,
+        );
+        rx.recv().unwrap_or(false)
+    }
+
     /// Marks an execution whose owner is gone as lost (unless it finished meanwhile).
     pub fn mark_lost(&self, id: &Uuid, error: String) {
         let id = id.to_string();
