@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 
 use crate::util::{Server, TestDir, alive, fake, records, release_fifo, server_bin, write_config};
 
+/// The node is shared: one Slurm test at a time, so one test's jobs never wait behind another's.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Whether the cluster answers; prints why a test is skipped when it does not.
 fn cluster(test: &str) -> bool {
     let up = std::process::Command::new("sinfo")
@@ -80,6 +83,7 @@ async fn a_job_gets_its_exact_argv_environment_and_exit_status() {
     if !cluster("a_job_gets_its_exact_argv_environment_and_exit_status") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = Server::start(
         "slurm-exact",
         json!({"workflows": [
@@ -146,6 +150,7 @@ async fn a_refused_submission_is_failed_to_start_with_sbatchs_words_and_check_re
     if !cluster("a_refused_submission_is_failed_to_start_with_sbatchs_words_and_check_reports_it") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let config = json!({"workflows": [
         {"name": "nowhere", "command": ["true"], "runtime": {"type": "slurm", "partition": "no-such-partition"}}
     ]});
@@ -173,6 +178,7 @@ async fn a_job_waits_as_queued_with_slurms_reason_then_runs_and_streams_its_line
     if !cluster("a_job_waits_as_queued_with_slurms_reason_then_runs_and_streams_its_lines_live") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = TestDir::new("slurm-queue");
     let gates: Vec<_> = (0..4).map(|i| dir.fifo(&format!("gate{i}"))).collect();
     let next = dir.fifo("next");
@@ -240,6 +246,7 @@ async fn cancel_and_timeout_end_the_jobs_whole_tree_and_say_so() {
     if !cluster("cancel_and_timeout_end_the_jobs_whole_tree_and_say_so") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = Server::start(
         "slurm-stop",
         json!({"workflows": [
@@ -303,6 +310,7 @@ async fn a_servers_exit_cancels_its_jobs() {
     if !cluster("a_servers_exit_cancels_its_jobs") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let mut s = crate::util::RawServer::start(
         "slurm-exit",
         json!({"workflows": [job("long", &["out", "ready", "hold"], json!({}))]}),
@@ -325,6 +333,7 @@ async fn a_job_that_outlives_its_server_is_followed_again_by_the_next_one() {
     if !cluster("a_job_that_outlives_its_server_is_followed_again_by_the_next_one") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().await;
     let dir = TestDir::new("slurm-outlive");
     let state_dir = dir.join("state");
     let gate = dir.fifo("gate");
