@@ -419,19 +419,34 @@ impl Tree for JobShared {
         if self.finished.load(Ordering::SeqCst) {
             return;
         }
-        let pending = self
-            .last
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .is_none_or(|s| s.pending);
+        // Read now, not from the last poll: a job that just started must get the signal, not a plain scancel
+        // (which waits out Slurm's KillWait on a job that ignores TERM).
+        let pending = match self.commands.run("scontrol", &["show", "job", "-o", &self.job_id]) {
+            Ok(out) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(parse_job)
+                .is_some_and(|r| r.state == "PENDING"),
+            Err(_) => self
+                .last
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_none_or(|s| s.pending),
+        };
         if pending {
             // Nothing runs yet: take it out of the queue.
             self.scancel(&[]);
         } else if sig == libc::SIGKILL {
+            // KILL to the batch shell ends the job at once; a plain scancel would wait out Slurm's KillWait.
             self.scancel(&["--batch", "--signal=KILL"]);
-            // The last resort, for whatever the batch shell's KILL did not reach.
-            self.scancel(&[]);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !self.finished.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !self.finished.load(Ordering::SeqCst) {
+                // The last resort, for a job the batch shell's KILL did not end.
+                self.scancel(&[]);
+            }
         } else {
             let signal = format!(
                 "--signal={}",
