@@ -103,6 +103,7 @@ impl Shared {
 
     /// Records that an execution started.
     pub(super) fn record_started(&self, exec: &Execution, pid: u32) {
+        self.changed();
         if let Some(history) = &self.history {
             let started_at = exec
                 .life()
@@ -122,6 +123,7 @@ impl Shared {
 
     /// Records an execution's final state, then applies retention.
     pub(super) fn record_final(&self, exec: &Execution) {
+        self.changed();
         let Some(history) = &self.history else {
             return;
         };

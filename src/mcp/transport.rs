@@ -7,6 +7,8 @@
 //!   being dropped silently.
 //! - A client that is gone (write error) or stops reading (a write stalls) trips the `stop` token, which makes
 //!   the server shut down and kill its workflows.
+//! - A `subscriptions/listen` request is a stream, not a call that owes an answer: end of input does not wait
+//!   for it, and [`StdioTransport::ended`] tells its handler (and every subscription) that the session is over.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -122,6 +124,8 @@ pub struct StdioTransport {
     in_flight: Arc<InFlight>,
     stop: CancellationToken,
     input_ended: bool,
+    /// Cancelled once the session has no more requests (see [`StdioTransport::ended`]).
+    ended: CancellationToken,
 }
 
 impl StdioTransport {
@@ -145,7 +149,14 @@ impl StdioTransport {
             in_flight: Arc::new(InFlight::default()),
             stop,
             input_ended: false,
+            ended: CancellationToken::new(),
         }
+    }
+
+    /// Cancelled when the session is over: input ended (or the server is stopping) and every call received has
+    /// been answered. Subscriptions end on it.
+    pub fn ended(&self) -> CancellationToken {
+        self.ended.clone()
     }
 }
 
@@ -268,6 +279,9 @@ impl StdioTransport {
     /// Keeps the set of requests that still owe an answer.
     fn track(&self, msg: &RxJsonRpcMessage<RoleServer>) {
         match msg {
+            // A subscription stream ends with the session; the end of input does not wait for it.
+            JsonRpcMessage::Request(r)
+                if matches!(r.request, rmcp::model::ClientRequest::SubscriptionsListenRequest(_)) => {}
             JsonRpcMessage::Request(r) => self.in_flight.insert(r.id.clone()),
             JsonRpcMessage::Notification(n) => {
                 if let rmcp::model::ClientNotification::CancelledNotification(c) = &n.notification
@@ -349,6 +363,7 @@ impl Transport<RoleServer> for StdioTransport {
         if waited.is_err() {
             tracing::warn!("gave up waiting for in-flight calls to be answered");
         }
+        self.ended.cancel();
         None
     }
 
