@@ -13,4 +13,5 @@ mod reads;
 mod schemas;
 mod shutdown;
 mod snapshots;
+mod tasks;
 mod util;

@@ -258,7 +258,9 @@ impl WorkflowServer {
                 json_text(&self.catalog())?
             }
             (ResourceRef::Status(_), Some(view)) => {
-                let reply = self.status_reply(&view, 0, false).map_err(|e| McpError::internal_error(e, None))?;
+                let reply = self
+                    .status_reply(&view, 0, false)
+                    .map_err(|e| McpError::internal_error(e, None))?;
                 json_text(&reply.structured_content.unwrap_or(Value::Null))?
             }
             (ResourceRef::Logs(_), Some(view)) => self.log_tail(&view),

@@ -546,7 +546,11 @@ impl ServerHandler for WorkflowServer {
             )
     }
 
-    async fn get_task(&self, request: GetTaskParams, ctx: RequestContext<RoleServer>) -> Result<GetTaskResult, McpError> {
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
         Ok(GetTaskResult::new(self.task_now(&request.task_id, &ctx)?))
     }
 
@@ -582,7 +586,11 @@ impl ServerHandler for WorkflowServer {
         self.read(&request.uri).await.map(Into::into)
     }
 
-    async fn subscribe(&self, request: SubscribeRequestParams, ctx: RequestContext<RoleServer>) -> Result<(), McpError> {
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
         let (_, view) = self.resource_execution(&request.uri)?;
         let view = view.ok_or_else(|| {
             McpError::invalid_params(
@@ -593,11 +601,16 @@ impl ServerHandler for WorkflowServer {
                 None,
             )
         })?;
-        self.session.subscribe(&self.app.engine, request.uri, view, ctx.peer.clone());
+        self.session
+            .subscribe(&self.app.engine, request.uri, view, ctx.peer.clone());
         Ok(())
     }
 
-    async fn unsubscribe(&self, request: UnsubscribeRequestParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
         self.session.unsubscribe(&request.uri);
         Ok(())
     }

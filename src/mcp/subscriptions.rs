@@ -116,7 +116,13 @@ impl Session {
             subscribed.list = Some(stop);
         }
         let stop = self.ended.child_token();
-        tokio::spawn(watch_execution(engine.clone(), view, uri.clone(), notifier, stop.clone()));
+        tokio::spawn(watch_execution(
+            engine.clone(),
+            view,
+            uri.clone(),
+            notifier,
+            stop.clone(),
+        ));
         subscribed.resources.insert(uri, stop);
     }
 
@@ -146,7 +152,13 @@ impl Session {
         let stop = self.ended.child_token();
         let notifier = Notifier::Listen(sink);
         for (uri, view) in executions {
-            tokio::spawn(watch_execution(engine.clone(), view, uri, notifier.clone(), stop.clone()));
+            tokio::spawn(watch_execution(
+                engine.clone(),
+                view,
+                uri,
+                notifier.clone(),
+                stop.clone(),
+            ));
         }
         if list {
             tokio::spawn(watch_list(engine.clone(), notifier, stop.clone()));
@@ -179,7 +191,13 @@ fn seen(engine: &Engine, view: &ExecutionView) -> Seen {
 
 /// Tells `notifier` about every change of the execution behind `uri`, at most [`UPDATE_EVERY`] apart, until
 /// it is final (nothing changes after that) or `stop` fires.
-async fn watch_execution(engine: Engine, view: ExecutionView, uri: String, notifier: Notifier, stop: CancellationToken) {
+async fn watch_execution(
+    engine: Engine,
+    view: ExecutionView,
+    uri: String,
+    notifier: Notifier,
+    stop: CancellationToken,
+) {
     let mut changes = match &view {
         ExecutionView::Live(e) => Some(e.logs_tx.subscribe()),
         ExecutionView::Stored(_) => None,

@@ -189,15 +189,26 @@ mod tests {
     fn a_task_lives_while_it_runs_and_then_as_long_as_retention_keeps_it() {
         let day = Duration::from_secs(86_400);
         let running = task_of(&status(ExecutionState::Running, Some(3000), None), day);
-        assert_eq!((running.status, running.ttl_ms, running.poll_interval_ms), (TaskStatus::Working, None, Some(1000)));
+        assert_eq!(
+            (running.status, running.ttl_ms, running.poll_interval_ms),
+            (TaskStatus::Working, None, Some(1000))
+        );
         let long = task_of(&status(ExecutionState::Running, Some(600_000), None), day);
         assert_eq!(long.poll_interval_ms, Some(5000));
         let done = task_of(
             &status(ExecutionState::Failed, Some(59_000), Some("2026-11-30T08:01:00.000Z")),
             day,
         );
-        assert_eq!(done.status, TaskStatus::Completed, "a failed workflow is a completed task");
-        assert_eq!(done.ttl_ms, Some(60_000 + 86_400_000), "finished a minute after creation, kept a day");
+        assert_eq!(
+            done.status,
+            TaskStatus::Completed,
+            "a failed workflow is a completed task"
+        );
+        assert_eq!(
+            done.ttl_ms,
+            Some(60_000 + 86_400_000),
+            "finished a minute after creation, kept a day"
+        );
         assert_eq!(done.last_updated_at, "2026-11-30T08:01:00.000Z");
         assert_eq!(done.poll_interval_ms, None);
         let cancelled = task_of(
