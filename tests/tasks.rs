@@ -404,7 +404,15 @@ async fn executions_are_resources_listed_newest_first_and_read_as_get_status_and
             .unwrap()
             .starts_with("chatty: succeeded, started ")
     );
-    assert!(listed[4].title.as_deref().unwrap().contains("output (3001 lines)"));
+    assert!(
+        listed[4]
+            .title
+            .as_deref()
+            .unwrap()
+            .starts_with("chatty output: 3001 lines, started "),
+        "{:?}",
+        listed[4].title
+    );
     assert_eq!(listed[1].mime_type.as_deref(), Some("application/json"));
     assert_eq!(listed[2].mime_type.as_deref(), Some("text/plain"));
 

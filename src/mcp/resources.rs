@@ -90,29 +90,33 @@ pub fn last_updated(s: &ExecutionStatus) -> String {
     .unwrap_or_default()
 }
 
+/// When a person would say it began: "started 2026-11-30 08:41:02 UTC" (or "created …" while queued).
+fn began(s: &ExecutionStatus) -> String {
+    match &s.started_at {
+        Some(t) => format!("started {}", readable_time(t)),
+        None => format!("created {}", readable_time(&s.created_at)),
+    }
+}
+
 /// "build: failed (exit code 2), started 2026-11-30 08:41:02 UTC".
 fn status_title(s: &ExecutionStatus) -> String {
     let mut state = s.state.as_str().to_owned();
-    match s.state {
-        ExecutionState::Queued => {
+    match (s.state, s.exit_code, &s.signal) {
+        (ExecutionState::Queued, _, _) => {
             if let Some(p) = s.queue_position {
                 state.push_str(&format!(" (position {p})"));
             }
         }
-        _ if s.exit_code.is_some_and(|c| c != 0) => {
-            state.push_str(&format!(" (exit code {})", s.exit_code.unwrap_or_default()));
-        }
-        _ => {
-            if let Some(signal) = &s.signal {
-                state.push_str(&format!(" ({signal})"));
-            }
-        }
+        (_, Some(code), _) if code != 0 => state.push_str(&format!(" (exit code {code})")),
+        (_, _, Some(signal)) => state.push_str(&format!(" ({signal})")),
+        _ => {}
     }
-    let when = match &s.started_at {
-        Some(t) => format!("started {}", readable_time(t)),
-        None => format!("created {}", readable_time(&s.created_at)),
-    };
-    format!("{}: {state}, {when}", s.workflow)
+    format!("{}: {state}, {}", s.workflow, began(s))
+}
+
+/// "build output: 1234 lines, started 2026-11-30 08:41:02 UTC".
+fn logs_title(s: &ExecutionStatus) -> String {
+    format!("{} output: {}, {}", s.workflow, count(lines_of(s), "line"), began(s))
 }
 
 fn lines_of(s: &ExecutionStatus) -> u64 {
@@ -125,16 +129,15 @@ fn execution_resources(s: &ExecutionStatus) -> [McpResource; 2] {
     let short = id.get(..8).unwrap_or(id);
     let mut annotations = Annotations::default();
     annotations.last_modified = Some(last_updated(s));
-    let title = status_title(s);
     let status = McpResource::new(status_uri(id), format!("{}-{short}", s.workflow))
-        .with_title(title.clone())
+        .with_title(status_title(s))
         .with_description(format!(
             "Status of execution {id} as JSON (what get_status answers: state, exit code, progress, output counts)"
         ))
         .with_mime_type("application/json")
         .with_annotations(annotations.clone());
     let logs = McpResource::new(logs_uri(id), format!("{}-{short}-logs", s.workflow))
-        .with_title(format!("{title}: output ({})", count(lines_of(s), "line")))
+        .with_title(logs_title(s))
         .with_description(format!(
             "The newest lines execution {id} printed, one record per line as get_logs gives them (`SEQ TEXT`, \
              `!` after the seq for stderr)"
