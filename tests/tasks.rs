@@ -669,7 +669,10 @@ async fn an_open_subscription_ends_gracefully_at_end_of_input() {
     let ack = s.recv().await.expect("an acknowledgement");
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
     s.close_stdin();
-    let end = s.recv().await.expect("the stream's final result");
+    let end = match s.recv().await {
+        Some(end) => end,
+        None => panic!("no final result for the stream:\n{}", s.stderr()),
+    };
     assert_eq!(
         end["id"], 1,
         "the listen request is answered when the session ends: {end}"

@@ -27,6 +27,7 @@ pub async fn serve(
     let transport = StdioTransport::new(reader, writer, stop.clone());
     // Subscriptions end with the session: when its input has ended and its calls are answered.
     let ended = transport.ended();
+    let streams = transport.streams();
     // On a stop, pending calls must answer at once with the current state: shutting the engine down cancels
     // their waits and kills the workflows while the transport delivers the answers.
     let on_stop = {
@@ -37,7 +38,10 @@ pub async fn serve(
             engine.shutdown(SHUTDOWN_GRACE).await;
         })
     };
-    match WorkflowServer::for_session(app, ended.clone()).serve(transport).await {
+    match WorkflowServer::for_session(app, ended.clone(), Some(streams))
+        .serve(transport)
+        .await
+    {
         Ok(service) => {
             let reason = service.waiting().await;
             tracing::info!(?reason, "session ended");

@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::resources::ResourceRef;
 use super::schema::{input_schema, output_schema};
 use super::subscriptions::Session;
+use super::transport::Streams;
 use super::types::*;
 use super::{tasks, text, waiting};
 use crate::app::App;
@@ -226,18 +227,19 @@ impl WorkflowServer {
 
 #[tool_router]
 impl WorkflowServer {
-    /// A server for one session; what the session subscribes to is watched until `ended` fires.
-    pub fn for_session(app: Arc<App>, ended: tokio_util::sync::CancellationToken) -> Self {
+    /// A server for one session: what the session subscribes to is watched until `ended` fires; `streams`, if
+    /// given, is told when a `subscriptions/listen` request has become a stream.
+    pub fn for_session(app: Arc<App>, ended: tokio_util::sync::CancellationToken, streams: Option<Streams>) -> Self {
         WorkflowServer {
             app,
             tool_router: Self::tool_router(),
-            session: Session::new(ended),
+            session: Session::new(ended, streams),
         }
     }
 
     /// A server whose session never ends by itself (its subscriptions last as long as the process).
     pub fn new(app: Arc<App>) -> Self {
-        Self::for_session(app, tokio_util::sync::CancellationToken::new())
+        Self::for_session(app, tokio_util::sync::CancellationToken::new(), None)
     }
 
     #[tool(
@@ -644,7 +646,13 @@ impl ServerHandler for WorkflowServer {
             .collect();
         let list = accepted.resources_list_changed == Some(true);
         self.session
-            .listen(&self.app.engine, executions, list, ctx.sink().clone(), ctx.cancelled())
+            .listen(
+                &self.app.engine,
+                executions,
+                list,
+                (ctx.request_context().id.clone(), ctx.sink().clone()),
+                ctx.cancelled(),
+            )
             .await;
         Ok(())
     }

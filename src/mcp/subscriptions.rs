@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rmcp::RoleServer;
-use rmcp::model::ResourceUpdatedNotificationParam;
+use rmcp::model::{RequestId, ResourceUpdatedNotificationParam};
 use rmcp::service::{Peer, SubscriptionSink};
 use tokio_util::sync::CancellationToken;
 
+use super::transport::Streams;
 use crate::engine::{Engine, ExecutionState, ExecutionView, ListFilter};
 
 /// At most one `resources/updated` per resource this often (a few per second).
@@ -67,6 +68,8 @@ impl Notifier {
 /// What a session watches. Held by the session's server; every watcher stops when `ended` fires.
 pub struct Session {
     ended: CancellationToken,
+    /// Told when a `subscriptions/listen` request has become a stream (the stdio transport).
+    streams: Option<Streams>,
     /// `resources/subscribe` subscriptions (2025-11-25 and before): URI → its watcher's stop.
     subscribed: Mutex<Subscribed>,
 }
@@ -80,9 +83,10 @@ struct Subscribed {
 
 impl Session {
     /// A session that ends when `ended` is cancelled.
-    pub fn new(ended: CancellationToken) -> Arc<Session> {
+    pub fn new(ended: CancellationToken, streams: Option<Streams>) -> Arc<Session> {
         Arc::new(Session {
             ended,
+            streams,
             subscribed: Mutex::default(),
         })
     }
@@ -139,16 +143,19 @@ impl Session {
         }
     }
 
-    /// One `subscriptions/listen` stream: watches the accepted executions and, if accepted, the list, until
-    /// `cancelled` fires or the session ends.
+    /// One acknowledged `subscriptions/listen` stream (request `id`): watches the accepted executions and, if
+    /// accepted, the list, until `cancelled` fires or the session ends.
     pub async fn listen(
         &self,
         engine: &Engine,
         executions: Vec<(String, ExecutionView)>,
         list: bool,
-        sink: SubscriptionSink,
+        (id, sink): (RequestId, SubscriptionSink),
         cancelled: impl Future<Output = ()>,
     ) {
+        if let Some(streams) = &self.streams {
+            streams.started(&id);
+        }
         let stop = self.ended.child_token();
         let notifier = Notifier::Listen(sink);
         for (uri, view) in executions {

@@ -7,8 +7,9 @@
 //!   being dropped silently.
 //! - A client that is gone (write error) or stops reading (a write stalls) trips the `stop` token, which makes
 //!   the server shut down and kill its workflows.
-//! - A `subscriptions/listen` request is a stream, not a call that owes an answer: end of input does not wait
-//!   for it, and [`StdioTransport::ended`] tells its handler (and every subscription) that the session is over.
+//! - A `subscriptions/listen` request is a stream, not a call that owes an answer: once its handler says it is
+//!   streaming ([`Streams::started`]) the end of input no longer waits for it, and [`StdioTransport::ended`]
+//!   tells it (and every subscription) that the session is over, so it ends with its final result.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -158,6 +159,24 @@ impl StdioTransport {
     pub fn ended(&self) -> CancellationToken {
         self.ended.clone()
     }
+
+    /// Where a request's handler says it has become a stream (see [`Streams::started`]).
+    pub fn streams(&self) -> Streams {
+        Streams(self.in_flight.clone())
+    }
+}
+
+/// Tells the transport which requests are streams that last as long as the session.
+#[derive(Clone)]
+pub struct Streams(Arc<InFlight>);
+
+impl Streams {
+    /// The request is now a stream (a `subscriptions/listen` that was acknowledged): the end of input does not
+    /// wait for its answer; it answers when the session ends. (Until then it is waited for like any call, so a
+    /// client that closes its input right after the acknowledgement still gets the stream's final result.)
+    pub fn started(&self, id: &RequestId) {
+        self.0.remove(id);
+    }
 }
 
 /// Reads lines, parses them, answers the malformed ones, and passes the rest on.
@@ -279,9 +298,6 @@ impl StdioTransport {
     /// Keeps the set of requests that still owe an answer.
     fn track(&self, msg: &RxJsonRpcMessage<RoleServer>) {
         match msg {
-            // A subscription stream ends with the session; the end of input does not wait for it.
-            JsonRpcMessage::Request(r)
-                if matches!(r.request, rmcp::model::ClientRequest::SubscriptionsListenRequest(_)) => {}
             JsonRpcMessage::Request(r) => self.in_flight.insert(r.id.clone()),
             JsonRpcMessage::Notification(n) => {
                 if let rmcp::model::ClientNotification::CancelledNotification(c) = &n.notification
