@@ -202,7 +202,7 @@ async fn tasks_cancel_stops_the_execution_and_the_task_ends_cancelled() {
         task["statusMessage"]
             .as_str()
             .unwrap()
-            .starts_with("cancelled by request"),
+            .contains("(cancelled by request)"),
         "{task}"
     );
     let status = s.ok("get_status", json!({"execution_id": id})).await;

@@ -23,6 +23,7 @@ use super::server::WorkflowServer;
 use super::waiting::status_message;
 use crate::clock::{millis_between, parse_rfc3339};
 use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, StopReason};
+use crate::format::human_ms;
 
 /// Whether the request's client declared the tasks extension (rmcp reads the request's `_meta` on 2026-07-28,
 /// and falls back to the `initialize` capabilities on older sessions).
@@ -66,6 +67,22 @@ fn task_of(s: &ExecutionStatus, retain_age: Duration) -> Task {
         task.poll_interval_ms = Some(poll_interval_ms(s));
     }
     task
+}
+
+/// How a finished execution ended, in one line: "failed after 1.0 s (exit code 2); 1 stdout and 1 stderr lines".
+fn final_message(s: &ExecutionStatus) -> String {
+    let mut head = s.state.as_str().to_owned();
+    if let Some(ms) = s.duration_ms {
+        head.push_str(&format!(" after {}", human_ms(ms)));
+    }
+    match (s.exit_code, &s.signal, &s.error) {
+        (_, _, Some(error)) if s.state != ExecutionState::Failed => head.push_str(&format!(" ({error})")),
+        (Some(code), _, _) if code != 0 => head.push_str(&format!(" (exit code {code})")),
+        (_, Some(signal), _) => head.push_str(&format!(" ({signal})")),
+        _ => {}
+    }
+    let o = &s.output;
+    format!("{head}; {} stdout and {} stderr lines", o.stdout.lines, o.stderr.lines)
 }
 
 /// A task id as this server gives them (an execution id), or the error that says it is not one.
@@ -131,17 +148,19 @@ impl WorkflowServer {
                 DetailedTask::new(task.with_status_message(status_message(&status)), TaskPayload::Working)
             }
             ExecutionState::Cancelled => {
-                let why = status.error.as_deref().unwrap_or("cancelled");
-                let message = format!("{why}; get_status and get_logs still read it ({})", status.execution_id);
+                let message = format!(
+                    "{}; get_status and get_logs still read execution {}",
+                    final_message(&status),
+                    status.execution_id
+                );
                 DetailedTask::new(task.with_status_message(message), TaskPayload::Cancelled)
             }
             _ => {
                 let result = self
                     .status_reply(&view, 0, false)
                     .unwrap_or_else(|e| CallToolResult::error(vec![rmcp::model::ContentBlock::text(e)]));
-                let message = status_message(&status);
                 DetailedTask::new(
-                    task.with_status_message(message),
+                    task.with_status_message(final_message(&status)),
                     TaskPayload::Completed {
                         result: inline_result(result, ctx)?,
                     },
@@ -216,6 +235,26 @@ mod tests {
             day,
         );
         assert_eq!(cancelled.status, TaskStatus::Cancelled);
+    }
+
+    #[test]
+    fn a_finished_task_says_how_it_ended() {
+        let mut s = status(ExecutionState::Failed, Some(1005), Some("2026-11-30T08:00:02.005Z"));
+        s.exit_code = Some(2);
+        s.output.stdout.lines = 1;
+        s.output.stderr.lines = 1;
+        assert_eq!(
+            final_message(&s),
+            "failed after 1.0 s (exit code 2); 1 stdout and 1 stderr lines"
+        );
+        s.state = ExecutionState::Cancelled;
+        s.exit_code = None;
+        s.signal = Some("SIGTERM".into());
+        s.error = Some("cancelled by request".into());
+        assert_eq!(
+            final_message(&s),
+            "cancelled after 1.0 s (cancelled by request); 1 stdout and 1 stderr lines"
+        );
     }
 
     #[test]
