@@ -597,7 +597,8 @@ impl ServerHandler for WorkflowServer {
         let view = view.ok_or_else(|| {
             McpError::invalid_params(
                 format!(
-                    "{} does not change while the server runs; subscribe to an execution's resources instead",
+                    "{} is not watched; subscribe to an execution's status or output \
+                     (workflow://executions/{{execution_id}}, or …/logs)",
                     request.uri
                 ),
                 None,
