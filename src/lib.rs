@@ -3,7 +3,8 @@
 //! # Layout (top to bottom)
 //! - [`cli`], [`mcp`]: the two front ends — the command line for humans (`list`, `check`, `run`, argument
 //!   parsing) and the MCP protocol (the rmcp server, tool inputs/outputs and schemas, the text for models,
-//!   progress during waits, the stdio transport). Neither uses the other.
+//!   progress during waits, executions as tasks and as resources with subscriptions, the stdio transport).
+//!   Neither uses the other.
 //! - [`app`]: the wiring both share — the catalog and the engine on the local runtime, built from a config.
 //! - [`format`]: durations, byte sizes and the progress line, for both front ends.
 //! - [`engine`]: executions — the table (queue, slots, retention), the spawner, drain and supervisor threads,

@@ -14,4 +14,5 @@ mod schemas;
 mod shutdown;
 mod slurm;
 mod snapshots;
+mod tasks;
 mod util;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, RequestMetaObject};
-use rmcp::service::RunningService;
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
@@ -263,8 +263,35 @@ impl<H: ClientHandler> Server<H> {
         Self::in_process(label, config, handler, false).await
     }
 
+    /// An in-process server whose client speaks 2026-07-28: `server/discover` instead of `initialize`, and the
+    /// client's capabilities in every request's `_meta`.
+    pub async fn start_2026(label: &str, config: Value, handler: H) -> Server<H> {
+        let lifecycle = ClientLifecycleMode::Discover {
+            preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+        };
+        Self::in_process_with(label, config, handler, false, Some(lifecycle)).await
+    }
+
+    /// The real binary on the state directory `state_dir` (which several servers may share), with a client
+    /// whose `handler` sees what the server sends.
+    pub async fn spawn_in_with_handler(label: &str, config: Value, state_dir: &Path, handler: H) -> Server<H> {
+        let (dir, config_path) = write_config(label, &config);
+        Self::spawn_on(dir, config_path, state_dir, &[], handler).await
+    }
+
     /// An in-process server with its history in a state directory of its own, or in memory only (`ephemeral`).
     async fn in_process(label: &str, config: Value, handler: H, ephemeral: bool) -> Server<H> {
+        Self::in_process_with(label, config, handler, ephemeral, None).await
+    }
+
+    /// As [`Server::in_process`], the client starting with `lifecycle` (default: `initialize`).
+    async fn in_process_with(
+        label: &str,
+        config: Value,
+        handler: H,
+        ephemeral: bool,
+        lifecycle: Option<ClientLifecycleMode>,
+    ) -> Server<H> {
         capture_server_log();
         let (dir, config_path) = write_config(label, &config);
         let config = workflow_mcp::catalog::config::load(&config_path).expect("a valid config");
@@ -280,10 +307,12 @@ impl<H: ClientHandler> Server<H> {
         let (client_end, server_end) = tokio::io::duplex(64 * 1024);
         let (server_read, server_write) = tokio::io::split(server_end);
         tokio::spawn(workflow_mcp::mcp::serve(app, server_read, server_write, stop.clone()));
-        let client = handler
-            .serve(tokio::io::split(client_end))
-            .await
-            .expect("MCP handshake");
+        let transport = tokio::io::split(client_end);
+        let client = match lifecycle {
+            None => handler.serve(transport).await,
+            Some(lifecycle) => handler.serve_with_lifecycle(transport, lifecycle).await,
+        }
+        .expect("MCP handshake");
         Server {
             client,
             backend: Backend::InProcess(InProcess { engine, stop }),
@@ -481,6 +510,11 @@ impl RawServer {
         Self::start_with_fd_limit(label, config, None).await
     }
 
+    /// The binary with nothing sent yet (no `initialize`): for sessions that speak 2026-07-28.
+    pub async fn start_bare(label: &str, config: Value) -> RawServer {
+        Self::spawn_raw(label, config, None, None)
+    }
+
     /// Starts the server with RLIMIT_NOFILE set to `fd_limit` (to make it run out of file descriptors).
     pub async fn start_with_fd_limit(label: &str, config: Value, fd_limit: Option<u64>) -> RawServer {
         Self::start_on(label, config, fd_limit, None).await
@@ -492,6 +526,18 @@ impl RawServer {
     }
 
     async fn start_on(label: &str, config: Value, fd_limit: Option<u64>, state_dir: Option<&Path>) -> RawServer {
+        let mut s = Self::spawn_raw(label, config, fd_limit, state_dir);
+        s.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw-test", "version": "0"}}}))
+            .await;
+        let init = s.recv().await.expect("initialize response");
+        assert_eq!(init["id"], 0, "{init}");
+        s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        s
+    }
+
+    fn spawn_raw(label: &str, config: Value, fd_limit: Option<u64>, state_dir: Option<&Path>) -> RawServer {
         let (dir, config_path) = write_config(label, &config);
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
@@ -521,22 +567,14 @@ impl RawServer {
         let mut child = cmd.spawn().expect("spawn workflow-mcp");
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut s = RawServer {
+        RawServer {
             child,
             stdin,
             stdout,
             _dir: dir,
             stderr,
             next_id: 100,
-        };
-        s.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw-test", "version": "0"}}}))
-            .await;
-        let init = s.recv().await.expect("initialize response");
-        assert_eq!(init["id"], 0, "{init}");
-        s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-            .await;
-        s
+        }
     }
 
     pub fn stderr(&self) -> String {

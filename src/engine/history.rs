@@ -107,6 +107,7 @@ impl Shared {
 
     /// Records that an execution started.
     pub(super) fn record_started(&self, exec: &Execution, pid: Option<u32>) {
+        self.changed();
         if let Some(history) = &self.history {
             let life = exec.life();
             // Committed before the start is answered: another server reading the history sees it running.
@@ -145,6 +146,7 @@ impl Shared {
 
     /// Records an execution's final state, then applies retention.
     pub(super) fn record_final(&self, exec: &Execution) {
+        self.changed();
         let Some(history) = &self.history else {
             return;
         };

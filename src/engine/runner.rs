@@ -75,6 +75,8 @@ pub(super) struct Shared {
     pub(super) shutdown: CancellationToken,
     /// The durable history, unless the server runs ephemeral.
     pub(super) history: Option<Arc<Store>>,
+    /// Bumped when an execution is added, starts or ends here (see [`Engine::changes`]).
+    pub(super) changes: tokio::sync::watch::Sender<u64>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -124,6 +126,7 @@ impl Engine {
                 shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 history,
+                changes: tokio::sync::watch::channel(0).0,
             }),
         };
         if engine.shared.history.is_some() {
@@ -168,6 +171,13 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
+    }
+
+    /// Wakes when an execution is added, starts or ends in this process (not for other server processes on the
+    /// state directory, nor for executions forgotten by retention: whoever needs those looks again now and
+    /// then). A watcher of the list of executions waits on it.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     /// Cancelled when the server starts shutting down; long waits end on it.
@@ -217,6 +227,7 @@ impl Engine {
             );
             launch
         };
+        shared.changed();
         if launch {
             let (tx, rx) = tokio::sync::oneshot::channel();
             shared.launch(
@@ -258,6 +269,11 @@ impl Engine {
 }
 
 impl Shared {
+    /// Wakes the watchers of [`Engine::changes`].
+    pub(super) fn changed(&self) {
+        self.changes.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
     /// Builds an execution (its log store with files when there is a history) and records it. `Err` is the
     /// execution an idempotency key already started, found in the history.
     fn prepare(

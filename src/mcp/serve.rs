@@ -25,6 +25,9 @@ pub async fn serve(
 ) {
     let engine = app.engine.clone();
     let transport = StdioTransport::new(reader, writer, stop.clone());
+    // Subscriptions end with the session: when its input has ended and its calls are answered.
+    let ended = transport.ended();
+    let streams = transport.streams();
     // On a stop, pending calls must answer at once with the current state: shutting the engine down cancels
     // their waits and kills the workflows while the transport delivers the answers.
     let on_stop = {
@@ -35,13 +38,17 @@ pub async fn serve(
             engine.shutdown(SHUTDOWN_GRACE).await;
         })
     };
-    match WorkflowServer::new(app).serve(transport).await {
+    match WorkflowServer::for_session(app, ended.clone(), Some(streams))
+        .serve(transport)
+        .await
+    {
         Ok(service) => {
             let reason = service.waiting().await;
             tracing::info!(?reason, "session ended");
         }
         Err(e) => tracing::info!(error = %e, "the session ended before initialization"),
     }
+    ended.cancel();
     engine.shutdown(SHUTDOWN_GRACE).await;
     on_stop.abort();
 }

@@ -1,23 +1,33 @@
 //! The rmcp server: six tools on top of the catalog and the engine. Every result carries `structuredContent`
 //! (matching the declared output schema) and a compact text for the model; a tool that ran and could not do
-//! what was asked answers `isError: true` with one sentence naming the problem and the way out.
+//! what was asked answers `isError: true` with one sentence naming the problem and the way out. Beside the
+//! tools: executions as tasks for clients that declare the tasks extension ([`super::tasks`]), executions as
+//! resources ([`super::resources`]) and subscriptions to them ([`super::subscriptions`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig};
-use rmcp::service::RequestContext;
-use rmcp::{RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use rmcp::model::{
+    CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, GetTaskParams, GetTaskResult, Implementation,
+    JsonObject, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
+    UnsubscribeRequestParams, UpdateTaskParams,
+};
+use rmcp::service::{RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::resources::ResourceRef;
 use super::schema::{input_schema, output_schema};
+use super::subscriptions::Session;
+use super::transport::Streams;
 use super::types::*;
-use super::{text, waiting};
+use super::{tasks, text, waiting};
 use crate::app::App;
 use crate::catalog::param::resolve;
 use crate::catalog::{WorkflowDef, WorkflowInfo};
@@ -31,8 +41,10 @@ const RESULT_BUDGET: usize = 48_000;
 
 #[derive(Clone)]
 pub struct WorkflowServer {
-    app: Arc<App>,
+    pub(super) app: Arc<App>,
     tool_router: ToolRouter<Self>,
+    /// What this session's client subscribed to.
+    pub(super) session: Arc<Session>,
 }
 
 type ToolResult = Result<CallToolResult, String>;
@@ -159,7 +171,7 @@ impl WorkflowServer {
     }
 
     /// Waits for a discovery scan in progress (bounded by the probe timeout), off the tokio workers.
-    async fn catalog_settled(&self) {
+    pub(super) async fn catalog_settled(&self) {
         if self.app.catalog.scanning() {
             let catalog = self.app.catalog.clone();
             let _ = tokio::task::spawn_blocking(move || catalog.settled()).await;
@@ -177,7 +189,7 @@ impl WorkflowServer {
 
     /// The status as every status-returning tool answers it: with the evidence of a failure, the last
     /// `tail_lines` lines if asked, and a hint; the tail shrinks if the whole would pass the result budget.
-    fn status_reply(&self, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
+    pub(super) fn status_reply(&self, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
         let view = self.app.engine.refresh(view);
         let mut status = self.app.engine.status(&view);
         status.evidence = view.evidence();
@@ -205,15 +217,42 @@ impl WorkflowServer {
             tail_bytes = tail_bytes.saturating_sub(size - RESULT_BUDGET).min(tail_bytes / 2);
         }
     }
+
+    /// The catalog as list_workflows answers it without arguments: what does not fit is named in `more`.
+    pub(super) fn catalog(&self) -> ListWorkflowsOutput {
+        let mut out = ListWorkflowsOutput {
+            workflows: Vec::new(),
+            more: Vec::new(),
+        };
+        let mut used = 0;
+        for w in self.app.catalog.all().iter() {
+            let info = WorkflowInfo::from(w.as_ref());
+            used += sent_len(&info);
+            if used > DEFAULT_LIST_BYTES as usize && !out.workflows.is_empty() {
+                out.more.push(info.name);
+            } else {
+                out.workflows.push(info);
+            }
+        }
+        out
+    }
 }
 
 #[tool_router]
 impl WorkflowServer {
-    pub fn new(app: Arc<App>) -> Self {
+    /// A server for one session: what the session subscribes to is watched until `ended` fires; `streams`, if
+    /// given, is told when a `subscriptions/listen` request has become a stream.
+    pub fn for_session(app: Arc<App>, ended: tokio_util::sync::CancellationToken, streams: Option<Streams>) -> Self {
         WorkflowServer {
             app,
             tool_router: Self::tool_router(),
+            session: Session::new(ended, streams),
         }
+    }
+
+    /// A server whose session never ends by itself (its subscriptions last as long as the process).
+    pub fn new(app: Arc<App>) -> Self {
+        Self::for_session(app, tokio_util::sync::CancellationToken::new(), None)
     }
 
     #[tool(
@@ -233,24 +272,13 @@ impl WorkflowServer {
         } else {
             self.catalog_settled().await;
         }
-        let mut out = ListWorkflowsOutput {
-            workflows: Vec::new(),
-            more: Vec::new(),
+        let out = match &input.workflow {
+            Some(name) => ListWorkflowsOutput {
+                workflows: vec![WorkflowInfo::from(self.workflow(name)?.as_ref())],
+                more: Vec::new(),
+            },
+            None => self.catalog(),
         };
-        if let Some(name) = &input.workflow {
-            out.workflows.push(WorkflowInfo::from(self.workflow(name)?.as_ref()));
-        } else {
-            let mut used = 0;
-            for w in self.app.catalog.all().iter() {
-                let info = WorkflowInfo::from(w.as_ref());
-                used += sent_len(&info);
-                if used > DEFAULT_LIST_BYTES as usize && !out.workflows.is_empty() {
-                    out.more.push(info.name);
-                } else {
-                    out.workflows.push(info);
-                }
-            }
-        }
         reply(&out, text::workflows(&out))
     }
 
@@ -266,7 +294,7 @@ impl WorkflowServer {
         &self,
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
-    ) -> ToolResult {
+    ) -> Result<CallToolResponse, String> {
         let input: ExecuteInput = parse_args("execute_workflow", args)?;
         let (wait, capped) = wait_of(input.wait_ms);
         if let Some(key) = &input.idempotency_key
@@ -296,7 +324,12 @@ impl WorkflowServer {
             .await
             .map_err(|e| e.to_string())?;
         self.wait_final(&ctx, &exec, wait).await;
-        self.status_reply(&exec, 0, capped)
+        // A client that can follow a task gets one for an execution that is not over yet (its id is the
+        // execution id); everyone else gets the status, as always.
+        if tasks::declared(&ctx) && !self.app.engine.refresh(&exec).state().is_terminal() {
+            return Ok(self.created_task(&exec).into());
+        }
+        self.status_reply(&exec, 0, capped).map(Into::into)
     }
 
     #[tool(
@@ -510,7 +543,14 @@ impl WorkflowServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for WorkflowServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_resources_list_changed()
+            .enable_tasks()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("workflow-mcp", env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Runs registered workflows (builds, test suites, multi-phase agent workflows) as subprocesses. \
@@ -519,5 +559,115 @@ impl ServerHandler for WorkflowServer {
                  last stderr lines) and get_logs (pass next_seq back as since_seq to follow; tail, grep) report \
                  on it; cancel_execution stops it. Every result ends with a hint of what to call next.",
             )
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, McpError> {
+        Ok(GetTaskResult::new(self.task_now(&request.task_id, &ctx)?))
+    }
+
+    async fn cancel_task(&self, request: CancelTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.cancel_task_now(&request.task_id).await
+    }
+
+    async fn update_task(&self, request: UpdateTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.update_task_now(&request.task_id)
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        self.resource_page(request.as_ref().and_then(|r| r.cursor.as_deref()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        Ok(self.resource_templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        self.read(&request.uri).await.map(Into::into)
+    }
+
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        let (_, view) = self.resource_execution(&request.uri)?;
+        let view = view.ok_or_else(|| {
+            McpError::invalid_params(
+                format!(
+                    "{} is not watched; subscribe to an execution's status or output \
+                     (workflow://executions/{{execution_id}}, or …/logs)",
+                    request.uri
+                ),
+                None,
+            )
+        })?;
+        self.session
+            .subscribe(&self.app.engine, request.uri, view, ctx.peer.clone());
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.session.unsubscribe(&request.uri);
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.resources_list_changed = requested.resources_list_changed;
+        accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            uris.iter()
+                .filter(|uri| {
+                    ResourceRef::parse(uri)
+                        .and_then(ResourceRef::execution)
+                        .is_some_and(|id| self.app.engine.find(&id).is_some())
+                })
+                .cloned()
+                .collect()
+        });
+        Some(accepted)
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), McpError> {
+        let accepted = ctx.accepted().clone();
+        let executions = accepted
+            .resource_subscriptions
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|uri| {
+                let id = ResourceRef::parse(&uri)?.execution()?;
+                Some((uri, self.app.engine.find(&id)?))
+            })
+            .collect();
+        let list = accepted.resources_list_changed == Some(true);
+        self.session
+            .listen(
+                &self.app.engine,
+                executions,
+                list,
+                (ctx.request_context().id.clone(), ctx.sink().clone()),
+                ctx.cancelled(),
+            )
+            .await;
+        Ok(())
     }
 }

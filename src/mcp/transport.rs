@@ -7,6 +7,9 @@
 //!   being dropped silently.
 //! - A client that is gone (write error) or stops reading (a write stalls) trips the `stop` token, which makes
 //!   the server shut down and kill its workflows.
+//! - A `subscriptions/listen` request is a stream, not a call that owes an answer: once its handler says it is
+//!   streaming ([`Streams::started`]) the end of input no longer waits for it, and [`StdioTransport::ended`]
+//!   tells it (and every subscription) that the session is over, so it ends with its final result.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -122,6 +125,8 @@ pub struct StdioTransport {
     in_flight: Arc<InFlight>,
     stop: CancellationToken,
     input_ended: bool,
+    /// Cancelled once the session has no more requests (see [`StdioTransport::ended`]).
+    ended: CancellationToken,
 }
 
 impl StdioTransport {
@@ -145,7 +150,32 @@ impl StdioTransport {
             in_flight: Arc::new(InFlight::default()),
             stop,
             input_ended: false,
+            ended: CancellationToken::new(),
         }
+    }
+
+    /// Cancelled when the session is over: input ended (or the server is stopping) and every call received has
+    /// been answered. Subscriptions end on it.
+    pub fn ended(&self) -> CancellationToken {
+        self.ended.clone()
+    }
+
+    /// Where a request's handler says it has become a stream (see [`Streams::started`]).
+    pub fn streams(&self) -> Streams {
+        Streams(self.in_flight.clone())
+    }
+}
+
+/// Tells the transport which requests are streams that last as long as the session.
+#[derive(Clone)]
+pub struct Streams(Arc<InFlight>);
+
+impl Streams {
+    /// The request is now a stream (a `subscriptions/listen` that was acknowledged): the end of input does not
+    /// wait for its answer; it answers when the session ends. (Until then it is waited for like any call, so a
+    /// client that closes its input right after the acknowledgement still gets the stream's final result.)
+    pub fn started(&self, id: &RequestId) {
+        self.0.remove(id);
     }
 }
 
@@ -349,6 +379,7 @@ impl Transport<RoleServer> for StdioTransport {
         if waited.is_err() {
             tracing::warn!("gave up waiting for in-flight calls to be answered");
         }
+        self.ended.cancel();
         None
     }
 
