@@ -130,6 +130,8 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<(Op, Option<Reply>)>) {
             batch.push(more);
         }
         let began = conn.execute_batch("BEGIN IMMEDIATE");
+        // Answered after the commit: whoever waits for a write then reads what it wrote.
+        let mut replies = Vec::new();
         for (op, reply) in batch {
             let result = began.as_ref().map_err(clone_err).and_then(|()| {
                 conn.execute_batch("SAVEPOINT op")?;
@@ -149,14 +151,18 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<(Op, Option<Reply>)>) {
                 warned = true;
             }
             if let Some(reply) = reply {
-                let _ = reply.send(result);
+                replies.push((reply, result));
             }
         }
-        if began.is_ok()
-            && let Err(e) = conn.execute_batch("COMMIT")
-        {
-            tracing::warn!(error = %e, "committing the history failed");
-            let _ = conn.execute_batch("ROLLBACK");
+        let committed = match began {
+            Ok(()) => conn.execute_batch("COMMIT").inspect_err(|e| {
+                tracing::warn!(error = %e, "committing the history failed");
+                let _ = conn.execute_batch("ROLLBACK");
+            }),
+            Err(e) => Err(e),
+        };
+        for (reply, result) in replies {
+            let _ = reply.send(result.and_then(|()| committed.as_ref().map(|_| ()).map_err(clone_err)));
         }
     }
 }
