@@ -452,19 +452,17 @@ impl Store {
     /// have taken it first).
     pub fn claim(&self, id: &Uuid, from: &str) -> bool {
         let (id, from, to) = (id.to_string(), from.to_owned(), self.instance.to_string());
-        let (tx, rx) = mpsc::sync_channel(1);
-        self.send(
-            Box::new(move |c| {
-                let n = c.execute(
-                    "UPDATE executions SET owner = ?3 WHERE id = ?1 AND owner = ?2",
-                    params![id, from, to],
-                )?;
-                let _ = tx.send(n == 1);
-                Ok(())
-            }),
-            None,
-        );
-        rx.recv().unwrap_or(false)
+        let claimed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = claimed.clone();
+        let written = self.write_sync(Box::new(move |c| {
+            let n = c.execute(
+                "UPDATE executions SET owner = ?3 WHERE id = ?1 AND owner = ?2",
+                params![id, from, to],
+            )?;
+            flag.store(n == 1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }));
+        written.is_ok() && claimed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Marks an execution whose owner is gone as lost (unless it finished meanwhile).
