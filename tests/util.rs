@@ -228,8 +228,19 @@ fn capture_server_log() {
 impl Server {
     /// The real binary on the state directory `state_dir` (which several servers may share).
     pub async fn spawn_in(label: &str, config: Value, state_dir: &Path) -> Server {
+        Server::spawn_with_history(label, config, Some(state_dir), &[]).await
+    }
+
+    /// The real binary with its history in `state_dir`, or in memory only (`--ephemeral`) when it is None, and
+    /// these variables added to its environment.
+    pub async fn spawn_with_history(
+        label: &str,
+        config: Value,
+        state_dir: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let (dir, config_path) = write_config(label, &config);
-        Server::spawn_on(dir, config_path, state_dir, &[], ()).await
+        Server::spawn_on(dir, config_path, state_dir, env, ()).await
     }
 
     /// An in-process server.
@@ -276,7 +287,7 @@ impl<H: ClientHandler> Server<H> {
     /// whose `handler` sees what the server sends.
     pub async fn spawn_in_with_handler(label: &str, config: Value, state_dir: &Path, handler: H) -> Server<H> {
         let (dir, config_path) = write_config(label, &config);
-        Self::spawn_on(dir, config_path, state_dir, &[], handler).await
+        Self::spawn_on(dir, config_path, Some(state_dir), &[], handler).await
     }
 
     /// An in-process server with its history in a state directory of its own, or in memory only (`ephemeral`).
@@ -325,23 +336,24 @@ impl<H: ClientHandler> Server<H> {
     pub async fn spawn_with_handler(label: &str, config: Value, env: &[(&str, &str)], handler: H) -> Server<H> {
         let (dir, config_path) = write_config(label, &config);
         let state_dir = dir.join("state");
-        Self::spawn_on(dir, config_path, &state_dir, env, handler).await
+        Self::spawn_on(dir, config_path, Some(&state_dir), env, handler).await
     }
 
     async fn spawn_on(
         dir: TestDir,
         config_path: PathBuf,
-        state_dir: &Path,
+        state_dir: Option<&Path>,
         env: &[(&str, &str)],
         handler: H,
     ) -> Server<H> {
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
-        cmd.arg("--config")
-            .arg(&config_path)
-            .arg("--state-dir")
-            .arg(state_dir)
-            .env("WORKFLOW_MCP_LOG", "debug");
+        cmd.arg("--config").arg(&config_path);
+        match state_dir {
+            Some(dir) => cmd.arg("--state-dir").arg(dir),
+            None => cmd.arg("--ephemeral"),
+        };
+        cmd.env("WORKFLOW_MCP_LOG", "debug");
         for (k, v) in env {
             cmd.env(k, v);
         }
