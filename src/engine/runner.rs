@@ -75,6 +75,9 @@ pub(super) struct Shared {
     pub(super) shutdown: CancellationToken,
     /// The durable history, unless the server runs ephemeral.
     pub(super) history: Option<Arc<Store>>,
+    /// When `list` last applied retention (ms since the Unix epoch): it reads every finished record, so a
+    /// listing applies it at most once a minute (starts and ends apply it anyway).
+    pub(super) listed_prune_at: std::sync::atomic::AtomicI64,
     /// Bumped when an execution is added, starts or ends here (see [`Engine::changes`]).
     pub(super) changes: tokio::sync::watch::Sender<u64>,
 }
@@ -126,6 +129,7 @@ impl Engine {
                 shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
                 history,
+                listed_prune_at: std::sync::atomic::AtomicI64::new(0),
                 changes: tokio::sync::watch::channel(0).0,
             }),
         };
@@ -339,7 +343,21 @@ impl Engine {
     pub fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
         let shared = &self.shared;
         if let Some(history) = &shared.history {
-            shared.prune();
+            let now = crate::store::history::now_ms();
+            let last = shared.listed_prune_at.load(std::sync::atomic::Ordering::Relaxed);
+            if now - last >= 60_000
+                && shared
+                    .listed_prune_at
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                shared.prune();
+            }
             let state = filter.state.map(ExecutionState::as_str);
             let (records, total) = history.list(filter.workflow.as_deref(), state, filter.limit);
             let table = lock(&shared.table);

@@ -192,6 +192,8 @@ pub struct SegmentWriter {
     ts: File,
     /// Bytes written to the three files.
     pub bytes: u64,
+    /// The index entries of one append, as written (kept to reuse its allocation).
+    idx_buf: Vec<u8>,
 }
 
 fn append_file(path: &Path) -> io::Result<File> {
@@ -211,12 +213,18 @@ impl SegmentWriter {
             idx,
             ts,
             bytes: 0,
+            idx_buf: Vec::new(),
         })
     }
 
     /// Appends lines (`data`, each line followed by `\n`), their index entries and, when the chunk has a new
     /// read time, its stamp.
-    pub fn append(&mut self, data: &[u8], entries: &[u32], stamp: Option<(u32, u32)>) -> io::Result<()> {
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        entries: impl ExactSizeIterator<Item = u32>,
+        stamp: Option<(u32, u32)>,
+    ) -> io::Result<()> {
         self.data.write_all(data)?;
         if let Some((first, ms)) = stamp {
             let mut buf = [0u8; 8];
@@ -225,11 +233,12 @@ impl SegmentWriter {
             self.ts.write_all(&buf)?;
             self.bytes += 8;
         }
-        let mut buf = Vec::with_capacity(entries.len() * 4);
-        for e in entries {
-            buf.extend_from_slice(&e.to_le_bytes());
+        let buf = &mut self.idx_buf;
+        buf.resize(entries.len() * 4, 0);
+        for (out, e) in buf.chunks_exact_mut(4).zip(entries) {
+            out.copy_from_slice(&e.to_le_bytes());
         }
-        self.idx.write_all(&buf)?;
+        self.idx.write_all(buf)?;
         self.bytes += (data.len() + buf.len()) as u64;
         Ok(())
     }

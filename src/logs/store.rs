@@ -461,8 +461,11 @@ impl Disk {
                 self.writer = Some(SegmentWriter::create(&self.limits.dir, seg.first_seq)?);
             }
             let w = self.writer.as_mut().expect("just set");
-            let metas: Vec<u32> = seg.entries[entries_from..].iter().map(|e| e.meta).collect();
-            w.append(&seg.data[data_from..], &metas, stamp)
+            w.append(
+                &seg.data[data_from..],
+                seg.entries[entries_from..].iter().map(|e| e.meta),
+                stamp,
+            )
         })();
         if let Err(e) = result {
             self.error = Some(format!("writing {} failed: {e}", self.limits.dir.path().display()));

@@ -15,6 +15,7 @@ const APPLICATION_ID: i64 = 0x7766_6D63;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_history.sql"),
     include_str!("migrations/0002_jobs.sql"),
+    include_str!("migrations/0003_list_by_state.sql"),
 ];
 
 /// Why the database could not be used.

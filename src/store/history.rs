@@ -509,18 +509,28 @@ impl Store {
 
     /// Records matching the filters, newest first, at most `limit`, and how many match in all.
     pub fn list(&self, workflow: Option<&str>, state: Option<&str>, limit: usize) -> (Vec<ExecutionRecord>, usize) {
+        // Only the filters given are in the query (not `?1 IS NULL OR ...`), so SQLite can use the index of
+        // each: the count reads index entries, and the page walks an index newest first.
+        let filters: Vec<(&str, &str)> = [("workflow", workflow), ("state", state)]
+            .into_iter()
+            .filter_map(|(column, value)| Some((column, value?)))
+            .collect();
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            let terms: Vec<String> = filters.iter().map(|(column, _)| format!("{column} = ?")).collect();
+            format!("WHERE {}", terms.join(" AND "))
+        };
+        let values: Vec<&str> = filters.iter().map(|(_, value)| *value).collect();
         self.read(|c| {
-            let filter = "(?1 IS NULL OR workflow = ?1) AND (?2 IS NULL OR state = ?2)";
-            let total: i64 = c.query_row(
-                &format!("SELECT count(*) FROM executions WHERE {filter}"),
-                params![workflow, state],
-                |r| r.get(0),
-            )?;
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT count(*) FROM executions {filter}"))?
+                .query_row(rusqlite::params_from_iter(&values), |r| r.get(0))?;
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM executions WHERE {filter} ORDER BY created_at DESC, rowid DESC LIMIT ?3"
+                "SELECT {COLUMNS} FROM executions {filter} ORDER BY created_at DESC, rowid DESC LIMIT {limit}"
             ))?;
             let rows = stmt
-                .query_map(params![workflow, state, limit as i64], ExecutionRecord::from_row)?
+                .query_map(rusqlite::params_from_iter(&values), ExecutionRecord::from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok((rows, total as usize))
         })
