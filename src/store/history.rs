@@ -91,6 +91,8 @@ pub struct Store {
     _lock: Option<File>,
     reader: Mutex<Connection>,
     writer: Mutex<mpsc::Sender<(Op, Option<Reply>)>>,
+    /// One retention pass at a time: two deleting the same log folder at once can both fail half-way.
+    pruning: Mutex<()>,
 }
 
 pub fn now_ms() -> i64 {
@@ -221,6 +223,7 @@ impl Store {
             _lock: Some(lock_file),
             reader: Mutex::new(reader),
             writer: Mutex::new(tx),
+            pruning: Mutex::new(()),
         };
         Ok((store, warning.into_iter().collect()))
     }
@@ -250,6 +253,7 @@ impl Store {
             _lock: None,
             reader: Mutex::new(reader),
             writer: Mutex::new(tx),
+            pruning: Mutex::new(()),
         })
     }
 
@@ -603,6 +607,7 @@ impl Store {
 
     /// Applies retention; returns the ids forgotten (their log folders are deleted too).
     pub fn prune(&self, rules: PruneRules) -> Vec<Uuid> {
+        let _one = lock(&self.pruning);
         let oldest_kept = now_ms() - rules.max_age.as_millis() as i64;
         // One aggregate first: most of the time every rule holds and nothing more is read.
         let (finished, oldest, bytes): (i64, Option<i64>, i64) = self
@@ -657,7 +662,14 @@ impl Store {
             return Vec::new();
         }
         for id in &ids {
-            let _ = std::fs::remove_dir_all(self.log_path(id));
+            // Another server on the state directory may be deleting it too: what one finds gone, the other
+            // deleted; a second pass finishes what a race left.
+            for _ in 0..3 {
+                match std::fs::remove_dir_all(self.log_path(id)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => continue,
+                    _ => break,
+                }
+            }
         }
         ids
     }
