@@ -118,8 +118,11 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
         )
         .await;
     assert_eq!(page["done"], true);
+    // (Under load `yes` may have written fewer than 5000 lines: its first line is then in the page too.)
     assert!(
-        records(&page["lines"]).iter().all(|l| l["text"] == "y"),
+        records(&page["lines"])
+            .iter()
+            .all(|l| l["text"] == "y" || (l["seq"] == 0 && l["text"] == "before the crash")),
         "no torn record"
     );
 
