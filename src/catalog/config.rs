@@ -124,8 +124,8 @@ pub struct Limits {
     /// Default grace period between SIGTERM and SIGKILL on cancel and timeout (milliseconds).
     pub grace_ms: u64,
     /// Log memory (text plus index) one execution may hold before lines from its middle leave memory (with a
-    /// history they stay readable from disk; ephemeral, they are dropped). Default 64 MiB with a history, 256
-    /// MiB ephemeral.
+    /// history they stay readable from disk; ephemeral, they are dropped). Default 8 MiB with a history (the
+    /// files, through the page cache, hold the rest), 256 MiB ephemeral.
     pub log_bytes_per_execution: Option<usize>,
     /// Log memory all executions together may hold.
     pub log_bytes_total: usize,
@@ -146,11 +146,11 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The memory cap of one execution's log: the configured one, else 64 MiB with a history (disk holds the
-    /// rest) or 256 MiB ephemeral.
+    /// The memory cap of one execution's log: the configured one, else 8 MiB with a history (its files hold the
+    /// rest; memory keeps the head and the newest lines) or 256 MiB ephemeral.
     pub fn memory_per_execution(&self, durable: bool) -> usize {
         self.log_bytes_per_execution
-            .unwrap_or(if durable { 64 << 20 } else { 256 << 20 })
+            .unwrap_or(if durable { 8 << 20 } else { 256 << 20 })
     }
 }
 

@@ -138,6 +138,18 @@ impl Segment {
         }
     }
 
+    /// Empties a segment for reuse as the one starting at `first_seq`, keeping its buffers (grown to `capacity`
+    /// bytes of text, and room for a few more lines than it held).
+    pub(super) fn reset(&mut self, first_seq: u64, capacity: usize) {
+        let lines = self.entries.len();
+        self.first_seq = first_seq;
+        self.data.clear();
+        self.data.reserve(capacity);
+        self.entries.clear();
+        self.entries.reserve(lines + lines / 8);
+        self.stamps.clear();
+    }
+
     pub fn first_seq(&self) -> u64 {
         self.first_seq
     }

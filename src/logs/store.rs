@@ -162,7 +162,7 @@ impl LogStore {
 
     fn create(limits: LogLimits, budget: Arc<MemoryBudget>, disk: Option<DiskLimits>, origin: SystemTime) -> Arc<Self> {
         let max_line = limits.max_line_bytes.clamp(1, MAX_SEGMENT_BYTES - 1);
-        let segment_bytes = (limits.max_bytes / 16)
+        let segment_bytes = (limits.max_bytes / if disk.is_some() { 8 } else { 16 })
             .clamp(64 * 1024, DEFAULT_SEGMENT_BYTES)
             .max(max_line + 1);
         let first = Segment::new(0, segment_bytes);
@@ -350,7 +350,7 @@ impl LogStore {
             inner.account(before, after, &self.budget);
             if fit == 0 {
                 let need = ends[i] as usize + 1 - data_off;
-                inner.seal_active(self.segment_bytes.max(need), &self.budget);
+                inner.seal_active(self.segment_bytes.max(need), self.limits.max_bytes, &self.budget);
             }
         }
         let counters = &mut inner.streams[stream.index()];
@@ -505,8 +505,10 @@ impl Inner {
         }
     }
 
-    /// Closes the active segment and opens a new one of `capacity` bytes.
-    fn seal_active(&mut self, capacity: usize, budget: &MemoryBudget) {
+    /// Closes the active segment and opens a new one of `capacity` bytes. When memory is at `cap`, the new one
+    /// takes the buffers of the oldest middle segment on disk (which leaves memory now rather than after the
+    /// append): writing into pages already in use costs less than having the kernel hand out fresh ones.
+    fn seal_active(&mut self, capacity: usize, cap: usize, budget: &MemoryBudget) {
         let last = self.slots.len() - 1;
         if let Some(seg) = self.slots[last].mem.as_mut().and_then(Arc::get_mut) {
             let before = seg.memory();
@@ -538,9 +540,33 @@ impl Inner {
                 }
             }
         }
-        let seg = Segment::new(self.next_seq, capacity);
+        let seg = match self.recycle(capacity, cap, budget) {
+            Some(mut seg) => {
+                seg.reset(self.next_seq, capacity);
+                seg
+            }
+            None => Segment::new(self.next_seq, capacity),
+        };
         self.account(0, seg.memory(), budget);
         self.slots.push_back(Slot::resident(seg));
+    }
+
+    /// Takes the oldest middle segment out of memory for its buffers, if a new segment of `capacity` bytes would
+    /// pass `cap` and that segment's lines are on disk. Returns the segment unless a reader still holds it.
+    fn recycle(&mut self, capacity: usize, cap: usize, budget: &MemoryBudget) -> Option<Segment> {
+        if self.mem + capacity <= cap {
+            return None;
+        }
+        let i = self.first_resident_middle()?;
+        let on_disk =
+            self.slots[i].disk_bytes.is_some() && self.disk.as_ref().is_some_and(|d| d.holds(self.slots[i].first_seq));
+        if !on_disk {
+            return None;
+        }
+        let seg = self.slots[i].mem.take()?;
+        self.head_open = false;
+        self.account(seg.memory(), 0, budget);
+        Arc::into_inner(seg)
     }
 
     /// The first middle slot (after the head, before the active one) still in memory.
@@ -891,6 +917,33 @@ mod tests {
         );
         let on_disk: u64 = LogDir::open(&dir.0).segments().iter().map(|s| s.disk_bytes).sum();
         assert_eq!(stats.disk_bytes, on_disk);
+    }
+
+    #[test]
+    fn buffers_reused_past_the_memory_cap_never_change_what_a_reader_holds() {
+        let dir = TempDir::new("recycle");
+        let cap = 1 << 20;
+        let store = disk_store(&dir.0, cap, 1 << 30);
+        fill(&store, 0..100_000, 1000);
+        let held = store.snapshot();
+        let before = lines_with_stream(&held);
+        // Far past the cap: segments leave memory and new ones take their buffers, except the ones held.
+        fill(&store, 100_000..400_000, 1000);
+        assert_eq!(lines_with_stream(&held), before, "a reader's snapshot stays as it was");
+        let stats = store.stats();
+        assert!(
+            stats.memory_bytes <= cap,
+            "memory {} passed the cap",
+            stats.memory_bytes
+        );
+        let all = lines_with_stream(&store.snapshot());
+        assert_eq!(all.len(), 400_000);
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, (seq, text, _))| *seq == i as u64 && *text == format!("line {i}")),
+            "every line reads back in order, from memory or disk"
+        );
     }
 
     #[test]
