@@ -8,7 +8,8 @@
 //!   executions vs an empty one (new, and existing) vs `--ephemeral`.
 //! - list: `list_executions` over those 10,000, server-side (in-process engine) and over MCP.
 //! - page: a 200-line page from the middle (and the tail) of the on-disk N-line log, server-side from the files
-//!   alone (`Snapshot::from_disk`), and over MCP through the server that ran it and through another one.
+//!   alone (`Snapshot::from_disk`), and over MCP through the server that ran it and through another one; a grep
+//!   over the whole log read from its files vs the same lines in memory.
 //!
 //! Environment: BENCH_LINES (default 10000000), BENCH_RUNS (5), BENCH_EXECUTIONS (10000), BENCH_STARTUPS (10),
 //! BENCH_ONLY (scenarios, comma-separated), BENCH_STATE_DIR (where state directories go; default the target's tmp dir).
@@ -216,27 +217,29 @@ fn baseline_pipe(n: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
-/// What an execution's log files take: (sum of the sizes of `.log`, `.idx`, `.ts`; `du` in bytes).
+/// What an execution's log files take: the sizes of its `.log` and `.meta` files, how many segments, and `du`.
 struct LogFiles {
     data: u64,
-    idx: u64,
-    ts: u64,
+    meta: u64,
+    segments: u64,
     du: u64,
 }
 
 fn log_files(dir: &Path) -> LogFiles {
     let mut f = LogFiles {
         data: 0,
-        idx: 0,
-        ts: 0,
+        meta: 0,
+        segments: 0,
         du: 0,
     };
     for e in std::fs::read_dir(dir).expect("the log folder exists").flatten() {
         let len = e.metadata().map_or(0, |m| m.len());
         match e.path().extension().and_then(|x| x.to_str()) {
-            Some("log") => f.data += len,
-            Some("idx") => f.idx += len,
-            Some("ts") => f.ts += len,
+            Some("log") => {
+                f.data += len;
+                f.segments += 1;
+            }
+            Some("meta") => f.meta += len,
             _ => {}
         }
     }
@@ -331,10 +334,10 @@ async fn ingest(n: u64, runs: u64, place: &Place, report: &mut Report) {
         Some(dh <= eh),
     );
     let f = files.expect("at least one persistent run");
-    let sum = f.data + f.idx + f.ts;
+    let sum = f.data + f.meta;
     println!(
-        "log files: .log {} B, .idx {} B, .ts {} B (sum {} B), du {} B, for {read} B read",
-        f.data, f.idx, f.ts, sum, f.du
+        "log files: {} segments, .log {} B, .meta {} B (sum {} B), du {} B, for {read} B read",
+        f.segments, f.data, f.meta, sum, f.du
     );
     report.row(
         "log on disk: data vs bytes read",
@@ -345,18 +348,13 @@ async fn ingest(n: u64, runs: u64, place: &Place, report: &mut Report) {
     );
     report.row(
         "log on disk: index per line",
-        format!(
-            "{:.2} B/line (.idx {:.2} + .ts {:.4})",
-            (f.idx + f.ts) as f64 / n as f64,
-            f.idx as f64 / n as f64,
-            f.ts as f64 / n as f64
-        ),
+        format!("{:.4} B/line (.meta)", f.meta as f64 / n as f64),
         String::new(),
         "small",
         None,
     );
     report.row(
-        "log on disk: all three files / du",
+        "log on disk: both files / du",
         format!(
             "{} = {:.2}x read / du {} = {:.2}x",
             mb(sum as f64),
@@ -787,6 +785,50 @@ async fn page(n: u64, place: &Place, report: &mut Report) {
         format!("from_disk alone {}", ms(listing)),
         "<= 2 ms",
         Some(worst <= 0.002),
+    );
+
+    // A grep over the whole log read from its files (every segment read back and its index rebuilt), next to the
+    // same grep over the same lines held in memory.
+    let grep = LogQuery {
+        grep: Some(regex::bytes::Regex::new("99999$").unwrap()),
+        max_lines: 10_000,
+        max_bytes: 1 << 20,
+        ..LogQuery::default()
+    };
+    let grep_all = |snap: &Snapshot| {
+        let mut q = grep.clone();
+        let mut found = 0;
+        loop {
+            let p = q.run_into(snap, CompactLines::default());
+            found += p.lines.text.lines().count();
+            if !p.has_more {
+                return found;
+            }
+            q.since_seq = Some(p.next_seq);
+        }
+    };
+    let (from_files, found) = time_n(3, || grep_all(&Snapshot::from_disk(&dir)));
+    let loaded = Snapshot::from_disk(&dir);
+    grep_all(&loaded);
+    let (in_memory, _) = time_n(3, || grep_all(&loaded));
+    let text = text_bytes(n) as f64;
+    println!(
+        "grep /99999$/ over the whole log ({found} matches): from its files {:.3} s = {:.0} MB/s, loaded in memory {:.3} s = {:.0} MB/s",
+        from_files,
+        text / from_files / 1e6,
+        in_memory,
+        text / in_memory / 1e6
+    );
+    report.row(
+        format!("grep over the whole on-disk {n}-line log, read from its files"),
+        format!(
+            "{:.0} MB/s ({:.2} of in memory)",
+            text / from_files / 1e6,
+            in_memory / from_files
+        ),
+        format!("the same lines in memory {:.0} MB/s", text / in_memory / 1e6),
+        "",
+        None,
     );
 
     let live = mcp_pages(&owner, &id, n).await;

@@ -236,6 +236,97 @@ async fn retention_forgets_the_oldest_finished_with_their_files_and_never_a_runn
 }
 
 #[tokio::test]
+async fn a_log_larger_than_memory_reads_the_same_from_its_server_and_from_another() {
+    let dir = TestDir::new("spill");
+    let state_dir = dir.join("state");
+    // ~14 MB of text and index: past the 8 MiB a history keeps in memory, so the middle is read from its file.
+    let config = json!({"workflows": [wf("big", &[
+        "lines", "1000000",
+        "err-lines", "3",
+        "long-line", "140000",
+        "out", "\u{1b}[31mred\u{1b}[0m",
+        "no-newline", "the end",
+    ])]});
+    let pages = [
+        json!({"since_seq": 0, "max_lines": 2}),
+        json!({"since_seq": 500_000, "max_lines": 3, "timestamps": true}),
+        // (The two streams are read by two threads: only the order within one is fixed.)
+        json!({"tail": 5, "stream": "stdout", "max_lines": 5, "max_bytes": 1_048_576}),
+        json!({"stream": "stderr", "max_lines": 10}),
+        json!({"grep": "^err ", "max_lines": 10}),
+    ];
+    let read_all = async |s: &Server, id: &str| {
+        let mut got = Vec::new();
+        for p in &pages {
+            let mut args = p.clone();
+            args["execution_id"] = json!(id);
+            got.push(s.ok("get_logs", args).await["lines"].clone());
+        }
+        got
+    };
+    let a = Server::spawn_in("spill-a", config.clone(), &state_dir).await;
+    let id = a.start_wf("big", json!({})).await;
+    let st = a.wait_final(&id).await;
+    assert_eq!(state(&st), "succeeded");
+    assert!(st["output"].get("dropped_lines").is_none(), "nothing is lost: {st}");
+    let from_owner = read_all(&a, &id).await;
+    a.client.cancel().await.ok();
+    let b = Server::spawn_in("spill-b", config, &state_dir).await;
+    let from_files = read_all(&b, &id).await;
+    assert_eq!(
+        from_files, from_owner,
+        "another server reads the files as the one that wrote them"
+    );
+
+    let mid = records(&from_owner[1]);
+    let mid: Vec<(u64, &str)> = mid
+        .iter()
+        .map(|r| (r["seq"].as_u64().unwrap(), r["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        mid,
+        [
+            (500_000, "out 500000"),
+            (500_001, "out 500001"),
+            (500_002, "out 500002")
+        ]
+    );
+    assert!(records(&from_owner[1])[0]["ts"].is_string(), "read times are kept");
+    let tail = records(&from_owner[2]);
+    let shape: Vec<(&str, bool, usize)> = tail
+        .iter()
+        .map(|r| {
+            (
+                r["stream"].as_str().unwrap(),
+                r["partial"] == true,
+                r["text"].as_str().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("stdout", true, 65_536),
+            ("stdout", true, 65_536),
+            ("stdout", false, 140_000 - 2 * 65_536),
+            ("stdout", false, 3),
+            ("stdout", false, 7),
+        ],
+        "the pieces of a long line, and their lengths"
+    );
+    assert_eq!(tail[3]["text"], "red", "an escape is rendered away");
+    assert_eq!(tail[4]["text"], "the end");
+    for (page, what) in [(3, "the stderr lines"), (4, "a grep over the whole log")] {
+        let errs: Vec<(Value, Value)> = records(&from_files[page])
+            .iter()
+            .map(|r| (r["stream"].clone(), r["text"].clone()))
+            .collect();
+        let want: Vec<(Value, Value)> = (0..3).map(|i| (json!("stderr"), json!(format!("err {i}")))).collect();
+        assert_eq!(errs, want, "{what}");
+    }
+}
+
+#[tokio::test]
 async fn a_log_left_running_stays_under_its_disk_cap() {
     let dir = TestDir::new("disk-cap");
     let state_dir = dir.join("state");

@@ -6,6 +6,7 @@ pub mod compact;
 pub mod disk;
 pub mod query;
 pub mod render;
+pub mod scan;
 pub mod segment;
 pub mod store;
 

@@ -179,12 +179,27 @@ impl Segment {
         }
     }
 
-    /// A segment read back from disk.
-    pub(super) fn from_parts(first_seq: u64, data: Vec<u8>, entries: Vec<u32>, stamps: Vec<(u32, u32)>) -> Self {
+    /// A segment read back from disk: `data` holds its lines, line `i` ending at `ends[i]` with flags
+    /// `line_flags[i]` (`line_flags` is empty when no line has any).
+    pub(super) fn from_parts(
+        first_seq: u64,
+        data: Vec<u8>,
+        ends: &[u32],
+        line_flags: &[u8],
+        stamps: Vec<(u32, u32)>,
+    ) -> Self {
+        let entries = if line_flags.is_empty() {
+            ends.iter().map(|&end| Entry { meta: end }).collect()
+        } else {
+            ends.iter()
+                .zip(line_flags)
+                .map(|(&end, &f)| Entry::new(end as usize, f))
+                .collect()
+        };
         Segment {
             first_seq,
             data,
-            entries: entries.into_iter().map(|meta| Entry { meta }).collect(),
+            entries,
             stamps,
         }
     }

@@ -215,6 +215,17 @@ impl LogStore {
     /// or a last line without one has none) — where reading the execution's output should resume. A range
     /// deleted by the disk cap is counted as dropped (its bytes are not known any more).
     pub fn resume(limits: LogLimits, budget: Arc<MemoryBudget>, disk: DiskLimits) -> (Arc<Self>, [u64; 2]) {
+        // The gone process may have left its last segment mid-line: cut it to its complete lines and seal it, so
+        // the new segment starts after them. If that fails, new lines stay in memory only (and the status says so).
+        let closed = match disk.dir.segments().last() {
+            Some(last) => last.close_after_crash().map_err(|e| {
+                format!(
+                    "cannot close the log's last segment in {} after the previous server: {e}",
+                    disk.dir.path().display()
+                )
+            }),
+            None => Ok(()),
+        };
         let snap = Snapshot::from_disk(&disk.dir);
         let mut streams = [StreamCounters::default(); 2];
         let mut truncated_lines = 0;
@@ -264,7 +275,7 @@ impl LogStore {
                 limits: disk,
                 writer: None,
                 bytes: disk_bytes,
-                error: None,
+                error: closed.err(),
             });
         }
         (store, offsets)
@@ -320,7 +331,7 @@ impl LogStore {
                     seg.first_seq = seq_before;
                     active.first_seq = seq_before;
                 }
-                let (entries_before, stamps_before) = (seg.entries.len(), seg.stamps.len());
+                let stamps_before = seg.stamps.len();
                 seg.data.extend_from_slice(&data[data_off..chunk_end]);
                 // Offsets in `data` become offsets in the segment (wrapping: the result always fits).
                 let shift = (base as u32).wrapping_sub(data_off as u32);
@@ -339,8 +350,13 @@ impl LogStore {
                 active.lines = seg.entries.len() as u64;
                 active.text_bytes = seg.text_bytes() as u64;
                 if let Some(disk) = disk {
-                    let stamp = (seg.stamps.len() > stamps_before).then(|| seg.stamps[seg.stamps.len() - 1]);
-                    disk.write(seg, base, entries_before, stamp);
+                    let stamp = (seg.stamps.len() > stamps_before).then(|| seg.stamps[seg.stamps.len() - 1].1);
+                    let chunk_flags = if line_flags.is_empty() {
+                        &[][..]
+                    } else {
+                        &line_flags[i..j]
+                    };
+                    disk.write(seg.first_seq, &seg.data[base..], fit, stream, chunk_flags, stamp);
                 }
                 inner.next_seq += fit as u64;
                 data_off = chunk_end;
@@ -397,14 +413,10 @@ impl LogStore {
             inner.finish_order = FINISH_ORDER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // Its files are complete: durable, and closed (a finished log holds no descriptor).
             let Inner { disk, slots, .. } = &mut *inner;
-            if let Some(disk) = disk.as_mut()
-                && let Some(w) = disk.writer.take()
+            if let Some(bytes) = disk.as_mut().and_then(|d| d.close_writer(true))
+                && let Some(active) = slots.back_mut()
             {
-                let _ = w.sync();
-                disk.bytes += w.bytes;
-                if let Some(active) = slots.back_mut() {
-                    active.disk_bytes = Some(w.bytes);
-                }
+                active.disk_bytes = Some(bytes);
             }
         }
     }
@@ -447,30 +459,46 @@ impl LogStore {
 }
 
 impl Disk {
-    /// Writes what was just appended to the active segment `seg` (its data from `data_from`, its entries from
-    /// `entries_from`, and a new stamp if there is one). A failure is kept, and writing stops.
-    fn write(&mut self, seg: &Segment, data_from: usize, entries_from: usize, stamp: Option<(u32, u32)>) {
+    /// Writes what was just appended to the active segment (the one starting at `first_seq`): `lines` lines of `stream` (`data`, and each
+    /// one's flags when any has some), read at a new time if `stamp_ms` says so. A failure is kept, and writing
+    /// stops.
+    fn write(
+        &mut self,
+        first_seq: u64,
+        data: &[u8],
+        lines: usize,
+        stream: Stream,
+        line_flags: &[u8],
+        stamp_ms: Option<u32>,
+    ) {
         if self.error.is_some() {
             return;
         }
         let result = (|| {
-            if self.writer.as_ref().is_none_or(|w| w.first_seq != seg.first_seq) {
-                if let Some(old) = self.writer.take() {
-                    self.bytes += old.bytes;
-                }
-                self.writer = Some(SegmentWriter::create(&self.limits.dir, seg.first_seq)?);
+            if self.writer.as_ref().is_none_or(|w| w.first_seq != first_seq) {
+                self.close_writer(false);
+                self.writer = Some(SegmentWriter::create(&self.limits.dir, first_seq)?);
             }
             let w = self.writer.as_mut().expect("just set");
-            w.append(
-                &seg.data[data_from..],
-                seg.entries[entries_from..].iter().map(|e| e.meta),
-                stamp,
-            )
+            w.append(data, lines, stream, line_flags, stamp_ms)
         })();
         if let Err(e) = result {
             self.error = Some(format!("writing {} failed: {e}", self.limits.dir.path().display()));
             self.writer = None;
         }
+    }
+
+    /// Seals the active segment's files (and syncs them if asked) and closes them; returns their size.
+    fn close_writer(&mut self, sync: bool) -> Option<u64> {
+        let mut w = self.writer.take()?;
+        // Failing to seal loses nothing (a reader counts the segment's newlines instead), and the next write
+        // reports a full disk anyway.
+        let _ = w.seal();
+        if sync {
+            let _ = w.sync();
+        }
+        self.bytes += w.bytes;
+        Some(w.bytes)
     }
 
     /// Bytes of every retained segment's files, the active one's included.
@@ -523,11 +551,8 @@ impl Inner {
             let old = self.slots.pop_back().expect("active").memory();
             self.account(old, 0, budget);
         } else {
-            if let Some(disk) = &mut self.disk
-                && let Some(w) = disk.writer.take()
-            {
-                disk.bytes += w.bytes;
-                self.slots[last].disk_bytes = Some(w.bytes);
+            if let Some(bytes) = self.disk.as_mut().and_then(|d| d.close_writer(false)) {
+                self.slots[last].disk_bytes = Some(bytes);
             }
             if self.head_open {
                 let seg_mem = self.slots[last].memory();
@@ -856,6 +881,21 @@ mod tests {
         )
     }
 
+    /// Takes over the log in `dir` as a new server does after the one writing it is gone.
+    fn resume_store(dir: &std::path::Path) -> (Arc<LogStore>, [u64; 2]) {
+        LogStore::resume(
+            LogLimits {
+                max_bytes: 1 << 20,
+                max_line_bytes: 1024,
+            },
+            MemoryBudget::new(usize::MAX / 2),
+            DiskLimits {
+                dir: LogDir::open(dir),
+                max_bytes: 1 << 30,
+            },
+        )
+    }
+
     /// Appends lines "line N" for N in `range`, `per_chunk` at a time, alternating streams per chunk.
     fn fill(store: &LogStore, range: std::ops::Range<u64>, per_chunk: u64) {
         let mut n = range.start;
@@ -883,12 +923,27 @@ mod tests {
             .collect()
     }
 
+    /// Every line with all a reader can ask of it: seq, text, flags (stream included) and read time.
+    fn lines_whole(snap: &Snapshot) -> Vec<(u64, String, u8, u32)> {
+        snap.segments
+            .iter()
+            .flat_map(|s| (0..s.len()).map(move |i| s.line(i)))
+            .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned(), l.flags, l.ts_ms()))
+            .collect()
+    }
+
     #[test]
     fn the_files_hold_what_memory_holds_and_serve_it_after_memory_lets_go() {
         let dir = TempDir::new("mirror");
         // 1 MiB of memory for ~3 MiB of lines: most of the middle leaves memory, nothing leaves disk.
         let store = disk_store(&dir.0, 1 << 20, 1 << 30);
-        fill(&store, 0..300_000, 1000);
+        fill(&store, 0..299_996, 1000);
+        // Lines with flags of every kind, on both streams, at a later time.
+        let later = SystemTime::now() + Duration::from_secs(5);
+        let (data, ends) = chunk(&["line 299996", "line 299997", "line 299998"]);
+        let f = [flags::PARTIAL, 0, flags::EVENT | flags::NEEDS_RENDER];
+        store.append(Stream::Stderr, &data, &ends, &f, data.len() as u64, later);
+        store.append_line(Stream::Stdout, b"line 299999", flags::NO_NEWLINE, 11, later);
         store.mark_finished();
         let stats = store.stats();
         assert_eq!(
@@ -914,6 +969,25 @@ mod tests {
         assert_eq!(
             from_files, from_memory,
             "a reader of the files alone sees the same lines, seqs and streams"
+        );
+        let (whole_memory, whole_files) = (
+            lines_whole(&live),
+            lines_whole(&Snapshot::from_disk(&LogDir::open(&dir.0))),
+        );
+        assert_eq!(whole_files, whole_memory, "and the same flags and read times");
+        let flagged: Vec<u8> = whole_files[299_996..].iter().map(|l| l.2).collect();
+        assert_eq!(
+            flagged,
+            [
+                flags::STDERR | flags::PARTIAL,
+                flags::STDERR,
+                flags::STDERR | flags::EVENT | flags::NEEDS_RENDER,
+                flags::NO_NEWLINE
+            ]
+        );
+        assert!(
+            whole_files[299_999].3 >= whole_files[0].3 + 5000,
+            "the later time is kept"
         );
         let on_disk: u64 = LogDir::open(&dir.0).segments().iter().map(|s| s.disk_bytes).sum();
         assert_eq!(stats.disk_bytes, on_disk);
@@ -977,20 +1051,55 @@ mod tests {
     }
 
     #[test]
-    fn a_log_cut_short_by_a_crash_reads_up_to_its_last_complete_line() {
+    fn a_log_cut_short_by_a_crash_reads_up_to_its_last_complete_line_and_the_next_server_goes_on_after_it() {
         let dir = TempDir::new("crash");
         let store = disk_store(&dir.0, 1 << 20, 1 << 30);
-        fill(&store, 0..10, 10);
-        drop(store);
+        fill(&store, 0..10, 5);
+        drop(store); // never finished: the segment is not sealed
         let base = dir.0.join(format!("{:020}", 0));
-        // The data of the last line and half of an index entry never made it.
+        // The end of the last line and half of a record never made it.
         let data = std::fs::read(base.with_extension("log")).unwrap();
         std::fs::write(base.with_extension("log"), &data[..data.len() - 3]).unwrap();
-        let idx = std::fs::read(base.with_extension("idx")).unwrap();
-        std::fs::write(base.with_extension("idx"), [&idx[..], &[1, 2]].concat()).unwrap();
+        let meta = std::fs::read(base.with_extension("meta")).unwrap();
+        std::fs::write(base.with_extension("meta"), [&meta[..], &[1, 2]].concat()).unwrap();
         let lines = lines_with_stream(&Snapshot::from_disk(&LogDir::open(&dir.0)));
         assert_eq!(lines.len(), 9);
-        assert_eq!(lines[8].1, "line 8");
+        assert_eq!((lines[4].1.as_str(), lines[4].2), ("line 4", Stream::Stdout));
+        assert_eq!((lines[8].1.as_str(), lines[8].2), ("line 8", Stream::Stderr));
+
+        let (store, offsets) = resume_store(&dir.0);
+        assert_eq!(
+            offsets,
+            [5 * 7, 4 * 7],
+            "reading resumes after the last complete line of each stream"
+        );
+        fill(&store, 9..12, 3);
+        store.mark_finished();
+        assert_eq!(store.stats().disk_error, None);
+        let lines = lines_with_stream(&Snapshot::from_disk(&LogDir::open(&dir.0)));
+        let texts: Vec<&str> = lines.iter().map(|l| l.1.as_str()).collect();
+        let want: Vec<String> = (0..12).map(|i| format!("line {i}")).collect();
+        assert_eq!(
+            texts, want,
+            "the cut line is gone, the new ones follow with the next seqs"
+        );
+        assert!(lines.iter().enumerate().all(|(i, l)| l.0 == i as u64));
+
+        // A crash right after a new segment got its first bytes (and a record saying stderr): no complete line.
+        let fresh = dir.0.join(format!("{:020}", 12));
+        std::fs::write(fresh.with_extension("log"), b"lin").unwrap();
+        let stderr_record = [(1u32 << 28).to_le_bytes(), 1u32.to_le_bytes()].concat();
+        std::fs::write(fresh.with_extension("meta"), stderr_record).unwrap();
+        let (store, _) = resume_store(&dir.0);
+        fill(&store, 12..14, 2);
+        store.mark_finished();
+        let lines = lines_with_stream(&Snapshot::from_disk(&LogDir::open(&dir.0)));
+        let last: Vec<(u64, &str, Stream)> = lines[12..].iter().map(|l| (l.0, l.1.as_str(), l.2)).collect();
+        assert_eq!(
+            last,
+            [(12, "line 12", Stream::Stdout), (13, "line 13", Stream::Stdout)],
+            "the empty segment's files were replaced, not appended to"
+        );
     }
 
     #[test]
