@@ -2,13 +2,14 @@
 //! flags) and one timestamp per chunk read, and the snapshot a query reads — segments in memory, or on disk
 //! and loaded when a query reaches them.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::disk::{DiskSegment, LogDir};
+use super::store::LogStore;
 
 /// Which pipe a line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -254,14 +255,22 @@ pub enum SegmentRef {
     Disk {
         segment: DiskSegment,
         loaded: OnceLock<Arc<Segment>>,
+        /// The store the segment left memory from: it keeps the last segment read back, so a reader paging
+        /// through reads each file once.
+        owner: Weak<LogStore>,
     },
 }
 
 impl SegmentRef {
     pub fn on_disk(segment: DiskSegment) -> Self {
+        Self::read_for(segment, Weak::new())
+    }
+
+    pub(super) fn read_for(segment: DiskSegment, owner: Weak<LogStore>) -> Self {
         SegmentRef::Disk {
             segment,
             loaded: OnceLock::new(),
+            owner,
         }
     }
 
@@ -292,15 +301,19 @@ impl SegmentRef {
     pub fn segment(&self) -> &Segment {
         match self {
             SegmentRef::Memory(s) => s,
-            SegmentRef::Disk { segment, loaded } => loaded.get_or_init(|| {
+            SegmentRef::Disk { segment, loaded, owner } => loaded.get_or_init(|| {
                 let seg = match segment.load() {
-                    Ok(seg) if seg.len() as u64 >= segment.lines => seg,
+                    Ok(seg) if seg.len() as u64 >= segment.lines => Arc::new(seg),
                     Ok(_) => {
-                        Segment::unreadable(segment.first_seq, segment.lines, "the file is shorter than its index")
+                        let why = "the file holds fewer lines than were written to it";
+                        return Arc::new(Segment::unreadable(segment.first_seq, segment.lines, why));
                     }
-                    Err(e) => Segment::unreadable(segment.first_seq, segment.lines, &e.to_string()),
+                    Err(e) => return Arc::new(Segment::unreadable(segment.first_seq, segment.lines, &e.to_string())),
                 };
-                Arc::new(seg)
+                if let Some(store) = owner.upgrade() {
+                    store.keep_read(&seg);
+                }
+                seg
             }),
         }
     }

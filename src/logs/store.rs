@@ -14,7 +14,7 @@
 //! is reported to readers as omitted.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
 use schemars::JsonSchema;
@@ -79,6 +79,8 @@ pub struct LogStore {
     segment_bytes: usize,
     budget: Arc<MemoryBudget>,
     inner: Mutex<Inner>,
+    /// Itself, for the segments it hands out to readers (see [`LogStore::keep_read`]).
+    me: Weak<LogStore>,
 }
 
 /// A retained segment: in memory, on disk, or both.
@@ -139,6 +141,9 @@ pub(super) struct Inner {
     finished: bool,
     finish_order: u64,
     disk: Option<Disk>,
+    /// The last segment read back from disk (counted in `mem`): a reader paging through a log that left
+    /// memory reads each file once, not once per page.
+    recent: Option<Arc<Segment>>,
 }
 
 static FINISH_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -179,7 +184,8 @@ impl LogStore {
                 error,
             }
         });
-        let store = Arc::new(LogStore {
+        let store = Arc::new_cyclic(|me| LogStore {
+            me: me.clone(),
             origin,
             limits: LogLimits {
                 max_line_bytes: max_line,
@@ -203,6 +209,7 @@ impl LogStore {
                 finished: false,
                 finish_order: 0,
                 disk,
+                recent: None,
             }),
         });
         lock(&budget.registry).register(Arc::downgrade(&store));
@@ -427,9 +434,15 @@ impl LogStore {
         let segments = inner
             .slots
             .iter()
-            .map(|slot| match (&slot.mem, &dir) {
+            .map(|slot| {
+                let read = inner.recent.as_ref().filter(|r| r.first_seq == slot.first_seq);
+                (slot, slot.mem.as_ref().or(read))
+            })
+            .map(|(slot, mem)| match (mem, &dir) {
                 (Some(seg), _) => SegmentRef::Memory(seg.clone()),
-                (None, Some(dir)) => SegmentRef::on_disk(DiskSegment::at(dir, slot.first_seq, slot.lines)),
+                (None, Some(dir)) => {
+                    SegmentRef::read_for(DiskSegment::at(dir, slot.first_seq, slot.lines), self.me.clone())
+                }
                 (None, None) => unreachable!("a slot leaves memory only when it is on disk"),
             })
             .collect();
@@ -438,6 +451,23 @@ impl LogStore {
             next_seq: inner.next_seq,
             gap: inner.gap,
             origin: self.origin,
+        }
+    }
+
+    /// Keeps `seg`, just read back from disk by a query, as the store's recent read (in place of the last one)
+    /// while its slot is still on disk only.
+    pub(super) fn keep_read(&self, seg: &Arc<Segment>) {
+        let mut inner = self.lock();
+        let evicted = inner
+            .slots
+            .iter()
+            .any(|s| s.first_seq == seg.first_seq && s.mem.is_none() && s.lines == seg.len() as u64);
+        if evicted {
+            inner.forget_read(&self.budget);
+            inner.account(0, seg.memory(), &self.budget);
+            inner.recent = Some(seg.clone());
+            let cap = self.limits.max_bytes;
+            inner.evict_middle_while(&mut |inner| inner.mem > cap, &self.budget);
         }
     }
 
@@ -604,6 +634,9 @@ impl Inner {
         for _ in self.pinned..=last {
             let slot = self.slots.remove(self.pinned).expect("middle slot exists");
             self.head_open = false;
+            if self.recent.as_ref().is_some_and(|r| r.first_seq == slot.first_seq) {
+                self.forget_read(budget);
+            }
             if let (Some(disk), Some(bytes)) = (&mut self.disk, slot.disk_bytes) {
                 disk.limits.dir.remove(slot.first_seq);
                 disk.bytes -= bytes;
@@ -622,10 +655,26 @@ impl Inner {
         }
     }
 
+    /// Takes whole middle segments out of memory while `more` says so, and then the last segment read back
+    /// from disk if that is not enough.
+    pub(super) fn evict_while(&mut self, mut more: impl FnMut(&Inner) -> bool, budget: &MemoryBudget) {
+        self.evict_middle_while(&mut more, budget);
+        if more(self) {
+            self.forget_read(budget);
+        }
+    }
+
+    /// Lets go of the last segment read back from disk.
+    fn forget_read(&mut self, budget: &MemoryBudget) {
+        if let Some(old) = self.recent.take() {
+            self.account(old.memory(), 0, budget);
+        }
+    }
+
     /// Takes whole middle segments out of memory while `more` says so: one on disk stays readable there; one
     /// that is not (no files, or writing failed) is dropped, with every disk-only slot before it so the missing
     /// range stays one.
-    pub(super) fn evict_while(&mut self, mut more: impl FnMut(&Inner) -> bool, budget: &MemoryBudget) {
+    fn evict_middle_while(&mut self, more: &mut impl FnMut(&Inner) -> bool, budget: &MemoryBudget) {
         while more(self)
             && let Some(i) = self.first_resident_middle()
         {
@@ -1017,6 +1066,45 @@ mod tests {
                 .enumerate()
                 .all(|(i, (seq, text, _))| *seq == i as u64 && *text == format!("line {i}")),
             "every line reads back in order, from memory or disk"
+        );
+    }
+
+    #[test]
+    fn the_last_segment_read_back_from_disk_serves_the_next_reader_within_the_cap() {
+        let dir = TempDir::new("recent");
+        let cap = 1 << 20;
+        let store = disk_store(&dir.0, cap, 1 << 30);
+        fill(&store, 0..300_000, 1000);
+        store.mark_finished();
+        let on_disk = |snap: &Snapshot| -> Vec<bool> {
+            snap.segments
+                .iter()
+                .map(|s| matches!(s, SegmentRef::Disk { .. }))
+                .collect()
+        };
+        let snap = store.snapshot();
+        let before = on_disk(&snap);
+        let (a, b) = {
+            let mut disk = before.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i);
+            (disk.next().unwrap(), disk.next().unwrap())
+        };
+        assert_eq!(snap.segments[a].line(0).seq, snap.segments[a].first_seq());
+        drop(snap);
+        let after = on_disk(&store.snapshot());
+        assert!(!after[a], "the segment read is served from memory next time");
+        // To stay within the cap, segments of the middle left memory for it.
+        assert!(store.stats().memory_bytes <= cap, "memory stays within the cap");
+
+        store.snapshot().segments[b].line(0);
+        let after = on_disk(&store.snapshot());
+        assert_eq!((after[a], after[b]), (true, false), "only the last one read is kept");
+        assert!(store.stats().memory_bytes <= cap);
+        let lines = lines_with_stream(&store.snapshot());
+        assert!(
+            lines
+                .iter()
+                .enumerate()
+                .all(|(i, l)| l.0 == i as u64 && l.1 == format!("line {i}"))
         );
     }
 
