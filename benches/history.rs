@@ -18,11 +18,15 @@
 #[path = "../tests/util.rs"]
 mod util;
 
+#[path = "common.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{baseline_pipe, env_num, mb, median, proc_status_kb, text_bytes, timed_count};
 use serde_json::{Map, Value, json};
 use util::Server;
 use uuid::Uuid;
@@ -31,30 +35,10 @@ use workflow_mcp::engine::{ExecutionState, ListFilter, OutputSummary};
 use workflow_mcp::logs::{CompactLines, LogDir, LogQuery, Snapshot, StreamCounters};
 use workflow_mcp::store::{Change, ExecutionRecord, PruneRules, Store};
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn range(v: &[f64]) -> (f64, f64) {
     let min = v.iter().copied().fold(f64::INFINITY, f64::min);
     let max = v.iter().copied().fold(0.0, f64::max);
     (min, max)
-}
-
-fn proc_status_kb(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// CPU seconds a process has used so far, all threads: (user, system).
@@ -74,10 +58,6 @@ fn cpu_secs(pid: u32) -> (f64, f64) {
     (field(11) / hz, field(12) / hz)
 }
 
-fn mb(bytes: f64) -> String {
-    format!("{:.1} MB", bytes / 1e6)
-}
-
 fn ms(secs: f64) -> String {
     format!("{:.2} ms", secs * 1e3)
 }
@@ -88,20 +68,6 @@ fn us(secs: f64) -> String {
 
 fn met(ok: bool) -> &'static str {
     if ok { "met" } else { "NOT MET" }
-}
-
-/// Bytes of `seq 1 n` output: every number's digits plus a newline.
-fn text_bytes(n: u64) -> u64 {
-    let mut total = 0;
-    let mut lo = 1;
-    let mut digits = 1;
-    while lo <= n {
-        let hi = (lo * 10 - 1).min(n);
-        total += (hi - lo + 1) * (digits + 1);
-        lo *= 10;
-        digits += 1;
-    }
-    total
 }
 
 /// One line of the summary table.
@@ -190,32 +156,6 @@ fn count_config() -> Value {
 }
 
 const QUIET: &[(&str, &str)] = &[("WORKFLOW_MCP_LOG", "warn")];
-
-/// Runs `count` with n lines until its status is final; returns (seconds, final status).
-async fn timed_count(s: &Server, n: u64) -> (f64, Value) {
-    let start = Instant::now();
-    let st = s
-        .ok(
-            "execute_workflow",
-            json!({"workflow": "count", "params": {"n": n}, "wait_ms": 60000}),
-        )
-        .await;
-    let id = st["execution_id"].as_str().unwrap().to_owned();
-    let st = s.wait_final(&id).await;
-    assert_eq!(st["state"], "succeeded");
-    assert_eq!(st["output"]["stdout"]["lines"], n, "every line was drained and indexed");
-    (start.elapsed().as_secs_f64(), st)
-}
-
-fn baseline_pipe(n: u64) -> f64 {
-    let start = Instant::now();
-    let status = Command::new("sh")
-        .args(["-c", &format!("seq 1 {n} | cat > /dev/null")])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    start.elapsed().as_secs_f64()
-}
 
 /// What an execution's log files take: the sizes of its `.log` and `.meta` files, how many segments, and `du`.
 struct LogFiles {

@@ -6,19 +6,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::util::{Server, TestDir, alive, records, release_fifo, server_bin, wf, write_config};
+use crate::util::{Server, TestDir, exited, records, release_fifo, server_bin, wf, write_config};
 
 fn state(s: &Value) -> &str {
     s["state"].as_str().unwrap()
-}
-
-/// Waits for the process to be gone (a hang guard of 30 s, not a timing assertion).
-async fn wait_gone(pid: u32) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while alive(pid) {
-        assert!(std::time::Instant::now() < deadline, "process {pid} is still alive");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }
 
 fn kill9(pid: u32) {
@@ -76,7 +67,10 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
         .unwrap() as u32;
     // Killed while `yes` floods its log: the next server must find a consistent database and log.
     kill9(a.pid());
-    wait_gone(writer_pid).await;
+    assert!(
+        exited(writer_pid).await,
+        "the workflow {writer_pid} died with its server"
+    );
 
     let b = Server::spawn_in("restart-b", config, &state_dir).await;
     let list = b.ok("list_executions", json!({})).await;

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{RawServer, Server, TestDir, alive, records, release_fifo, wf};
+use crate::util::{RawServer, Server, TestDir, alive, exited, records, release_fifo, wf};
 
 /// The pid printed by a fake workflow's `grandchild` actions.
 async fn grandchild_pid(s: &Server, id: &str) -> u32 {
@@ -399,25 +399,6 @@ async fn a_thousand_short_executions_leave_no_zombie_and_no_leaked_descriptor() 
     s.wait_exit().await;
 }
 
-/// Blocks until process `pid` (not a child of ours) exits, using a pidfd; false if it did not within 30 s.
-fn wait_for_exit_of(pid: u32) -> bool {
-    // SAFETY: pidfd_open/poll/close on a descriptor owned here.
-    unsafe {
-        let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) as libc::c_int;
-        if fd < 0 {
-            return true; // Already gone.
-        }
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ready = libc::poll(&mut pfd, 1, 30_000) == 1;
-        libc::close(fd);
-        ready
-    }
-}
-
 #[tokio::test]
 async fn a_sigkilled_server_takes_its_workflows_with_it() {
     let s = Server::spawn(
@@ -461,12 +442,7 @@ async fn a_sigkilled_server_takes_its_workflows_with_it() {
     );
     // SAFETY: SIGKILL to the server we started.
     unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
-    assert!(
-        tokio::task::spawn_blocking(move || wait_for_exit_of(watchdog))
-            .await
-            .unwrap(),
-        "the watchdog finished"
-    );
+    assert!(exited(watchdog).await, "the watchdog finished");
     assert!(!alive(leader), "the workflow died with the server");
     for pid in all {
         assert!(

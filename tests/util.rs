@@ -98,6 +98,30 @@ pub fn alive(pid: u32) -> bool {
     workflow_mcp::proc::scan::process_alive(pid)
 }
 
+/// Waits until process `pid` (not a child of ours) has exited, on a pidfd; false if it has not within 30 s (a
+/// hang guard, not a timing assertion).
+pub async fn exited(pid: u32) -> bool {
+    tokio::task::spawn_blocking(move || {
+        // SAFETY: pidfd_open/poll/close on a descriptor owned here.
+        unsafe {
+            let fd = libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) as libc::c_int;
+            if fd < 0 {
+                return true; // Already gone.
+            }
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ready = libc::poll(&mut pfd, 1, 30_000) == 1;
+            libc::close(fd);
+            ready
+        }
+    })
+    .await
+    .unwrap()
+}
+
 /// Parses the compact line form the README documents into one JSON object per record:
 /// `{seq, stream, text, partial, matched, cut, ts, event}` for a log line, `{note}` for a `# ` line.
 /// Every line of the input must match the grammar.
