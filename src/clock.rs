@@ -42,6 +42,16 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis))
 }
 
+/// Milliseconds since the Unix epoch (0 for an earlier time): how the history and the log files store times.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The time `ms` milliseconds after the Unix epoch (a negative count is the epoch itself).
+pub fn from_unix_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
 /// Milliseconds between two times, zero if `later` is earlier.
 pub fn millis_between(earlier: SystemTime, later: SystemTime) -> u64 {
     later.duration_since(earlier).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -12,19 +12,19 @@
 //! - [`runtime`]: where an execution runs, behind one seam (`Runtime` → `Started`: output streams, a `Tree` to
 //!   signal, a `Waiter` for the exit); [`runtime::local`] runs process groups on this machine.
 //! - [`catalog`]: what can run — the config file (manifest entries), typed parameters, discovered executables.
-//! - [`logs`]: the log store (a segmented byte arena with a 4-byte index entry per line, mirrored to segment
-//!   files when there is a history), its queries and the compact line form readers get.
+//! - [`logs`]: the log store (a segmented byte arena with a 4-byte index entry per line in memory; with a
+//!   history, segment files that are the log and memory a cache), its queries and the compact line form readers get.
 //! - [`store`]: the durable history — executions in SQLite under a state directory shared by every server
 //!   process on it, each process an instance with a lock file.
 //! - [`proc`]: process primitives that know no workflow — spawning through the child registry, the child
 //!   environment, signals, `/proc` scans, the watchdog.
-//! - [`clock`]: RFC 3339 timestamps. [`schemas`]: the JSON Schemas generated into `schemas/`.
+//! - [`clock`]: RFC 3339 timestamps and Unix milliseconds. [`schemas`]: the JSON Schemas generated into `schemas/`.
 //!
 //! # Which module may use which
 //! Arrows point down only (checked by `tests/architecture.rs`):
 //! `cli`, `mcp` → `app` → `engine` → `catalog` → `runtime` → `proc`, and `engine` → `logs`, `store`
 //! (the catalog names where a workflow runs with the runtime's `Placement`); `format` sits under the front ends
-//! and uses only `engine`; `clock` is used by `logs`, `engine` and `mcp`; `schemas` (used by tests) reads
+//! and uses only `engine`; `clock` is used by `logs`, `store`, `engine` and `mcp`; `schemas` (used by tests) reads
 //! `catalog`, `engine` and `mcp`. `mcp` never touches processes, `engine` and `logs` never import `rmcp`, and
 //! `catalog` runs nothing itself (discovery probes go through `proc`).
 //!

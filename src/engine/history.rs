@@ -3,7 +3,7 @@
 //! ends), retention, executions whose server is gone, and stopping an execution another server process runs.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -13,6 +13,7 @@ use super::runner::{Engine, Shared, blocking, lock};
 use super::status::JobStatus;
 use super::view::{ExecutionView, StoredExecution};
 use crate::catalog::WorkflowDef;
+use crate::clock::{from_unix_ms, unix_ms};
 use crate::logs::{DiskLimits, LogDir, LogStore};
 use crate::proc::scan::{is_same_process, marked_processes, signal_tree};
 use crate::proc::signal::signal_process;
@@ -86,7 +87,7 @@ impl Shared {
             exit_code: None,
             signal: None,
             error: None,
-            created_at: millis(exec.created_at),
+            created_at: unix_ms(exec.created_at),
             started_at: None,
             finished_at: None,
             pid: None,
@@ -117,7 +118,7 @@ impl Shared {
                     state: life.state.as_str().to_owned(),
                     pid,
                     pid_start: pid.and_then(crate::proc::scan::process).map(|p| p.start_time),
-                    started_at: life.started_at.map(millis),
+                    started_at: life.started_at.map(unix_ms),
                     job: exec
                         .status(None)
                         .job
@@ -137,7 +138,7 @@ impl Shared {
                 exec.id,
                 Change::Job {
                     state: life.state.as_str().to_owned(),
-                    started_at: life.started_at.map(millis),
+                    started_at: life.started_at.map(unix_ms),
                     job: serde_json::to_string(&job).unwrap_or_default(),
                 },
             );
@@ -160,7 +161,7 @@ impl Shared {
                 exit_code: life.exit_code,
                 signal: life.signal,
                 error: life.error.clone(),
-                finished_at: life.finished_at.map_or_else(crate::store::history::now_ms, millis),
+                finished_at: life.finished_at.map_or_else(crate::store::history::now_ms, unix_ms),
                 output: serde_json::to_string(&status.output).unwrap_or_default(),
                 progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
                 held_open: (!life.held_open.is_empty())
@@ -205,10 +206,6 @@ impl Shared {
         }
         rec.id
     }
-}
-
-fn millis(t: SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
 /// Writes the counters and progress of running executions to the history once a second, when they changed.
@@ -301,7 +298,6 @@ impl Shared {
             Ok(started) => started,
             Err(why) => return Some(Err(Some(format!("cannot follow job {} again: {why}", job.id)))),
         };
-        let at = |ms: i64| std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
         let exec = Execution::new(
             rec.id,
             def,
@@ -310,7 +306,7 @@ impl Shared {
             rec.idempotency_key.clone(),
             logs,
         )
-        .restored(at(rec.created_at), rec.started_at.map(at));
+        .restored(from_unix_ms(rec.created_at), rec.started_at.map(from_unix_ms));
         lock(&self.table).attach(exec.clone());
         exec.started(None, started.job.clone(), started.pending, started.tree.clone());
         self.record_started(&exec, None);

@@ -1,7 +1,7 @@
 //! The status of an execution as clients read it: state, exit, times, output counts, progress, and for a failure
 //! its evidence. What does not apply is left out.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::execution::{Execution, ExecutionState};
 use super::progress::Progress;
-use crate::clock::{millis_between, rfc3339};
+use crate::clock::{from_unix_ms, millis_between, rfc3339};
 use crate::logs::{Snapshot, Stream, StreamCounters, StreamSelector, last_lines};
 use crate::proc::signal::signal_name;
 use crate::store::ExecutionRecord;
@@ -236,10 +236,6 @@ pub fn evidence(state: ExecutionState, snap: &Snapshot) -> Option<Evidence> {
     })
 }
 
-fn from_ms(ms: i64) -> SystemTime {
-    UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
-}
-
 /// The status of an execution known from its record.
 pub fn status_of_record(rec: &ExecutionRecord) -> ExecutionStatus {
     let state = ExecutionState::parse(&rec.state).unwrap_or(ExecutionState::Lost);
@@ -257,12 +253,12 @@ pub fn status_of_record(rec: &ExecutionRecord) -> ExecutionStatus {
         signal: rec.signal.map(signal_name),
         error: rec.error.clone(),
         params: echoed_params(&rec.params),
-        created_at: rfc3339(from_ms(rec.created_at)),
-        started_at: rec.started_at.map(from_ms).map(rfc3339),
-        finished_at: rec.finished_at.map(from_ms).map(rfc3339),
+        created_at: rfc3339(from_unix_ms(rec.created_at)),
+        started_at: rec.started_at.map(from_unix_ms).map(rfc3339),
+        finished_at: rec.finished_at.map(from_unix_ms).map(rfc3339),
         duration_ms: rec
             .started_at
-            .map(|s| millis_between(from_ms(s), rec.finished_at.map_or(now, from_ms))),
+            .map(|s| millis_between(from_unix_ms(s), rec.finished_at.map_or(now, from_unix_ms))),
         pid: rec.pid,
         queue_position: None,
         output,

@@ -17,7 +17,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use super::scan::{count_newlines, newline_positions};
 use super::segment::{Segment, Stream};
@@ -163,7 +163,7 @@ impl LogDir {
     /// Creates the folder (and its parents) and records the log's origin.
     pub fn create(path: &Path, origin: SystemTime) -> io::Result<LogDir> {
         fs::create_dir_all(path)?;
-        let ms = origin.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let ms = crate::clock::unix_ms(origin) as u64;
         fs::write(path.join(ORIGIN_FILE), ms.to_le_bytes())?;
         Ok(LogDir { path: path.to_owned() })
     }
@@ -183,7 +183,7 @@ impl LogDir {
         let ms = File::open(self.path.join(ORIGIN_FILE))
             .and_then(|mut f| f.read_exact(&mut buf))
             .map_or(0, |()| u64::from_le_bytes(buf));
-        UNIX_EPOCH + Duration::from_millis(ms)
+        crate::clock::from_unix_ms(ms as i64)
     }
 
     /// The segments on disk, oldest first. A sealed segment's line count is read from its last record; the

@@ -4,7 +4,7 @@
 //! that is corrupt or someone else's is moved aside — never deleted — and a fresh one is created.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
@@ -106,10 +106,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
 
 /// Moves a database and its WAL files aside; returns where it went.
 fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis();
+    let stamp = crate::clock::unix_ms(SystemTime::now());
     let aside = path.with_file_name(format!(
         "{}.unusable-{stamp}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("history.db")
