@@ -274,6 +274,25 @@ async fn each_kind_of_invalid_input_is_a_tool_error_naming_it() {
 }
 
 #[tokio::test]
+async fn a_negative_positional_is_refused_and_never_reaches_the_program_as_an_option() {
+    let mut entry = wf("head", &["print-args"]);
+    entry["params"] = json!([{"name": "count", "type": "integer", "positional": true}]);
+    let s = Server::start("negative-positional", json!({"workflows": [entry]})).await;
+    let e = s
+        .err("execute_workflow", json!({"workflow": "head", "params": {"count": -5}}))
+        .await;
+    assert!(
+        e.contains("param \"count\"") && e.contains("must not start with '-'"),
+        "{e}"
+    );
+    let listed = s.ok("list_executions", json!({})).await;
+    assert_eq!(listed["executions"], json!([]), "nothing ran: {listed}");
+    let id = s.start_wf("head", json!({"count": 5})).await;
+    s.wait_final(&id).await;
+    assert_eq!(texts(&s.all_lines(&id, 10).await), ["arg: 5"]);
+}
+
+#[tokio::test]
 async fn params_reach_the_command_as_options_flags_positionals_and_env() {
     let mut entry = wf("p", &["env", "LEVEL", "print-args"]);
     entry["params"] = json!([

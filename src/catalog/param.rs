@@ -190,13 +190,12 @@ impl Param {
         {
             return Err(self.error(value));
         }
-        if self.delivery == Delivery::Positional
-            && let Value::String(s) = &canonical
-            && s.starts_with('-')
-        {
+        // Whatever the type (a string, or a negative number), a positional's text is never an option: refused
+        // rather than preceded by `--`, which programs that do not parse options would take as a value.
+        if self.delivery == Delivery::Positional && render_value(&canonical).starts_with('-') {
             return Err(format!(
-                "param \"{}\" must not start with '-' (it is passed as a positional argument and would be read as \
-                 an option), got {}",
+                "param \"{}\" is passed as a positional argument, so it must not start with '-' (it would be read \
+                 as an option), got {}",
                 self.name,
                 describe_value(value)
             ));
@@ -432,6 +431,34 @@ mod tests {
             err(json!({"level": "info", "jobs": 2.5})),
             "param \"jobs\" must be an integer between 1 and 64, got 2.5"
         );
+    }
+
+    #[test]
+    fn a_negative_number_never_reaches_the_program_as_an_option() {
+        let p = vec![
+            param("count", ParamType::Integer, Delivery::Positional),
+            param("scale", ParamType::Number, Delivery::Positional),
+            param("offset", ParamType::Integer, Delivery::Arg("--offset".into())),
+        ];
+        let err = |v: Value| resolve("head", &p, &given(v)).unwrap_err();
+        assert_eq!(
+            err(json!({"count": -5})),
+            "param \"count\" is passed as a positional argument, so it must not start with '-' (it would be read \
+             as an option), got -5"
+        );
+        assert!(err(json!({"count": "-5"})).contains("must not start with '-'"));
+        assert!(err(json!({"scale": -0.5})).contains("got -0.5"));
+        let bad_default = Param {
+            default: Some(json!(-1)),
+            ..param("count", ParamType::Integer, Delivery::Positional)
+        };
+        assert!(
+            bad_default.check(&json!(-1)).is_err(),
+            "a config's default is checked the same way"
+        );
+        // An option's value follows its option, so it may be negative.
+        let inv = resolve("head", &p, &given(json!({"count": 5, "offset": -3}))).unwrap();
+        assert_eq!(inv.args, ["--offset", "-3", "5"]);
     }
 
     #[test]
