@@ -152,3 +152,104 @@ fn a_missing_config_file_names_the_path_and_the_os_error_once() {
     );
     assert_eq!(out.stdout.matches(&os_error).count(), 1, "{out:#?}");
 }
+
+/// Runs the binary with `args` and its stdout on a new pseudo-terminal; returns what the terminal received, with
+/// the terminal's "\r\n" for each newline turned back into "\n".
+fn on_a_terminal(args: &[&OsStr]) -> Vec<u8> {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two descriptors into the given ints; the rest may be null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here alone.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let mut child = std::process::Command::new(server_bin())
+        .env("XDG_STATE_HOME", crate::util::test_state_home())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(slave))
+        .spawn()
+        .unwrap();
+    // The slave end is now only the child's: reading the master ends (EIO) once the child has exited.
+    let mut master = std::fs::File::from(master);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    let mut out = Vec::with_capacity(got.len());
+    let mut i = 0;
+    while i < got.len() {
+        if got[i..].starts_with(b"\r\n") {
+            i += 1;
+            continue;
+        }
+        out.push(got[i]);
+        i += 1;
+    }
+    out
+}
+
+#[tokio::test]
+async fn logs_on_a_terminal_shows_control_characters_escaped_and_elsewhere_byte_exact() {
+    let dir = TestDir::new("cli-controls");
+    let state_dir = dir.join("state");
+    // BEL, CSI as one C1 character (U+009B), OSC as one (U+009D), a tab, an ANSI colour, ^A, DEL.
+    let line = "61 07 62 c29b 3331 6d 63 c29d 30 3b 07 64 09 65 1b5b33316d 72 1b5b306d 01 7f 0a".replace(' ', "");
+    let s = crate::util::Server::spawn_in(
+        "cli-controls",
+        serde_json::json!({"workflows": [wf("ctl", &["raw-out", &line, "exit", "1"])]}),
+        &state_dir,
+    )
+    .await;
+    let id = s.start_wf("ctl", serde_json::json!({})).await;
+    s.wait_final(&id).await;
+    let args = [
+        OsStr::new("logs"),
+        OsStr::new(&id),
+        OsStr::new("--state-dir"),
+        state_dir.as_os_str(),
+    ];
+
+    let seen = on_a_terminal(&args);
+    assert_eq!(
+        String::from_utf8_lossy(&seen),
+        "a^Gb\\u{9b}31mc\\u{9d}0;^Gd\ter^A^?\n",
+        "no control character but tab reaches the terminal"
+    );
+
+    let status = on_a_terminal(&[
+        OsStr::new("status"),
+        OsStr::new(&id),
+        OsStr::new("--state-dir"),
+        state_dir.as_os_str(),
+    ]);
+    let status = String::from_utf8_lossy(&status);
+    assert!(
+        !status.contains(|c: char| c.is_control() && c != '\n' && c != '\t'),
+        "status quotes the workflow's lines escaped too: {status:?}"
+    );
+    let piped = std::process::Command::new(server_bin())
+        .env("XDG_STATE_HOME", crate::util::test_state_home())
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(
+        piped.stdout,
+        "a\x07b\u{9b}31mc\u{9d}0;\x07d\ter\x01\x7f\n".as_bytes(),
+        "into a pipe or file the text is as stored (ANSI colours removed)"
+    );
+}

@@ -1,12 +1,13 @@
 //! `workflow-mcp history`, `status ID` and `logs ID [--follow]`: the history as a person — or an agent with a
 //! shell — reads it, straight from the state directory (no server needed; several may be writing to it).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::terminal::for_output;
 use crate::engine::{ExecutionState, ExecutionView, StoredExecution};
 use crate::format::{ProgressLine, count, human_bytes, human_ms};
 use crate::logs::segment::Stream;
@@ -123,27 +124,32 @@ pub fn status(store: &Store, id: &str, json: bool) -> u8 {
             human_ms(ms)
         ));
     }
-    println!("{head}");
+    // Errors, progress and evidence quote the workflow's own text.
+    let terminal = std::io::stdout().is_terminal();
+    let show = |line: &str| println!("{}", for_output(line, terminal));
+    show(&head);
     if let Some(e) = &s.error {
-        println!("error: {e}");
+        show(&format!("error: {e}"));
     }
     if let Some(p) = &s.progress {
-        println!("progress: {}", ProgressLine(p));
+        show(&format!("progress: {}", ProgressLine(p)));
     }
     let o = &s.output;
-    println!(
+    show(&format!(
         "output: {} ({}), {} ({})",
         count(o.stdout.lines, "stdout line"),
         human_bytes(o.stdout.bytes),
         count(o.stderr.lines, "stderr line"),
         human_bytes(o.stderr.bytes)
-    );
+    ));
     if !s.params.is_empty() {
-        println!("params: {}", serde_json::Value::Object(s.params.clone()));
+        show(&format!("params: {}", serde_json::Value::Object(s.params.clone())));
     }
     if let Some(e) = &s.evidence {
-        println!("evidence ({}):", e.about);
-        print!("{}", e.lines);
+        show(&format!("evidence ({}):", e.about));
+        for line in e.lines.lines() {
+            show(line);
+        }
     }
     0
 }
@@ -181,6 +187,7 @@ pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
     };
     let mut since = 0;
     let stdout = std::io::stdout();
+    let terminal = stdout.is_terminal();
     loop {
         // The state first: a final state means the files hold every line.
         let final_state = view.state().is_terminal();
@@ -196,9 +203,10 @@ pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
             let _ = writeln!(out, "[... {} lines no longer kept ...]", o.lines);
         }
         for l in &page.lines {
+            let text = for_output(&l.text, terminal);
             let _ = match l.stream {
-                Stream::Stdout => writeln!(out, "{}", l.text),
-                Stream::Stderr => writeln!(out, "! {}", l.text),
+                Stream::Stdout => writeln!(out, "{text}"),
+                Stream::Stderr => writeln!(out, "! {text}"),
             };
         }
         let _ = out.flush();

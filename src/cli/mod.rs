@@ -4,3 +4,4 @@ pub mod args;
 pub mod history;
 pub mod inspect;
 pub mod run;
+pub mod terminal;

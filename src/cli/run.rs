@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use super::terminal::{escape_controls, for_output};
 use crate::app::App;
 use crate::catalog::param::resolve;
 use crate::engine::progress::{EVENT_PREFIX, WorkflowEvent, parse_event};
@@ -75,6 +76,7 @@ fn describe_event(e: &WorkflowEvent) -> Option<(String, bool)> {
 
 /// Prints lines and keeps the progress line (terminal only) below them.
 struct Display {
+    /// stdout is a terminal: stderr lines in colour, control characters escaped.
     color: bool,
     progress_line: bool,
     progress_shown: bool,
@@ -108,7 +110,7 @@ impl Display {
         }
         if self.progress_line && !text.is_empty() {
             self.last_progress = text.to_owned();
-            let shown: String = text.chars().take(terminal_width() - 3).collect();
+            let shown: String = escape_controls(text).chars().take(terminal_width() - 3).collect();
             eprint!("\r\x1b[2K\x1b[36m▸ {shown}\x1b[0m");
             let _ = std::io::stderr().flush();
             self.progress_shown = true;
@@ -122,6 +124,7 @@ impl Display {
             if let Some((summary, milestone)) = event.as_ref().and_then(describe_event)
                 && (!self.progress_line || milestone)
             {
+                let summary = for_output(&summary, self.color);
                 let _ = if self.color {
                     writeln!(out, "\x1b[2m» {summary}\x1b[0m")
                 } else {
@@ -130,6 +133,7 @@ impl Display {
             }
             return;
         }
+        let text = for_output(text, self.color);
         let _ = match (l.stream, self.color) {
             (Stream::Stdout, _) => writeln!(out, "{text}"),
             (Stream::Stderr, true) => writeln!(out, "\x1b[33m{text}\x1b[0m"),
