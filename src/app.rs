@@ -60,6 +60,7 @@ pub struct App {
 pub fn engine_config(limits: &Limits, base_env: ChildEnv, durable: bool) -> EngineConfig {
     EngineConfig {
         max_concurrent: limits.max_concurrent,
+        max_queued: limits.max_queued,
         default_timeout: limits.default_timeout_ms.map(Duration::from_millis),
         grace: Duration::from_millis(limits.grace_ms),
         log_limits: LogLimits {

@@ -196,6 +196,122 @@ async fn a_repeated_idempotency_key_returns_the_existing_execution() {
     assert_eq!(s.ok("list_executions", json!({"workflow": "w"})).await["total"], 2);
 }
 
+/// Issue 15, item 8: the queue had no cap (6000 queued executions made the end of input take 13.6 s).
+#[tokio::test]
+async fn past_the_queue_cap_execute_workflow_refuses_and_says_how_many_wait() {
+    let dir = TestDir::new("queue-cap");
+    let gate = dir.fifo("gate");
+    let s = Server::start(
+        "queue-cap",
+        json!({"limits": {"max_concurrent": 1, "max_queued": 2},
+               "workflows": [wf("held", &["wait-fifo", gate.to_str().unwrap()])]}),
+    )
+    .await;
+    let running = s.start_wf("held", json!({})).await;
+    let mut queued = Vec::new();
+    for _ in 0..2 {
+        let st = s.ok("execute_workflow", json!({"workflow": "held"})).await;
+        assert_eq!(state(&st), "queued");
+        queued.push(st["execution_id"].as_str().unwrap().to_owned());
+    }
+    let refused = s.err("execute_workflow", json!({"workflow": "held"})).await;
+    assert!(
+        refused.contains("2 are queued and limits.max_queued is 2") && refused.contains("cancel_execution"),
+        "{refused}"
+    );
+    let listed = s.ok("list_executions", json!({})).await;
+    assert_eq!(listed["total"], 3, "nothing is kept of a refused call: {listed}");
+    // A place in the queue frees: a new one waits again.
+    s.ok("cancel_execution", json!({"execution_id": queued[0]})).await;
+    let st = s.ok("execute_workflow", json!({"workflow": "held"})).await;
+    assert_eq!(state(&st), "queued");
+    s.ok("cancel_execution", json!({"execution_id": running, "grace_ms": 0}))
+        .await;
+}
+
+/// Regression (issue 15, item 11): a queued successor was launched before its predecessor's end was stamped,
+/// so with one slot the next execution started 1-3 ms before the previous one finished.
+#[tokio::test]
+async fn with_one_slot_each_execution_starts_after_the_previous_one_finished() {
+    let s = Server::start(
+        "one-slot-chain",
+        json!({"limits": {"max_concurrent": 1}, "workflows": [wf("w", &["out", "x"])]}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(s.start_wf("w", json!({})).await);
+    }
+    let mut runs = Vec::new();
+    for id in &ids {
+        let st = s.wait_final(id).await;
+        assert_eq!(state(&st), "succeeded", "{st}");
+        let at = |field: &str| st[field].as_str().unwrap().to_owned();
+        runs.push((at("started_at"), at("finished_at")));
+    }
+    // RFC 3339 in UTC with milliseconds: the strings order as the times do.
+    runs.sort();
+    for pair in runs.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "an execution started at {} before the one holding the slot finished at {}",
+            pair[1].0,
+            pair[0].1
+        );
+    }
+}
+
+/// Calls `execute_workflow` for `w` with `key` from 8 tasks at once; returns every answer's execution id.
+async fn eight_calls_with_one_key(servers: &[std::sync::Arc<Server>], key: &str) -> Vec<String> {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let s = servers[i % servers.len()].clone();
+        let args = json!({"workflow": "w", "idempotency_key": key});
+        calls.spawn(async move {
+            s.ok("execute_workflow", args).await["execution_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+    }
+    calls.join_all().await
+}
+
+/// Regression (issue 15, item 6): the key was looked up, the table unlocked while the execution was prepared,
+/// and the execution added without looking again, so concurrent calls with one key each started their own.
+#[tokio::test]
+async fn concurrent_calls_with_one_idempotency_key_start_one_execution() {
+    let config = json!({"workflows": [wf("w", &["out", "x"])]});
+    for ephemeral in [true, false] {
+        let s = if ephemeral {
+            Server::start_ephemeral("idempotent-race", config.clone()).await
+        } else {
+            Server::start("idempotent-race", config.clone()).await
+        };
+        let s = std::sync::Arc::new(s);
+        for round in 0..3 {
+            let ids = eight_calls_with_one_key(std::slice::from_ref(&s), &format!("key-{round}")).await;
+            assert!(ids.iter().all(|id| *id == ids[0]), "ephemeral {ephemeral}: {ids:?}");
+        }
+        let listed = s.ok("list_executions", json!({"workflow": "w"})).await;
+        assert_eq!(
+            listed["total"], 3,
+            "ephemeral {ephemeral}: one execution per key: {listed}"
+        );
+    }
+
+    // Two server processes on one state directory: the history's unique key decides.
+    let dir = TestDir::new("idempotent-race-shared");
+    let state_dir = dir.join("state");
+    let a = std::sync::Arc::new(Server::spawn_in("idempotent-race-a", config.clone(), &state_dir).await);
+    let b = std::sync::Arc::new(Server::spawn_in("idempotent-race-b", config, &state_dir).await);
+    let ids = eight_calls_with_one_key(&[a.clone(), b.clone()], "shared").await;
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    for s in [&a, &b] {
+        assert_eq!(s.ok("list_executions", json!({"workflow": "w"})).await["total"], 1);
+    }
+}
+
 #[tokio::test]
 async fn spawn_failures_are_failed_to_start_and_the_server_stays_healthy() {
     let dir = TestDir::new("spawn-failures");

@@ -119,6 +119,8 @@ pub struct ParamEntry {
 pub struct Limits {
     /// Executions running at once across all workflows; more wait as `queued`.
     pub max_concurrent: usize,
+    /// Executions that may wait as `queued` for a slot; past it `execute_workflow` refuses a new one.
+    pub max_queued: usize,
     /// Timeout for workflows that set none (milliseconds); null means no timeout.
     pub default_timeout_ms: Option<u64>,
     /// Default grace period between SIGTERM and SIGKILL on cancel and timeout (milliseconds).
@@ -158,6 +160,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_concurrent: 32,
+            max_queued: 1000,
             default_timeout_ms: None,
             grace_ms: 5000,
             log_bytes_per_execution: None,

@@ -126,6 +126,9 @@ pub struct Lifecycle {
     pub job: Option<(RemoteJob, Option<JobState>)>,
     /// How it ended when that was not an exit: it never ran its program, or its runtime lost track of it.
     pub ended_as: Option<(ExecutionState, String)>,
+    /// When it ended, stamped before its slot is given away (it becomes `finished_at` once settled), so a
+    /// successor never starts before its predecessor finished.
+    pub ended_at: Option<SystemTime>,
 }
 
 /// One run of a workflow.
@@ -200,6 +203,7 @@ impl Execution {
                 tree: None,
                 job: None,
                 ended_as: None,
+                ended_at: None,
             }),
         })
     }
@@ -307,7 +311,7 @@ impl Execution {
         let state = {
             let mut l = self.lock();
             f(&mut l);
-            l.finished_at = Some(SystemTime::now());
+            l.finished_at = Some(l.ended_at.unwrap_or_else(SystemTime::now));
             l.tree = None;
             l.state
         };
@@ -315,6 +319,11 @@ impl Execution {
         record(self);
         self.notify();
         state
+    }
+
+    /// Stamps the end time (the first stamp stays), before the slot goes to a successor.
+    pub fn ending(&self) {
+        self.lock().ended_at.get_or_insert_with(SystemTime::now);
     }
 
     /// Asks for a stop; the first reason given wins. Returns false when the execution is already final.

@@ -47,6 +47,7 @@ impl Shared {
         if exec.stop_reason().is_some() {
             // Stopped between taking a slot and starting. (On the spawner thread: the launches it frees are not
             // waited for here.)
+            exec.ending();
             self.release(&exec);
             self.settle(&exec);
             return;
@@ -55,6 +56,7 @@ impl Shared {
             Ok(s) => s,
             Err(msg) => {
                 tracing::warn!(execution = %exec.id, workflow = %exec.workflow.name, "{msg}");
+                exec.ending();
                 self.release(&exec);
                 exec.failed_to_start(msg, |e| self.record_final(e));
                 return;

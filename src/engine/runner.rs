@@ -21,7 +21,7 @@ use super::execution::{Execution, ExecutionState, StopReason};
 use super::launch::Job;
 use super::status::{ExecutionStatus, status_of_record};
 use super::supervisor::wait_until;
-use super::table::{ListFilter, Table};
+use super::table::{Admission, ListFilter, Table};
 use super::view::{ExecutionView, StoredExecution};
 use crate::catalog::{Invocation, WorkflowDef};
 use crate::logs::{DiskLimits, LogDir, LogLimits, LogStore, MemoryBudget};
@@ -34,6 +34,8 @@ use crate::store::Store;
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub max_concurrent: usize,
+    /// Executions that may wait for a slot; past it a new one is refused.
+    pub max_queued: usize,
     pub default_timeout: Option<Duration>,
     /// Between SIGTERM and SIGKILL when an execution is stopped.
     pub grace: Duration,
@@ -56,6 +58,11 @@ pub struct EngineConfig {
 pub enum EngineError {
     #[error("the server is shutting down; no new executions start")]
     ShuttingDown,
+    #[error(
+        "too many executions are waiting: {queued} are queued and limits.max_queued is {cap}; wait for some to \
+         finish or cancel some with cancel_execution, or raise limits.max_queued in the config"
+    )]
+    QueueFull { queued: usize, cap: usize },
 }
 
 /// Runs workflows and keeps their executions. Cheap to clone.
@@ -202,10 +209,18 @@ impl Engine {
         if shared.shutting_down.load(Ordering::SeqCst) {
             return Err(EngineError::ShuttingDown);
         }
-        if let Some(key) = &idempotency_key
-            && let Some(existing) = lock(&shared.table).by_idempotency_key(&def.name, key)
+        let cfg = &shared.config;
         {
-            return Ok(ExecutionView::Live(existing));
+            let t = lock(&shared.table);
+            if let Some(key) = &idempotency_key
+                && let Some(existing) = t.by_idempotency_key(&def.name, key)
+            {
+                return Ok(ExecutionView::Live(existing));
+            }
+            // Refused before anything is written; `admit` decides again once it is prepared.
+            if let Some(refused) = t.refusal(&def, cfg.max_concurrent, cfg.max_queued) {
+                return Err(self.refused(refused));
+            }
         }
         let prepared = {
             let shared = shared.clone();
@@ -221,15 +236,24 @@ impl Engine {
             }
             None => return Err(EngineError::ShuttingDown),
         };
-        let launch = {
+        let admission = {
             let mut t = lock(&shared.table);
-            let launch = t.admit(exec.clone(), shared.config.max_concurrent);
-            t.prune(
-                shared.config.retain_executions,
-                shared.config.retain_age,
-                SystemTime::now(),
-            );
-            launch
+            let admission = t.admit(exec.clone(), cfg.max_concurrent, cfg.max_queued);
+            t.prune(cfg.retain_executions, cfg.retain_age, SystemTime::now());
+            admission
+        };
+        let launch = match admission {
+            Admission::Launch => true,
+            Admission::Queued => false,
+            // Another call with its key was admitted while this one was prepared.
+            Admission::Existing(existing) => {
+                self.discard(exec).await;
+                return Ok(ExecutionView::Live(existing));
+            }
+            refused => {
+                self.discard(exec).await;
+                return Err(self.refused(refused));
+            }
         };
         shared.changed();
         if launch {
@@ -243,6 +267,29 @@ impl Engine {
             let _ = rx.await;
         }
         Ok(ExecutionView::Live(exec))
+    }
+
+    fn refused(&self, admission: Admission) -> EngineError {
+        match admission {
+            Admission::QueueFull(queued) => EngineError::QueueFull {
+                queued,
+                cap: self.shared.config.max_queued,
+            },
+            _ => EngineError::ShuttingDown,
+        }
+    }
+
+    /// Forgets a prepared execution the table did not take: its record (when the history took it) and its log
+    /// folder.
+    async fn discard(&self, exec: Arc<Execution>) {
+        let Some(history) = self.shared.history.clone() else {
+            return;
+        };
+        blocking(move || {
+            history.remove(&exec.id);
+            let _ = LogDir::open(&history.log_path(&exec.id)).remove_all();
+        })
+        .await;
     }
 
     /// The execution with this id: run here, or known from the history (an unfinished one whose server is gone
@@ -530,7 +577,7 @@ impl Engine {
         shared.shutdown.cancel();
         let (queued, running) = {
             let mut t = lock(&shared.table);
-            (t.drain_queue(), t.unfinished())
+            (t.close(), t.unfinished())
         };
         let mut trees: Vec<Arc<dyn Tree>> = Vec::new();
         for e in &running {

@@ -80,7 +80,9 @@ impl Shared {
             tracing::warn!(execution = %exec.id, "processes of the workflow survived SIGKILL");
         }
         // The queued executions that take its slot start before it is seen as finished: whoever sees it end
-        // sees its successors running, never a moment with a free slot and a waiting queue.
+        // sees its successors running, never a moment with a free slot and a waiting queue. Its end time is
+        // taken first, so no successor's start comes before it.
+        exec.ending();
         let started = self.release(&exec);
         for s in started {
             let _ = s.recv();

@@ -19,6 +19,21 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// What became of an execution offered to the table.
+#[derive(Debug)]
+pub enum Admission {
+    /// It holds a slot: launch it.
+    Launch,
+    /// It waits in the queue.
+    Queued,
+    /// Its idempotency key started this execution already (the one offered is not added).
+    Existing(Arc<Execution>),
+    /// Refused: no slot is free and this many executions wait already (the cap).
+    QueueFull(usize),
+    /// Refused: the server is shutting down.
+    Closed,
+}
+
 #[derive(Default)]
 pub struct Table {
     by_id: HashMap<Uuid, Arc<Execution>>,
@@ -29,6 +44,8 @@ pub struct Table {
     slotted: HashSet<Uuid>,
     running_by_workflow: HashMap<String, usize>,
     idempotency: HashMap<(String, String), Uuid>,
+    /// Set at shutdown: nothing is admitted any more.
+    closed: bool,
 }
 
 impl Table {
@@ -42,8 +59,27 @@ impl Table {
         self.by_id.get(id).cloned()
     }
 
-    /// Adds a new execution; returns whether it got a slot (else it is queued).
-    pub fn admit(&mut self, exec: Arc<Execution>, max_concurrent: usize) -> bool {
+    /// Why a new execution of `def` would be refused now, if it would (see [`Table::admit`]).
+    pub fn refusal(&self, def: &WorkflowDef, max_concurrent: usize, max_queued: usize) -> Option<Admission> {
+        if self.closed {
+            return Some(Admission::Closed);
+        }
+        (self.queue.len() >= max_queued && !self.has_slot(def, max_concurrent))
+            .then(|| Admission::QueueFull(self.queue.len()))
+    }
+
+    /// Adds a new execution, unless its idempotency key started one already (looked up again here: the caller
+    /// prepared it without the lock), or it would have to wait behind `max_queued` others, or the table is
+    /// closed.
+    pub fn admit(&mut self, exec: Arc<Execution>, max_concurrent: usize, max_queued: usize) -> Admission {
+        if let Some(key) = &exec.idempotency_key
+            && let Some(existing) = self.by_idempotency_key(&exec.workflow.name, key)
+        {
+            return Admission::Existing(existing);
+        }
+        if let Some(refused) = self.refusal(&exec.workflow, max_concurrent, max_queued) {
+            return refused;
+        }
         self.by_id.insert(exec.id, exec.clone());
         self.order.push(exec.id);
         if let Some(key) = &exec.idempotency_key {
@@ -52,10 +88,10 @@ impl Table {
         }
         if self.has_slot(&exec.workflow, max_concurrent) {
             self.take_slot(&exec);
-            true
+            Admission::Launch
         } else {
             self.queue.push_back(exec);
-            false
+            Admission::Queued
         }
     }
 
@@ -113,8 +149,9 @@ impl Table {
         self.queue.remove(pos)
     }
 
-    /// Takes every queued execution off the queue.
-    pub fn drain_queue(&mut self) -> Vec<Arc<Execution>> {
+    /// Admits nothing from now on and takes every queued execution off the queue.
+    pub fn close(&mut self) -> Vec<Arc<Execution>> {
+        self.closed = true;
         self.queue.drain(..).collect()
     }
 
@@ -235,6 +272,15 @@ mod tests {
         )
     }
 
+    /// Admits with room for 100 in the queue: true when it got a slot, false when it is queued.
+    fn admit(t: &mut Table, e: Arc<Execution>, max_concurrent: usize) -> bool {
+        match t.admit(e, max_concurrent, 100) {
+            Admission::Launch => true,
+            Admission::Queued => false,
+            other => panic!("refused: {other:?}"),
+        }
+    }
+
     fn finish(e: &Execution) {
         e.end_unstarted(StopReason::Cancel, "test".into(), |_| {});
     }
@@ -244,15 +290,18 @@ mod tests {
         let (a, b) = (def("a", Some(1)), def("b", None));
         let mut t = Table::default();
         let a1 = exec(&a, None);
-        assert!(t.admit(a1.clone(), 3));
+        assert!(admit(&mut t, a1.clone(), 3));
         let a2 = exec(&a, None);
-        assert!(!t.admit(a2.clone(), 3), "a is at its own limit");
+        assert!(!admit(&mut t, a2.clone(), 3), "a is at its own limit");
         let b1 = exec(&b, None);
-        assert!(t.admit(b1.clone(), 3), "a workflow at its limit does not block others");
+        assert!(
+            admit(&mut t, b1.clone(), 3),
+            "a workflow at its limit does not block others"
+        );
         let b2 = exec(&b, None);
-        assert!(t.admit(b2.clone(), 3));
+        assert!(admit(&mut t, b2.clone(), 3));
         let b3 = exec(&b, None);
-        assert!(!t.admit(b3.clone(), 3), "the global limit");
+        assert!(!admit(&mut t, b3.clone(), 3), "the global limit");
         assert_eq!((t.queue_position(&a2.id), t.queue_position(&b3.id)), (Some(1), Some(2)));
         assert!(t.pop_launchable(3).is_empty(), "nothing fits yet");
         t.release_slot(&b1);
@@ -269,9 +318,9 @@ mod tests {
     fn a_queued_execution_can_be_taken_off_the_queue() {
         let a = def("a", Some(1));
         let mut t = Table::default();
-        t.admit(exec(&a, None), 8);
+        admit(&mut t, exec(&a, None), 8);
         let queued = exec(&a, None);
-        t.admit(queued.clone(), 8);
+        admit(&mut t, queued.clone(), 8);
         assert_eq!(t.dequeue(&queued.id).map(|e| e.id), Some(queued.id));
         assert!(t.dequeue(&queued.id).is_none());
         assert_eq!(t.queue_position(&queued.id), None);
@@ -283,10 +332,10 @@ mod tests {
         let (a, b) = (def("a", None), def("b", None));
         let mut t = Table::default();
         let first = exec(&a, Some("k"));
-        t.admit(first.clone(), 8);
+        admit(&mut t, first.clone(), 8);
         assert_eq!(t.by_idempotency_key("a", "k").map(|e| e.id), Some(first.id));
         assert!(t.by_idempotency_key("b", "k").is_none());
-        t.admit(exec(&b, Some("k")), 8);
+        admit(&mut t, exec(&b, Some("k")), 8);
         finish(&first);
         t.prune(0, Duration::from_secs(3600), SystemTime::now());
         assert!(t.by_idempotency_key("a", "k").is_none());
@@ -298,7 +347,7 @@ mod tests {
         let mut t = Table::default();
         let all: Vec<_> = (0..5).map(|_| exec(&a, None)).collect();
         for e in &all {
-            t.admit(e.clone(), 8);
+            admit(&mut t, e.clone(), 8);
         }
         for e in &all[..4] {
             finish(e);
@@ -314,5 +363,37 @@ mod tests {
         t.prune(100, Duration::from_secs(3600), later);
         let kept: Vec<Uuid> = t.matching(&ListFilter::default()).iter().map(|e| e.id).collect();
         assert_eq!(kept, [all[4].id], "finished more than an hour ago: forgotten");
+    }
+
+    #[test]
+    fn past_the_queue_cap_a_new_execution_is_refused_unless_it_gets_a_slot() {
+        let (a, b) = (def("a", Some(1)), def("b", None));
+        let mut t = Table::default();
+        assert!(matches!(t.admit(exec(&a, None), 2, 2), Admission::Launch));
+        assert!(matches!(t.admit(exec(&a, None), 2, 2), Admission::Queued));
+        assert!(matches!(t.admit(exec(&a, None), 2, 2), Admission::Queued));
+        assert!(matches!(t.admit(exec(&a, None), 2, 2), Admission::QueueFull(2)));
+        assert!(matches!(t.refusal(&a, 2, 2), Some(Admission::QueueFull(2))));
+        assert!(
+            matches!(t.admit(exec(&b, None), 2, 2), Admission::Launch),
+            "a free slot needs no place in the queue"
+        );
+        assert!(matches!(t.admit(exec(&b, None), 2, 2), Admission::QueueFull(2)));
+        assert_eq!(t.len(), 4, "what was refused is not kept");
+        assert_eq!(t.close().len(), 2);
+        assert!(matches!(t.admit(exec(&b, None), 8, 8), Admission::Closed));
+    }
+
+    #[test]
+    fn an_idempotency_key_admitted_meanwhile_returns_that_execution() {
+        let a = def("a", None);
+        let mut t = Table::default();
+        let first = exec(&a, Some("k"));
+        assert!(admit(&mut t, first.clone(), 8));
+        match t.admit(exec(&a, Some("k")), 8, 100) {
+            Admission::Existing(e) => assert_eq!(e.id, first.id),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.len(), 1);
     }
 }

@@ -127,6 +127,7 @@ fn a_stop_never_blocks_the_async_workers_while_it_signals() {
         let engine = Engine::new(
             EngineConfig {
                 max_concurrent: 4,
+                max_queued: 10,
                 default_timeout: None,
                 grace: Duration::from_secs(5),
                 log_limits: LogLimits {

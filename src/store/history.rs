@@ -466,6 +466,14 @@ impl Store {
         written.is_ok() && claimed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Forgets a record written for an execution that was then refused (it never ran).
+    pub fn remove(&self, id: &Uuid) {
+        let id = id.to_string();
+        let _ = self.write_sync(Box::new(move |c| {
+            c.execute("DELETE FROM executions WHERE id = ?1", [id]).map(drop)
+        }));
+    }
+
     /// Marks an execution whose owner is gone as lost (unless it finished meanwhile).
     pub fn mark_lost(&self, id: &Uuid, error: String) {
         let id = id.to_string();
