@@ -26,6 +26,9 @@
 //!   setsid-grandchild          the same, but the copy leaves the process group with setsid()
 //!   setsid-grandchild-noenv    the same, and the copy also starts with an empty environment
 //!   hold                       sleeps forever
+//!   keep-fds PATH              (a daemon, not a workflow) listens on a Unix socket at PATH, prints "listening",
+//!                              then keeps every descriptor sent to it (SCM_RIGHTS) and answers each with a byte
+//!   send-stdout PATH           sends its stdout to the keep-fds daemon at PATH and waits for the answer
 //!   print-args                 prints every remaining argument as "arg: X" and stops reading actions
 //!   --workflow-metadata        (discovery) prints the JSON in $FAKE_METADATA, or a built-in one
 
@@ -51,6 +54,76 @@ fn spawn_copy(setsid: bool, clear_env: bool) -> u32 {
     // stdout and stderr are inherited: the copy holds the workflow's pipes open.
     cmd.stdin(std::process::Stdio::null());
     cmd.spawn().expect("spawn grandchild").id()
+}
+
+/// Room for one descriptor's control message, aligned as `cmsghdr` needs.
+type ControlBuffer = [u64; 8];
+
+/// Sends descriptor `fd` over `sock` with one data byte.
+fn send_fd(sock: &std::os::unix::net::UnixStream, fd: std::os::fd::RawFd) {
+    use std::os::fd::AsRawFd;
+    let mut byte = [b'f'];
+    let mut control: ControlBuffer = [0; 8];
+    // SAFETY: the message points at live buffers; CMSG_* compute offsets within `control`, which has room for
+    // one descriptor.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(size_of::<libc::c_int>() as u32) as usize;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<libc::c_int>() as u32) as usize;
+        std::ptr::copy_nonoverlapping(
+            (&fd as *const libc::c_int).cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            size_of::<libc::c_int>(),
+        );
+        assert_eq!(libc::sendmsg(sock.as_raw_fd(), &msg, 0), 1, "sendmsg");
+    }
+}
+
+/// Receives the descriptors of one message sent by [`send_fd`].
+fn receive_fds(sock: &std::os::unix::net::UnixStream) -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut byte = [0u8];
+    let mut control: ControlBuffer = [0; 8];
+    let mut fds = Vec::new();
+    // SAFETY: as in send_fd; each descriptor read from the message is new and owned here alone.
+    unsafe {
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of::<ControlBuffer>();
+        if libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
+            return fds;
+        }
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let mut fd: libc::c_int = -1;
+                std::ptr::copy_nonoverlapping(
+                    libc::CMSG_DATA(cmsg),
+                    (&mut fd as *mut libc::c_int).cast::<u8>(),
+                    size_of::<libc::c_int>(),
+                );
+                fds.push(std::os::fd::OwnedFd::from_raw_fd(fd));
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    fds
 }
 
 fn main() {
@@ -254,6 +327,25 @@ fn main() {
             "hold" => loop {
                 std::thread::park();
             },
+            "keep-fds" => {
+                let path = next(&mut i);
+                let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind the socket");
+                writeln!(out, "listening").unwrap();
+                out.flush().unwrap();
+                let mut kept = Vec::new();
+                for conn in listener.incoming() {
+                    let mut conn = conn.expect("accept");
+                    kept.extend(receive_fds(&conn));
+                    let _ = conn.write_all(b"k");
+                }
+            }
+            "send-stdout" => {
+                let path = next(&mut i);
+                let mut sock = std::os::unix::net::UnixStream::connect(&path).expect("connect to the keeper");
+                send_fd(&sock, libc::STDOUT_FILENO);
+                let mut answer = [0u8];
+                sock.read_exact(&mut answer).expect("the keeper answers");
+            }
             "print-args" => {
                 for a in &args[i..] {
                     writeln!(out, "arg: {a}").unwrap();

@@ -95,6 +95,46 @@ async fn a_setsid_escaped_grandchild_holding_the_pipe_cannot_keep_the_execution_
 }
 
 #[tokio::test]
+async fn a_process_that_was_only_handed_the_output_is_not_killed_and_the_stream_is_reported_held_open() {
+    use std::io::BufRead;
+    let dir = TestDir::new("fd-keeper");
+    let sock = dir.join("keeper.sock");
+    // A daemon started before the workflow (as an ssh ControlMaster is), to which the workflow hands its stdout.
+    let mut keeper = std::process::Command::new(crate::util::fake())
+        .args(["keep-fds", sock.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(keeper.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "listening\n");
+    let s = Server::spawn(
+        "fd-keeper",
+        json!({"workflows": [wf("handoff", &["out", "hello", "send-stdout", sock.to_str().unwrap(), "exit", "0"])]}),
+    )
+    .await;
+    let id = s.start_wf("handoff", json!({})).await;
+    let st = s.wait_final(&id).await;
+    let keeper_alive = alive(keeper.id()) && keeper.try_wait().unwrap().is_none();
+    let _ = keeper.kill();
+    let _ = keeper.wait();
+    assert!(
+        keeper_alive,
+        "a process that is not the workflow's was not killed: {st}"
+    );
+    assert_eq!(state(&st), "succeeded", "the execution ended all the same");
+    assert_eq!(st["output"]["held_open"], json!(["stdout"]), "{st}");
+    let stderr = s.stderr();
+    assert!(
+        stderr.contains("not the workflow's") && stderr.contains(&keeper.id().to_string()),
+        "the server says who holds the stream and that it was left alone: {stderr}"
+    );
+}
+
+#[tokio::test]
 async fn cancel_reaches_descendants_that_left_the_group() {
     let s = Server::spawn(
         "cancel-escaped",

@@ -127,23 +127,62 @@ pub fn marked_processes(markers: &[String]) -> Vec<u32> {
         .collect()
 }
 
-/// Processes (other than this one) holding any of these pipes open, found through /proc/*/fd.
-pub fn pipe_holders(inodes: &[u64]) -> Vec<u32> {
+/// The processes (other than this one) holding a tree's pipes open, found through /proc/*/fd, split into those
+/// provably of the tree and the others.
+#[derive(Debug, Default)]
+pub struct PipeHolders {
+    /// Carry the tree's marker, descend from its leader, or started after it (a process that cleared its
+    /// environment and left the group still started after the leader).
+    pub tree: Vec<ProcInfo>,
+    /// Started before the leader and unrelated to it: they were handed the pipes (an ssh ControlMaster given a
+    /// session's stdio, a daemon sent descriptors over a socket) and are not ours to kill.
+    pub others: Vec<ProcInfo>,
+}
+
+/// Who holds any of these pipes open, judged against the tree of `leader` (which started at `leader_start`,
+/// when known) and `marker`.
+pub fn pipe_holders(inodes: &[u64], leader: u32, leader_start: Option<u64>, marker: &str) -> PipeHolders {
     let me = std::process::id();
     let wanted: Vec<String> = inodes.iter().map(|i| format!("pipe:[{i}]")).collect();
-    processes()
-        .into_iter()
-        .filter(|p| p.pid != me && !p.zombie)
-        .filter(|p| {
-            std::fs::read_dir(format!("/proc/{}/fd", p.pid)).is_ok_and(|fds| {
-                fds.flatten().any(|fd| {
-                    std::fs::read_link(fd.path())
-                        .is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
-                })
+    let procs = processes();
+    let by_pid: HashMap<u32, &ProcInfo> = procs.iter().map(|p| (p.pid, p)).collect();
+    // The leader has exited, so its pid may name another process now: an ancestor is the leader only with the
+    // leader's start time.
+    let descends_from_leader = |p: &ProcInfo| {
+        let mut cur = p.ppid;
+        for _ in 0..by_pid.len() {
+            let Some(parent) = by_pid.get(&cur) else { return false };
+            if parent.pid == leader && Some(parent.start_time) == leader_start {
+                return true;
+            }
+            if parent.ppid == cur || cur <= 1 {
+                return false;
+            }
+            cur = parent.ppid;
+        }
+        false
+    };
+    let mut holders = PipeHolders::default();
+    for p in procs.iter().filter(|p| p.pid != me && !p.zombie) {
+        let holds = std::fs::read_dir(format!("/proc/{}/fd", p.pid)).is_ok_and(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path())
+                    .is_ok_and(|target| wanted.iter().any(|w| target.as_os_str() == w.as_str()))
             })
-        })
-        .map(|p| p.pid)
-        .collect()
+        });
+        if !holds {
+            continue;
+        }
+        // Start times count clock ticks: one in the leader's own tick is taken as after it (a descendant that
+        // escaped at once), the only way a process of the tree that cleared its environment can be told apart.
+        let after_leader = leader_start.is_some_and(|t| p.start_time >= t);
+        if after_leader || carries_marker(p.pid, marker) || descends_from_leader(p) {
+            holders.tree.push(*p);
+        } else {
+            holders.others.push(*p);
+        }
+    }
+    holders
 }
 
 /// Whether `pid` exists and is not a zombie.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::{Ended, Exit, JobState, Launch, Runtime, Started, Tree, Waiter};
 use crate::proc::reaper::own_children;
-use crate::proc::scan::{pipe_holders, process_alive, signal_tree, tree_gone};
+use crate::proc::scan::{pipe_holders, process, process_alive, signal_tree, tree_gone};
 use crate::proc::signal::{group_exists, signal_process};
 use crate::proc::spawn::{describe_spawn_error, resolve_program, spawn_registered};
 use crate::proc::watchdog::Watchdog;
@@ -54,6 +54,8 @@ impl Runtime for LocalRuntime {
             .process_group(0);
         let mut child = spawn_registered(&mut cmd).map_err(|e| describe_spawn_error(&e, &program))?;
         let pid = child.id();
+        // Read while the leader cannot have been reaped (we hold it unwaited): it tells its tree from older processes.
+        let leader_start = process(pid).map(|p| p.start_time);
         if let Some(w) = &self.watchdog {
             w.watch(pid, &launch.marker);
         }
@@ -73,6 +75,7 @@ impl Runtime for LocalRuntime {
             stderr,
             tree: Arc::new(LocalTree {
                 pgid: pid,
+                leader_start,
                 marker: launch.marker.clone(),
                 pipe_inodes,
                 watchdog: self.watchdog.clone(),
@@ -91,6 +94,8 @@ impl Runtime for LocalRuntime {
 /// A process group, its escaped descendants (found by marker) and the pipes it writes to.
 struct LocalTree {
     pgid: u32,
+    /// The leader's start time (clock ticks after boot), when it could be read.
+    leader_start: Option<u64>,
     marker: String,
     pipe_inodes: Vec<u64>,
     watchdog: Option<Arc<Watchdog>>,
@@ -111,14 +116,28 @@ impl Tree for LocalTree {
     }
 
     fn release_outputs(&self) {
-        let holders = pipe_holders(&self.pipe_inodes);
-        for &holder in &holders {
-            tracing::warn!(pid = holder, "killing a process that holds the workflow's output open");
-            let _ = signal_process(holder, libc::SIGKILL);
+        let holders = pipe_holders(&self.pipe_inodes, self.pgid, self.leader_start, &self.marker);
+        for p in &holders.others {
+            tracing::warn!(
+                pid = p.pid,
+                "a process that is not the workflow's (it started before it) holds its output open; it is left alone"
+            );
+        }
+        let mut killed = Vec::new();
+        for p in &holders.tree {
+            // Still the process the scan found (its pid not reused since).
+            if process(p.pid).is_some_and(|now| now.start_time == p.start_time) {
+                tracing::warn!(
+                    pid = p.pid,
+                    "killing a process of the workflow that holds its output open"
+                );
+                let _ = signal_process(p.pid, libc::SIGKILL);
+                killed.push(p.pid);
+            }
         }
         // A signal is delivered asynchronously: wait (briefly) until they are gone, as the caller expects.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while holders.iter().any(|&p| process_alive(p)) && std::time::Instant::now() < deadline {
+        while killed.iter().any(|&p| process_alive(p)) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
