@@ -23,7 +23,8 @@
 //! # Which module may use which
 //! Arrows point down only (checked by `tests/architecture.rs`):
 //! `cli`, `mcp` → `app` → `engine` → `catalog` → `runtime` → `proc`, and `engine` → `logs`, `store`
-//! (the catalog names where a workflow runs with the runtime's `Placement`); `format` sits under the front ends
+//! (the catalog names where a workflow runs with the runtime's `Placement`), `store` → `proc` (an instance's
+//! process, by pid and start time); `format` sits under the front ends
 //! and uses only `engine`; `clock` is used by `logs`, `store`, `engine` and `mcp`; `schemas` (used by tests) reads
 //! `catalog`, `engine` and `mcp`. `mcp` never touches processes, `engine` and `logs` never import `rmcp`, and
 //! `catalog` runs nothing itself (discovery probes go through `proc`).

@@ -11,7 +11,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("proc", &[][..]),
         ("logs", &["clock"][..]),
         ("runtime", &["proc"][..]),
-        ("store", &["clock"][..]),
+        ("store", &["clock", "proc"][..]),
         ("catalog", &["proc", "runtime"][..]),
         ("engine", &["catalog", "logs", "runtime", "store", "proc", "clock"][..]),
         ("format", &["engine"][..]),

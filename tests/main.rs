@@ -14,5 +14,6 @@ mod schemas;
 mod shutdown;
 mod slurm;
 mod snapshots;
+mod state_dir;
 mod tasks;
 mod util;

@@ -548,21 +548,38 @@ impl RawServer {
 
     /// The binary with nothing sent yet (no `initialize`): for sessions that speak 2026-07-28.
     pub async fn start_bare(label: &str, config: Value) -> RawServer {
-        Self::spawn_raw(label, config, None, None)
+        Self::spawn_raw(label, config, None, None, None)
     }
 
     /// Starts the server with RLIMIT_NOFILE set to `fd_limit` (to make it run out of file descriptors).
     pub async fn start_with_fd_limit(label: &str, config: Value, fd_limit: Option<u64>) -> RawServer {
-        Self::start_on(label, config, fd_limit, None).await
+        Self::start_on(label, config, fd_limit, None, None).await
     }
 
     /// Starts the server on the state directory `state_dir` (which other servers may share).
     pub async fn start_in(label: &str, config: Value, state_dir: &Path) -> RawServer {
-        Self::start_on(label, config, None, Some(state_dir)).await
+        Self::start_on(label, config, None, Some(state_dir), None).await
     }
 
-    async fn start_on(label: &str, config: Value, fd_limit: Option<u64>, state_dir: Option<&Path>) -> RawServer {
-        let mut s = Self::spawn_raw(label, config, fd_limit, state_dir);
+    /// Starts the server on `state_dir` with RLIMIT_NOFILE `fd_limit` and the file mode mask `umask`, when given.
+    pub async fn start_in_with(
+        label: &str,
+        config: Value,
+        state_dir: &Path,
+        fd_limit: Option<u64>,
+        umask: Option<u32>,
+    ) -> RawServer {
+        Self::start_on(label, config, fd_limit, Some(state_dir), umask).await
+    }
+
+    async fn start_on(
+        label: &str,
+        config: Value,
+        fd_limit: Option<u64>,
+        state_dir: Option<&Path>,
+        umask: Option<u32>,
+    ) -> RawServer {
+        let mut s = Self::spawn_raw(label, config, fd_limit, state_dir, umask);
         s.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw-test", "version": "0"}}}))
             .await;
@@ -573,7 +590,13 @@ impl RawServer {
         s
     }
 
-    fn spawn_raw(label: &str, config: Value, fd_limit: Option<u64>, state_dir: Option<&Path>) -> RawServer {
+    fn spawn_raw(
+        label: &str,
+        config: Value,
+        fd_limit: Option<u64>,
+        state_dir: Option<&Path>,
+        umask: Option<u32>,
+    ) -> RawServer {
         let (dir, config_path) = write_config(label, &config);
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
@@ -596,6 +619,15 @@ impl RawServer {
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
+                    Ok(())
+                });
+            }
+        }
+        if let Some(mask) = umask {
+            // SAFETY: umask is async-signal-safe; it runs in the child between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
                     Ok(())
                 });
             }

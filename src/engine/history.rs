@@ -16,9 +16,25 @@ use crate::catalog::WorkflowDef;
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::logs::{DiskLimits, LogDir, LogStore};
 use crate::proc::scan::{is_same_process, marked_processes, signal_tree};
-use crate::proc::signal::signal_process;
+use crate::proc::signal::{PidFd, signal_process};
 use crate::runtime::{Launch, Placement, RemoteJob};
 use crate::store::{Change, ExecutionRecord, PruneRules};
+
+/// Signals the tree of an execution known from history, once its leader is known to be its own (pid, start
+/// time and marker); false when it is not. The leader is held by a pidfd opened before the check, so the
+/// process checked is the process signalled even if its pid is reused in between.
+fn signal_stored_tree(pid: u32, start: u64, marker: &str, sig: i32) -> bool {
+    let Ok(leader) = PidFd::open(pid) else {
+        return false;
+    };
+    if !is_same_process(pid, start, marker) {
+        return false;
+    }
+    // The group first, while the checked leader keeps its id from being reused.
+    signal_tree(pid, marker, sig);
+    let _ = leader.signal(sig);
+    true
+}
 
 impl Engine {
     pub(super) async fn stop_stored(
@@ -39,12 +55,8 @@ impl Engine {
         }));
         let (id, pid, start) = (rec.id, rec.pid, rec.pid_start);
         let signal = move |sig: i32| -> bool {
-            let marker = id.to_string();
             match (pid, start) {
-                (Some(pid), Some(start)) if is_same_process(pid, start, &marker) => {
-                    signal_tree(pid, &marker, sig);
-                    true
-                }
+                (Some(pid), Some(start)) => signal_stored_tree(pid, start, &id.to_string(), sig),
                 _ => false,
             }
         };
@@ -188,10 +200,8 @@ impl Shared {
     /// leader only once its pid, start time and marker all match, so a reused pid is never signalled.
     pub(super) fn lose(&self, rec: &ExecutionRecord) -> Uuid {
         let marker = rec.id.to_string();
-        if let (Some(pid), Some(start)) = (rec.pid, rec.pid_start)
-            && is_same_process(pid, start, &marker)
-        {
-            signal_tree(pid, &marker, libc::SIGKILL);
+        if let (Some(pid), Some(start)) = (rec.pid, rec.pid_start) {
+            signal_stored_tree(pid, start, &marker, libc::SIGKILL);
         }
         for pid in marked_processes(std::slice::from_ref(&marker)) {
             let _ = signal_process(pid, libc::SIGKILL);

@@ -300,7 +300,7 @@ impl Engine {
         }
         let history = self.shared.history.as_ref()?;
         let mut record = history.get(id)?;
-        if record.unfinished() && !history.owner_alive(&record.owner) {
+        if record.unfinished() && history.owner_gone(&record.owner) {
             self.shared.lose(&record);
             record = history.get(id)?;
         }
@@ -415,7 +415,7 @@ impl Engine {
                 .zip(live)
                 .map(|(rec, live)| match live {
                     Some(exec) => self.status(&ExecutionView::Live(exec)),
-                    None if rec.unfinished() && !history.owner_alive(&rec.owner) => {
+                    None if rec.unfinished() && history.owner_gone(&rec.owner) => {
                         shared.lose(rec);
                         history
                             .get(&rec.id)

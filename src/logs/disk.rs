@@ -16,6 +16,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -160,11 +161,11 @@ fn segment_from_files(first_seq: u64, mut data: Vec<u8>, meta: &[u8], lines: Opt
 }
 
 impl LogDir {
-    /// Creates the folder (and its parents) and records the log's origin.
+    /// Creates the folder (and its parents, all private: 0700) and records the log's origin.
     pub fn create(path: &Path, origin: SystemTime) -> io::Result<LogDir> {
-        fs::create_dir_all(path)?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
         let ms = crate::clock::unix_ms(origin) as u64;
-        fs::write(path.join(ORIGIN_FILE), ms.to_le_bytes())?;
+        private_file(&path.join(ORIGIN_FILE), false)?.write_all(&ms.to_le_bytes())?;
         Ok(LogDir { path: path.to_owned() })
     }
 
@@ -312,8 +313,19 @@ pub struct SegmentWriter {
     buf: Vec<u8>,
 }
 
+/// Opens a log file to append to (or, `truncate`, to write anew), creating it private (0600).
+fn private_file(path: &Path, append: bool) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    if append {
+        options.append(true);
+    } else {
+        options.write(true).truncate(true);
+    }
+    options.create(true).mode(0o600).open(path)
+}
+
 fn append_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    private_file(path, true)
 }
 
 impl SegmentWriter {

@@ -32,6 +32,49 @@ fn send(id: u32, sig: i32, group: bool) -> io::Result<()> {
     }
 }
 
+/// A process held by a pidfd: a signal through it reaches the process it was opened on, never another that got
+/// its pid since.
+#[derive(Debug)]
+pub struct PidFd(std::os::fd::OwnedFd);
+
+impl PidFd {
+    /// Opens a pidfd on `pid` (an error when no such process exists).
+    pub fn open(pid: u32) -> io::Result<PidFd> {
+        let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: pidfd_open(2) returns a new descriptor we own, or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the descriptor was just opened and is owned by nothing else.
+        Ok(PidFd(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// Sends `sig`; a process that has exited meanwhile is not an error.
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal(2) on a pidfd we own, with no siginfo.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ESRCH) {
+            Ok(())
+        } else {
+            Err(err)
+        }
+    }
+}
+
 /// Whether any process (zombies included) is still in group `pgid`.
 pub fn group_exists(pgid: u32) -> bool {
     let Ok(pgid) = i32::try_from(pgid) else {

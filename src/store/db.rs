@@ -1,8 +1,14 @@
 //! The history database: SQLite in WAL mode (readers never wait for the writer, several processes share it),
 //! schema migrations kept beside this file and applied in order under an immediate transaction (the schema
 //! version is `PRAGMA user_version`), and an application id that tells our file from another program's. A file
-//! that is corrupt or someone else's is moved aside — never deleted — and a fresh one is created.
+//! that is corrupt or someone else's is moved aside — never deleted — and a fresh one is created. The file is
+//! private (0600, created before SQLite opens it so its `-wal` and `-shm` files get the same mode), and one
+//! process at a time opens it (an `flock` on its folder): two servers starting together on a corrupt file move
+//! it aside once, and both use the fresh one.
 
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_history.sql"),
     include_str!("migrations/0002_jobs.sql"),
     include_str!("migrations/0003_list_by_state.sql"),
+    include_str!("migrations/0004_instance_start.sql"),
 ];
 
 /// Why the database could not be used.
@@ -27,10 +34,26 @@ pub enum DbError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("cannot create the history database {path}: {source}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "the history database {path} has schema version {found}, newer than this program knows ({known}); use a newer workflow-mcp or another --state-dir"
     )]
     TooNew { path: PathBuf, found: i64, known: usize },
+}
+
+impl DbError {
+    /// SQLite's code for the failure, if SQLite failed.
+    pub fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            DbError::Open { source, .. } => source.sqlite_error_code(),
+            _ => None,
+        }
+    }
 }
 
 /// Why a file was not usable as our database.
@@ -122,6 +145,41 @@ fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
     Ok(aside)
 }
 
+/// Creates the database file private (0600) when it is missing, and makes an existing one (and its WAL files)
+/// private: SQLite creates `-wal` and `-shm` with the mode of the database.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_owned();
+            side.push(suffix);
+            let _ = std::fs::set_permissions(side, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the lock on the database's folder: held while a process checks, moves aside, creates or migrates
+/// the database.
+fn lock_folder(path: &Path) -> std::io::Result<File> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let folder = File::open(dir)?;
+    loop {
+        // SAFETY: flock on a valid open descriptor.
+        if unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(folder);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 /// Opens (creating or migrating) the database at `path`. A corrupt or foreign file is moved aside and replaced;
 /// the warning returned names both paths.
 pub fn open(path: &Path) -> Result<(Connection, Option<String>), DbError> {
@@ -129,6 +187,13 @@ pub fn open(path: &Path) -> Result<(Connection, Option<String>), DbError> {
         path: path.to_owned(),
         source,
     };
+    let file_err = |source| DbError::File {
+        path: path.to_owned(),
+        source,
+    };
+    // Released when this returns: later writes are SQLite's to order.
+    let _one_at_a_time = lock_folder(path).map_err(file_err)?;
+    create_private(path).map_err(file_err)?;
     let mut warning = None;
     let mut conn = match connect(path) {
         Ok(conn) => match check(&conn) {
@@ -136,11 +201,13 @@ pub fn open(path: &Path) -> Result<(Connection, Option<String>), DbError> {
             Err(why) => {
                 drop(conn);
                 warning = Some(set_aside(path, why)?);
+                create_private(path).map_err(file_err)?;
                 connect(path).map_err(open_err)?
             }
         },
         Err(e) if is_corruption(&e) => {
             warning = Some(set_aside(path, Unusable::Corrupt(e.to_string()))?);
+            create_private(path).map_err(file_err)?;
             connect(path).map_err(open_err)?
         }
         Err(e) => return Err(open_err(e)),
@@ -161,9 +228,9 @@ fn set_aside(path: &Path, why: Unusable) -> Result<String, DbError> {
         Unusable::Corrupt(e) => format!("it is corrupt ({e})"),
         Unusable::Foreign(e) => e,
     };
-    let aside = move_aside(path).map_err(|e| DbError::Open {
+    let aside = move_aside(path).map_err(|source| DbError::File {
         path: path.to_owned(),
-        source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        source,
     })?;
     Ok(format!(
         "the history database {} could not be used: {reason}; moved it to {} and started a fresh one",

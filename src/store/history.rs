@@ -1,13 +1,17 @@
 //! The store of one process: the state directory, this process's instance (and the lock file that says it is
 //! alive), the writer thread every write goes through, and the reads.
 //!
-//! Layout of a state directory:
+//! Layout of a state directory (private: folders 0700, files 0600; a looser state directory is tightened):
 //! - `history.db` (+ `-wal`, `-shm`): the database;
 //! - `logs/ID/`: each execution's log files (see `logs::disk`);
 //! - `instances/ID.lock`: one per live server process, locked (`flock`) for as long as it lives.
+//!
+//! Another instance is gone only when this process holds its lock, or, its lock file missing, when its recorded
+//! process (pid and start time) is gone; when its lock file cannot be read it is alive as far as anyone acts.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, SystemTime};
@@ -18,20 +22,28 @@ use uuid::Uuid;
 use super::db::{self, DbError};
 use super::record::{COLUMNS, ExecutionRecord};
 
-/// Why the state directory cannot be used.
+/// Why the state directory cannot be used. Each message names the directory, the error, and the way out.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "cannot use the state directory {path}: {source}; choose another with --state-dir DIR (or \"state_dir\" in \
+        "cannot use the state directory {path}: {error}; choose another with --state-dir DIR (or \"state_dir\" in \
          the config), or run with --ephemeral to keep history in memory only"
     )]
-    Dir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Db(#[from] DbError),
+    Dir { path: PathBuf, error: std::io::Error },
+    #[error(
+        "cannot use the state directory {path}: {error}{}; choose another with --state-dir DIR (or \"state_dir\" \
+         in the config), or run with --ephemeral to keep history in memory only",
+        os_error_of(.error)
+    )]
+    Db { path: PathBuf, error: DbError },
+}
+
+/// The OS error behind a database error SQLite names in its own words ("database or disk is full").
+fn os_error_of(error: &DbError) -> String {
+    match error.sqlite_code() {
+        Some(rusqlite::ErrorCode::DiskFull) => format!(" ({})", std::io::Error::from_raw_os_error(libc::ENOSPC)),
+        _ => String::new(),
+    }
 }
 
 /// A change to an execution's record.
@@ -82,6 +94,14 @@ pub struct PruneRules {
 
 type Op = Box<dyn FnOnce(&Connection) -> rusqlite::Result<()> + Send>;
 type Reply = mpsc::SyncSender<rusqlite::Result<()>>;
+
+/// What one instance can tell of another.
+enum Owner {
+    Alive,
+    /// With its lock file, held by this process (None: the lock file is gone).
+    Gone(Option<File>),
+    Unknown,
+}
 
 /// The store of this process.
 pub struct Store {
@@ -173,42 +193,102 @@ fn clone_err(e: &rusqlite::Error) -> rusqlite::Error {
     )
 }
 
+fn not_a_folder(path: &Path) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotADirectory,
+        format!("{} exists and is not a folder", path.display()),
+    )
+}
+
+/// Creates one of our folders (0700), or makes an existing one others can read private; returns a warning
+/// when it did.
+fn private_dir(path: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        return Err(not_a_folder(path));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    Ok(Some(
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)) {
+            Ok(()) => format!(
+                "{} was open to other users (mode {mode:04o}); made it private (0700)",
+                path.display()
+            ),
+            Err(e) => format!(
+                "{} is open to other users (mode {mode:04o}) and could not be made private: {e}",
+                path.display()
+            ),
+        },
+    ))
+}
+
 impl Store {
     /// Opens (creating what is missing) the state directory `root`, registers this process as an instance, and
-    /// starts the writer thread. Returns warnings to log (a database moved aside).
+    /// starts the writer thread. Returns warnings to log (a database moved aside, a folder made private).
     pub fn open(root: &Path) -> Result<(Store, Vec<String>), StoreError> {
-        let dir_err = |source| StoreError::Dir {
+        let dir_err = |error| StoreError::Dir {
             path: root.to_owned(),
-            source,
+            error,
         };
-        for sub in ["logs", "instances"] {
-            std::fs::create_dir_all(root.join(sub)).map_err(dir_err)?;
+        // The parents are not ours: they keep the user's umask.
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => not_a_folder(parent),
+                    _ => e,
+                })
+                .map_err(dir_err)?;
+        }
+        let mut warnings = Vec::new();
+        for dir in [root.to_owned(), root.join("logs"), root.join("instances")] {
+            warnings.extend(private_dir(&dir).map_err(dir_err)?);
         }
         // A directory we can create in but not write to fails here, with its own path.
         let instance = Uuid::new_v4();
         let lock_path = root.join("instances").join(format!("{instance}.lock"));
         let lock_file = OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .write(true)
-            .truncate(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(dir_err)?;
+        // Taken at once: a lock file nobody holds is a dead instance's.
         try_flock(&lock_file).map_err(dir_err)?;
         let db_path = root.join("history.db");
-        let (writer_conn, warning) = db::open(&db_path)?;
-        let reader = db::connect(&db_path).map_err(|source| DbError::Open {
-            path: db_path.clone(),
-            source,
-        })?;
-        writer_conn
-            .execute(
-                "INSERT INTO instances (id, pid, started_at) VALUES (?1, ?2, ?3)",
-                params![instance.to_string(), std::process::id(), now_ms()],
-            )
-            .map_err(|source| DbError::Open {
+        let registered = db::open(&db_path).and_then(|(writer_conn, warning)| {
+            let reader = db::connect(&db_path).map_err(|source| DbError::Open {
                 path: db_path.clone(),
                 source,
             })?;
+            let me = std::process::id();
+            let me_start = crate::proc::scan::process(me).map(|p| p.start_time as i64);
+            writer_conn
+                .execute(
+                    "INSERT INTO instances (id, pid, started_at, pid_start) VALUES (?1, ?2, ?3, ?4)",
+                    params![instance.to_string(), me, now_ms(), me_start],
+                )
+                .map_err(|source| DbError::Open {
+                    path: db_path.clone(),
+                    source,
+                })?;
+            Ok((writer_conn, reader, warning))
+        });
+        let (writer_conn, reader, warning) = registered.map_err(|error| {
+            let _ = std::fs::remove_file(&lock_path);
+            StoreError::Db {
+                path: root.to_owned(),
+                error,
+            }
+        })?;
+        warnings.extend(warning);
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("wf-history".into())
@@ -222,7 +302,7 @@ impl Store {
             writer: Mutex::new(tx),
             pruning: Mutex::new(()),
         };
-        Ok((store, warning.into_iter().collect()))
+        Ok((store, warnings))
     }
 
     /// Opens an existing state directory to read it (the `history`, `status` and `logs` commands): no instance
@@ -232,15 +312,18 @@ impl Store {
         if !db_path.is_file() {
             return Err(StoreError::Dir {
                 path: root.to_owned(),
-                source: std::io::Error::new(
+                error: std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     "it holds no history (no server has used it yet)",
                 ),
             });
         }
-        let reader = db::connect(&db_path).map_err(|source| DbError::Open {
-            path: db_path.clone(),
-            source,
+        let reader = db::connect(&db_path).map_err(|source| StoreError::Db {
+            path: root.to_owned(),
+            error: DbError::Open {
+                path: db_path.clone(),
+                source,
+            },
         })?;
         // Writes go nowhere: the receiver is dropped at once.
         let (tx, _) = mpsc::channel();
@@ -552,17 +635,73 @@ impl Store {
             .unwrap_or(0) as usize
     }
 
-    /// Whether the instance `owner` is alive (its lock file is still locked).
-    pub fn owner_alive(&self, owner: &str) -> bool {
+    fn lock_path(&self, instance: &str) -> PathBuf {
+        self.root.join("instances").join(format!("{instance}.lock"))
+    }
+
+    /// What can be told of the instance `owner`: gone (with its lock file held, when there is one, so nobody
+    /// else acts on it at the same moment), alive, or unknown — which is acted on as alive.
+    fn owner_state(&self, owner: &str) -> Owner {
         if owner == self.instance.to_string() {
-            return true;
+            return Owner::Alive;
         }
-        let path = self.root.join("instances").join(format!("{owner}.lock"));
-        match OpenOptions::new().write(true).open(&path) {
-            // Taken: nobody holds it. (Closing the file releases it again.)
-            Ok(file) => !try_flock(&file).unwrap_or(false),
-            Err(_) => false,
+        // Only an instance id names a lock file (a record is never trusted as a path).
+        if Uuid::parse_str(owner).is_err() {
+            return Owner::Unknown;
         }
+        let path = self.lock_path(owner);
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.owner_by_record(owner),
+            Err(e) => {
+                tracing::debug!(instance = owner, error = %e, "cannot read an instance's lock file; taken as alive");
+                return Owner::Unknown;
+            }
+        };
+        match try_flock(&file) {
+            Ok(true) => Owner::Gone(Some(file)),
+            Ok(false) => Owner::Alive,
+            Err(e) => {
+                tracing::debug!(instance = owner, error = %e, "cannot lock an instance's lock file; taken as alive");
+                Owner::Unknown
+            }
+        }
+    }
+
+    /// An instance whose lock file is missing (deleted by hand, or by its own clean exit): gone when its record
+    /// is (a clean exit removes it) or names a process that no longer runs (pid and start time).
+    fn owner_by_record(&self, owner: &str) -> Owner {
+        let Some(row) = self.read(|c| {
+            c.query_row("SELECT pid, pid_start FROM instances WHERE id = ?1", [owner], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .optional()
+        }) else {
+            return Owner::Unknown;
+        };
+        let Some((pid, start)) = row else {
+            return Owner::Gone(None);
+        };
+        let running = u32::try_from(pid)
+            .ok()
+            .and_then(crate::proc::scan::process)
+            .filter(|p| !p.zombie);
+        match (running, start) {
+            (Some(p), Some(start)) if p.start_time as i64 == start => Owner::Alive,
+            (Some(_), Some(_)) | (None, _) => Owner::Gone(None),
+            // Recorded by a version that kept no start time: a process with its pid may be it.
+            (Some(_), None) => Owner::Unknown,
+        }
+    }
+
+    /// Whether the instance `owner` is known to be gone: only then are its executions lost. An instance that
+    /// cannot be checked (its lock file unreadable, say) is not.
+    pub fn owner_gone(&self, owner: &str) -> bool {
+        matches!(self.owner_state(owner), Owner::Gone(_))
     }
 
     /// Unfinished executions whose owner is gone: they are lost.
@@ -576,7 +715,7 @@ impl Store {
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .unwrap_or_default();
-        unfinished.into_iter().filter(|r| !self.owner_alive(&r.owner)).collect()
+        unfinished.into_iter().filter(|r| self.owner_gone(&r.owner)).collect()
     }
 
     /// Ends this instance on a clean exit: every write committed, its row and lock file removed.
@@ -585,10 +724,11 @@ impl Store {
         let _ = self.write_sync(Box::new(move |c| {
             c.execute("DELETE FROM instances WHERE id = ?1", [id]).map(drop)
         }));
-        let _ = std::fs::remove_file(self.root.join("instances").join(format!("{}.lock", self.instance)));
+        let _ = std::fs::remove_file(self.lock_path(&self.instance.to_string()));
     }
 
-    /// Forgets instances that are gone (their rows and lock files).
+    /// Forgets instances that are gone (their rows and lock files). A lock file is deleted only while this
+    /// process holds it: one another process holds, or that cannot be read, is never touched.
     pub fn forget_dead_instances(&self) {
         let ids: Vec<String> = self
             .read(|c| {
@@ -596,17 +736,21 @@ impl Store {
                 stmt.query_map([], |r| r.get(0))?.collect()
             })
             .unwrap_or_default();
-        let dead: Vec<String> = ids.into_iter().filter(|id| !self.owner_alive(id)).collect();
-        for id in &dead {
-            let _ = std::fs::remove_file(self.root.join("instances").join(format!("{id}.lock")));
-        }
-        if !dead.is_empty() {
-            let _ = self.write_sync(Box::new(move |c| {
-                for id in dead {
-                    c.execute("DELETE FROM instances WHERE id = ?1", [id])?;
-                }
-                Ok(())
-            }));
+        for id in ids {
+            let Owner::Gone(held) = self.owner_state(&id) else {
+                continue;
+            };
+            let row = id.clone();
+            if self
+                .write_sync(Box::new(move |c| {
+                    c.execute("DELETE FROM instances WHERE id = ?1", [row]).map(drop)
+                }))
+                .is_ok()
+                && held.is_some()
+            {
+                let _ = std::fs::remove_file(self.lock_path(&id));
+            }
+            drop(held);
         }
     }
 
