@@ -54,6 +54,8 @@ pub enum AppError {
 pub struct App {
     pub engine: Engine,
     pub catalog: Arc<Catalog>,
+    /// A session whose client reads nothing of a pending answer for this long is over (`limits.client_stall_ms`).
+    pub client_stall: Duration,
 }
 
 /// How the engine behaves under the config file's `limits` (`durable`: with a history).
@@ -140,6 +142,10 @@ impl App {
         }
         let catalog = catalog(config);
         catalog.start_initial_scan();
-        Ok(Arc::new(App { engine, catalog }))
+        Ok(Arc::new(App {
+            engine,
+            catalog,
+            client_stall: Duration::from_millis(config.limits.client_stall_ms),
+        }))
     }
 }

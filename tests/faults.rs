@@ -614,7 +614,9 @@ async fn a_client_that_stops_reading_makes_the_server_stop_everything() {
         "deaf-client",
         // The lines come before the grandchild's line on the same stream: once that line is read, so are they, and
         // the answers below are big enough to fill the pipe.
-        json!({"workflows": [wf("tree", &["lines", "20000", "grandchild", "hold"])]}),
+        // A client is taken as gone after 2 s without reading (30 s by default).
+        json!({"limits": {"client_stall_ms": 2000},
+               "workflows": [wf("tree", &["lines", "20000", "grandchild", "hold"])]}),
     )
     .await;
     let st = s.call_ok("execute_workflow", json!({"workflow": "tree"})).await;

@@ -8,6 +8,7 @@ mod core;
 mod durable;
 mod faults;
 mod harness;
+mod load;
 mod logs;
 mod reads;
 mod schemas;

@@ -701,6 +701,24 @@ impl RawServer {
         }
     }
 
+    /// Reads the next message as a client busy elsewhere does: `first` bytes of it, then nothing for `pause`,
+    /// then the rest of its line.
+    pub async fn recv_pausing(&mut self, first: usize, pause: Duration) -> Value {
+        use tokio::io::AsyncReadExt;
+        let reader = self.stdout.get_mut();
+        let mut line = vec![0; first];
+        reader
+            .read_exact(&mut line)
+            .await
+            .expect("the first part of the message");
+        tokio::time::sleep(pause).await;
+        reader
+            .read_until(b'\n', &mut line)
+            .await
+            .expect("the rest of the message");
+        serde_json::from_slice(&line).unwrap_or_else(|e| panic!("a message cut short ({} bytes): {e}", line.len()))
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }

@@ -125,6 +125,9 @@ pub struct Limits {
     pub default_timeout_ms: Option<u64>,
     /// Default grace period between SIGTERM and SIGKILL on cancel and timeout (milliseconds).
     pub grace_ms: u64,
+    /// A client whose answers are not read (no byte of a pending answer written) for this long is taken as
+    /// gone: the session ends (milliseconds; a client busy for a few seconds is not gone).
+    pub client_stall_ms: u64,
     /// Log memory (text plus index) one execution may hold before lines from its middle leave memory (with a
     /// history they stay readable from disk; ephemeral, they are dropped). Default 8 MiB with a history (the
     /// files, through the page cache, hold the rest), 256 MiB ephemeral.
@@ -163,6 +166,7 @@ impl Default for Limits {
             max_queued: 1000,
             default_timeout_ms: None,
             grace_ms: 5000,
+            client_stall_ms: 30_000,
             log_bytes_per_execution: None,
             log_bytes_total: 2 << 30,
             max_line_bytes: 64 << 10,
@@ -267,6 +271,12 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
     let limits = &file.limits;
     if limits.max_concurrent == 0 {
         problems.push("limits.max_concurrent must be at least 1".into());
+    }
+    if !(1000..=3_600_000).contains(&limits.client_stall_ms) {
+        problems.push(format!(
+            "limits.client_stall_ms must be between 1000 and 3600000, got {}",
+            limits.client_stall_ms
+        ));
     }
     if limits.max_line_bytes < 1024 || limits.max_line_bytes > 16 << 20 {
         problems.push(format!(

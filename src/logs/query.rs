@@ -1,8 +1,11 @@
 //! Queries over a store [`Snapshot`]: cursor paging, tail, stream and event selection, grep with context lines,
 //! and line and byte budgets that are never exceeded. A query reads only the segments it needs, so a page costs
-//! O(page) however long the log is; grep scans.
+//! O(page) however long the log is; a scan (grep, a stream or event selection) stops at its scan budget and says
+//! where, so no call scans more than [`SCAN_MAX_BYTES`] or [`SCAN_MAX_LINES`] (a tail twice that: back, then
+//! forward). Segments read back from disk are held one at a time.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use regex::bytes::Regex;
 use schemars::JsonSchema;
@@ -10,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::compact::{self, Served};
 use super::render::render;
-use super::segment::{LineRef, Snapshot, Stream, flags};
+use super::segment::{LineRef, Segment, Snapshot, Stream, flags};
 
 /// Which streams a query returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -35,6 +38,11 @@ pub enum EventSelector {
     Exclude,
 }
 
+/// Log text one call scans at most (the lines' bytes, selected or not).
+pub const SCAN_MAX_BYTES: usize = 64 << 20;
+/// Lines one call scans at most: short lines cost more per byte than long ones.
+pub const SCAN_MAX_LINES: usize = 4_000_000;
+
 /// What to read from a log.
 #[derive(Clone, Debug)]
 pub struct LogQuery {
@@ -47,6 +55,9 @@ pub struct LogQuery {
     pub max_lines: usize,
     pub max_bytes: usize,
     pub raw: bool,
+    /// The scan budget: a call stops after looking at this many lines or bytes of text.
+    pub scan_lines: usize,
+    pub scan_bytes: usize,
 }
 
 impl Default for LogQuery {
@@ -61,6 +72,8 @@ impl Default for LogQuery {
             max_lines: 200,
             max_bytes: 32 * 1024,
             raw: false,
+            scan_lines: SCAN_MAX_LINES,
+            scan_bytes: SCAN_MAX_BYTES,
         }
     }
 }
@@ -155,6 +168,8 @@ pub struct Omitted {
 pub enum BudgetHit {
     MaxLines,
     MaxBytes,
+    /// The call scanned as much of the log as one call may; `next_seq` is where to go on scanning.
+    ScanBudget,
 }
 
 /// The answer to a [`LogQuery`], with its lines in the sink `S`.
@@ -178,38 +193,45 @@ pub struct LogPage<S = Vec<LogLine>> {
     pub bytes: usize,
     /// Seq of the first line cut to fit `max_bytes`.
     pub cut_seq: Option<u64>,
+    /// A `tail` whose look back stopped at the scan budget: the oldest seq it looked at (older lines of the
+    /// selection may exist before it).
+    pub looked_back_to: Option<u64>,
 }
 
-/// A position in a snapshot: segment index and line index within it.
-#[derive(Clone, Copy)]
-struct Pos {
-    seg: usize,
-    idx: usize,
+/// Lines and bytes a scan has looked at, against its budget.
+struct Scanned<'q> {
+    lines: usize,
+    bytes: usize,
+    query: &'q LogQuery,
 }
 
-fn position_of(snap: &Snapshot, seq: u64) -> Pos {
-    let seg = snap.segment_index_for(seq);
-    let idx = snap
-        .segments
-        .get(seg)
-        .map_or(0, |s| seq.saturating_sub(s.first_seq()) as usize);
-    Pos { seg, idx }
+impl Scanned<'_> {
+    fn spent(&self) -> bool {
+        self.lines >= self.query.scan_lines.max(1) || self.bytes >= self.query.scan_bytes.max(1)
+    }
+
+    fn count(&mut self, line: &LineRef<'_>) {
+        self.lines += 1;
+        self.bytes += line.bytes.len();
+    }
+
+    /// Counts `line` as looked at; `false` when the budget was already spent (the line is not counted).
+    fn take(&mut self, line: &LineRef<'_>) -> bool {
+        if self.spent() {
+            return false;
+        }
+        self.count(line);
+        true
+    }
 }
 
-fn lines_from(snap: &Snapshot, start: u64) -> impl Iterator<Item = LineRef<'_>> {
-    let Pos { seg, idx } = position_of(snap, start);
-    snap.segments
-        .iter()
-        .skip(seg)
-        .enumerate()
-        .flat_map(move |(n, s)| (if n == 0 { idx } else { 0 }..s.len()).map(move |i| s.line(i)))
-}
+/// A line kept for later (a context line before a match), with the segment that holds it.
+struct HeldLine(Arc<Segment>, usize);
 
-fn lines_backward(snap: &Snapshot) -> impl Iterator<Item = LineRef<'_>> {
-    snap.segments
-        .iter()
-        .rev()
-        .flat_map(|s| (0..s.len()).rev().map(move |i| s.line(i)))
+impl HeldLine {
+    fn line(&self) -> LineRef<'_> {
+        self.0.line(self.1)
+    }
 }
 
 /// Fills a page line by line until a budget says stop.
@@ -323,61 +345,83 @@ impl LogQuery {
 
     /// Runs the query over a snapshot, serving lines into `sink`.
     pub fn run_into<S: LineSink>(&self, snap: &Snapshot, sink: S) -> LogPage<S> {
-        let start = match self.tail {
-            Some(n) => self.tail_start(snap, n).max(self.since_seq.unwrap_or(0)),
-            None => self.since_seq.unwrap_or_else(|| snap.oldest_seq()),
-        };
-        self.forward(snap, start, sink)
+        match self.tail {
+            Some(n) => {
+                let (start, cut) = self.tail_start(snap, n);
+                // The look back already scanned (within the budget) every line from `start` on.
+                let mut page = self.forward(snap, start.max(self.since_seq.unwrap_or(0)), sink, false);
+                if cut {
+                    page.looked_back_to = Some(start);
+                    page.budget_hit.get_or_insert(BudgetHit::ScanBudget);
+                }
+                page
+            }
+            None => self.forward(snap, self.since_seq.unwrap_or_else(|| snap.oldest_seq()), sink, true),
+        }
     }
 
     /// The seq a forward scan starts at so that it returns the last `n` lines of the selection (plus the
-    /// context lines before the first of them).
-    fn tail_start(&self, snap: &Snapshot, n: u64) -> u64 {
+    /// context lines before the first of them), and whether the look back stopped at the scan budget.
+    fn tail_start(&self, snap: &Snapshot, n: u64) -> (u64, bool) {
         if n == 0 {
-            return snap.next_seq;
+            return (snap.next_seq, false);
         }
         if !self.filtered() {
             let mut remaining = n;
             for seg in snap.segments.iter().rev() {
                 let len = seg.len() as u64;
                 if len >= remaining {
-                    return seg.first_seq() + (len - remaining);
+                    return (seg.first_seq() + (len - remaining), false);
                 }
                 remaining -= len;
             }
-            return snap.oldest_seq();
+            return (snap.oldest_seq(), false);
         }
         let mut found = 0u64;
         let mut context_left: Option<usize> = None;
         let mut start = snap.oldest_seq();
-        for line in lines_backward(snap) {
-            if !self.selects(&line) {
-                continue;
-            }
-            if let Some(left) = context_left.as_mut() {
-                if *left == 0 {
-                    break;
+        let mut scanned = Scanned {
+            lines: 0,
+            bytes: 0,
+            query: self,
+        };
+        for seg in snap.segments.iter().rev() {
+            let seg = seg.load();
+            for i in (0..seg.len()).rev() {
+                let line = seg.line(i);
+                if !scanned.take(&line) {
+                    // Nothing older was looked at: the forward scan starts at the oldest line that was.
+                    return (line.seq + 1, true);
                 }
-                *left -= 1;
-                start = line.seq;
-                continue;
-            }
-            let counts = match &self.grep {
-                Some(re) => self.matches(re, &line),
-                None => true,
-            };
-            if counts {
-                found += 1;
-                start = line.seq;
-                if found == n {
-                    context_left = Some(self.context);
+                if !self.selects(&line) {
+                    continue;
+                }
+                if let Some(left) = context_left.as_mut() {
+                    if *left == 0 {
+                        return (start, false);
+                    }
+                    *left -= 1;
+                    start = line.seq;
+                    continue;
+                }
+                let counts = match &self.grep {
+                    Some(re) => self.matches(re, &line),
+                    None => true,
+                };
+                if counts {
+                    found += 1;
+                    start = line.seq;
+                    if found == n {
+                        context_left = Some(self.context);
+                    }
                 }
             }
         }
-        start
+        (start, false)
     }
 
-    fn forward<S: LineSink>(&self, snap: &Snapshot, start: u64, sink: S) -> LogPage<S> {
+    /// Serves the selection from `start` on until a budget ends the page; `budgeted`: the scan budget applies.
+    fn forward<S: LineSink>(&self, snap: &Snapshot, start: u64, sink: S, budgeted: bool) -> LogPage<S> {
         let mut builder = PageBuilder {
             page: LogPage {
                 lines: sink,
@@ -392,45 +436,72 @@ impl LogQuery {
                 budget_hit: None,
                 bytes: 0,
                 cut_seq: None,
+                looked_back_to: None,
             },
             query: self,
             snap,
             gap_ahead: snap.gap.filter(|g| start < g.to).map(|g| (start.max(g.from), g.to)),
             last_ts: None,
         };
-        let mut before: VecDeque<LineRef<'_>> = VecDeque::with_capacity(self.context);
+        let mut scanned = Scanned {
+            lines: 0,
+            bytes: 0,
+            query: self,
+        };
+        let mut before: VecDeque<HeldLine> = VecDeque::with_capacity(self.context);
         let mut after_left = 0usize;
-        'scan: for line in lines_from(snap, start) {
-            if !self.selects(&line) {
-                continue;
-            }
-            let matched = match &self.grep {
-                None => None,
-                Some(re) if self.matches(re, &line) => Some(true),
-                Some(_) if after_left > 0 => {
-                    after_left -= 1;
-                    Some(false)
+        let first = snap.segment_index_for(start);
+        'scan: for seg in snap.segments.iter().skip(first) {
+            // Held while its lines are looked at, then dropped (a context line may hold it a little longer).
+            let seg = seg.load();
+            let from = start.saturating_sub(seg.first_seq()) as usize;
+            for i in from.min(seg.len())..seg.len() {
+                let line = seg.line(i);
+                // Stops only between matches and their context (at most `context` lines past the budget), so
+                // continuing from `next_seq` misses nothing.
+                if budgeted && after_left == 0 && scanned.spent() {
+                    let page = &mut builder.page;
+                    page.budget_hit = Some(BudgetHit::ScanBudget);
+                    // The context lines held for a match still to come are scanned again by the next call.
+                    page.next_seq = before
+                        .front()
+                        .map_or(line.seq, |h| h.line().seq)
+                        .max(start + 1)
+                        .min(line.seq);
+                    break 'scan;
                 }
-                Some(_) => {
-                    if self.context > 0 {
-                        if before.len() == self.context {
-                            before.pop_front();
-                        }
-                        before.push_back(line);
-                    }
+                scanned.count(&line);
+                if !self.selects(&line) {
                     continue;
                 }
-            };
-            if matched == Some(true) {
-                after_left = self.context;
-                while let Some(c) = before.pop_front() {
-                    if !builder.push(c, Some(false)) {
-                        break 'scan;
+                let matched = match &self.grep {
+                    None => None,
+                    Some(re) if self.matches(re, &line) => Some(true),
+                    Some(_) if after_left > 0 => {
+                        after_left -= 1;
+                        Some(false)
+                    }
+                    Some(_) => {
+                        if self.context > 0 {
+                            if before.len() == self.context {
+                                before.pop_front();
+                            }
+                            before.push_back(HeldLine(seg.clone(), i));
+                        }
+                        continue;
+                    }
+                };
+                if matched == Some(true) {
+                    after_left = self.context;
+                    while let Some(c) = before.pop_front() {
+                        if !builder.push(c.line(), Some(false)) {
+                            break 'scan;
+                        }
                     }
                 }
-            }
-            if !builder.push(line, matched) {
-                break 'scan;
+                if !builder.push(line, matched) {
+                    break 'scan;
+                }
             }
         }
         let gap_ahead = builder.gap_ahead;
@@ -475,30 +546,39 @@ pub fn last_lines(
         ..LogQuery::default()
     };
     let mut start = None;
-    let (mut lines, mut bytes) = (0, 0);
-    for line in lines_backward(snap).take(LAST_LINES_SCAN) {
-        if !query.selects(&line) {
-            continue;
+    let (mut lines, mut bytes, mut looked_at) = (0, 0, 0);
+    'scan: for seg in snap.segments.iter().rev() {
+        let seg = seg.load();
+        for i in (0..seg.len()).rev() {
+            let line = seg.line(i);
+            looked_at += 1;
+            if looked_at > LAST_LINES_SCAN {
+                break 'scan;
+            }
+            if !query.selects(&line) {
+                continue;
+            }
+            let text = render(line.bytes, line.has(flags::NEEDS_RENDER), false);
+            let served = Served {
+                seq: line.seq,
+                stream: line.stream(),
+                partial: line.has(flags::PARTIAL),
+                event: false,
+                matched: None,
+                cut: false,
+                text: &text,
+                ts: None,
+            };
+            bytes += compact::cost(&served);
+            if start.is_some() && (bytes > max_bytes || lines == max_lines) {
+                break 'scan;
+            }
+            start = Some(line.seq);
+            lines += 1;
         }
-        let text = render(line.bytes, line.has(flags::NEEDS_RENDER), false);
-        let served = Served {
-            seq: line.seq,
-            stream: line.stream(),
-            partial: line.has(flags::PARTIAL),
-            event: false,
-            matched: None,
-            cut: false,
-            text: &text,
-            ts: None,
-        };
-        bytes += compact::cost(&served);
-        if start.is_some() && (bytes > max_bytes || lines == max_lines) {
-            break;
-        }
-        start = Some(line.seq);
-        lines += 1;
     }
-    let page = query.forward(snap, start?, CompactLines::default());
+    // Bounded by the look back: at most LAST_LINES_SCAN lines from `start` on.
+    let page = query.forward(snap, start?, CompactLines::default(), false);
     Some(page)
 }
 
@@ -659,6 +739,72 @@ mod tests {
         assert_eq!(page.lines[0].text, "error one");
         let q = LogQuery { tail: Some(1), ..q };
         assert_eq!(seqs(&q.run(&store.snapshot())), vec![2]);
+    }
+
+    #[test]
+    fn a_scan_stops_at_its_budget_and_continuing_from_next_seq_misses_nothing() {
+        let store = numbered(1000);
+        let snap = store.snapshot();
+        let re = Regex::new("^line (1|5)[0-9]*[05]$").unwrap();
+        let whole = LogQuery {
+            grep: Some(re.clone()),
+            context: 2,
+            max_lines: 10_000,
+            ..LogQuery::default()
+        };
+        let expected = whole.run(&snap).lines;
+        assert!(expected.len() > 100);
+        let mut q = LogQuery {
+            scan_lines: 37,
+            ..whole.clone()
+        };
+        let (mut got, mut calls) = (Vec::new(), 0);
+        loop {
+            let page = q.run(&snap);
+            calls += 1;
+            if page.has_more {
+                assert_eq!(page.budget_hit, Some(BudgetHit::ScanBudget));
+            }
+            got.extend(page.lines);
+            if !page.has_more {
+                break;
+            }
+            q.since_seq = Some(page.next_seq);
+        }
+        assert!(
+            calls >= 1000 / (37 + 2),
+            "each call scanned at most its budget and a context: {calls} calls"
+        );
+        assert_eq!(
+            got, expected,
+            "the pages together are the whole answer, context included"
+        );
+        // Nothing matches: each call still ends, at its budget.
+        let none = LogQuery {
+            grep: Some(Regex::new("nothing").unwrap()),
+            scan_bytes: 100,
+            ..LogQuery::default()
+        };
+        let page = none.run(&snap);
+        assert_eq!((page.count, page.has_more), (0, true));
+        assert!(page.next_seq > 0 && page.next_seq < 30, "{}", page.next_seq);
+    }
+
+    #[test]
+    fn a_tail_that_looks_back_past_its_budget_says_how_far_it_looked() {
+        let store = numbered(1000);
+        let q = LogQuery {
+            tail: Some(5),
+            grep: Some(Regex::new("^line 1[0-9]$").unwrap()),
+            scan_lines: 500,
+            ..LogQuery::default()
+        };
+        let page = q.run(&store.snapshot());
+        assert_eq!(page.count, 0, "the matches are further back than the budget");
+        assert_eq!(page.looked_back_to, Some(500));
+        assert_eq!(page.budget_hit, Some(BudgetHit::ScanBudget));
+        let q = LogQuery { scan_lines: 995, ..q };
+        assert_eq!(seqs(&q.run(&store.snapshot())), vec![15, 16, 17, 18, 19]);
     }
 
     #[test]

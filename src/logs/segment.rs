@@ -1,8 +1,8 @@
 //! Segments: runs of consecutive lines in one byte arena with a 4-byte index entry per line (end offset and
 //! flags) and one timestamp per chunk read, and the snapshot a query reads — segments in memory, or on disk
-//! and loaded when a query reaches them.
+//! and loaded when a query reaches them (and dropped when it moves on).
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use schemars::JsonSchema;
@@ -247,14 +247,14 @@ pub struct Gap {
     pub to: u64,
 }
 
-/// A segment as a snapshot holds it: in memory (shared, never copied), or on disk and read back the first time a
-/// query reaches it.
+/// A segment as a snapshot holds it: in memory (shared, never copied), or on disk and read back each time a query
+/// reaches it. A snapshot never keeps what it read: a scan holds one segment at a time, so a grep over a log of
+/// any size takes the memory of a segment, and the store's cache of the last one read is the only copy kept.
 #[derive(Debug)]
 pub enum SegmentRef {
     Memory(Arc<Segment>),
     Disk {
         segment: DiskSegment,
-        loaded: OnceLock<Arc<Segment>>,
         /// The store the segment left memory from: it keeps the last segment read back, so a reader paging
         /// through reads each file once.
         owner: Weak<LogStore>,
@@ -267,11 +267,7 @@ impl SegmentRef {
     }
 
     pub(super) fn read_for(segment: DiskSegment, owner: Weak<LogStore>) -> Self {
-        SegmentRef::Disk {
-            segment,
-            loaded: OnceLock::new(),
-            owner,
-        }
+        SegmentRef::Disk { segment, owner }
     }
 
     pub fn first_seq(&self) -> u64 {
@@ -297,30 +293,31 @@ impl SegmentRef {
         self.first_seq() + self.len() as u64
     }
 
-    /// The lines, read from disk on first use (a segment that cannot be read gives lines that say so).
-    pub fn segment(&self) -> &Segment {
-        match self {
-            SegmentRef::Memory(s) => s,
-            SegmentRef::Disk { segment, loaded, owner } => loaded.get_or_init(|| {
-                let seg = match segment.load() {
-                    Ok(seg) if seg.len() as u64 >= segment.lines => Arc::new(seg),
-                    Ok(_) => {
-                        let why = "the file holds fewer lines than were written to it";
-                        return Arc::new(Segment::unreadable(segment.first_seq, segment.lines, why));
-                    }
-                    Err(e) => return Arc::new(Segment::unreadable(segment.first_seq, segment.lines, &e.to_string())),
-                };
-                if let Some(store) = owner.upgrade() {
-                    store.keep_read(&seg);
-                }
-                seg
-            }),
+    /// The lines: shared from memory, or read from disk now (from the store's last read if it is this one; a
+    /// segment that cannot be read gives lines that say so). Dropping the result frees what was read.
+    pub fn load(&self) -> Arc<Segment> {
+        let (segment, owner) = match self {
+            SegmentRef::Memory(s) => return s.clone(),
+            SegmentRef::Disk { segment, owner } => (segment, owner.upgrade()),
+        };
+        if let Some(seg) = owner
+            .as_ref()
+            .and_then(|s| s.recent_read(segment.first_seq, segment.lines))
+        {
+            return seg;
         }
-    }
-
-    /// The line at local index `i`.
-    pub fn line(&self, i: usize) -> LineRef<'_> {
-        self.segment().line(i)
+        let seg = match segment.load() {
+            Ok(seg) if seg.len() as u64 >= segment.lines => Arc::new(seg),
+            Ok(_) => {
+                let why = "the file holds fewer lines than were written to it";
+                return Arc::new(Segment::unreadable(segment.first_seq, segment.lines, why));
+            }
+            Err(e) => return Arc::new(Segment::unreadable(segment.first_seq, segment.lines, &e.to_string())),
+        };
+        if let Some(store) = owner {
+            store.keep_read(&seg);
+        }
+        seg
     }
 }
 

@@ -237,6 +237,7 @@ impl LogStore {
         let mut streams = [StreamCounters::default(); 2];
         let mut truncated_lines = 0;
         for seg in &snap.segments {
+            let seg = seg.load();
             for i in 0..seg.len() {
                 let line = seg.line(i);
                 let c = &mut streams[line.stream().index()];
@@ -452,6 +453,16 @@ impl LogStore {
             gap: inner.gap,
             origin: self.origin,
         }
+    }
+
+    /// The last segment read back from disk, if it is the one starting at `first_seq` with `lines` lines.
+    pub(super) fn recent_read(&self, first_seq: u64, lines: u64) -> Option<Arc<Segment>> {
+        let inner = self.lock();
+        inner
+            .recent
+            .as_ref()
+            .filter(|r| r.first_seq == first_seq && r.len() as u64 == lines)
+            .cloned()
     }
 
     /// Keeps `seg`, just read back from disk by a query, as the store's recent read (in place of the last one)
@@ -742,8 +753,13 @@ mod tests {
     fn all_lines(snap: &Snapshot) -> Vec<(u64, String)> {
         snap.segments
             .iter()
-            .flat_map(|s| (0..s.len()).map(move |i| s.line(i)))
-            .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned()))
+            .flat_map(|s| {
+                let seg = s.load();
+                (0..seg.len())
+                    .map(|i| seg.line(i))
+                    .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned()))
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -758,7 +774,8 @@ mod tests {
             all_lines(&snap),
             vec![(0, "a".into()), (1, "".into()), (2, "ccc".into()), (3, "tail".into())]
         );
-        let last = snap.segments.last().unwrap().line(3);
+        let last_seg = snap.segments.last().unwrap().load();
+        let last = last_seg.line(3);
         assert_eq!(last.stream(), Stream::Stderr);
         assert!(last.has(flags::NO_NEWLINE));
         let stats = store.stats();
@@ -799,10 +816,10 @@ mod tests {
         store.append(Stream::Stdout, &data, &ends, &[], 2, t0 + Duration::from_millis(5));
         store.append(Stream::Stderr, &data, &ends, &[], 2, t0 + Duration::from_millis(9));
         let snap = store.snapshot();
-        let seg = snap.segments.last().unwrap();
+        let seg = snap.segments.last().unwrap().load();
         let stamps: Vec<u32> = (0..seg.len()).map(|i| seg.line(i).ts_ms()).collect();
         assert_eq!(stamps, [5, 5, 5, 9]);
-        assert_eq!(seg.segment().stamps.len(), 2, "one stamp per new time, not per line");
+        assert_eq!(seg.stamps.len(), 2, "one stamp per new time, not per line");
     }
 
     #[test]
@@ -967,8 +984,13 @@ mod tests {
     fn lines_with_stream(snap: &Snapshot) -> Vec<(u64, String, Stream)> {
         snap.segments
             .iter()
-            .flat_map(|s| (0..s.len()).map(move |i| s.line(i)))
-            .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned(), l.stream()))
+            .flat_map(|s| {
+                let seg = s.load();
+                (0..seg.len())
+                    .map(|i| seg.line(i))
+                    .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned(), l.stream()))
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -976,8 +998,13 @@ mod tests {
     fn lines_whole(snap: &Snapshot) -> Vec<(u64, String, u8, u32)> {
         snap.segments
             .iter()
-            .flat_map(|s| (0..s.len()).map(move |i| s.line(i)))
-            .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned(), l.flags, l.ts_ms()))
+            .flat_map(|s| {
+                let seg = s.load();
+                (0..seg.len())
+                    .map(|i| seg.line(i))
+                    .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned(), l.flags, l.ts_ms()))
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -1088,14 +1115,14 @@ mod tests {
             let mut disk = before.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i);
             (disk.next().unwrap(), disk.next().unwrap())
         };
-        assert_eq!(snap.segments[a].line(0).seq, snap.segments[a].first_seq());
+        assert_eq!(snap.segments[a].load().line(0).seq, snap.segments[a].first_seq());
         drop(snap);
         let after = on_disk(&store.snapshot());
         assert!(!after[a], "the segment read is served from memory next time");
         // To stay within the cap, segments of the middle left memory for it.
         assert!(store.stats().memory_bytes <= cap, "memory stays within the cap");
 
-        store.snapshot().segments[b].line(0);
+        store.snapshot().segments[b].load();
         let after = on_disk(&store.snapshot());
         assert_eq!((after[a], after[b]), (true, false), "only the last one read is kept");
         assert!(store.stats().memory_bytes <= cap);

@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::server::WorkflowServer;
+use crate::app::App;
 use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, ListFilter};
 use crate::format::count;
 use crate::logs::{BudgetHit, CompactLines, LogQuery};
@@ -263,10 +264,17 @@ impl WorkflowServer {
             (ResourceRef::Status(_), Some(view)) => {
                 let reply = self
                     .status_reply(&view, 0, false)
+                    .await
                     .map_err(|e| McpError::internal_error(e, None))?;
                 json_text(&reply.structured_content.unwrap_or(Value::Null))?
             }
-            (ResourceRef::Logs(_), Some(view)) => self.log_tail(&view),
+            (ResourceRef::Logs(_), Some(view)) => {
+                // A stored execution's lines come from its files: read off the async workers.
+                let app = self.app.clone();
+                tokio::task::spawn_blocking(move || log_tail(&app, &view))
+                    .await
+                    .map_err(|e| McpError::internal_error(format!("reading the log failed: {e}"), None))?
+            }
             _ => unreachable!("an execution resource comes with its execution"),
         };
         let mime = match resource {
@@ -277,38 +285,38 @@ impl WorkflowServer {
             ResourceContents::text(text, uri).with_mime_type(mime),
         ]))
     }
+}
 
-    /// The newest lines that fit [`LOG_BYTES`] (at most [`LOG_LINES`]), after a note of what comes before.
-    fn log_tail(&self, view: &ExecutionView) -> String {
-        let snap = self.app.engine.refresh(view).snapshot();
-        let mut lines = LOG_LINES;
-        // A tail is read oldest first, so a byte budget would keep its oldest lines: ask for fewer lines until the
-        // newest ones fit (a few rounds at most, lines being of similar sizes).
-        let page = loop {
-            let q = LogQuery {
-                tail: Some(lines),
-                max_lines: lines as usize,
-                max_bytes: LOG_BYTES,
-                ..LogQuery::default()
-            };
-            let page = q.run_into(&snap, CompactLines::default());
-            if page.budget_hit != Some(BudgetHit::MaxBytes) || lines <= 1 {
-                break page;
-            }
-            lines = (page.count as u64).min(lines - 1).max(1);
+/// The newest lines that fit [`LOG_BYTES`] (at most [`LOG_LINES`]), after a note of what comes before.
+fn log_tail(app: &App, view: &ExecutionView) -> String {
+    let snap = app.engine.refresh(view).snapshot();
+    let mut lines = LOG_LINES;
+    // A tail is read oldest first, so a byte budget would keep its oldest lines: ask for fewer lines until the
+    // newest ones fit (a few rounds at most, lines being of similar sizes).
+    let page = loop {
+        let q = LogQuery {
+            tail: Some(lines),
+            max_lines: lines as usize,
+            max_bytes: LOG_BYTES,
+            ..LogQuery::default()
         };
-        let mut text = String::new();
-        match page.first_seq {
-            Some(first) if first > 0 => text.push_str(&format!(
-                "# lines 0-{} are not shown here: get_logs reads them (since_seq, tail, grep)\n",
-                first - 1
-            )),
-            None => text.push_str("# no output yet\n"),
-            _ => {}
+        let page = q.run_into(&snap, CompactLines::default());
+        if page.budget_hit != Some(BudgetHit::MaxBytes) || lines <= 1 {
+            break page;
         }
-        text.push_str(&page.lines.text);
-        text
+        lines = (page.count as u64).min(lines - 1).max(1);
+    };
+    let mut text = String::new();
+    match page.first_seq {
+        Some(first) if first > 0 => text.push_str(&format!(
+            "# lines 0-{} are not shown here: get_logs reads them (since_seq, tail, grep)\n",
+            first - 1
+        )),
+        None => text.push_str("# no output yet\n"),
+        _ => {}
     }
+    text.push_str(&page.lines.text);
+    text
 }
 
 fn json_text<T: serde::Serialize>(value: &T) -> Result<String, McpError> {

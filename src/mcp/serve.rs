@@ -24,7 +24,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let engine = app.engine.clone();
-    let transport = StdioTransport::new(reader, writer, stop.clone());
+    let transport = StdioTransport::new(reader, writer, stop.clone(), app.client_stall);
     // Subscriptions end with the session: when its input has ended and its calls are answered.
     let ended = transport.ended();
     let streams = transport.streams();

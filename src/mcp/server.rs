@@ -33,7 +33,7 @@ use crate::catalog::param::resolve;
 use crate::catalog::{WorkflowDef, WorkflowInfo};
 use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, ListFilter, StopReason};
 use crate::format::count;
-use crate::logs::{CompactLines, LogQuery, StreamSelector};
+use crate::logs::{BudgetHit, CompactLines, LogPage, LogQuery, StreamSelector};
 
 /// A whole result (structured content and text, serialized) stays under this by default: Claude Code stores a
 /// result over 50,000 characters in a file instead of showing it.
@@ -188,34 +188,13 @@ impl WorkflowServer {
     }
 
     /// The status as every status-returning tool answers it: with the evidence of a failure, the last
-    /// `tail_lines` lines if asked, and a hint; the tail shrinks if the whole would pass the result budget.
-    pub(super) fn status_reply(&self, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
-        let view = self.app.engine.refresh(view);
-        let mut status = self.app.engine.status(&view);
-        status.evidence = view.evidence();
-        let capped = capped && !status.state.is_terminal();
-        let mut tail_bytes = TAIL_MAX_BYTES;
-        loop {
-            if tail_lines > 0 {
-                let q = LogQuery {
-                    tail: Some(tail_lines),
-                    max_lines: tail_lines as usize,
-                    max_bytes: tail_bytes,
-                    ..LogQuery::default()
-                };
-                status.tail = Some(q.run_into(&view.snapshot(), CompactLines::default()).lines.text);
-            }
-            let out = StatusOutput {
-                hint: status_hint(&status, capped),
-                status: status.clone(),
-            };
-            let text = text::status(&out);
-            let size = sent_len(&out) + sent_len(&text);
-            if size <= RESULT_BUDGET || tail_lines == 0 || tail_bytes < 1000 {
-                return reply(&out, text);
-            }
-            tail_bytes = tail_bytes.saturating_sub(size - RESULT_BUDGET).min(tail_bytes / 2);
-        }
+    /// `tail_lines` lines if asked, and a hint; the tail shrinks if the whole would pass the result budget. Read
+    /// on a blocking thread: a stored execution's lines come from its files.
+    pub(super) async fn status_reply(&self, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
+        let (app, view) = (self.app.clone(), view.clone());
+        tokio::task::spawn_blocking(move || status_reply_now(&app, &view, tail_lines, capped))
+            .await
+            .map_err(|e| format!("internal error: reading the status failed: {e}"))?
     }
 
     /// The catalog as list_workflows answers it without arguments: what does not fit is named in `more`.
@@ -236,6 +215,54 @@ impl WorkflowServer {
         }
         out
     }
+}
+
+/// [`WorkflowServer::status_reply`], on the calling thread (which may block on files).
+fn status_reply_now(app: &App, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
+    let view = app.engine.refresh(view);
+    let mut status = app.engine.status(&view);
+    status.evidence = view.evidence();
+    let capped = capped && !status.state.is_terminal();
+    let mut tail_bytes = TAIL_MAX_BYTES;
+    loop {
+        if tail_lines > 0 {
+            let q = LogQuery {
+                tail: Some(tail_lines),
+                max_lines: tail_lines as usize,
+                max_bytes: tail_bytes,
+                ..LogQuery::default()
+            };
+            status.tail = Some(q.run_into(&view.snapshot(), CompactLines::default()).lines.text);
+        }
+        let out = StatusOutput {
+            hint: status_hint(&status, capped),
+            status: status.clone(),
+        };
+        let text = text::status(&out);
+        let size = sent_len(&out) + sent_len(&text);
+        if size <= RESULT_BUDGET || tail_lines == 0 || tail_bytes < 1000 {
+            return reply(&out, text);
+        }
+        tail_bytes = tail_bytes.saturating_sub(size - RESULT_BUDGET).min(tail_bytes / 2);
+    }
+}
+
+/// One read of an execution's log as `get_logs` does it, on a blocking thread (a scan reads files and takes up
+/// to its budget): the page, and the state read before it (a final state means the page saw every line).
+async fn read_logs(
+    app: &Arc<App>,
+    exec: &ExecutionView,
+    query: &LogQuery,
+    timestamps: bool,
+) -> Result<(LogPage<CompactLines>, ExecutionState), String> {
+    let (app, exec, query) = (app.clone(), exec.clone(), query.clone());
+    tokio::task::spawn_blocking(move || {
+        let now = app.engine.refresh(&exec);
+        let state = now.state();
+        (query.run_into(&now.snapshot(), CompactLines::new(timestamps)), state)
+    })
+    .await
+    .map_err(|e| format!("internal error: reading the log failed: {e}"))
 }
 
 #[tool_router]
@@ -329,7 +356,7 @@ impl WorkflowServer {
         if tasks::declared(&ctx) && !self.app.engine.refresh(&exec).state().is_terminal() {
             return Ok(self.created_task(&exec).into());
         }
-        self.status_reply(&exec, 0, capped).map(Into::into)
+        self.status_reply(&exec, 0, capped).await.map(Into::into)
     }
 
     #[tool(
@@ -350,7 +377,7 @@ impl WorkflowServer {
         let tail = at_most("tail_lines", input.tail_lines, MAX_TAIL_LINES)?.unwrap_or(0);
         let exec = self.find(&input.execution_id)?;
         self.wait_final(&ctx, &exec, wait).await;
-        self.status_reply(&exec, tail, capped)
+        self.status_reply(&exec, tail, capped).await
     }
 
     #[tool(
@@ -397,22 +424,18 @@ impl WorkflowServer {
             max_lines: max_lines as usize,
             max_bytes: max_bytes as usize,
             raw: input.raw.unwrap_or(false),
+            ..LogQuery::default()
         };
         let engine = &self.app.engine;
-        let read = |query: &LogQuery| {
-            // The state is read before the lines: a final state means the snapshot holds every line.
-            let now = engine.refresh(&exec);
-            let state = now.state();
-            (query.run_into(&now.snapshot(), CompactLines::new(timestamps)), state)
-        };
         // A live execution wakes followers on every chunk (subscribed before the first read, so a line that
         // arrives during it still wakes the wait); another server's is looked at every 200 ms.
         let mut rx = match &exec {
             ExecutionView::Live(e) => Some(e.logs_tx.subscribe()),
             ExecutionView::Stored(_) => None,
         };
-        let (mut page, mut state) = read(&query);
-        if page.count == 0 && !state.is_terminal() && !wait.is_zero() {
+        let (mut page, mut state) = read_logs(&self.app, &exec, &query, timestamps).await?;
+        // Waits only when caught up: a scan that stopped at its budget answers at once.
+        if page.count == 0 && !page.has_more && !state.is_terminal() && !wait.is_zero() {
             let deadline = tokio::time::Instant::now() + wait;
             let shutdown = self.app.engine.shutdown_token();
             // Later rounds only look at what arrives after the first scan.
@@ -432,14 +455,16 @@ impl WorkflowServer {
                         _ = ctx.ct.cancelled() => return,
                         _ = shutdown.cancelled() => return,
                     }
-                    let (p, st) = read(&query);
-                    if p.count > 0 || st.is_terminal() {
+                    let Ok((p, st)) = read_logs(&self.app, &exec, &query, timestamps).await else {
+                        return;
+                    };
+                    if p.count > 0 || p.has_more || st.is_terminal() {
                         return;
                     }
                 }
             };
             waiting::reporting(&ctx, engine, &exec, follow).await;
-            (page, state) = read(&query);
+            (page, state) = read_logs(&self.app, &exec, &query, timestamps).await?;
         }
         let done = state.is_terminal() && !page.has_more;
         let out = LogsOutput {
@@ -453,7 +478,14 @@ impl WorkflowServer {
             total_lines: page.total_lines,
             truncated: page.budget_hit,
             omitted: page.omitted,
-            hint: text::logs_hint(page.next_seq, page.has_more, done, page.cut_seq),
+            hint: text::logs_hint(
+                page.next_seq,
+                page.has_more,
+                done,
+                page.cut_seq,
+                page.budget_hit == Some(BudgetHit::ScanBudget),
+                page.looked_back_to,
+            ),
             lines: std::mem::take(&mut page.lines.text),
         };
         reply(&out, text::logs(&out))
@@ -479,7 +511,7 @@ impl WorkflowServer {
         let exec = self.find(&input.execution_id)?;
         let engine = &self.app.engine;
         waiting::reporting(&ctx, engine, &exec, engine.stop(&exec, StopReason::Cancel, grace)).await?;
-        self.status_reply(&exec, 0, false)
+        self.status_reply(&exec, 0, false).await
     }
 
     #[tool(
@@ -566,7 +598,7 @@ impl ServerHandler for WorkflowServer {
         request: GetTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        Ok(GetTaskResult::new(self.task_now(&request.task_id, &ctx)?))
+        Ok(GetTaskResult::new(self.task_now(&request.task_id, &ctx).await?))
     }
 
     async fn cancel_task(&self, request: CancelTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {

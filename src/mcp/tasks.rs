@@ -138,7 +138,7 @@ impl WorkflowServer {
     }
 
     /// `tasks/get`: the task as its execution stands now, with the final result inline once it has finished.
-    pub(super) fn task_now(&self, id: &str, ctx: &RequestContext<RoleServer>) -> Result<DetailedTask, McpError> {
+    pub(super) async fn task_now(&self, id: &str, ctx: &RequestContext<RoleServer>) -> Result<DetailedTask, McpError> {
         let engine = &self.app.engine;
         let view = engine.refresh(&self.task_execution(id)?);
         let status = engine.status(&view);
@@ -158,6 +158,7 @@ impl WorkflowServer {
             _ => {
                 let result = self
                     .status_reply(&view, 0, false)
+                    .await
                     .unwrap_or_else(|e| CallToolResult::error(vec![rmcp::model::ContentBlock::text(e)]));
                 DetailedTask::new(
                     task.with_status_message(final_message(&status)),

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::engine::ExecutionState;
 use crate::format::{ProgressLine, count, human_bytes, human_ms};
 use crate::logs::BudgetHit;
+use crate::logs::query::{SCAN_MAX_BYTES, SCAN_MAX_LINES};
 
 use super::types::{ListExecutionsOutput, ListWorkflowsOutput, LogsOutput, MAX_WAIT_MS, StatusOutput};
 
@@ -109,8 +110,23 @@ pub fn status(o: &StatusOutput) -> String {
 }
 
 /// What to call after a page of logs, in one line.
-pub fn logs_hint(next_seq: u64, has_more: bool, done: bool, cut_seq: Option<u64>) -> String {
-    let mut hint = if has_more {
+/// `scan_stopped`: the page ended at the scan budget; `looked_back_to`: a tail's look back stopped there.
+pub fn logs_hint(
+    next_seq: u64,
+    has_more: bool,
+    done: bool,
+    cut_seq: Option<u64>,
+    scan_stopped: bool,
+    looked_back_to: Option<u64>,
+) -> String {
+    let mut hint = if has_more && scan_stopped {
+        format!(
+            "the scan stopped at its budget ({} MiB or {} looked at per call) before the end of the log: call \
+             get_logs with since_seq={next_seq} to scan on",
+            SCAN_MAX_BYTES >> 20,
+            count(SCAN_MAX_LINES as u64, "line")
+        )
+    } else if has_more {
         format!("more lines: call get_logs with since_seq={next_seq}")
     } else if done {
         "done: every line has been read and none will be added; get_status has the outcome".to_owned()
@@ -120,6 +136,13 @@ pub fn logs_hint(next_seq: u64, has_more: bool, done: bool, cut_seq: Option<u64>
              for new ones"
         )
     };
+    if let Some(seq) = looked_back_to {
+        let _ = write!(
+            hint,
+            "; tail looked back only as far as seq {seq} (the scan budget): older lines of the selection may exist \
+             before it (scan forward to them with since_seq)"
+        );
+    }
     if let Some(seq) = cut_seq {
         let _ = write!(
             hint,
@@ -142,6 +165,7 @@ pub fn logs(l: &LogsOutput) -> String {
     match (l.has_more, l.truncated) {
         (true, Some(BudgetHit::MaxLines)) => out.push_str("; more (max_lines reached)"),
         (true, Some(BudgetHit::MaxBytes)) => out.push_str("; more (max_bytes reached)"),
+        (true, Some(BudgetHit::ScanBudget)) => out.push_str("; more to scan (scan budget reached)"),
         (true, None) => out.push_str("; more"),
         (false, _) if l.done => out.push_str("; done"),
         (false, _) => out.push_str("; no more yet"),

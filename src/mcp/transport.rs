@@ -5,13 +5,16 @@
 //!   already received has been answered, so a call waiting with `wait_ms` finishes its wait as usual.
 //! - A malformed line is answered with a JSON-RPC error (parse error, invalid request, too large) instead of
 //!   being dropped silently.
-//! - A client that is gone (write error) or stops reading (a write stalls) trips the `stop` token, which makes
-//!   the server shut down and kill its workflows.
+//! - A client that is gone (write error) or stops reading trips the `stop` token, which makes the server shut
+//!   down and kill its workflows. Stopping reading means no byte of a pending answer written for the stall time
+//!   (`limits.client_stall_ms`, 30 s by default): answers are written by a thread of their own, so a busy
+//!   runtime never looks like a client that stopped reading, and a client busy for a few seconds is not gone.
 //! - A `subscriptions/listen` request is a stream, not a call that owes an answer: once its handler says it is
 //!   streaming ([`Streams::started`]) the end of input no longer waits for it, and [`StdioTransport::ended`]
 //!   tells it (and every subscription) that the session is over, so it ends with its final result.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,13 +24,11 @@ use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::transport::Transport;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Largest request line accepted; a longer one is answered with an error and skipped.
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
-/// A response write that makes no progress for this long means the client stopped reading.
-pub const WRITE_STALL: Duration = Duration::from_secs(1);
 /// After a stop signal, how long in-flight calls (which answer at once on shutdown) get to be answered.
 const STOP_ANSWER_GRACE: Duration = Duration::from_millis(1000);
 /// Upper bound on waiting for in-flight calls after end of input (the longest wait a tool allows is 60 s).
@@ -66,55 +67,140 @@ impl InFlight {
     }
 }
 
+/// One line to write, and who waits for it to be written.
+struct Job {
+    line: Vec<u8>,
+    done: oneshot::Sender<std::io::Result<()>>,
+}
+
+/// The writing side: lines go to the writer loop ([`write_lines`]) through a channel.
 struct Output {
-    writer: tokio::sync::Mutex<Writer>,
-    stop: CancellationToken,
+    jobs: mpsc::UnboundedSender<Job>,
     /// The client is gone: later writes fail at once instead of stalling again.
-    gone: std::sync::atomic::AtomicBool,
+    gone: Arc<AtomicBool>,
+}
+
+fn client_gone() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client is gone")
 }
 
 impl Output {
+    /// Starts the writer loop on a thread of its own with a small runtime (so the clock of a stall runs only
+    /// while a write is really pending, however busy the server's runtime is), or, if no thread can be
+    /// started, as a task of the current runtime.
+    fn start(writer: Writer, stall: Duration, stop: CancellationToken) -> Output {
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let gone = Arc::new(AtomicBool::new(false));
+        let run = {
+            let gone = gone.clone();
+            move || write_lines(writer, rx, stall, stop, gone)
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new().name("mcp-writer".into()).spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let Ok(rt) = rt else {
+                // The work comes back to be run elsewhere.
+                let _ = ready_tx.send(Some(run));
+                return;
+            };
+            let _ = ready_tx.send(None);
+            rt.block_on(run());
+            // A write stuck in a blocking thread of this runtime must not hold the process.
+            rt.shutdown_background();
+        });
+        let fallback = match thread {
+            Ok(_) => ready_rx.recv().ok().flatten(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the writer thread; writing from the async runtime");
+                None
+            }
+        };
+        if let Some(run) = fallback {
+            tracing::warn!("cannot start the writer's runtime; writing from the async runtime");
+            tokio::spawn(run());
+        }
+        Output { jobs, gone }
+    }
+
     /// Writes one line; a failure or a stall means the client is gone, which stops the server.
-    async fn write_line(&self, line: &[u8]) -> std::io::Result<()> {
-        use std::sync::atomic::Ordering;
+    async fn write_line(&self, line: Vec<u8>) -> std::io::Result<()> {
         if self.gone.load(Ordering::Relaxed) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the client is gone",
-            ));
+            return Err(client_gone());
         }
-        let mut w = self.writer.lock().await;
-        // Writes queued behind the one that stalled fail at once too.
-        if self.gone.load(Ordering::Relaxed) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the client is gone",
-            ));
+        let (done, written) = oneshot::channel();
+        if self.jobs.send(Job { line, done }).is_err() {
+            return Err(client_gone());
         }
-        let write = async {
-            w.write_all(line).await?;
-            w.flush().await
-        };
-        let result = match tokio::time::timeout(WRITE_STALL, write).await {
-            Ok(r) => r,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client stopped reading responses",
-            )),
-        };
-        if let Err(e) = &result
-            && !self.gone.swap(true, Ordering::Relaxed)
-        {
-            tracing::error!(error = %e, "cannot write to the client; shutting down");
-            self.stop.cancel();
-        }
-        result
+        written.await.unwrap_or_else(|_| Err(client_gone()))
     }
 
     async fn write_value(&self, v: &Value) {
         let mut line = v.to_string().into_bytes();
         line.push(b'\n');
-        let _ = self.write_line(&line).await;
+        let _ = self.write_line(line).await;
+    }
+}
+
+/// Writes the lines in the order sent, each whole and flushed. The first failure, or `stall` without a byte
+/// written while a line is pending, marks the client gone and cancels `stop`; every line after fails at once.
+async fn write_lines(
+    mut writer: Writer,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    stall: Duration,
+    stop: CancellationToken,
+    gone: Arc<AtomicBool>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let result = if gone.load(Ordering::Relaxed) {
+            Err(client_gone())
+        } else {
+            write_progressing(&mut writer, &job.line, stall).await
+        };
+        if let Err(e) = &result
+            && !gone.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(error = %e, "cannot write to the client; shutting down");
+            stop.cancel();
+        }
+        let _ = job.done.send(result);
+    }
+}
+
+/// Writes `line` and flushes; fails when no byte is written (nor the flush done) for `stall`. Each write is
+/// polled before the clock is looked at, so only time with the write itself pending counts.
+async fn write_progressing(w: &mut Writer, line: &[u8], stall: Duration) -> std::io::Result<()> {
+    let mut written = 0;
+    let mut deadline = tokio::time::Instant::now() + stall;
+    loop {
+        let step = async {
+            if written < line.len() {
+                w.write(&line[written..]).await.map(Some)
+            } else {
+                w.flush().await.map(|()| None)
+            }
+        };
+        let stepped = tokio::select! {
+            biased;
+            r = step => Some(r?),
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        match stepped {
+            Some(Some(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Some(Some(n)) => {
+                written += n;
+                deadline = tokio::time::Instant::now() + stall;
+            }
+            Some(None) => return Ok(()),
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the client stopped reading responses: nothing written for {} s",
+                        stall.as_secs_f64()
+                    ),
+                ));
+            }
+        }
     }
 }
 
@@ -132,16 +218,14 @@ pub struct StdioTransport {
 impl StdioTransport {
     /// `stop` is cancelled by whoever decides the server must stop (a signal), and by the transport itself when
     /// the client is gone.
+    /// `stall`: how long a pending answer may go without a byte written before the client is taken as gone.
     pub fn new(
         reader: impl AsyncRead + Send + Unpin + 'static,
         writer: impl AsyncWrite + Send + Unpin + 'static,
         stop: CancellationToken,
+        stall: Duration,
     ) -> Self {
-        let out = Arc::new(Output {
-            writer: tokio::sync::Mutex::new(Box::new(writer)),
-            stop: stop.clone(),
-            gone: std::sync::atomic::AtomicBool::new(false),
-        });
+        let out = Arc::new(Output::start(Box::new(writer), stall, stop.clone()));
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(read_requests(reader, tx, out.clone()));
         StdioTransport {
@@ -329,7 +413,7 @@ impl Transport<RoleServer> for StdioTransport {
         async move {
             let mut line = serde_json::to_vec(&item).map_err(std::io::Error::other)?;
             line.push(b'\n');
-            let result = out.write_line(&line).await;
+            let result = out.write_line(line).await;
             if let Some(id) = answered {
                 in_flight.remove(&id);
             }
@@ -384,11 +468,8 @@ impl Transport<RoleServer> for StdioTransport {
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
-        if !self.out.gone.load(std::sync::atomic::Ordering::Relaxed)
-            && let Ok(mut w) = tokio::time::timeout(WRITE_STALL, self.out.writer.lock()).await
-        {
-            let _ = tokio::time::timeout(WRITE_STALL, w.flush()).await;
-        }
+        // An empty line flushes what is queued before it; a client that stopped reading does not hold the exit.
+        let _ = tokio::time::timeout(STOP_ANSWER_GRACE, self.out.write_line(Vec::new())).await;
         Ok(())
     }
 }
