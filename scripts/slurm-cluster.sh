@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # A real single-node Slurm cluster on this machine, for the Slurm tests (and for trying the Slurm runtime):
-#   bash scripts/slurm-cluster.sh start    install (Debian packages) if needed, configure, start, wait until idle
+#   bash scripts/slurm-cluster.sh start    install (Debian packages) if needed, configure, start, wait until the node answers
 #   bash scripts/slurm-cluster.sh stop     stop the daemons
 #   bash scripts/slurm-cluster.sh status   exit 0 when the cluster answers
 # Needs root (it writes /etc/slurm and starts munged, slurmctld and slurmd). About 5 s from scratch once the
 # packages are installed. The node has CPUs=4 on a 2-core machine so tests can fill it and see a real queue.
 set -euo pipefail
 
-up() { command -v sinfo >/dev/null && timeout 5 sinfo -h -o %T 2>/dev/null | grep -qx idle; }
+# The node answers (idle, or busy with jobs: a controller restarted under running jobs sees them again).
+up() { command -v sinfo >/dev/null && timeout 5 sinfo -h -o %T 2>/dev/null | grep -qxE 'idle|mixed|allocated'; }
 
 start() {
   if [[ $(id -u) != 0 ]]; then

@@ -11,7 +11,7 @@ use crate::catalog::{Catalog, Config, Limits};
 use crate::engine::{Engine, EngineConfig};
 use crate::logs::LogLimits;
 use crate::proc::{ChildEnv, Watchdog};
-use crate::runtime::{LocalRuntime, Runtimes, SlurmRuntime};
+use crate::runtime::{LocalRuntime, Runtimes, SlurmRuntime, Spool};
 use crate::store::{Store, StoreError, default_state_dir};
 
 /// Where executions and their logs are kept.
@@ -29,10 +29,11 @@ impl HistoryPlace {
         if ephemeral {
             return Ok(HistoryPlace::Ephemeral);
         }
+        // Absolute from the start: Slurm's commands run from /, and a job's files are named by path.
         state_dir
             .or_else(|| config.state_dir.clone())
             .or_else(default_state_dir)
-            .map(HistoryPlace::Dir)
+            .map(|dir| HistoryPlace::Dir(std::path::absolute(&dir).unwrap_or(dir)))
             .ok_or_else(|| {
                 "no state directory: neither XDG_STATE_HOME nor HOME is set; give one with --state-dir DIR, or run \
                  with --ephemeral"
@@ -105,11 +106,12 @@ pub fn catalog(config: &Config) -> Arc<Catalog> {
     Arc::new(Catalog::new(config.workflows.clone(), discovery))
 }
 
-/// Where Slurm job folders go unless a workflow names its own `spool_dir`: `slurm/` in the state directory.
-fn slurm_spool(history: &HistoryPlace) -> PathBuf {
+/// Where Slurm job folders go unless a workflow names its own `spool_dir`: `slurm/` in the state directory, or
+/// a private temporary folder (made like `mkdtemp`, removed at exit) when ephemeral.
+fn slurm_spool(history: &HistoryPlace) -> Spool {
     match history {
-        HistoryPlace::Dir(dir) => dir.join("slurm"),
-        HistoryPlace::Ephemeral => std::env::temp_dir().join(format!("workflow-mcp-slurm-{}", std::process::id())),
+        HistoryPlace::Dir(dir) => Spool::Dir(dir.join("slurm")),
+        HistoryPlace::Ephemeral => Spool::Temporary,
     }
 }
 

@@ -377,3 +377,342 @@ async fn a_job_that_outlives_its_server_is_followed_again_by_the_next_one() {
     let all = records(&b.ok("get_logs", json!({"execution_id": id})).await["lines"]);
     assert_eq!(all.len(), 3, "nothing read twice: {all:?}");
 }
+
+/// Every path under `root` with its mode bits (`lstat`: a symlink is reported as one).
+fn modes_under(root: &std::path::Path) -> Vec<(std::path::PathBuf, u32, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut all = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let meta = entry.path().symlink_metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            all.push((entry.path(), meta.permissions().mode() & 0o7777, meta.is_dir()));
+        }
+    }
+    all
+}
+
+/// This process's umask (from /proc, without changing it).
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).unwrap()
+}
+
+#[tokio::test]
+async fn an_ephemeral_servers_spool_is_private_unpredictable_and_gone_with_the_server() {
+    if !cluster("an_ephemeral_servers_spool_is_private_unpredictable_and_gone_with_the_server") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = TestDir::new("slurm-ephemeral-spool");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let gate = dir.fifo("gate");
+    let own = dir.join("own-file");
+    let s = Server::spawn_with_history(
+        "slurm-ephemeral-spool",
+        json!({"workflows": [job("w", &["touch", own.to_str().unwrap(), "out", "ready", "err", "warning", "wait-fifo", gate.to_str().unwrap()], json!({"env": {"SECRET": "hunter2"}}))]}),
+        None,
+        &[("TMPDIR", tmp.to_str().unwrap())],
+    )
+    .await;
+    let pid = s.pid();
+    let id = s.start_wf("w", json!({})).await;
+    s.wait_line(&id, "^ready").await;
+    s.wait_line(&id, "^warning").await;
+    // While the job runs: one spool, named unpredictably, and nothing in it anyone else may read.
+    let spools: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(spools.len(), 1, "{spools:?}");
+    let name = spools[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert_ne!(
+        name,
+        format!("workflow-mcp-slurm-{pid}"),
+        "a spool named after the pid can be created by someone else first"
+    );
+    let under = modes_under(&tmp);
+    assert!(
+        under.len() >= 4,
+        "the spool, the job folder and its output files: {under:?}"
+    );
+    for (path, mode, is_dir) in &under {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:o}, not {want:o}", path.display());
+    }
+    release_fifo(&gate);
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "succeeded", "{st}");
+    use std::os::unix::fs::PermissionsExt;
+    let own_mode = std::fs::metadata(&own).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        own_mode,
+        0o666 & !umask(),
+        "the workflow's own files keep the user's umask"
+    );
+    // The job's folder goes with the job: its output is in the log store now.
+    assert_eq!(
+        std::fs::read_dir(&spools[0]).unwrap().count(),
+        0,
+        "{:?}",
+        modes_under(&tmp)
+    );
+    drop(s);
+    assert!(exited(pid).await, "the server did not exit");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the ephemeral spool outlived its server: {:?}",
+        modes_under(&tmp)
+    );
+}
+
+#[tokio::test]
+async fn a_spool_someone_else_could_write_to_is_refused_with_the_fix() {
+    if !cluster("a_spool_someone_else_could_write_to_is_refused_with_the_fix") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TestDir::new("slurm-foreign-spool");
+    let foreign = dir.join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o700)).unwrap();
+    // SAFETY: chown of a path we created, to nobody (uid/gid 65534).
+    let c = std::ffi::CString::new(foreign.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0, "chown needs root");
+    let open = dir.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sticky = dir.join("sticky");
+    std::fs::create_dir(&sticky).unwrap();
+    std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // The state directory's own spool, pre-created loose.
+    let state_dir = dir.join("state");
+    std::fs::create_dir_all(state_dir.join("slurm")).unwrap();
+    std::fs::set_permissions(state_dir.join("slurm"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let spool = |p: &std::path::Path| json!({"runtime": {"type": "slurm", "partition": "debug", "spool_dir": p}});
+    let s = Server::spawn_in(
+        "slurm-foreign-spool",
+        json!({"workflows": [
+            job("foreign", &["out", "ran"], spool(&foreign)),
+            job("open", &["out", "ran"], spool(&open)),
+            job("sticky", &["out", "ran"], spool(&sticky)),
+            job("default", &["out", "ran"], json!({})),
+        ]}),
+        &state_dir,
+    )
+    .await;
+    for (wf, path, why) in [
+        ("foreign", foreign.clone(), "owned by uid 65534"),
+        ("open", open.clone(), "writable by others"),
+        ("default", state_dir.join("slurm"), "writable by others"),
+    ] {
+        let st = s.ok("execute_workflow", json!({"workflow": wf})).await;
+        let st = if state(&st) == "failed_to_start" {
+            st
+        } else {
+            s.wait_final(st["execution_id"].as_str().unwrap()).await
+        };
+        assert_eq!(state(&st), "failed_to_start", "{wf}: {st}");
+        let error = st["error"].as_str().unwrap();
+        assert!(
+            error.contains(path.to_str().unwrap()),
+            "{wf}: names the folder: {error}"
+        );
+        assert!(error.contains(why), "{wf}: says what is wrong: {error}");
+        assert!(error.contains("0700"), "{wf}: says the fix: {error}");
+        assert_eq!(
+            std::fs::read_dir(&path).map(|d| d.count()).unwrap_or(0),
+            0,
+            "{wf}: nothing was written into it"
+        );
+    }
+    // A sticky shared folder of ours is fine: nobody else can swap what we put in it.
+    let id = s.start_wf("sticky", json!({})).await;
+    assert_eq!(state(&s.wait_final(&id).await), "succeeded");
+}
+
+#[tokio::test]
+async fn relative_state_and_spool_folders_work_from_any_folder() {
+    if !cluster("relative_state_and_spool_folders_work_from_any_folder") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let config = json!({"workflows": [
+        job("default-spool", &["out", "from the default spool"], json!({})),
+        job("own-spool", &["out", "from a relative spool"], json!({"runtime": {"type": "slurm", "partition": "debug", "spool_dir": "spool"}})),
+    ]});
+    let (dir, path) = write_config("slurm-relative", &config);
+    let work = dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    for (wf, line) in [
+        ("default-spool", "from the default spool"),
+        ("own-spool", "from a relative spool"),
+    ] {
+        let out = std::process::Command::new(server_bin())
+            .current_dir(&work)
+            .args(["run", "--config"])
+            .arg(&path)
+            .args(["--state-dir", "state", wf])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains(line),
+            "{wf}: {:?}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        work.join("state/history.db").is_file(),
+        "the state directory is where --state-dir said"
+    );
+    assert!(
+        dir.join("spool").is_dir(),
+        "a relative spool_dir is in the config's folder"
+    );
+    // Both spools are private, and each job's folder went with its job.
+    for spool in [work.join("state/slurm"), dir.join("spool")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&spool).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "{}", spool.display());
+        assert_eq!(modes_under(&spool), [], "{}", spool.display());
+    }
+}
+
+#[tokio::test]
+async fn retention_forgets_a_job_folder_a_crash_left_behind() {
+    // No cluster needed: what retention forgets, the Slurm runtime forgets too.
+    let dir = TestDir::new("slurm-retention");
+    let state_dir = dir.join("state");
+    let s = Server::spawn_in(
+        "slurm-retention",
+        json!({"limits": {"retain_executions": 1}, "workflows": [crate::util::wf("quick", &["out", "x"])]}),
+        &state_dir,
+    )
+    .await;
+    let first = s.start_wf("quick", json!({})).await;
+    s.wait_final(&first).await;
+    // As a server killed while its job ran would leave it.
+    let left = state_dir.join("slurm").join(&first);
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("stdout"), "output").unwrap();
+    for _ in 0..2 {
+        let id = s.start_wf("quick", json!({})).await;
+        s.wait_final(&id).await;
+    }
+    assert!(
+        !left.exists(),
+        "the job folder of a forgotten execution stays: {}",
+        left.display()
+    );
+}
+
+/// `scontrol`'s word for a job: its state, "gone" once Slurm no longer knows it, None while the controller does
+/// not answer.
+fn job_state(job: &str) -> Option<String> {
+    let out = std::process::Command::new("scontrol")
+        .args(["show", "job", "-o", job])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if text.contains("Invalid job id") {
+        return Some("gone".into());
+    }
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix("JobState="))
+        .map(str::to_owned)
+}
+
+/// The Slurm controller stopped; started again (and `job` cancelled) when dropped, whatever the test did, so the
+/// cluster is left running.
+struct ControllerAway {
+    job: String,
+}
+
+impl ControllerAway {
+    async fn stop(job: &str) -> ControllerAway {
+        let away = ControllerAway { job: job.to_owned() };
+        let pid: u32 = std::fs::read_to_string("/run/slurmctld.pid")
+            .expect("slurmctld's pid file")
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: kill of the pid slurmctld wrote for itself.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+        assert!(exited(pid).await, "slurmctld did not stop");
+        away
+    }
+
+    fn restart(&self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm-cluster.sh");
+        let out = std::process::Command::new("bash")
+            .args([script, "start"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for ControllerAway {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm-cluster.sh");
+            let _ = std::process::Command::new("bash").args([script, "start"]).status();
+        }
+        let _ = std::process::Command::new("scancel").arg(&self.job).status();
+    }
+}
+
+#[tokio::test]
+async fn a_job_lost_while_the_controller_was_away_is_cancelled_once_it_answers() {
+    if !cluster("a_job_lost_while_the_controller_was_away_is_cancelled_once_it_answers") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = TestDir::new("slurm-unreachable");
+    let s = Server::spawn_with_history(
+        "slurm-unreachable",
+        json!({"workflows": [job("long", &["out", "ready", "hold"], json!({}))]}),
+        Some(&dir.join("state")),
+        // Lost after 1 s without an answer instead of 5 minutes (scontrol itself takes ~18 s to give up).
+        &[("WORKFLOW_MCP_SLURM_UNREACHABLE_MS", "1000")],
+    )
+    .await;
+    let id = s.start_wf("long", json!({})).await;
+    s.wait_line(&id, "^ready").await;
+    let st = s.ok("get_status", json!({"execution_id": id})).await;
+    let job_id = st["job"]["id"].as_str().unwrap().to_owned();
+    let away = ControllerAway::stop(&job_id).await;
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "lost", "{st}");
+    assert!(st["error"].as_str().unwrap().contains("did not answer"), "{st}");
+    away.restart();
+    // Once the controller answers again, the job we gave up on is cancelled: nothing runs unsupervised.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let now = job_state(&job_id);
+        if now
+            .as_deref()
+            .is_some_and(|s| ["gone", "CANCELLED", "COMPLETED", "FAILED"].contains(&s))
+        {
+            assert_ne!(
+                now.as_deref(),
+                Some("COMPLETED"),
+                "the job was cancelled, not left to end"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job_id} still {now:?} after the controller came back\n{}",
+            s.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(away);
+}

@@ -323,7 +323,7 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
         return Err(ConfigError::Invalid { path, problems });
     }
     Ok(Config {
-        default_runtime: file.default_runtime.unwrap_or_default(),
+        default_runtime: placement_in(file.default_runtime.unwrap_or_default(), &dir),
         state_dir: file.state_dir.map(|d| dir.join(d)),
         path,
         dir,
@@ -409,9 +409,21 @@ fn workflow_from_entry(
         timeout_ms: entry.timeout_ms,
         max_concurrent: entry.max_concurrent,
         source: Source::Manifest,
-        placement: entry.runtime.clone().unwrap_or_else(|| default_runtime.clone()),
+        placement: placement_in(entry.runtime.clone().unwrap_or_else(|| default_runtime.clone()), dir),
     };
     Ok((def, warnings))
+}
+
+/// A placement with its relative paths (a Slurm `spool_dir`) resolved against the config's folder: Slurm's
+/// commands run from /.
+fn placement_in(placement: Placement, dir: &Path) -> Placement {
+    match placement {
+        Placement::Slurm(mut options) => {
+            options.spool_dir = options.spool_dir.map(|s| dir.join(s));
+            Placement::Slurm(options)
+        }
+        other => other,
+    }
 }
 
 fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {

@@ -19,7 +19,7 @@ use crate::proc::ChildEnv;
 
 pub use local::LocalRuntime;
 pub use placement::{Placement, SlurmOptions};
-pub use slurm::SlurmRuntime;
+pub use slurm::{SlurmRuntime, Spool};
 
 /// A prepared invocation: what to run, where, with which environment.
 #[derive(Clone, Debug)]
@@ -100,6 +100,11 @@ pub trait Runtime: Send + Sync {
     /// Called once when the engine has stopped everything, before the process exits.
     fn finish(&self) {}
 
+    /// The execution `marker` is forgotten (retention): remove whatever of its files the runtime still keeps.
+    fn discard(&self, marker: &str) {
+        let _ = marker;
+    }
+
     /// Follows again an execution a gone process started (a remote job that outlived its server), reading its
     /// output from `offsets` (bytes per stream already in its log). An error says why it cannot be followed.
     fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, String> {
@@ -153,9 +158,15 @@ impl Runtime for Runtimes {
         self.slurm.finish();
     }
 
+    fn discard(&self, marker: &str) {
+        self.slurm.discard(marker);
+    }
+
     fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, String> {
         match (&launch.placement, &job.dir) {
-            (Placement::Slurm(options), Some(dir)) => self.slurm.reattach(&job.id, dir, options, offsets),
+            (Placement::Slurm(options), Some(dir)) => {
+                self.slurm.reattach(&job.id, &launch.marker, dir, options, offsets)
+            }
             _ => Err(format!(
                 "the workflow no longer runs on {}, so job {} cannot be followed",
                 job.system, job.id

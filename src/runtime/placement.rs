@@ -52,9 +52,10 @@ pub struct SlurmOptions {
     /// arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub login_host: Option<String>,
-    /// Where job scripts and output files go: a folder the server and the compute nodes both see (a shared
-    /// filesystem, as on any cluster). Default: `slurm/` in the state directory (or a temporary folder when
-    /// ephemeral).
+    /// Where each job's private folder (its output files, removed once they are in the log) goes: a folder the
+    /// server and the compute nodes both see (a shared filesystem, as on any cluster), owned by this user and not
+    /// writable by others (unless sticky, like /tmp); relative to the config's folder. Default: `slurm/` in the
+    /// state directory (or a private temporary folder, removed at exit, when ephemeral).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spool_dir: Option<PathBuf>,
     /// Let the job run on when the server exits (by default it is cancelled, as local runs are killed); a
