@@ -864,7 +864,7 @@ impl Waiter for SlurmWaiter {
                         job.given_up.store(true, Ordering::SeqCst);
                         cancel_when_slurm_answers(job.clone(), CANCEL_RETRY.min(self.unreachable_for));
                         break Ended::Lost(format!(
-                            "Slurm did not answer for {} s about job {} (it is cancelled once Slurm answers again): {e}",
+                            "Slurm did not answer for {} s about job {} (this server cancels it once Slurm answers again): {e}",
                             since.elapsed().as_secs(),
                             job.job_id
                         ));
