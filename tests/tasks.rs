@@ -573,6 +573,160 @@ async fn a_subscriber_hears_of_new_output_state_and_new_executions_and_nothing_o
     );
 }
 
+/// Up to `n` different spellings of execution `id`'s status URI that all parse to it: the id's letters in
+/// every mix of cases, hyphenated, simple (no hyphens), braced and as a `urn:uuid:`. The first is the canonical one.
+fn spellings(id: &str, n: usize) -> Vec<String> {
+    let letters: Vec<usize> = id
+        .char_indices()
+        .filter(|(_, c)| c.is_ascii_alphabetic())
+        .map(|(i, _)| i)
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for k in 0..(4usize << letters.len().min(16)) {
+        let (form, mask) = (k % 4, k / 4);
+        let mut cased: Vec<char> = id.chars().collect();
+        for (bit, &i) in letters.iter().enumerate() {
+            if mask >> bit & 1 == 1 {
+                cased[i] = cased[i].to_ascii_uppercase();
+            }
+        }
+        let cased: String = cased.into_iter().collect();
+        let spelled = match form {
+            0 => cased,
+            1 => cased.replace('-', ""),
+            2 => format!("{{{cased}}}"),
+            _ => format!("urn:uuid:{cased}"),
+        };
+        let uri = format!("workflow://executions/{spelled}");
+        if seen.insert(uri.clone()) {
+            out.push(uri);
+        }
+        if out.len() == n {
+            break;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[expect(
+    deprecated,
+    reason = "resources/subscribe is how sessions up to 2025-11-25 subscribe, which is what stdio clients speak"
+)]
+async fn subscribing_to_one_execution_however_spelled_is_one_subscription_and_a_session_has_a_cap() {
+    let dir = TestDir::new("subscribe-many");
+    let (a, b) = (dir.fifo("a"), dir.fifo("b"));
+    let (client, mut heard) = client(false);
+    let s = Server::start_with_handler(
+        "subscribe-many",
+        json!({"workflows": [
+            wf("x", &["out", "first", "wait-fifo", fifo_str(&a), "out", "second", "wait-fifo", fifo_str(&b)]),
+            wf("quick", &["out", "hi"]),
+        ]}),
+        &[],
+        client,
+    )
+    .await;
+    let x = s.start_wf("x", json!({})).await;
+    s.wait_line(&x, "first").await;
+    let uris = spellings(&x, 2000);
+    assert!(uris.len() >= 100, "{} spellings", uris.len());
+    for uri in &uris {
+        s.client.subscribe(SubscribeRequestParams::new(uri)).await.unwrap();
+    }
+    // One subscription: each change is told once, under the URI it was first asked for.
+    let mut updates = Vec::new();
+    for (fifo, until) in [(&a, "running"), (&b, "succeeded")] {
+        release_fifo(fifo);
+        loop {
+            match heard.recv().await.unwrap() {
+                Heard::Updated(u) if u == uris[0] => {
+                    updates.push(u);
+                    let status: Value = serde_json::from_str(&read(&s, &uris[0]).await.unwrap().0).unwrap();
+                    if status["state"] == until && status["output"]["last_seq"] == 1 {
+                        break;
+                    }
+                }
+                Heard::Updated(u) => panic!("an update for {u}: the execution is watched more than once"),
+                Heard::ListChanged => {}
+            }
+        }
+    }
+    assert!(updates.len() <= 4, "{updates:?}");
+
+    // A session watches at most 1000 resources: x's status, then 999 others (x's logs, 500 executions' two).
+    let mut others = vec![format!("{}/logs", uris[0])];
+    for _ in 0..500 {
+        let id = s.start_wf("quick", json!({})).await;
+        others.push(format!("workflow://executions/{id}"));
+        others.push(format!("workflow://executions/{id}/logs"));
+    }
+    for uri in &others[..999] {
+        s.client.subscribe(SubscribeRequestParams::new(uri)).await.unwrap();
+    }
+    let e = protocol_error(s.client.subscribe(SubscribeRequestParams::new(&others[999])).await);
+    assert!(
+        e.message.contains("1000") && e.message.contains("unsubscribe"),
+        "over the cap, a clear error: {}",
+        e.message
+    );
+    // Asking again for one already watched is no new subscription, even when full.
+    s.client.subscribe(SubscribeRequestParams::new(&uris[1])).await.unwrap();
+    // Unsubscribing under another spelling frees its place.
+    s.client
+        .unsubscribe(UnsubscribeRequestParams::new(uris.last().unwrap()))
+        .await
+        .unwrap();
+    s.client
+        .subscribe(SubscribeRequestParams::new(&others[999]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+#[expect(
+    deprecated,
+    reason = "resources/subscribe is how sessions up to 2025-11-25 subscribe, which is what stdio clients speak"
+)]
+async fn a_subscriber_hears_of_what_another_server_runs_once_per_change() {
+    let dir = TestDir::new("subscribe-other");
+    let (a, b) = (dir.fifo("a"), dir.fifo("b"));
+    let state = dir.join("state");
+    let config = json!({"workflows": [
+        wf("x", &["out", "first", "wait-fifo", fifo_str(&a), "out", "second", "wait-fifo", fifo_str(&b)]),
+    ]});
+    let runner = Server::spawn_in("subscribe-runner", config.clone(), &state).await;
+    let x = runner.start_wf("x", json!({})).await;
+    runner.wait_line(&x, "first").await;
+    let (client, mut heard) = client(false);
+    let watcher = Server::spawn_in_with_handler("subscribe-watcher", config, &state, client).await;
+    let uris = spellings(&x, 50);
+    let logs = format!("{}/logs", uris[0]);
+    for uri in uris.iter().chain([&logs]) {
+        watcher
+            .client
+            .subscribe(SubscribeRequestParams::new(uri))
+            .await
+            .unwrap();
+    }
+    for (fifo, until) in [(&a, "running"), (&b, "succeeded")] {
+        release_fifo(fifo);
+        loop {
+            match heard.recv().await.unwrap() {
+                Heard::Updated(u) if u == uris[0] => {
+                    let status: Value = serde_json::from_str(&read(&watcher, &uris[0]).await.unwrap().0).unwrap();
+                    if status["state"] == until && status["output"]["last_seq"] == 1 {
+                        break;
+                    }
+                }
+                Heard::Updated(u) => assert_eq!(u, logs, "only what was subscribed, once"),
+                Heard::ListChanged => {}
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_client_that_never_subscribes_hears_nothing() {
     let mut s = RawServer::start("quiet", json!({"workflows": [wf("w", &["out", "x"])]})).await;

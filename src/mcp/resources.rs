@@ -32,7 +32,7 @@ const LOG_LINES: u64 = 1000;
 const LOG_BYTES: usize = 40_000;
 
 /// A resource of this server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceRef {
     Catalog,
     Status(Uuid),

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use super::resources::ResourceRef;
 use super::schema::{input_schema, output_schema};
-use super::subscriptions::Session;
+use super::subscriptions::{MAX_SUBSCRIPTIONS, Session};
 use super::transport::Streams;
 use super::types::*;
 use super::{tasks, text, waiting};
@@ -638,7 +638,16 @@ impl ServerHandler for WorkflowServer {
         request: SubscribeRequestParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let (_, view) = self.resource_execution(&request.uri)?;
+        // Asked again (under any spelling) or over the cap: answered before the execution is looked up.
+        if let Some(resource) = ResourceRef::parse(&request.uri)
+            && self
+                .session
+                .admits(resource)
+                .map_err(|e| McpError::invalid_params(e.to_string(), None))?
+        {
+            return Ok(());
+        }
+        let (resource, view) = self.resource_execution(&request.uri)?;
         let view = view.ok_or_else(|| {
             McpError::invalid_params(
                 format!(
@@ -650,8 +659,8 @@ impl ServerHandler for WorkflowServer {
             )
         })?;
         self.session
-            .subscribe(&self.app.engine, request.uri, view, ctx.peer.clone());
-        Ok(())
+            .subscribe(&self.app.engine, (resource, request.uri), view, ctx.peer.clone())
+            .map_err(|e| McpError::invalid_params(e.to_string(), None))
     }
 
     async fn unsubscribe(
@@ -666,12 +675,17 @@ impl ServerHandler for WorkflowServer {
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
         let mut accepted = SubscriptionFilter::new();
         accepted.resources_list_changed = requested.resources_list_changed;
+        // Each resource once, however spelled, and at most MAX_SUBSCRIPTIONS: what is left out is not acknowledged.
         accepted.resource_subscriptions = requested.resource_subscriptions.as_ref().map(|uris| {
+            let mut taken = std::collections::HashSet::new();
             uris.iter()
                 .filter(|uri| {
-                    ResourceRef::parse(uri)
-                        .and_then(ResourceRef::execution)
-                        .is_some_and(|id| self.app.engine.find(&id).is_some())
+                    ResourceRef::parse(uri).is_some_and(|r| {
+                        taken.len() < MAX_SUBSCRIPTIONS
+                            && !taken.contains(&r)
+                            && r.execution().is_some_and(|id| self.app.engine.find(&id).is_some())
+                            && taken.insert(r)
+                    })
                 })
                 .cloned()
                 .collect()

@@ -5,9 +5,12 @@
 //! start, end or are forgotten (at most [`LIST_EVERY`] apart). A session that never subscribes gets none of
 //! this, and everything a session watches stops when the session ends.
 //!
-//! One small task per subscribed resource, and one for the list, each waiting on what can change it: a live
-//! execution's `logs_tx`, the engine's changes, and for what another server process on the state directory
-//! runs (no signal reaches us), a look now and then.
+//! A resource is subscribed once per session however its URI is spelled (an execution id parses in several
+//! forms): subscriptions are keyed by the resource, and one session holds at most [`MAX_SUBSCRIPTIONS`]. Nothing
+//! polls per subscription: a live execution's watcher is a small task asleep on its `logs_tx`, the list's on the
+//! engine's changes (and a look now and then); what other server processes on the state directory run (no
+//! signal reaches us) is looked at by one task per session (or `subscriptions/listen` stream), all of it in one
+//! blocking pass now and then, and only while such an execution is watched and unfinished.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,7 @@ use rmcp::model::{RequestId, ResourceUpdatedNotificationParam};
 use rmcp::service::{Peer, SubscriptionSink};
 use tokio_util::sync::CancellationToken;
 
+use super::resources::ResourceRef;
 use super::transport::Streams;
 use crate::engine::{Engine, ExecutionState, ExecutionView, ListFilter};
 
@@ -25,8 +29,10 @@ use crate::engine::{Engine, ExecutionState, ExecutionView, ListFilter};
 pub const UPDATE_EVERY: Duration = Duration::from_millis(250);
 /// At most one `resources/list_changed` this often.
 pub const LIST_EVERY: Duration = Duration::from_secs(1);
-/// How often an execution run by another server process is looked at.
+/// How often the executions run by other server processes are looked at (all of a session's in one pass).
 const STORED_LOOK: Duration = Duration::from_millis(500);
+/// The most resources one session may subscribe to (and one `subscriptions/listen` stream accept).
+pub const MAX_SUBSCRIPTIONS: usize = 1000;
 /// How often the list is looked at for changes no signal tells of (other server processes, retention).
 const LIST_LOOK: Duration = Duration::from_secs(2);
 /// The newest executions whose states the list watcher compares (the first page of `resources/list`).
@@ -70,15 +76,28 @@ pub struct Session {
     ended: CancellationToken,
     /// Told when a `subscriptions/listen` request has become a stream (the stdio transport).
     streams: Option<Streams>,
-    /// `resources/subscribe` subscriptions (2025-11-25 and before): URI → its watcher's stop.
+    /// `resources/subscribe` subscriptions (2025-11-25 and before).
     subscribed: Mutex<Subscribed>,
 }
 
 #[derive(Default)]
 struct Subscribed {
-    resources: HashMap<String, CancellationToken>,
+    /// Each subscribed resource (however its URI was spelled) → its watcher's stop.
+    resources: HashMap<ResourceRef, CancellationToken>,
     /// The list watcher, while at least one resource is subscribed.
     list: Option<CancellationToken>,
+    /// The session's watcher of executions other server processes run, once one was subscribed.
+    stored: Option<StoredWatcher>,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error(
+        "this session already watches {MAX_SUBSCRIPTIONS} resources, the most one session may; unsubscribe \
+         (resources/unsubscribe) from some before subscribing to more"
+    )]
+    TooMany,
 }
 
 impl Session {
@@ -106,12 +125,34 @@ impl Session {
         self.subscribed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `resources/subscribe`: watches `view` for `uri` (once, however often it is asked), and the list while
-    /// anything is subscribed.
-    pub fn subscribe(&self, engine: &Engine, uri: String, view: ExecutionView, peer: Peer<RoleServer>) {
+    /// Whether `resource` is subscribed already (asking again changes nothing), or an error if the session has no
+    /// room for it. A check before the caller looks the execution up; [`Session::subscribe`] checks again.
+    pub fn admits(&self, resource: ResourceRef) -> Result<bool, SubscribeError> {
+        let subscribed = self.lock();
+        if subscribed.resources.contains_key(&resource) {
+            return Ok(true);
+        }
+        if subscribed.resources.len() >= MAX_SUBSCRIPTIONS {
+            return Err(SubscribeError::TooMany);
+        }
+        Ok(false)
+    }
+
+    /// `resources/subscribe`: watches `view` for `resource` (once, however often and however spelled it is asked;
+    /// notifications name it by the `uri` it was first asked with), and the list while anything is subscribed.
+    pub fn subscribe(
+        &self,
+        engine: &Engine,
+        (resource, uri): (ResourceRef, String),
+        view: ExecutionView,
+        peer: Peer<RoleServer>,
+    ) -> Result<(), SubscribeError> {
         let mut subscribed = self.lock();
-        if subscribed.resources.contains_key(&uri) {
-            return;
+        if subscribed.resources.contains_key(&resource) {
+            return Ok(());
+        }
+        if subscribed.resources.len() >= MAX_SUBSCRIPTIONS {
+            return Err(SubscribeError::TooMany);
         }
         let notifier = Notifier::Session(peer);
         if subscribed.list.is_none() {
@@ -120,20 +161,27 @@ impl Session {
             subscribed.list = Some(stop);
         }
         let stop = self.ended.child_token();
-        tokio::spawn(watch_execution(
-            engine.clone(),
-            view,
-            uri.clone(),
-            notifier,
-            stop.clone(),
-        ));
-        subscribed.resources.insert(uri, stop);
+        match view {
+            ExecutionView::Live(_) => {
+                tokio::spawn(watch_execution(engine.clone(), view, uri, notifier, stop.clone()));
+            }
+            ExecutionView::Stored(_) => {
+                let ended = &self.ended;
+                subscribed
+                    .stored
+                    .get_or_insert_with(|| StoredWatcher::start(engine, notifier, ended.child_token()))
+                    .watch(view, uri, stop.clone());
+            }
+        }
+        subscribed.resources.insert(resource, stop);
+        Ok(())
     }
 
-    /// `resources/unsubscribe`: stops watching `uri` (and the list once nothing is subscribed).
+    /// `resources/unsubscribe`: stops watching the resource `uri` names, however spelled (and the list once
+    /// nothing is subscribed).
     pub fn unsubscribe(&self, uri: &str) {
         let mut subscribed = self.lock();
-        if let Some(stop) = subscribed.resources.remove(uri) {
+        if let Some(stop) = ResourceRef::parse(uri).and_then(|r| subscribed.resources.remove(&r)) {
             stop.cancel();
         }
         if subscribed.resources.is_empty()
@@ -158,14 +206,22 @@ impl Session {
         }
         let stop = self.ended.child_token();
         let notifier = Notifier::Listen(sink);
+        let mut stored = None;
         for (uri, view) in executions {
-            tokio::spawn(watch_execution(
-                engine.clone(),
-                view,
-                uri,
-                notifier.clone(),
-                stop.clone(),
-            ));
+            match view {
+                ExecutionView::Live(_) => {
+                    tokio::spawn(watch_execution(
+                        engine.clone(),
+                        view,
+                        uri,
+                        notifier.clone(),
+                        stop.clone(),
+                    ));
+                }
+                ExecutionView::Stored(_) => stored
+                    .get_or_insert_with(|| StoredWatcher::start(engine, notifier.clone(), stop.clone()))
+                    .watch(view, uri, stop.clone()),
+            }
         }
         if list {
             tokio::spawn(watch_list(engine.clone(), notifier, stop.clone()));
@@ -180,7 +236,7 @@ impl Session {
 
 /// What a subscriber of an execution's resources is told about: its state, its newest line, its place in the
 /// queue.
-#[derive(PartialEq)]
+#[derive(Clone, Copy, PartialEq)]
 struct Seen {
     state: ExecutionState,
     last_seq: Option<u64>,
@@ -196,8 +252,8 @@ fn seen(engine: &Engine, view: &ExecutionView) -> Seen {
     }
 }
 
-/// Tells `notifier` about every change of the execution behind `uri`, at most [`UPDATE_EVERY`] apart, until
-/// it is final (nothing changes after that) or `stop` fires.
+/// Tells `notifier` about every change of the live execution behind `uri`, at most [`UPDATE_EVERY`] apart, until
+/// it is final (nothing changes after that) or `stop` fires. Asleep on its `logs_tx` meanwhile.
 async fn watch_execution(
     engine: Engine,
     view: ExecutionView,
@@ -205,21 +261,15 @@ async fn watch_execution(
     notifier: Notifier,
     stop: CancellationToken,
 ) {
-    let mut changes = match &view {
-        ExecutionView::Live(e) => Some(e.logs_tx.subscribe()),
-        ExecutionView::Stored(_) => None,
+    let ExecutionView::Live(exec) = &view else {
+        unreachable!("a stored execution is watched by a StoredWatcher");
     };
+    let mut changes = exec.logs_tx.subscribe();
     let mut last = seen(&engine, &view);
     while !last.state.is_terminal() {
-        let changed = async {
-            match changes.as_mut() {
-                Some(rx) => drop(rx.changed().await),
-                None => tokio::time::sleep(STORED_LOOK).await,
-            }
-        };
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = changed => {}
+            _ = changes.changed() => {}
         }
         let now = seen(&engine, &view);
         if now == last {
@@ -237,6 +287,106 @@ async fn watch_execution(
     }
 }
 
+/// One execution another server process runs, as a [`StoredWatcher`] follows it.
+struct StoredEntry {
+    view: ExecutionView,
+    uri: String,
+    /// Fires when it is unsubscribed.
+    stop: CancellationToken,
+    /// What was seen last (none before the first look).
+    last: Option<Seen>,
+}
+
+/// Follows the executions other server processes run for one notifier: one task, asleep while nothing is
+/// watched, otherwise looking at all of them in one blocking pass every [`STORED_LOOK`] (their records are read
+/// from the history; no signal reaches us from another process).
+struct StoredWatcher {
+    add: tokio::sync::mpsc::UnboundedSender<StoredEntry>,
+}
+
+impl StoredWatcher {
+    fn start(engine: &Engine, notifier: Notifier, stop: CancellationToken) -> StoredWatcher {
+        let (add, added) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(watch_stored(engine.clone(), notifier, added, stop));
+        StoredWatcher { add }
+    }
+
+    fn watch(&self, view: ExecutionView, uri: String, stop: CancellationToken) {
+        // The task ends only with the session (or stream) that owns it, and then nothing is to be watched.
+        let _ = self.add.send(StoredEntry {
+            view,
+            uri,
+            stop,
+            last: None,
+        });
+    }
+}
+
+async fn watch_stored(
+    engine: Engine,
+    notifier: Notifier,
+    mut added: tokio::sync::mpsc::UnboundedReceiver<StoredEntry>,
+    stop: CancellationToken,
+) {
+    let mut entries: Vec<StoredEntry> = Vec::new();
+    let mut next_look = tokio::time::Instant::now() + STORED_LOOK;
+    loop {
+        // New entries get their first look (the baseline) at once, and only they; all get one every STORED_LOOK.
+        let new = entries.iter().any(|e| e.last.is_none());
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            entry = added.recv() => {
+                let Some(entry) = entry else { return };
+                entries.push(entry);
+                while let Ok(entry) = added.try_recv() {
+                    entries.push(entry);
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(next_look), if !entries.is_empty() => {}
+            _ = std::future::ready(()), if new => {}
+        }
+        let all = tokio::time::Instant::now() >= next_look;
+        if all {
+            next_look = tokio::time::Instant::now() + STORED_LOOK;
+        }
+        let engine = engine.clone();
+        let Ok((kept, changed)) = tokio::task::spawn_blocking(move || look_at(&engine, entries, all)).await else {
+            return;
+        };
+        entries = kept;
+        for uri in changed {
+            if !notifier.updated(&uri).await {
+                return;
+            }
+        }
+    }
+}
+
+/// One look at the entries not looked at yet, or at all of them (each execution read once, whichever of its
+/// resources are watched): returns the entries still to follow and the URIs whose resources changed. Blocking
+/// (the history).
+fn look_at(engine: &Engine, entries: Vec<StoredEntry>, all: bool) -> (Vec<StoredEntry>, Vec<String>) {
+    let mut now_seen: HashMap<uuid::Uuid, Seen> = HashMap::new();
+    let mut kept = Vec::with_capacity(entries.len());
+    let mut changed = Vec::new();
+    for mut e in entries.into_iter().filter(|e| !e.stop.is_cancelled()) {
+        if !all && e.last.is_some() {
+            kept.push(e);
+            continue;
+        }
+        let now = *now_seen.entry(e.view.id()).or_insert_with(|| seen(engine, &e.view));
+        if e.last.is_some_and(|last| last != now) {
+            changed.push(e.uri.clone());
+        }
+        e.last = Some(now);
+        if !now.state.is_terminal() {
+            kept.push(e);
+        }
+    }
+    (kept, changed)
+}
+
 /// The newest executions and their states, and how many there are: when this changes, so does the list of
 /// resources (an execution added, forgotten, or a title's state).
 fn list_seen(engine: &Engine) -> (Vec<(String, ExecutionState)>, usize) {
@@ -251,14 +401,19 @@ fn list_seen(engine: &Engine) -> (Vec<(String, ExecutionState)>, usize) {
 /// Tells `notifier` when the list of executions changes, at most [`LIST_EVERY`] apart, until `stop` fires.
 async fn watch_list(engine: Engine, notifier: Notifier, stop: CancellationToken) {
     let mut changes = engine.changes();
-    let mut last = list_seen(&engine);
+    // The list is read from the history: off the async workers.
+    let look = || {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || list_seen(&engine))
+    };
+    let Ok(mut last) = look().await else { return };
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = changes.changed() => {}
             _ = tokio::time::sleep(LIST_LOOK) => {}
         }
-        let now = list_seen(&engine);
+        let Ok(now) = look().await else { return };
         if now == last {
             continue;
         }
