@@ -378,6 +378,7 @@ fn build_history(dir: &Path, count: usize) -> f64 {
                 held_open: None,
                 log_bytes: 0,
                 job: None,
+                params_bytes: Default::default(),
             })
             .expect("a new record");
         store.update(

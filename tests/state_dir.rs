@@ -241,3 +241,60 @@ async fn a_full_disk_at_start_names_the_state_directory_the_error_and_the_way_ou
         "the error names the state directory, the OS error and the way out: {stderr}"
     );
 }
+
+#[tokio::test]
+async fn params_beyond_the_size_cap_are_a_tool_error() {
+    let mut entry = wf("echo", &["print-args"]);
+    entry["params"] = json!([
+        {"name": "a", "type": "string", "positional": true},
+        {"name": "b", "type": "string", "positional": true},
+        {"name": "c", "type": "string", "positional": true},
+    ]);
+    let s = Server::start("params-cap", json!({"workflows": [entry]})).await;
+    // Each value is under the per-value cap; together they are over the per-call one.
+    let big = "x".repeat(30 << 10);
+    let err = s
+        .err(
+            "execute_workflow",
+            json!({"workflow": "echo", "params": {"a": big, "b": big, "c": big}}),
+        )
+        .await;
+    assert!(
+        err.contains("65536") && err.contains(&(3 * big.len()).to_string()),
+        "the error names the size and the cap: {err}"
+    );
+    let id = s.start_wf("echo", json!({"a": big, "b": big})).await;
+    assert_eq!(state(&s.wait_final(&id).await), "succeeded");
+}
+
+#[tokio::test]
+async fn a_listing_echoes_long_params_as_a_status_does() {
+    let dir = TestDir::new("listed-params");
+    let state_dir = dir.join("state");
+    let mut entry = wf("echo", &["print-args"]);
+    entry["params"] = json!([
+        {"name": "text", "type": "string", "positional": true},
+        {"name": "n", "type": "integer", "arg": "--n"},
+        {"name": "ratio", "type": "number", "arg": "--ratio"},
+        {"name": "short", "type": "string", "arg": "--short"},
+    ]);
+    let config = json!({"workflows": [entry]});
+    let a = Server::spawn_in("listed-params-a", config.clone(), &state_dir).await;
+    let text = "é".repeat(20_000) + "end";
+    let id = a
+        .start_wf("echo", json!({"text": text, "n": 7, "ratio": 0.1, "short": "s"}))
+        .await;
+    assert_eq!(state(&a.wait_final(&id).await), "succeeded");
+    // Another server knows it from the history only.
+    let b = Server::spawn_in("listed-params-b", config, &state_dir).await;
+    let status = b.ok("get_status", json!({"execution_id": id})).await;
+    let listed = b.ok("list_executions", json!({})).await;
+    assert_eq!(listed["executions"][0]["params"], status["params"], "{listed}");
+    assert_eq!(status["params"]["n"], 7);
+    assert_eq!(status["params"]["ratio"], 0.1);
+    assert_eq!(status["params"]["short"], "s");
+    assert_eq!(
+        status["params"]["text"],
+        format!("{}…[+{} bytes]", "é".repeat(128), text.len() - 256)
+    );
+}

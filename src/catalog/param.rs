@@ -51,6 +51,9 @@ pub struct Param {
 pub const MAX_PARAM_VALUE_BYTES: usize = 64 * 1024;
 /// Most params one call may pass.
 pub const MAX_PARAMS_PER_CALL: usize = 128;
+/// Most bytes of values one call may pass in all (a string counts its bytes, another value its JSON text): the
+/// params are kept with the execution, in the history too. One value of the longest length always fits.
+pub const MAX_PARAMS_BYTES_PER_CALL: usize = MAX_PARAM_VALUE_BYTES;
 
 /// What a call's params turn into.
 #[derive(Clone, Debug, Default)]
@@ -284,6 +287,20 @@ pub fn resolve(workflow: &str, params: &[Param], given: &Map<String, Value>) -> 
         return Err(format!(
             "{} params given; a call takes at most {MAX_PARAMS_PER_CALL}",
             given.len()
+        ));
+    }
+    let size: usize = given
+        .values()
+        .map(|v| match v {
+            Value::String(s) => s.len(),
+            Value::Null => 0,
+            other => other.to_string().len(),
+        })
+        .sum();
+    if size > MAX_PARAMS_BYTES_PER_CALL {
+        return Err(format!(
+            "the params' values take {size} bytes in all; a call takes at most {MAX_PARAMS_BYTES_PER_CALL}: pass \
+             large data in a file, and its path as the param"
         ));
     }
     for name in given.keys() {

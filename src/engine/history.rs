@@ -115,6 +115,7 @@ impl Shared {
             held_open: None,
             log_bytes: 0,
             job: None,
+            params_bytes: Default::default(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The status of an execution as clients read it: state, exit, times, output counts, progress, and for a failure
 //! its evidence. What does not apply is left out.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use schemars::JsonSchema;
@@ -131,8 +132,9 @@ pub struct ExecutionStatus {
 /// A param value longer than this is echoed shortened in a status (the workflow got it whole).
 const MAX_ECHOED_PARAM: usize = 256;
 
-/// The params as a status shows them: long string values shortened, saying by how much.
-fn echoed_params(params: &Map<String, Value>) -> Map<String, Value> {
+/// The params as a status shows them: long string values shortened, saying by how much (`whole`: the lengths of
+/// values loaded cut short already, see `ExecutionRecord::params_bytes`).
+fn echoed_params(params: &Map<String, Value>, whole: &BTreeMap<String, usize>) -> Map<String, Value> {
     params
         .iter()
         .map(|(k, v)| {
@@ -142,7 +144,8 @@ fn echoed_params(params: &Map<String, Value>) -> Map<String, Value> {
                     while !s.is_char_boundary(end) {
                         end -= 1;
                     }
-                    Value::String(format!("{}…[+{} bytes]", &s[..end], s.len() - end))
+                    let len = whole.get(k).copied().unwrap_or(s.len());
+                    Value::String(format!("{}…[+{} bytes]", &s[..end], len - end))
                 }
                 v => v.clone(),
             };
@@ -167,7 +170,7 @@ impl Execution {
             exit_code: life.exit_code,
             signal: life.signal.map(signal_name),
             error: life.error.clone(),
-            params: echoed_params(&self.params),
+            params: echoed_params(&self.params, &BTreeMap::new()),
             created_at: rfc3339(self.created_at),
             started_at: life.started_at.map(rfc3339),
             finished_at: life.finished_at.map(rfc3339),
@@ -252,7 +255,7 @@ pub fn status_of_record(rec: &ExecutionRecord) -> ExecutionStatus {
         exit_code: rec.exit_code,
         signal: rec.signal.map(signal_name),
         error: rec.error.clone(),
-        params: echoed_params(&rec.params),
+        params: echoed_params(&rec.params, &rec.params_bytes),
         created_at: rfc3339(from_unix_ms(rec.created_at)),
         started_at: rec.started_at.map(from_unix_ms).map(rfc3339),
         finished_at: rec.finished_at.map(from_unix_ms).map(rfc3339),

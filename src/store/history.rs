@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::db::{self, DbError};
-use super::record::{COLUMNS, ExecutionRecord};
+use super::record::{COLUMNS, ExecutionRecord, LISTED_COLUMNS};
 
 /// Why the state directory cannot be used. Each message names the directory, the error, and the way out.
 #[derive(Debug, thiserror::Error)]
@@ -599,7 +599,8 @@ impl Store {
         .flatten()
     }
 
-    /// Records matching the filters, newest first, at most `limit`, and how many match in all.
+    /// Records matching the filters, newest first, at most `limit`, and how many match in all — as a listing
+    /// shows them: without `argv`, long string params cut (their whole lengths in `params_bytes`).
     pub fn list(&self, workflow: Option<&str>, state: Option<&str>, limit: usize) -> (Vec<ExecutionRecord>, usize) {
         // Only the filters given are in the query (not `?1 IS NULL OR ...`), so SQLite can use the index of
         // each: the count reads index entries, and the page walks an index newest first.
@@ -619,7 +620,8 @@ impl Store {
                 .prepare_cached(&format!("SELECT count(*) FROM executions {filter}"))?
                 .query_row(rusqlite::params_from_iter(&values), |r| r.get(0))?;
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM executions {filter} ORDER BY created_at DESC, rowid DESC LIMIT {limit}"
+                "SELECT {} FROM executions {filter} ORDER BY created_at DESC, rowid DESC LIMIT {limit}",
+                *LISTED_COLUMNS
             ))?;
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(&values), ExecutionRecord::from_row)?
@@ -821,5 +823,64 @@ impl Store {
             }
         }
         ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_listing_loads_long_params_cut_and_no_argv() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-listed", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let long = "ü".repeat(100_000);
+        let params = json!({"long": long, "short": "s", "n": 5, "x": 0.1, "on": true, "a.b-c": -3});
+        let rec = ExecutionRecord {
+            id: Uuid::new_v4(),
+            workflow: "w".into(),
+            params: params.as_object().unwrap().clone(),
+            argv: vec!["prog".into(), "a".repeat(100_000)],
+            cwd: "/".into(),
+            idempotency_key: None,
+            state: "succeeded".into(),
+            exit_code: Some(0),
+            signal: None,
+            error: None,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+            pid: None,
+            pid_start: None,
+            owner: store.instance().to_string(),
+            stop_request: None,
+            output: None,
+            progress: None,
+            held_open: None,
+            log_bytes: 0,
+            job: None,
+            params_bytes: BTreeMap::new(),
+        };
+        store.insert(&rec).unwrap();
+        let (listed, total) = store.list(None, None, 10);
+        assert_eq!(total, 1);
+        let listed = &listed[0];
+        assert!(listed.argv.is_empty(), "a listing does not load argv");
+        assert_eq!(
+            listed.params["long"].as_str().unwrap(),
+            "ü".repeat(crate::store::record::LISTED_PARAM_CHARS)
+        );
+        assert_eq!(listed.params_bytes, BTreeMap::from([("long".to_owned(), long.len())]));
+        for key in ["short", "n", "x", "on", "a.b-c"] {
+            assert_eq!(listed.params[key], params[key], "{key} is loaded as it is");
+        }
+        assert_eq!(store.get(&rec.id).unwrap(), rec, "a read of one record loads it whole");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

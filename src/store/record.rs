@@ -1,5 +1,7 @@
 //! One execution as the history keeps it: a row of the `executions` table.
 
+use std::collections::BTreeMap;
+
 use rusqlite::Row;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -33,10 +35,44 @@ pub struct ExecutionRecord {
     pub log_bytes: u64,
     /// The remote job (JSON), for an execution on a remote engine.
     pub job: Option<String>,
+    /// For a record as a listing loads it (see [`LISTED_COLUMNS`]): the whole length in bytes of each string
+    /// param loaded cut short. Empty when the params are whole.
+    pub params_bytes: BTreeMap<String, usize>,
 }
 
 pub(super) const COLUMNS: &str = "id, workflow, params, argv, cwd, idempotency_key, state, exit_code, signal, error, \
      created_at, started_at, finished_at, pid, pid_start, owner, stop_request, output, progress, held_open, log_bytes, job";
+
+/// A listing shows at most this many characters of a string param (a status echoes 256 bytes), so it loads no
+/// more: more than that of a long value is cut before it leaves SQLite.
+pub const LISTED_PARAM_CHARS: usize = 257;
+
+/// Params up to this size are loaded whole by a listing: cutting them would cost more than it saves.
+const LISTED_WHOLE_PARAMS_BYTES: usize = 4096;
+
+/// The columns a listing loads: as [`COLUMNS`], but without `argv` (a listing does not show it), with long
+/// string params cut to [`LISTED_PARAM_CHARS`] characters, and the whole lengths of those (`params_bytes`) last.
+pub(super) static LISTED_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let big = format!("octet_length(params) > {LISTED_WHOLE_PARAMS_BYTES}");
+    let long = format!("type = 'text' AND octet_length(value) > {LISTED_PARAM_CHARS}");
+    COLUMNS
+        .replacen(
+            "params, argv",
+            &format!(
+                "CASE WHEN {big} THEN (SELECT json_group_object(key, CASE WHEN {long} THEN \
+                 substr(value, 1, {LISTED_PARAM_CHARS}) ELSE params -> fullkey END) FROM json_each(params)) \
+                 ELSE params END, '[]'"
+            ),
+            1,
+        )
+        .replace(
+            ", job",
+            &format!(
+                ", job, CASE WHEN {big} THEN (SELECT json_group_object(key, octet_length(value)) \
+                 FROM json_each(params) WHERE {long}) END"
+            ),
+        )
+});
 
 impl ExecutionRecord {
     /// Whether the execution is still queued or running (as far as the record says).
@@ -74,6 +110,14 @@ impl ExecutionRecord {
             held_open: row.get(19)?,
             log_bytes: row.get::<_, i64>(20)? as u64,
             job: row.get(21)?,
+            params_bytes: match row.as_ref().column_count() > 22 {
+                true => row
+                    .get::<_, Option<String>>(22)?
+                    .map(|t| serde_json::from_str(&t).map_err(|e| json_err(22, e)))
+                    .transpose()?
+                    .unwrap_or_default(),
+                false => BTreeMap::new(),
+            },
         })
     }
 }
