@@ -24,15 +24,20 @@ use crate::store::{Change, ExecutionRecord, PruneRules};
 /// time and marker); false when it is not. The leader is held by a pidfd opened before the check, so the
 /// process checked is the process signalled even if its pid is reused in between.
 fn signal_stored_tree(pid: u32, start: u64, marker: &str, sig: i32) -> bool {
-    let Ok(leader) = PidFd::open(pid) else {
-        return false;
+    let leader = match PidFd::open(pid) {
+        Ok(leader) => Some(leader),
+        // A kernel without pidfds (before 5.3): the check and the signal by pid alone.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => None,
+        Err(_) => return false,
     };
     if !is_same_process(pid, start, marker) {
         return false;
     }
     // The group first, while the checked leader keeps its id from being reused.
     signal_tree(pid, marker, sig);
-    let _ = leader.signal(sig);
+    if let Some(leader) = leader {
+        let _ = leader.signal(sig);
+    }
     true
 }
 

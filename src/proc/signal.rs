@@ -126,3 +126,20 @@ pub fn signal_name(sig: i32) -> String {
 pub fn signal_number(name: &str) -> Option<i32> {
     (1..65).find(|&n| signal_name(n) == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn a_pidfd_signals_its_process_and_a_gone_one_is_not_an_error() {
+        let mut child = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+        let pidfd = PidFd::open(child.id()).unwrap();
+        pidfd.signal(libc::SIGKILL).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        // Reaped: its pid may belong to another process one day, the pidfd never does.
+        pidfd.signal(libc::SIGKILL).unwrap();
+    }
+}
