@@ -716,3 +716,64 @@ async fn a_job_lost_while_the_controller_was_away_is_cancelled_once_it_answers()
     }
     drop(away);
 }
+
+#[tokio::test]
+async fn a_job_given_up_by_a_server_that_exited_is_cancelled_by_the_next_one() {
+    if !cluster("a_job_given_up_by_a_server_that_exited_is_cancelled_by_the_next_one") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = TestDir::new("slurm-unreachable-next");
+    let state_dir = dir.join("state");
+    let config = json!({"workflows": [job("long", &["out", "ready", "hold"], json!({}))]});
+    let quick = [("WORKFLOW_MCP_SLURM_UNREACHABLE_MS", "1000")];
+    let a = Server::spawn_with_history("slurm-unreachable-a", config.clone(), Some(&state_dir), &quick).await;
+    let id = a.start_wf("long", json!({})).await;
+    a.wait_line(&id, "^ready").await;
+    let st = a.ok("get_status", json!({"execution_id": id})).await;
+    let job_id = st["job"]["id"].as_str().unwrap().to_owned();
+    let away = ControllerAway::stop(&job_id).await;
+    assert_eq!(state(&a.wait_final(&id).await), "lost");
+    let pid = a.pid();
+    drop(a);
+    assert!(exited(pid).await, "the first server did not exit");
+    away.restart();
+    assert_eq!(
+        job_state(&job_id).as_deref(),
+        Some("RUNNING"),
+        "nobody cancelled it yet"
+    );
+    // The next server on the state directory finishes what the first one could not.
+    let b = Server::spawn_with_history("slurm-unreachable-b", config, Some(&state_dir), &quick).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let now = job_state(&job_id);
+        if now
+            .as_deref()
+            .is_some_and(|s| ["gone", "CANCELLED", "COMPLETED", "FAILED"].contains(&s))
+        {
+            assert_ne!(
+                now.as_deref(),
+                Some("COMPLETED"),
+                "the job was cancelled, not left to end"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job_id} still {now:?} with the next server running\n{}",
+            b.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let folder = state_dir.join("slurm").join(&id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while folder.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job folder stays after the cancel"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(away);
+}

@@ -35,6 +35,9 @@ const UNREACHABLE_FOR: Duration = Duration::from_secs(300);
 const CANCEL_RETRY: Duration = Duration::from_secs(5);
 /// Written by the job script when it cannot start the program (its folder or the program is missing).
 const START_ERROR_FILE: &str = "start-error";
+/// Written into a job's folder when the job is given up while Slurm does not answer (its id, then its login
+/// host): a later server on the same spool cancels it if this one exits first.
+const CANCEL_FILE: &str = "cancel";
 
 /// Where job folders go when a workflow names no `spool_dir`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,6 +62,11 @@ impl SlurmRuntime {
             .ok()
             .and_then(|ms| ms.parse().ok())
             .map_or(UNREACHABLE_FOR, Duration::from_millis);
+        if let Spool::Dir(dir) = &default_spool
+            && check_spool(dir).is_ok()
+        {
+            resume_pending_cancels(dir, CANCEL_RETRY.min(unreachable_for));
+        }
         SlurmRuntime {
             default_spool,
             temporary: Mutex::new(None),
@@ -710,6 +718,55 @@ impl Tree for JobShared {
     }
 }
 
+/// Records that a job given up is to be cancelled (see [`CANCEL_FILE`]).
+fn record_pending_cancel(job: &JobShared) {
+    let text = format!("{}\n{}\n", job.job_id, job.commands.login_host.as_deref().unwrap_or(""));
+    let path = job.dir.join(CANCEL_FILE);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(file = %path.display(), error = %e, "cannot record a job to cancel");
+    }
+}
+
+/// Cancels the jobs a gone server gave up on in this spool, once Slurm answers (see [`CANCEL_FILE`]).
+fn resume_pending_cancels(spool: &Path, retry: Duration) {
+    let Ok(entries) = fs::read_dir(spool) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Ok(text) = fs::read_to_string(dir.join(CANCEL_FILE)) else {
+            continue;
+        };
+        let mut lines = text.lines();
+        let (Some(job_id), login_host) = (lines.next(), lines.next().filter(|h| !h.is_empty())) else {
+            continue;
+        };
+        if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit() || c == '_') {
+            continue;
+        }
+        tracing::info!(job = %job_id, "a job a gone server gave up on is cancelled once Slurm answers");
+        let job = Arc::new(JobShared {
+            job_id: job_id.to_owned(),
+            marker: entry.file_name().to_string_lossy().into_owned(),
+            commands: Commands {
+                login_host: login_host.map(str::to_owned),
+            },
+            dir,
+            last: Mutex::new(None),
+            finished: Arc::new(AtomicBool::new(true)),
+            given_up: AtomicBool::new(true),
+        });
+        cancel_when_slurm_answers(job, retry);
+    }
+}
+
 /// Cancels, once Slurm answers again, a job given up while it did not: nothing of ours runs unwatched. Only a
 /// job whose comment names this execution is cancelled; its folder goes once the job does.
 fn cancel_when_slurm_answers(job: Arc<JobShared>, retry: Duration) {
@@ -862,9 +919,10 @@ impl Waiter for SlurmWaiter {
                     tracing::warn!(job = %job.job_id, error = %e, "cannot read the job's state");
                     if since.elapsed() > self.unreachable_for {
                         job.given_up.store(true, Ordering::SeqCst);
+                        record_pending_cancel(job);
                         cancel_when_slurm_answers(job.clone(), CANCEL_RETRY.min(self.unreachable_for));
                         break Ended::Lost(format!(
-                            "Slurm did not answer for {} s about job {} (this server cancels it once Slurm answers again): {e}",
+                            "Slurm did not answer for {} s about job {} (it is cancelled once Slurm answers again): {e}",
                             since.elapsed().as_secs(),
                             job.job_id
                         ));
