@@ -11,8 +11,13 @@
 //!   alone (`Snapshot::from_disk`), and over MCP through the server that ran it and through another one; a grep
 //!   over the whole log read from its files vs the same lines in memory.
 //!
+//! - queue: a server with BENCH_QUEUED (6000) executions queued behind one running (limits.max_queued raised):
+//!   from closing its stdin (or SIGTERM) to its exit, and from spawning the next server on the state directory
+//!   to its `initialize` answer — after a clean exit, and after the first was SIGKILLed (its records left
+//!   `queued` for the next one to recover) — each vs the same with nothing queued.
+//!
 //! Environment: BENCH_LINES (default 10000000), BENCH_RUNS (5), BENCH_EXECUTIONS (10000), BENCH_STARTUPS (10),
-//! BENCH_ONLY (scenarios, comma-separated), BENCH_STATE_DIR (where state directories go; default the target's tmp dir).
+//! BENCH_QUEUED (6000), BENCH_ONLY (scenarios, comma-separated), BENCH_STATE_DIR (where state directories go; default the target's tmp dir).
 
 #[expect(dead_code, reason = "the bench uses part of the test helpers")]
 #[path = "../tests/util.rs"]
@@ -795,12 +800,155 @@ async fn page(n: u64, place: &Place, report: &mut Report) {
     );
 }
 
+/// A server spoken to with raw JSON-RPC lines.
+struct RawChild {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl RawChild {
+    /// Spawns the server on `state_dir`; returns it and the seconds from the spawn to its `initialize` answer.
+    fn start(config: &Path, state_dir: &Path) -> (RawChild, f64) {
+        let start = Instant::now();
+        let mut child = Command::new(util::server_bin())
+            .arg("--config")
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state_dir)
+            .env("WORKFLOW_MCP_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn workflow-mcp");
+        let mut s = RawChild {
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().unwrap()),
+            child,
+        };
+        s.send(&json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}));
+        assert_eq!(s.recv()["id"], 0);
+        let took = start.elapsed().as_secs_f64();
+        s.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        (s, took)
+    }
+
+    fn send(&mut self, msg: &Value) {
+        writeln!(self.stdin.as_mut().unwrap(), "{msg}").unwrap();
+    }
+
+    fn recv(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read the server's stdout");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
+    }
+
+    /// Starts `n` executions of `held`, in batches, reading the answers between them (any order).
+    fn execute(&mut self, n: usize) {
+        let mut id = 100;
+        let mut left = n;
+        while left > 0 {
+            let batch = left.min(100);
+            for _ in 0..batch {
+                id += 1;
+                self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": {"name": "execute_workflow", "arguments": {"workflow": "held"}}}));
+            }
+            for _ in 0..batch {
+                let r = self.recv();
+                assert!(r["result"]["isError"] != true, "{r}");
+            }
+            left -= batch;
+        }
+    }
+
+    /// Stops it (None: closes its stdin; else sends the signal); returns the seconds until it exited.
+    fn stop(mut self, signal: Option<i32>) -> f64 {
+        let start = Instant::now();
+        match signal {
+            None => self.stdin = None,
+            // SAFETY: signalling our own child.
+            Some(sig) => unsafe {
+                libc::kill(self.child.id() as i32, sig);
+            },
+        }
+        let status = self.child.wait().unwrap();
+        assert!(signal == Some(libc::SIGKILL) || status.success(), "{status}");
+        start.elapsed().as_secs_f64()
+    }
+}
+
+/// One queue case: `queued` executions behind one running, stopped with `signal` (None: end of input); returns
+/// (seconds to exit, seconds for the next server to answer `initialize`).
+fn queue_case(config: &Path, place: &Place, queued: usize, signal: Option<i32>) -> (f64, f64) {
+    let dir = place.dir("queue");
+    let (mut s, _) = RawChild::start(config, &dir);
+    s.execute(queued + 1);
+    let exit = s.stop(signal);
+    let (next, init) = RawChild::start(config, &dir);
+    next.stop(None);
+    (exit, init)
+}
+
+async fn queue(queued: usize, runs: u64, place: &Place, report: &mut Report) {
+    println!("## queue: {queued} executions queued behind one running (median of {runs})");
+    let (_dir, config) = util::write_config(
+        "bench-queue",
+        &json!({"limits": {"max_concurrent": 1, "max_queued": queued + 10},
+                "workflows": [util::wf("held", &["hold"])]}),
+    );
+    let cases: [(&str, Option<i32>); 3] = [
+        ("end of input", None),
+        ("SIGTERM", Some(libc::SIGTERM)),
+        ("SIGKILL", Some(libc::SIGKILL)),
+    ];
+    for (name, signal) in cases {
+        let (mut exits, mut inits, mut base_exits, mut base_inits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let (e, i) = queue_case(&config, place, queued, signal);
+            exits.push(e);
+            inits.push(i);
+            let (e, i) = queue_case(&config, place, 0, signal);
+            base_exits.push(e);
+            base_inits.push(i);
+        }
+        let (exit, init) = (median(&exits), median(&inits));
+        let (base_exit, base_init) = (median(&base_exits), median(&base_inits));
+        println!(
+            "{name}: exit {} (nothing queued: {}); next server to initialize {} (nothing queued: {})",
+            ms(exit),
+            ms(base_exit),
+            ms(init),
+            ms(base_init)
+        );
+        if signal != Some(libc::SIGKILL) {
+            report.row(
+                format!("{name} to exit, {queued} queued"),
+                ms(exit),
+                format!("nothing queued {}", ms(base_exit)),
+                "<= 2 s",
+                Some(exit <= 2.0),
+            );
+        }
+        report.row(
+            format!("next server to initialize after {name}, {queued} were queued"),
+            ms(init),
+            format!("nothing queued {}", ms(base_init)),
+            "<= 200 ms",
+            Some(init <= 0.2),
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; any other argument filters nothing here.
     let n = env_num("BENCH_LINES", 10_000_000);
     let runs = env_num("BENCH_RUNS", 5);
     let count = env_num("BENCH_EXECUTIONS", 10_000) as usize;
     let startups = env_num("BENCH_STARTUPS", 10);
+    let queued = env_num("BENCH_QUEUED", 6000) as usize;
     let only = std::env::var("BENCH_ONLY").ok();
     let want = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == name));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -816,6 +964,9 @@ fn main() {
         }
         if want("page") {
             page(n, &place, &mut report).await;
+        }
+        if want("queue") {
+            queue(queued, runs.min(3), &place, &mut report).await;
         }
         if want("startup") || want("list") {
             let history = place.dir("history-10k");

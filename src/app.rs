@@ -139,8 +139,16 @@ impl App {
         // Remote jobs that outlived their server are followed again (their workflows are in the manifest).
         let manifest = config.workflows.clone();
         let (_followed, lost) = engine.recover(|name| manifest.iter().find(|w| w.name == name).cloned());
-        for id in lost {
-            tracing::warn!(execution = %id, "an execution whose server ended while it ran is now lost");
+        // One line each for a few; a crashed server's whole queue gets one line (each id at debug level).
+        for id in &lost {
+            if lost.len() <= 10 {
+                tracing::warn!(execution = %id, "an execution whose server ended while it ran is now lost");
+            } else {
+                tracing::debug!(execution = %id, "an execution whose server ended is now lost");
+            }
+        }
+        if lost.len() > 10 {
+            tracing::warn!(executions = lost.len(), "executions whose server ended are now lost");
         }
         let catalog = catalog(config);
         catalog.start_initial_scan();

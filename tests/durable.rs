@@ -133,6 +133,52 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
     );
 }
 
+/// Issue 15, item 8: recovery looked for processes once per record (a full /proc scan each, queued ones too).
+/// Now queued records are marked lost without a look and the started ones' processes are found in one pass:
+/// what its dead server and watchdog left running (the leader and a grandchild that escaped with setsid) is
+/// still killed, and everything is lost.
+#[tokio::test]
+async fn recovery_kills_what_a_dead_server_left_running_and_marks_its_queue_lost() {
+    let dir = TestDir::new("recover-queue");
+    let state_dir = dir.join("state");
+    let config = json!({"limits": {"max_concurrent": 1, "max_queued": 500},
+                        "workflows": [wf("tree", &["setsid-grandchild", "hold"])]});
+    let a = Server::spawn_in("recover-queue-a", config.clone(), &state_dir).await;
+    let running = a.start_wf("tree", json!({})).await;
+    let grandchild: u32 = a.wait_line(&running, "^grandchild ").await[11..].parse().unwrap();
+    let leader = a.ok("get_status", json!({"execution_id": running})).await["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    for _ in 0..300 {
+        assert_eq!(
+            state(&a.ok("execute_workflow", json!({"workflow": "tree"})).await),
+            "queued"
+        );
+    }
+    // Its watchdog first, so nothing cleans up after the server: that is left to the next one.
+    let watchdog = workflow_mcp::proc::scan::processes()
+        .into_iter()
+        .find(|p| p.ppid == a.pid() && p.pid != leader && !p.zombie)
+        .expect("the watchdog process")
+        .pid;
+    kill9(watchdog);
+    assert!(exited(watchdog).await);
+    kill9(a.pid());
+    assert!(exited(a.pid()).await);
+    assert!(
+        crate::util::alive(leader) && crate::util::alive(grandchild),
+        "left running"
+    );
+
+    let b = Server::spawn_in("recover-queue-b", config, &state_dir).await;
+    assert!(exited(leader).await, "the leader is killed");
+    assert!(exited(grandchild).await, "the escaped grandchild is killed");
+    let lost = b.ok("list_executions", json!({"state": "lost", "limit": 1})).await;
+    assert_eq!(lost["total"], 301, "{lost}");
+    let st = b.ok("get_status", json!({"execution_id": running})).await;
+    assert!(st["error"].as_str().unwrap().contains("ended while it ran"), "{st}");
+}
+
 #[tokio::test]
 async fn two_servers_on_one_state_directory_follow_and_stop_each_others_executions() {
     let dir = TestDir::new("two");

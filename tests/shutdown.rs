@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::util::{RawServer, alive, records, structured, wf};
+use crate::util::{RawServer, TestDir, alive, records, structured, wf};
 
 /// A workflow that leaves one grandchild in its group and one escaped with setsid, then holds.
 fn tree_config() -> serde_json::Value {
@@ -163,4 +163,59 @@ async fn the_shipped_session_prints_one_response_per_request() {
         .filter_map(|r| r["result"]["structuredContent"]["state"].as_str())
         .any(|s| s == "succeeded");
     assert!(finished, "the session shows a finished workflow");
+}
+
+/// Regression (issue 15, item 8): each queued execution was ended with a write and a retention pass of its own
+/// (6000 took 13.6 s), and on SIGTERM the server exited half-way, leaving most `queued` in the history.
+#[tokio::test]
+async fn every_way_of_stopping_ends_every_queued_execution_in_the_history() {
+    const QUEUED: usize = 2000;
+    for how in ["end of input", "SIGTERM"] {
+        let dir = TestDir::new("queued-at-exit");
+        let state_dir = dir.join("state");
+        let gate = dir.fifo("gate");
+        let config = json!({
+            "limits": {"max_concurrent": 1, "max_queued": QUEUED, "retain_executions": 10 * QUEUED},
+            "workflows": [wf("held", &["wait-fifo", gate.to_str().unwrap()])]
+        });
+        let mut s = RawServer::start_in("queued-at-exit", config, &state_dir).await;
+        // In batches, reading the answers between them: a client that stops reading is cut off.
+        let mut states = std::collections::HashMap::new();
+        for _ in 0..QUEUED / 50 {
+            for _ in 0..50 {
+                s.call("execute_workflow", json!({"workflow": "held"})).await;
+            }
+            // Answers come in any order.
+            for _ in 0..50 {
+                let r = s.recv().await.expect("an answer");
+                let state = structured(&r)["state"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{r}"))
+                    .to_owned();
+                *states.entry(state).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(states["running"], 1, "{states:?}");
+        assert_eq!(states["queued"], QUEUED - 1, "{states:?}");
+        match how {
+            "SIGTERM" => {
+                // SAFETY: signalling our own child process.
+                unsafe { libc::kill(s.pid() as i32, libc::SIGTERM) };
+            }
+            _ => s.close_stdin(),
+        }
+        s.wait_exit().await;
+        let history = workflow_mcp::store::Store::open_reader(&state_dir).unwrap();
+        for unfinished in ["queued", "running"] {
+            assert_eq!(
+                history.list(None, Some(unfinished), 0).1,
+                0,
+                "after {how}: executions left {unfinished} in the history"
+            );
+        }
+        assert_eq!(
+            history.list(None, Some("cancelled"), 0).1,
+            states.values().sum::<usize>()
+        );
+    }
 }

@@ -308,6 +308,14 @@ impl Execution {
     }
 
     fn finish(&self, f: impl FnOnce(&mut Lifecycle), record: impl FnOnce(&Execution)) -> ExecutionState {
+        let state = self.finish_unwoken(f);
+        record(self);
+        self.notify();
+        state
+    }
+
+    /// Makes it final without waking anyone (the caller records it, then calls [`Execution::notify`]).
+    fn finish_unwoken(&self, f: impl FnOnce(&mut Lifecycle)) -> ExecutionState {
         let state = {
             let mut l = self.lock();
             f(&mut l);
@@ -316,8 +324,6 @@ impl Execution {
             l.state
         };
         self.logs_buffer.mark_finished();
-        record(self);
-        self.notify();
         state
     }
 
@@ -367,5 +373,21 @@ impl Execution {
     pub fn end_unstarted(&self, reason: StopReason, message: String, record: impl FnOnce(&Execution)) {
         self.request_stop(reason, message);
         self.settle(record);
+    }
+
+    /// As [`Execution::end_unstarted`], but nobody is woken: one of many ended together, recorded in one batch
+    /// before the caller wakes each with [`Execution::notify`]. False when it was final already.
+    pub fn end_unstarted_unwoken(&self, reason: StopReason, message: String) -> bool {
+        if self.state().is_terminal() {
+            return false;
+        }
+        self.finish_unwoken(|l| {
+            if l.stop.is_none() {
+                l.stop = Some(reason);
+                l.error = Some(message);
+            }
+            l.state = final_state_of(l);
+        });
+        true
     }
 }

@@ -15,8 +15,8 @@ use super::view::{ExecutionView, StoredExecution};
 use crate::catalog::WorkflowDef;
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::logs::{DiskLimits, LogDir, LogStore};
-use crate::proc::scan::{is_same_process, marked_processes, signal_tree};
-use crate::proc::signal::{PidFd, signal_process};
+use crate::proc::scan::{RecordedTree, is_same_process, signal_recorded_trees, signal_tree};
+use crate::proc::signal::PidFd;
 use crate::runtime::{Launch, Placement, RemoteJob};
 use crate::store::{Change, ExecutionRecord, PruneRules};
 
@@ -169,25 +169,28 @@ impl Shared {
         let Some(history) = &self.history else {
             return;
         };
-        let life = exec.life();
-        let status = exec.status(None);
         // Committed before anyone sees it final: the history and this process never disagree on an end.
-        history.update_now(
-            exec.id,
-            Change::Finished {
-                state: life.state.as_str().to_owned(),
-                exit_code: life.exit_code,
-                signal: life.signal,
-                error: life.error.clone(),
-                finished_at: life.finished_at.map_or_else(crate::store::history::now_ms, unix_ms),
-                output: serde_json::to_string(&status.output).unwrap_or_default(),
-                progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
-                held_open: (!life.held_open.is_empty())
-                    .then(|| serde_json::to_string(&life.held_open).unwrap_or_default()),
-                log_bytes: exec.logs_buffer.stats().disk_bytes,
-            },
-        );
+        history.update_now(exec.id, final_change(exec));
         self.prune();
+    }
+
+    /// Ends queued executions that never started (at shutdown): each final here, all their records in one
+    /// transaction, and only then is anyone waiting on them woken. The caller applies retention once after.
+    /// (One write and one retention pass each made 6000 of them take 13.6 s.)
+    pub(super) fn end_unstarted_all(&self, queued: &[Arc<Execution>], reason: StopReason) {
+        let ended: Vec<&Arc<Execution>> = queued
+            .iter()
+            .filter(|e| e.end_unstarted_unwoken(reason, super::runner::stop_message(reason, e)))
+            .collect();
+        if let Some(history) = &self.history
+            && !ended.is_empty()
+        {
+            history.update_all_now(ended.iter().map(|e| (e.id, final_change(e))).collect());
+        }
+        self.changed();
+        for e in ended {
+            e.notify();
+        }
     }
 
     /// Applies the history's retention.
@@ -206,25 +209,60 @@ impl Shared {
         }
     }
 
-    /// Marks an execution whose server is gone as lost, after killing what is left of its processes — the
-    /// leader only once its pid, start time and marker all match, so a reused pid is never signalled.
+    /// Marks an execution whose server is gone as lost, after killing what is left of its processes (see
+    /// [`Shared::lose_all`]).
     pub(super) fn lose(&self, rec: &ExecutionRecord) -> Uuid {
-        let marker = rec.id.to_string();
-        if let (Some(pid), Some(start)) = (rec.pid, rec.pid_start) {
-            signal_stored_tree(pid, start, &marker, libc::SIGKILL);
-        }
-        for pid in marked_processes(std::slice::from_ref(&marker)) {
-            let _ = signal_process(pid, libc::SIGKILL);
-        }
-        let error = format!(
-            "the server that ran it (instance {}) ended while it {}; its output up to that moment is kept",
-            rec.owner,
-            if rec.state == "queued" { "waited" } else { "ran" }
-        );
-        if let Some(history) = &self.history {
-            history.mark_lost(&rec.id, error);
-        }
+        self.lose_all(std::slice::from_ref(rec));
         rec.id
+    }
+
+    /// Marks executions whose server is gone as lost, after killing what is left of their processes — a leader
+    /// only once its pid, start time and marker all match, so a reused pid is never signalled. Only one that
+    /// started can have processes (one killed between its start and its record is the watchdog's): all of
+    /// those are looked for in one pass over /proc, and all are marked in one transaction.
+    pub(super) fn lose_all(&self, recs: &[ExecutionRecord]) {
+        let started: Vec<RecordedTree> = recs
+            .iter()
+            .filter(|r| r.state != "queued" || r.pid.is_some())
+            .map(|r| RecordedTree {
+                leader: r.pid.zip(r.pid_start),
+                marker: r.id.to_string(),
+            })
+            .collect();
+        if !started.is_empty() {
+            signal_recorded_trees(&started, libc::SIGKILL);
+        }
+        let lost = recs
+            .iter()
+            .map(|rec| {
+                let error = format!(
+                    "the server that ran it (instance {}) ended while it {}; its output up to that moment is kept",
+                    rec.owner,
+                    if rec.state == "queued" { "waited" } else { "ran" }
+                );
+                (rec.id, error)
+            })
+            .collect();
+        if let Some(history) = &self.history {
+            history.mark_lost(lost);
+        }
+    }
+}
+
+/// The record of an execution's end.
+fn final_change(exec: &Execution) -> Change {
+    let life = exec.life();
+    let status = exec.status(None);
+    Change::Finished {
+        state: life.state.as_str().to_owned(),
+        exit_code: life.exit_code,
+        signal: life.signal,
+        error: life.error.clone(),
+        finished_at: life.finished_at.map_or_else(crate::store::history::now_ms, unix_ms),
+        output: serde_json::to_string(&status.output).unwrap_or_default(),
+        progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+        held_open: (!life.held_open.is_empty()).then(|| serde_json::to_string(&life.held_open).unwrap_or_default()),
+        log_bytes: exec.logs_buffer.stats().disk_bytes,
     }
 }
 

@@ -80,6 +80,8 @@ pub(super) struct Shared {
     pub(super) runtime: Arc<dyn Runtime>,
     pub(super) shutting_down: AtomicBool,
     pub(super) shutdown: CancellationToken,
+    /// Cancelled once a shutdown has done its work (or was dropped before it could).
+    pub(super) shut_down: CancellationToken,
     /// The durable history, unless the server runs ephemeral.
     pub(super) history: Option<Arc<Store>>,
     /// When `list` last applied retention (ms since the Unix epoch): it reads every finished record, so a
@@ -135,6 +137,7 @@ impl Engine {
                 runtime,
                 shutting_down: AtomicBool::new(false),
                 shutdown: CancellationToken::new(),
+                shut_down: CancellationToken::new(),
                 history,
                 listed_prune_at: std::sync::atomic::AtomicI64::new(0),
                 changes: tokio::sync::watch::channel(0).0,
@@ -156,8 +159,9 @@ impl Engine {
 
     /// At startup: executions whose server is gone are followed again when they run on (a remote job, its
     /// workflow still known by `workflow_of`), else they become `lost` (and what is left of their processes is
-    /// killed, once each is known to be theirs); dead instances are forgotten, and retention applies. Returns the
-    /// executions followed again and those lost. Blocking.
+    /// killed, once each is known to be theirs; only started ones are looked for, all in one pass over /proc);
+    /// dead instances are forgotten, and retention applies (in the background). Returns the executions followed
+    /// again and those lost. Blocking.
     pub fn recover(&self, workflow_of: impl Fn(&str) -> Option<Arc<WorkflowDef>>) -> (Vec<Uuid>, Vec<Uuid>) {
         let Some(history) = &self.shared.history else {
             return (Vec::new(), Vec::new());
@@ -170,14 +174,18 @@ impl Engine {
                 Some(Err(None)) => {}
                 Some(Err(Some(why))) => {
                     tracing::warn!(execution = %rec.id, "{why}");
-                    lost.push(self.shared.lose(&rec));
+                    lost.push(rec);
                 }
-                None => lost.push(self.shared.lose(&rec)),
+                None => lost.push(rec),
             }
         }
+        self.shared.lose_all(&lost);
         history.forget_dead_instances();
-        self.shared.prune();
-        (followed, lost)
+        // Retention can wait: after a crash it may delete thousands of log folders (0.4 s for 5000), which
+        // would hold up the first answer. A shutdown's own pass waits for this one.
+        let shared = self.shared.clone();
+        self.shared.async_runtime.spawn_blocking(move || shared.prune());
+        (followed, lost.iter().map(|r| r.id).collect())
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -571,10 +579,18 @@ impl Engine {
 
     /// Stops everything for a server exit: no new executions, queued ones cancelled, every running tree gets
     /// SIGTERM then (after at most `grace`) SIGKILL. Returns once every tree is gone or `grace` + 1 s passed.
+    /// A second call (a signal and the end of input both stop the server) waits for the first one's work, which
+    /// goes on even if the first caller is dropped.
     pub async fn shutdown(&self, grace: Duration) {
         let shared = &self.shared;
-        shared.shutting_down.store(true, Ordering::SeqCst);
+        if shared.shutting_down.swap(true, Ordering::SeqCst) {
+            let bound = grace + Duration::from_secs(3);
+            let _ = tokio::time::timeout(bound, shared.shut_down.cancelled()).await;
+            return;
+        }
         shared.shutdown.cancel();
+        // Cancels `shut_down` when the work below ends, or when it is dropped without running.
+        let done = shared.shut_down.clone().drop_guard();
         let (queued, running) = {
             let mut t = lock(&shared.table);
             (t.close(), t.unfinished())
@@ -593,11 +609,8 @@ impl Engine {
         }
         let shared = shared.clone();
         blocking(move || {
-            for e in queued {
-                e.end_unstarted(StopReason::Shutdown, stop_message(StopReason::Shutdown, &e), |e| {
-                    shared.record_final(e)
-                });
-            }
+            let _done = done;
+            shared.end_unstarted_all(&queued, StopReason::Shutdown);
             for t in &trees {
                 t.signal(libc::SIGTERM);
             }
@@ -612,6 +625,8 @@ impl Engine {
                 // Their final records: the supervisors settle each one once its output is drained.
                 let settled = || running.iter().all(|e| e.state().is_terminal());
                 wait_until(settled, Instant::now() + Duration::from_millis(500));
+                // Once for everything ended here.
+                shared.prune();
                 history.retire();
             }
         })

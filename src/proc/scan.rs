@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::reaper::{own_children, reap_orphan_zombies};
-use super::signal::{signal_group, signal_process};
+use super::signal::{PidFd, signal_group, signal_process};
 
 /// One process, as /proc/PID/stat describes it.
 #[derive(Clone, Copy, Debug)]
@@ -65,11 +65,17 @@ pub fn processes() -> Vec<ProcInfo> {
 pub const TREE_MARKER: &str = "WORKFLOW_MCP_EXECUTION_ID";
 
 fn carries_marker(pid: u32, marker: &str) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
-    };
-    let wanted = format!("{TREE_MARKER}={marker}");
-    environ.split(|b| *b == 0).any(|entry| entry == wanted.as_bytes())
+    marker_of(pid).is_some_and(|m| m == marker)
+}
+
+/// The tree marker in a process's environment, if it carries one (read once, whatever is looked for).
+fn marker_of(pid: u32) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{TREE_MARKER}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|entry| entry.strip_prefix(prefix.as_bytes()))
+        .map(|m| String::from_utf8_lossy(m).into_owned())
 }
 
 /// Every live process of a tree: its process group, the descendants of its leader, and processes re-parented
@@ -117,14 +123,88 @@ pub fn signal_tree(leader: u32, marker: &str, sig: i32) -> Vec<u32> {
     members
 }
 
-/// Every process (other than this one) whose environment carries one of these tree markers.
+/// Every process (other than this one) whose environment carries one of these tree markers: one pass over
+/// /proc, each environment read once however many markers there are.
 pub fn marked_processes(markers: &[String]) -> Vec<u32> {
     let me = std::process::id();
+    let markers: HashSet<&str> = markers.iter().map(String::as_str).collect();
     processes()
         .into_iter()
-        .filter(|p| p.pid != me && !p.zombie && markers.iter().any(|m| carries_marker(p.pid, m)))
+        .filter(|p| p.pid != me && !p.zombie && marker_of(p.pid).is_some_and(|m| markers.contains(m.as_str())))
         .map(|p| p.pid)
         .collect()
+}
+
+/// A tree known only from history: its leader's pid and start time, and its marker.
+#[derive(Clone, Debug)]
+pub struct RecordedTree {
+    pub leader: Option<(u32, u64)>,
+    pub marker: String,
+}
+
+/// Sends `sig`, in one pass over /proc, to what is left of these trees: each leader that is still the process
+/// recorded (pid, start time and marker all match, so a reused pid is never signalled) with its group and
+/// descendants, and every process carrying one of the markers, with its descendants. Returns the pids
+/// signalled.
+pub fn signal_recorded_trees(trees: &[RecordedTree], sig: i32) -> Vec<u32> {
+    let me = std::process::id();
+    let markers: HashSet<&str> = trees.iter().map(|t| t.marker.as_str()).collect();
+    // Each leader is held by a pidfd opened before the check, so the process checked is the process signalled
+    // even if its pid is reused in between (None: a kernel without pidfds, by pid alone).
+    let pidfds: HashMap<u32, Option<PidFd>> = trees
+        .iter()
+        .filter_map(|t| t.leader)
+        .filter_map(|(pid, _)| match PidFd::open(pid) {
+            Ok(fd) => Some((pid, Some(fd))),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Some((pid, None)),
+            Err(_) => None,
+        })
+        .collect();
+    let procs: Vec<(ProcInfo, Option<String>)> = processes()
+        .into_iter()
+        .filter(|p| p.pid != me && !p.zombie)
+        .map(|p| (p, marker_of(p.pid)))
+        .collect();
+    let leaders: HashSet<u32> = trees
+        .iter()
+        .filter_map(|t| {
+            let (pid, start) = t.leader?;
+            (pidfds.contains_key(&pid)
+                && procs
+                    .iter()
+                    .any(|(p, m)| p.pid == pid && p.start_time == start && m.as_deref() == Some(t.marker.as_str())))
+            .then_some(pid)
+        })
+        .collect();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (p, _) in &procs {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
+    let mut roots: Vec<u32> = procs
+        .iter()
+        .filter(|(p, m)| {
+            leaders.contains(&p.pid) || leaders.contains(&p.pgid) || m.as_deref().is_some_and(|m| markers.contains(m))
+        })
+        .map(|(p, _)| p.pid)
+        .collect();
+    let mut members = HashSet::new();
+    while let Some(pid) = roots.pop() {
+        if pid == me || !members.insert(pid) {
+            continue;
+        }
+        roots.extend(children.get(&pid).into_iter().flatten());
+    }
+    // The groups first, while each checked leader keeps its id from being reused.
+    for leader in &leaders {
+        let _ = signal_group(*leader, sig);
+    }
+    for pid in &members {
+        match pidfds.get(pid) {
+            Some(Some(leader)) if leaders.contains(pid) => drop(leader.signal(sig)),
+            _ => drop(signal_process(*pid, sig)),
+        }
+    }
+    members.into_iter().collect()
 }
 
 /// The processes (other than this one) holding a tree's pipes open, found through /proc/*/fd, split into those

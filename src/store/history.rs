@@ -456,6 +456,18 @@ impl Store {
         }
     }
 
+    /// Applies many changes in one transaction and waits until it is committed.
+    pub fn update_all_now(&self, changes: Vec<(Uuid, Change)>) {
+        let n = changes.len();
+        let ops: Vec<Op> = changes
+            .into_iter()
+            .map(|(id, change)| Self::change_op(id, change))
+            .collect();
+        if let Err(e) = self.write_sync(Box::new(move |c| ops.into_iter().try_for_each(|op| op(c)))) {
+            tracing::warn!(error = %e, executions = n, "recording changes failed");
+        }
+    }
+
     fn change_op(id: Uuid, change: Change) -> Op {
         let id = id.to_string();
         Box::new(move |c| {
@@ -557,15 +569,18 @@ impl Store {
         }));
     }
 
-    /// Marks an execution whose owner is gone as lost (unless it finished meanwhile).
-    pub fn mark_lost(&self, id: &Uuid, error: String) {
-        let id = id.to_string();
+    /// Marks executions whose owner is gone as lost, each with its error (unless it finished meanwhile), in one
+    /// transaction.
+    pub fn mark_lost(&self, lost: Vec<(Uuid, String)>) {
         let _ = self.write_sync(Box::new(move |c| {
-            c.execute(
+            let mut stmt = c.prepare_cached(
                 "UPDATE executions SET state = 'lost', error = ?2, finished_at = ?3 WHERE id = ?1 AND state IN ('queued', 'running')",
-                params![id, error, now_ms()],
-            )
-            .map(drop)
+            )?;
+            let now = now_ms();
+            for (id, error) in lost {
+                stmt.execute(params![id.to_string(), error, now])?;
+            }
+            Ok(())
         }));
     }
 
@@ -717,7 +732,12 @@ impl Store {
                     .collect::<rusqlite::Result<Vec<_>>>()
             })
             .unwrap_or_default();
-        unfinished.into_iter().filter(|r| self.owner_gone(&r.owner)).collect()
+        // Asked once per owner: thousands of records may share a few.
+        let mut gone = std::collections::HashMap::new();
+        unfinished
+            .into_iter()
+            .filter(|r| *gone.entry(r.owner.clone()).or_insert_with(|| self.owner_gone(&r.owner)))
+            .collect()
     }
 
     /// Ends this instance on a clean exit: every write committed, its row and lock file removed.
