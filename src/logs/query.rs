@@ -325,6 +325,11 @@ impl LogQuery {
             }
     }
 
+    /// Whether the query scans (looks at lines it may not serve): a grep, a stream or an event selection.
+    pub fn scans(&self) -> bool {
+        self.filtered()
+    }
+
     fn filtered(&self) -> bool {
         self.stream != StreamSelector::Both || self.events != EventSelector::All || self.grep.is_some()
     }

@@ -247,6 +247,16 @@ fn status_reply_now(app: &App, view: &ExecutionView, tail_lines: u64, capped: bo
     }
 }
 
+/// Log scans running at once, in every session: one per core, at most 4. More wait (without holding a thread),
+/// so however many greps clients send, scans take a bounded share of the CPU and memory (a segment each).
+fn scan_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cores.clamp(1, 4))
+    })
+}
+
 /// One read of an execution's log as `get_logs` does it, on a blocking thread (a scan reads files and takes up
 /// to its budget): the page, and the state read before it (a final state means the page saw every line).
 async fn read_logs(
@@ -256,6 +266,11 @@ async fn read_logs(
     timestamps: bool,
 ) -> Result<(LogPage<CompactLines>, ExecutionState), String> {
     let (app, exec, query) = (app.clone(), exec.clone(), query.clone());
+    // A page without a selection costs at most its own size and never waits for a slot.
+    let _slot = match query.scans() {
+        true => scan_slots().acquire().await.ok(),
+        false => None,
+    };
     tokio::task::spawn_blocking(move || {
         let now = app.engine.refresh(&exec);
         let state = now.state();
