@@ -453,8 +453,9 @@ impl WorkflowServer {
         if page.count == 0 && !page.has_more && !state.is_terminal() && !wait.is_zero() {
             let deadline = tokio::time::Instant::now() + wait;
             let shutdown = self.app.engine.shutdown_token();
-            // Later rounds only look at what arrives after the first scan.
-            query.since_seq = Some(page.next_seq);
+            // Later rounds only look at what arrives after the first scan (or at the seq asked for, if the log has
+            // not reached it yet).
+            query.since_seq = Some(page.next_seq.max(query.since_seq.unwrap_or(0)));
             query.tail = None;
             let follow = async {
                 loop {
