@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::resources::last_updated;
 use super::server::WorkflowServer;
-use super::waiting::status_message;
+use super::waiting::{self, status_message};
 use crate::clock::{millis_between, parse_rfc3339};
 use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, StopReason};
 use crate::format::human_ms;
@@ -140,8 +140,8 @@ impl WorkflowServer {
     /// `tasks/get`: the task as its execution stands now, with the final result inline once it has finished.
     pub(super) async fn task_now(&self, id: &str, ctx: &RequestContext<RoleServer>) -> Result<DetailedTask, McpError> {
         let engine = &self.app.engine;
-        let view = engine.refresh(&self.task_execution(id)?);
-        let status = engine.status(&view);
+        let view = self.task_execution(id)?;
+        let status = waiting::status_now(engine, &view).await;
         let task = task_of(&status, engine.config().retain_age);
         Ok(match status.state {
             ExecutionState::Queued | ExecutionState::Running => {

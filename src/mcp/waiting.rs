@@ -12,13 +12,27 @@ use rmcp::model::{ProgressNotificationParam, ProgressToken};
 use rmcp::service::{Peer, RequestContext};
 use tokio::time::Instant;
 
-use crate::engine::{Engine, ExecutionView};
+use crate::engine::{Engine, ExecutionStatus, ExecutionView};
 use crate::format::{ProgressLine, human_ms};
 
 /// A notification at least this often while waiting.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Changes are reported at most this often.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The execution's status as it stands: a stored one's comes from the history and its log files, read on a
+/// blocking thread.
+pub(super) async fn status_now(engine: &Engine, view: &ExecutionView) -> ExecutionStatus {
+    if let ExecutionView::Live(_) = view {
+        return engine.status(view);
+    }
+    let (e, v) = (engine.clone(), view.clone());
+    match tokio::task::spawn_blocking(move || e.status(&e.refresh(&v))).await {
+        Ok(status) => status,
+        // Only when the runtime is going away: read it here then.
+        Err(_) => engine.status(&engine.refresh(view)),
+    }
+}
 
 /// How the value of this wait's notifications is counted, fixed at the first one so it never goes back.
 #[derive(Clone, Copy)]
@@ -41,7 +55,7 @@ struct Reporter {
 
 impl Reporter {
     async fn report(&mut self, engine: &Engine, view: &ExecutionView, now: Instant) {
-        let status = engine.status(&engine.refresh(view));
+        let status = status_now(engine, view).await;
         let message = status_message(&status);
         let due = match self.sent_at {
             None => true,
