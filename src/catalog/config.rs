@@ -566,6 +566,19 @@ mod tests {
     }
 
     #[test]
+    fn a_client_stall_shorter_than_a_second_is_refused() {
+        let err = check(r#"{"limits": {"client_stall_ms": 50}, "workflows": []}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("limits.client_stall_ms must be between 1000 and 3600000, got 50"),
+            "{err}"
+        );
+        let cfg = check(r#"{"workflows": []}"#).unwrap();
+        assert_eq!(cfg.limits.client_stall_ms, 30_000, "30 s by default");
+    }
+
+    #[test]
     fn a_param_mapped_to_a_variable_that_changes_how_programs_start_is_refused() {
         let err = check(
             r#"{"workflows": [
