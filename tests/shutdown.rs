@@ -217,5 +217,8 @@ async fn every_way_of_stopping_ends_every_queued_execution_in_the_history() {
             history.list(None, Some("cancelled"), 0).1,
             states.values().sum::<usize>()
         );
+        // Nothing ran but the one that printed nothing: no log folder was made (none to delete at exit).
+        let folders = std::fs::read_dir(state_dir.join("logs")).map_or(0, |d| d.count());
+        assert_eq!(folders, 0, "after {how}");
     }
 }

@@ -233,7 +233,7 @@ impl Engine {
         let prepared = {
             let shared = shared.clone();
             let key = idempotency_key.clone();
-            // Creating log folders and recording the execution touch the disk: not on an async worker.
+            // Recording the execution touches the disk: not on an async worker.
             blocking(move || shared.prepare(def, invocation, key)).await
         };
         let exec = match prepared {

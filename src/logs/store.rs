@@ -120,6 +120,9 @@ struct Disk {
     bytes: u64,
     /// Set when a write failed: from then on lines are kept in memory only.
     error: Option<String>,
+    /// The log's origin, until its folder is created with the first line: an execution that never runs (a
+    /// queue ended at shutdown) leaves no folder to delete.
+    unborn: Option<SystemTime>,
 }
 
 #[derive(Debug)]
@@ -173,16 +176,12 @@ impl LogStore {
         let first = Segment::new(0, segment_bytes);
         let mem = first.memory();
         budget.add(mem);
-        let disk = disk.map(|limits| {
-            let error = LogDir::create(limits.dir.path(), origin)
-                .err()
-                .map(|e| format!("cannot create {}: {e}", limits.dir.path().display()));
-            Disk {
-                limits,
-                writer: None,
-                bytes: 0,
-                error,
-            }
+        let disk = disk.map(|limits| Disk {
+            limits,
+            writer: None,
+            bytes: 0,
+            error: None,
+            unborn: Some(origin),
         });
         let store = Arc::new_cyclic(|me| LogStore {
             me: me.clone(),
@@ -284,6 +283,7 @@ impl LogStore {
                 writer: None,
                 bytes: disk_bytes,
                 error: closed.err(),
+                unborn: None,
             });
         }
         (store, offsets)
@@ -513,6 +513,12 @@ impl Disk {
         stamp_ms: Option<u32>,
     ) {
         if self.error.is_some() {
+            return;
+        }
+        if let Some(origin) = self.unborn.take()
+            && let Err(e) = LogDir::create(self.limits.dir.path(), origin)
+        {
+            self.error = Some(format!("cannot create {}: {e}", self.limits.dir.path().display()));
             return;
         }
         let result = (|| {
