@@ -521,11 +521,14 @@ async fn a_thousand_short_executions_leave_no_zombie_and_no_leaked_descriptor() 
     .await;
     // Descriptors, leaving out the server's own short-lived reads of /proc (its orphan reaper may be mid-scan).
     let fds = |pid: u32| {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
+        let mut targets: Vec<std::path::PathBuf> = std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
             .flatten()
-            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| !t.starts_with("/proc/")))
-            .count()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter(|t| !t.starts_with("/proc/"))
+            .collect();
+        targets.sort();
+        targets
     };
     s.call_ok("execute_workflow", json!({"workflow": "w", "wait_ms": 60000}))
         .await;
@@ -536,8 +539,20 @@ async fn a_thousand_short_executions_leave_no_zombie_and_no_leaked_descriptor() 
             .await;
         assert_eq!(state(&st), "succeeded");
     }
-    let after = fds(s.pid());
-    assert_eq!(after, before, "descriptors are back where they started");
+    // The last execution's retention pass may still hold a folder open on a supervisor thread: a leak never
+    // goes back to where it started, a pass in progress does, so look again after each round trip (bounded).
+    let mut after = fds(s.pid());
+    for _ in 0..200 {
+        if after.len() <= before.len() {
+            break;
+        }
+        s.call_ok("list_workflows", json!({})).await;
+        after = fds(s.pid());
+    }
+    assert!(
+        after.len() <= before.len(),
+        "descriptors are back where they started: before {before:?}, after {after:?}"
+    );
     let me = s.pid();
     let zombies: Vec<u32> = workflow_mcp::proc::scan::processes()
         .into_iter()
