@@ -5,6 +5,7 @@ mod architecture;
 mod catalog;
 mod cli;
 mod core;
+mod docs;
 mod durable;
 mod faults;
 mod harness;

@@ -122,7 +122,7 @@ pub async fn exited(pid: u32) -> bool {
     .unwrap()
 }
 
-/// Parses the compact line form the README documents into one JSON object per record:
+/// Parses the compact line form docs/tools.md documents into one JSON object per record:
 /// `{seq, stream, text, partial, matched, cut, ts, event}` for a log line, `{note}` for a `# ` line.
 /// Every line of the input must match the grammar.
 pub fn parse_records(compact: &str) -> Vec<Value> {

@@ -59,7 +59,7 @@ class CheckFailed(Exception):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# The page's `lines`: one string, one record per log line (see README, get_logs):
+# The page's `lines`: one string, one record per log line (see docs/tools.md, get_logs):
 #   record = SEQ MARKS ["@" TIME] " " TEXT "\n"; MARKS in order "!" stderr, "~" partial, "-" context, "+" cut;
 #   note   = "# ..." line (not a log line).
 
