@@ -1,5 +1,5 @@
-//! The wiring both front ends share: the catalog and the engine (running executions on the local runtime, with
-//! the durable history unless ephemeral), built from a loaded config. `serve` and the CLI's `run` use
+//! The wiring both front ends share: the catalog and the engine (running executions on the local and Slurm
+//! runtimes, with the durable history unless ephemeral), built from a loaded config. `serve` and the CLI's `run` use
 //! [`App::build`]; `list` and `check` use only [`catalog`]; `history`, `status` and `logs` read the store.
 
 use std::path::PathBuf;

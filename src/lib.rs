@@ -5,12 +5,14 @@
 //!   parsing) and the MCP protocol (the rmcp server, tool inputs/outputs and schemas, the text for models,
 //!   progress during waits, executions as tasks and as resources with subscriptions, the stdio transport).
 //!   Neither uses the other.
-//! - [`app`]: the wiring both share — the catalog and the engine on the local runtime, built from a config.
+//! - [`app`]: the wiring both share — the catalog and the engine on the local and Slurm runtimes, built from a
+//!   config.
 //! - [`format`]: durations, byte sizes and the progress line, for both front ends.
 //! - [`engine`]: executions — the table (queue, slots, retention), the spawner, drain and supervisor threads,
 //!   stop and timeout, the lifecycle state machine, statuses, structured-event progress.
 //! - [`runtime`]: where an execution runs, behind one seam (`Runtime` → `Started`: output streams, a `Tree` to
-//!   signal, a `Waiter` for the exit); [`runtime::local`] runs process groups on this machine.
+//!   signal, a `Waiter` for the exit); [`runtime::local`] runs process groups on this machine, [`runtime::slurm`]
+//!   Slurm batch jobs.
 //! - [`catalog`]: what can run — the config file (manifest entries), typed parameters, discovered executables.
 //! - [`logs`]: the log store (a segmented byte arena with a 4-byte index entry per line in memory; with a
 //!   history, segment files that are the log and memory a cache), its queries and the compact line form readers get.

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 /// After a stop signal, how long in-flight calls (which answer at once on shutdown) get to be answered.
 const STOP_ANSWER_GRACE: Duration = Duration::from_millis(1000);
-/// Upper bound on waiting for in-flight calls after end of input (the longest wait a tool allows is 60 s).
+/// Upper bound on waiting for in-flight calls after end of input (the longest wait a tool allows is 50 s).
 const EOF_ANSWER_LIMIT: Duration = Duration::from_secs(120);
 
 type Writer = Box<dyn AsyncWrite + Send + Unpin>;
