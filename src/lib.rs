@@ -5,6 +5,8 @@
 //!   parsing) and the MCP protocol (the rmcp server, tool inputs/outputs and schemas, the text for models,
 //!   progress during waits, executions as tasks and as resources with subscriptions, the stdio transport).
 //!   Neither uses the other.
+//! - [`host`]: the owner of the running server — the app, the process-wide stop and the shutdown grace; sessions
+//!   (stdio today) sit on top of it, and one ending never stops the engine.
 //! - [`app`]: the wiring both share — the catalog and the engine on the local and Slurm runtimes, built from a
 //!   config.
 //! - [`format`]: durations, byte sizes and the progress line, for both front ends.
@@ -24,7 +26,7 @@
 //!
 //! # Which module may use which
 //! Arrows point down only (checked by `tests/architecture.rs`):
-//! `cli`, `mcp` → `app` → `engine` → `catalog` → `runtime` → `proc`, and `engine` → `logs`, `store`
+//! `cli`, `mcp` → `host` → `app` → `engine` → `catalog` → `runtime` → `proc`, and `engine` → `logs`, `store`
 //! (the catalog names where a workflow runs with the runtime's `Placement`), `store` → `proc` (an instance's
 //! process, by pid and start time); `format` sits under the front ends
 //! and uses only `engine`; `clock` is used by `logs`, `store`, `engine` and `mcp`; `schemas` (used by tests) reads
@@ -41,6 +43,7 @@ pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod format;
+pub mod host;
 pub mod logs;
 pub mod mcp;
 pub mod proc;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use workflow_mcp::app::{App, HistoryPlace};
 use workflow_mcp::catalog::config;
 use workflow_mcp::cli::args::{self, Command};
+use workflow_mcp::host::Host;
 use workflow_mcp::proc::reaper::become_subreaper;
 use workflow_mcp::proc::watchdog::{self, WATCHDOG_ARG, Watchdog};
 use workflow_mcp::store::{Store, default_state_dir};
@@ -86,9 +87,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     },
                     "serving MCP on stdio"
                 );
-                let stop = CancellationToken::new();
-                tokio::spawn(stop_on_signal(stop.clone()));
-                workflow_mcp::mcp::serve(app, tokio::io::stdin(), tokio::io::stdout(), stop).await;
+                // stdio mode: one host, one session on stdin/stdout, then the host shuts down.
+                let host = Host::start(app);
+                tokio::spawn(stop_on_signal(host.stop_token()));
+                workflow_mcp::mcp::serve(&host, tokio::io::stdin(), tokio::io::stdout()).await;
+                host.shutdown().await;
                 anyhow::Ok(())
             })?;
             // The stdin reader may still be blocked in read(); do not wait for it.

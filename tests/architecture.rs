@@ -16,7 +16,11 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ("engine", &["catalog", "logs", "runtime", "store", "proc", "clock"][..]),
         ("format", &["engine"][..]),
         ("app", &["catalog", "engine", "logs", "proc", "runtime", "store"][..]),
-        ("mcp", &["app", "catalog", "engine", "logs", "format", "clock"][..]),
+        ("host", &["app"][..]),
+        (
+            "mcp",
+            &["host", "app", "catalog", "engine", "logs", "format", "clock"][..],
+        ),
         (
             "cli",
             &["app", "catalog", "engine", "logs", "format", "proc", "runtime", "store"][..],

@@ -13,6 +13,7 @@ mod load;
 mod logs;
 mod reads;
 mod schemas;
+mod sessions;
 mod shutdown;
 mod slurm;
 mod snapshots;

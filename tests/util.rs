@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use rmcp::model::{CallToolRequestParams, RequestMetaObject};
@@ -14,10 +14,8 @@ use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio_util::sync::CancellationToken;
 use workflow_mcp::app::{App, HistoryPlace};
-use workflow_mcp::engine::Engine;
-use workflow_mcp::mcp::serve::SHUTDOWN_GRACE;
+use workflow_mcp::host::Host;
 
 /// The fake workflow binary (tests/fake_workflow.rs).
 pub fn fake() -> &'static str {
@@ -192,32 +190,39 @@ impl Reply {
 pub struct Server<H: ClientHandler = ()> {
     pub client: RunningService<RoleClient, H>,
     backend: Backend,
-    /// Holds the config (and a spawned server's stderr); removed when the test ends.
-    _dir: TestDir,
+    /// The server side of an in-process session: done once the session has ended.
+    session: Option<tokio::task::JoinHandle<()>>,
+    /// Holds the config (and a spawned server's stderr); removed when the last session on it ends.
+    _dir: Arc<TestDir>,
 }
 
 enum Backend {
-    Process { pid: u32, stderr: PathBuf },
-    InProcess(#[expect(dead_code, reason = "held for its Drop, which stops the server")] InProcess),
+    Process {
+        pid: u32,
+        stderr: PathBuf,
+    },
+    /// Shared by the sessions on one in-process server; the last one dropped stops it.
+    InProcess(Arc<InProcess>),
 }
 
-/// An in-process server. Dropping it stops the session and kills its workflows before the test goes on.
+/// An in-process server: a host with the sessions the test opens on it. Dropping it stops the host, which ends
+/// every session and kills their workflows before the test goes on.
 struct InProcess {
-    engine: Engine,
-    stop: CancellationToken,
+    host: Arc<Host>,
 }
 
 impl Drop for InProcess {
     fn drop(&mut self) {
-        self.stop.cancel();
-        // The serve task may never run again (the test's runtime ends with the test, and a current-thread one is
-        // blocked right here), so the workflows are killed now, on a runtime of this drop's own.
-        let engine = self.engine.clone();
+        self.host.stop();
+        // The test's runtime may never run another task (it ends with the test, and a current-thread one is blocked
+        // right here), so the host shuts down on a runtime of this drop's own.
+        let host = self.host.clone();
         let shutdown = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
+                .enable_all()
                 .build()
                 .expect("a runtime for the shutdown")
-                .block_on(engine.shutdown(SHUTDOWN_GRACE));
+                .block_on(host.shutdown());
         });
         if shutdown.join().is_err() && !std::thread::panicking() {
             panic!("the in-process server's shutdown panicked");
@@ -336,12 +341,26 @@ impl<H: ClientHandler> Server<H> {
             HistoryPlace::Dir(dir.join("state"))
         };
         let app = App::build(&config, None, &history).expect("build the app");
-        let engine = app.engine.clone();
-        let stop = CancellationToken::new();
+        let host = Arc::new(InProcess {
+            host: Arc::new(Host::start(app)),
+        });
+        Self::session_on(host, Arc::new(dir), handler, lifecycle).await
+    }
+
+    /// A session on the in-process server `host`, with a client that starts with `lifecycle`.
+    async fn session_on(
+        host: Arc<InProcess>,
+        dir: Arc<TestDir>,
+        handler: H,
+        lifecycle: Option<ClientLifecycleMode>,
+    ) -> Server<H> {
         // 64 KiB each way, as a pipe holds: a client that does not read holds the server up as over stdio.
         let (client_end, server_end) = tokio::io::duplex(64 * 1024);
         let (server_read, server_write) = tokio::io::split(server_end);
-        tokio::spawn(workflow_mcp::mcp::serve(app, server_read, server_write, stop.clone()));
+        let session = {
+            let host = host.host.clone();
+            tokio::spawn(async move { workflow_mcp::mcp::serve(&host, server_read, server_write).await })
+        };
         let transport = tokio::io::split(client_end);
         let client = match lifecycle {
             None => handler.serve(transport).await,
@@ -350,9 +369,18 @@ impl<H: ClientHandler> Server<H> {
         .expect("MCP handshake");
         Server {
             client,
-            backend: Backend::InProcess(InProcess { engine, stop }),
+            backend: Backend::InProcess(host),
+            session: Some(session),
             _dir: dir,
         }
+    }
+
+    /// Another session (a client of its own) on this in-process server.
+    pub async fn another_session(&self) -> Server {
+        let Backend::InProcess(host) = &self.backend else {
+            panic!("another session needs an in-process server; start it with Server::start")
+        };
+        Server::session_on(host.clone(), self._dir.clone(), (), None).await
     }
 
     /// Spawns the real binary with these variables added to its environment, and connects a client with
@@ -390,8 +418,30 @@ impl<H: ClientHandler> Server<H> {
         Server {
             client,
             backend: Backend::Process { pid, stderr },
-            _dir: dir,
+            session: None,
+            _dir: Arc::new(dir),
         }
+    }
+
+    /// Ends this in-process session from the client's side (its input ends, its pipe closes) and returns once
+    /// the server has ended the session. The server goes on while other sessions hold it.
+    pub async fn end_session(mut self) {
+        let session = self.session.take().expect("an in-process session");
+        let _ = self.client.close().await;
+        tokio::time::timeout(Duration::from_secs(30), session)
+            .await
+            .expect("the session ends when its client does")
+            .expect("the session task");
+    }
+
+    /// Stops an in-process server as a signal stops the real one: every session ends and every session-scoped
+    /// workflow is killed; returns once they are gone.
+    pub async fn shut_down(&self) {
+        let Backend::InProcess(host) = &self.backend else {
+            panic!("only an in-process server is shut down from the test");
+        };
+        host.host.stop();
+        host.host.shutdown().await;
     }
 
     /// The server process's id.

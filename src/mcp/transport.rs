@@ -5,8 +5,8 @@
 //!   already received has been answered, so a call waiting with `wait_ms` finishes its wait as usual.
 //! - A malformed line is answered with a JSON-RPC error (parse error, invalid request, too large) instead of
 //!   being dropped silently.
-//! - A client that is gone (write error) or stops reading trips the `stop` token, which makes the server shut
-//!   down and kill its workflows. Stopping reading means no byte of a pending answer written for the stall time
+//! - A client that is gone (write error) or stops reading trips the session's `stop` token, which ends this
+//!   session (in stdio mode, the server's only one: the server then shuts down). Stopping reading means no byte of a pending answer written for the stall time
 //!   (`limits.client_stall_ms`, 30 s by default): answers are written by a thread of their own, so a busy
 //!   runtime never looks like a client that stopped reading, and a client busy for a few seconds is not gone.
 //! - A `subscriptions/listen` request is a stream, not a call that owes an answer: once its handler says it is
@@ -122,7 +122,7 @@ impl Output {
         Output { jobs, gone }
     }
 
-    /// Writes one line; a failure or a stall means the client is gone, which stops the server.
+    /// Writes one line; a failure or a stall means the client is gone, which ends the session.
     async fn write_line(&self, line: Vec<u8>) -> std::io::Result<()> {
         if self.gone.load(Ordering::Relaxed) {
             return Err(client_gone());
@@ -159,7 +159,7 @@ async fn write_lines(
         if let Err(e) = &result
             && !gone.swap(true, Ordering::Relaxed)
         {
-            tracing::error!(error = %e, "cannot write to the client; shutting down");
+            tracing::error!(error = %e, "cannot write to the client; ending the session");
             stop.cancel();
         }
         let _ = job.done.send(result);
@@ -216,8 +216,8 @@ pub struct StdioTransport {
 }
 
 impl StdioTransport {
-    /// `stop` is cancelled by whoever decides the server must stop (a signal), and by the transport itself when
-    /// the client is gone.
+    /// `stop` is the session's: cancelled when the server stops (a signal), and by the transport itself when the
+    /// client is gone.
     /// `stall`: how long a pending answer may go without a byte written before the client is taken as gone.
     pub fn new(
         reader: impl AsyncRead + Send + Unpin + 'static,
