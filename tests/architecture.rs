@@ -23,7 +23,9 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
         ),
         (
             "cli",
-            &["app", "catalog", "engine", "logs", "format", "proc", "runtime", "store"][..],
+            &[
+                "host", "app", "catalog", "engine", "logs", "format", "proc", "runtime", "store",
+            ][..],
         ),
         ("schemas", &["catalog", "engine", "mcp"][..]),
     ])

@@ -262,6 +262,6 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
             _ => 1,
         },
     };
-    app.engine.shutdown(std::time::Duration::from_millis(500)).await;
+    app.engine.shutdown(crate::host::SHUTDOWN_GRACE).await;
     code
 }
