@@ -20,6 +20,9 @@
 //!   history, segment files that are the log and memory a cache), its queries and the compact line form readers get.
 //! - [`store`]: the durable history — executions in SQLite under a state directory shared by every server
 //!   process on it, each process an instance with a lock file.
+//! - [`model`]: the vocabulary the history and the engine share — execution ids, states and stop reasons with
+//!   their SQL mapping, exit (code or signal number, its name rendered), the remote job, the output summary and
+//!   the progress.
 //! - [`proc`]: process primitives that know no workflow — spawning through the child registry, the child
 //!   environment, signals, `/proc` scans, the watchdog.
 //! - [`clock`]: RFC 3339 timestamps and Unix milliseconds. [`schemas`]: the JSON Schemas generated into `schemas/`.
@@ -28,7 +31,8 @@
 //! Arrows point down only (checked by `tests/architecture.rs`):
 //! `cli`, `mcp` → `host` → `app` → `engine` → `catalog` → `runtime` → `proc`, and `engine` → `logs`, `store`
 //! (the catalog names where a workflow runs with the runtime's `Placement`), `store` → `proc` (an instance's
-//! process, by pid and start time); `format` sits under the front ends
+//! process, by pid and start time); `model` sits under `logs`, `runtime`, `store` and `engine` and uses only `proc`
+//! (a signal's name); `format` sits under the front ends
 //! and uses only `engine`; `clock` is used by `logs`, `store`, `engine` and `mcp`; `schemas` (used by tests) reads
 //! `catalog`, `engine` and `mcp`. `mcp` never touches processes, `engine` and `logs` never import `rmcp`, and
 //! `catalog` runs nothing itself (discovery probes go through `proc`).
@@ -46,6 +50,7 @@ pub mod format;
 pub mod host;
 pub mod logs;
 pub mod mcp;
+pub mod model;
 pub mod proc;
 pub mod runtime;
 pub mod schemas;

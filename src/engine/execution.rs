@@ -4,8 +4,6 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -13,87 +11,8 @@ use uuid::Uuid;
 use super::progress::ProgressTracker;
 use crate::catalog::WorkflowDef;
 use crate::logs::{LogStore, Stream};
+pub use crate::model::{ExecutionState, StopReason};
 use crate::runtime::{Exit, JobState, Launch, RemoteJob, Tree};
-
-/// Where an execution stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ExecutionState {
-    /// Waiting for a concurrency slot.
-    Queued,
-    Running,
-    /// Exited with code 0.
-    Succeeded,
-    /// Exited with a non-zero code, or was killed by a signal we did not send.
-    Failed,
-    /// Stopped by `cancel_execution` (or by the server shutting down).
-    Cancelled,
-    /// Stopped because it ran longer than its timeout.
-    TimedOut,
-    /// The process could not be started; `error` says why.
-    FailedToStart,
-    /// Known, but no longer supervised.
-    Lost,
-}
-
-impl ExecutionState {
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, ExecutionState::Queued | ExecutionState::Running)
-    }
-
-    /// The state a record names (`as_str` backwards).
-    pub fn parse(s: &str) -> Option<ExecutionState> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    pub const ALL: [ExecutionState; 8] = [
-        ExecutionState::Queued,
-        ExecutionState::Running,
-        ExecutionState::Succeeded,
-        ExecutionState::Failed,
-        ExecutionState::Cancelled,
-        ExecutionState::TimedOut,
-        ExecutionState::FailedToStart,
-        ExecutionState::Lost,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecutionState::Queued => "queued",
-            ExecutionState::Running => "running",
-            ExecutionState::Succeeded => "succeeded",
-            ExecutionState::Failed => "failed",
-            ExecutionState::Cancelled => "cancelled",
-            ExecutionState::TimedOut => "timed_out",
-            ExecutionState::FailedToStart => "failed_to_start",
-            ExecutionState::Lost => "lost",
-        }
-    }
-}
-
-/// Why the engine is stopping an execution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StopReason {
-    Cancel,
-    Timeout,
-    Shutdown,
-}
-
-impl StopReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StopReason::Cancel => "cancel",
-            StopReason::Timeout => "timeout",
-            StopReason::Shutdown => "shutdown",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<StopReason> {
-        [StopReason::Cancel, StopReason::Timeout, StopReason::Shutdown]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-    }
-}
 
 /// The handle to a running execution's process tree.
 #[derive(Clone)]

@@ -11,45 +11,14 @@ use serde_json::{Map, Value};
 use super::execution::{Execution, ExecutionState};
 use super::progress::Progress;
 use crate::clock::{from_unix_ms, millis_between, rfc3339};
-use crate::logs::{Snapshot, Stream, StreamCounters, StreamSelector, last_lines};
+use crate::logs::{Snapshot, StreamSelector, last_lines};
+pub use crate::model::{JobStatus, OutputSummary};
 use crate::proc::signal::signal_name;
 use crate::store::ExecutionRecord;
 
 /// At most this many lines of evidence, within this many bytes as sent.
 const EVIDENCE_LINES: usize = 20;
 const EVIDENCE_BYTES: usize = 1400;
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// Lines and bytes per stream, and what was lost or cut. Counts that are zero and fields that do not apply yet
-/// are left out.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
-pub struct OutputSummary {
-    pub stdout: StreamCounters,
-    pub stderr: StreamCounters,
-    /// Seq of the newest line (absent before the first).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_seq: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_output_at: Option<String>,
-    /// Lines evicted from memory (the head and the newest lines are kept; `get_logs` reports the gap).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub dropped_lines: u64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub dropped_bytes: u64,
-    /// Records that are pieces of a line longer than the max line length.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub truncated_lines: u64,
-    /// Streams a descendant that escaped the process group kept open after the workflow exited; reading them
-    /// stopped.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub held_open: Vec<Stream>,
-    /// Why the log stopped being written to disk, if it did: its lines are then kept in memory only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disk_error: Option<String>,
-}
 
 /// Why an execution failed, in the same answer that reports it: its last stderr lines (or its last lines when
 /// stderr has none), in the compact line form, within about 1.5 KB.
@@ -59,27 +28,6 @@ pub struct Evidence {
     pub about: String,
     /// Compact records (`SEQ[!] TEXT` per line, see get_logs).
     pub lines: String,
-}
-
-/// A remote job as a status shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct JobStatus {
-    /// The engine, e.g. "slurm".
-    pub system: String,
-    /// The engine's job id.
-    pub id: String,
-    /// The engine's state for it, e.g. PENDING or RUNNING (absent before it was first read, and once it ended).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// Why it waits, e.g. Resources or Priority.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Where it runs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-    /// Its folder: the job script and its output files.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
 }
 
 /// The status of an execution, as every status-returning tool reports it. What does not apply is left out.

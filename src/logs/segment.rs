@@ -5,32 +5,10 @@
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use super::disk::{DiskSegment, LogDir};
 use super::store::LogStore;
 
-/// Which pipe a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-
-    pub(super) fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::model::Stream;
 
 /// Per-line flags, packed into the top bits of an index entry.
 pub mod flags {

@@ -17,23 +17,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-
 use super::budget::MemoryBudget;
 use super::disk::{DiskSegment, LogDir, SegmentWriter};
 use super::segment::{
     DEFAULT_SEGMENT_BYTES, END_BITS, Entry, Gap, MAX_SEGMENT_BYTES, Segment, SegmentRef, Snapshot, Stream, flags,
 };
 
-/// Counters of one stream.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema)]
-pub struct StreamCounters {
-    /// Records stored for this stream (a line split at the max line length counts once per piece).
-    pub lines: u64,
-    /// Every byte read from the pipe, newlines included.
-    pub bytes: u64,
-}
+pub use crate::model::StreamCounters;
 
 /// A point-in-time summary of a store.
 #[derive(Clone, Debug)]

@@ -37,14 +37,7 @@ pub struct Launch {
     pub timeout: Option<std::time::Duration>,
 }
 
-/// How the leader ended.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Exit {
-    /// The exit code, when it exited normally.
-    pub code: Option<i32>,
-    /// The signal that killed it.
-    pub signal: Option<i32>,
-}
+pub use crate::model::Exit;
 
 /// How an execution ended, as its runtime saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
