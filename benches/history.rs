@@ -367,7 +367,7 @@ fn build_history(dir: &Path, count: usize) -> f64 {
                 ],
                 cwd: "/home/dev/project".into(),
                 idempotency_key: None,
-                state: ExecutionState::Queued.as_str().into(),
+                state: ExecutionState::Queued,
                 exit_code: None,
                 signal: None,
                 error: None,
@@ -380,7 +380,7 @@ fn build_history(dir: &Path, count: usize) -> f64 {
                 stop_request: None,
                 output: None,
                 progress: None,
-                held_open: None,
+                held_open: Vec::new(),
                 log_bytes: 0,
                 job: None,
                 params_bytes: Default::default(),
@@ -389,7 +389,7 @@ fn build_history(dir: &Path, count: usize) -> f64 {
         store.update(
             id,
             Change::Started {
-                state: ExecutionState::Running.as_str().into(),
+                state: ExecutionState::Running,
                 pid: Some(10_000 + i as u32),
                 pid_start: Some(1_000_000 + i as u64),
                 started_at: Some(created_at + 3),
@@ -417,14 +417,14 @@ fn build_history(dir: &Path, count: usize) -> f64 {
         store.update(
             id,
             Change::Finished {
-                state: state.as_str().into(),
+                state,
                 exit_code: if failed { Some(2) } else { Some(0) }.filter(|_| state != ExecutionState::TimedOut),
                 signal: (state == ExecutionState::TimedOut || state == ExecutionState::Cancelled).then_some(15),
                 error: None,
                 finished_at: created_at + 950,
-                output: serde_json::to_string(&output).unwrap(),
+                output,
                 progress: None,
-                held_open: None,
+                held_open: Vec::new(),
                 log_bytes: lines * 68 + lines * 4,
             },
         );

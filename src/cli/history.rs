@@ -17,7 +17,7 @@ use crate::store::{ExecutionRecord, Store};
 /// The record, with an unfinished one whose server is gone shown as lost (nothing is written).
 fn as_known(store: &Store, mut rec: ExecutionRecord) -> ExecutionRecord {
     if rec.unfinished() && store.owner_gone(&rec.owner) {
-        rec.state = "lost".into();
+        rec.state = ExecutionState::Lost;
         rec.error = Some(format!("the server that ran it (instance {}) is gone", rec.owner));
     }
     rec

@@ -67,9 +67,9 @@ impl Engine {
         };
         {
             let history = history.clone();
-            blocking(move || history.request_stop(&id, reason.as_str())).await;
+            blocking(move || history.request_stop(&id, reason)).await;
         }
-        if rec.state == "running" && blocking(move || signal(libc::SIGTERM)).await != Some(true) {
+        if rec.state == ExecutionState::Running && blocking(move || signal(libc::SIGTERM)).await != Some(true) {
             // Not started yet, or not a process we can see: its owner acts on the request.
             tracing::info!(execution = %id, owner = %rec.owner, "asked the owning server to stop an execution");
         }
@@ -100,7 +100,7 @@ impl Shared {
             argv: exec.launch.argv.clone(),
             cwd: exec.launch.cwd.display().to_string(),
             idempotency_key: exec.idempotency_key.clone(),
-            state: ExecutionState::Queued.as_str().to_owned(),
+            state: ExecutionState::Queued,
             exit_code: None,
             signal: None,
             error: None,
@@ -117,7 +117,7 @@ impl Shared {
             stop_request: None,
             output: None,
             progress: None,
-            held_open: None,
+            held_open: Vec::new(),
             log_bytes: 0,
             job: None,
             params_bytes: Default::default(),
@@ -133,14 +133,11 @@ impl Shared {
             history.update_now(
                 exec.id,
                 Change::Started {
-                    state: life.state.as_str().to_owned(),
+                    state: life.state,
                     pid,
                     pid_start: pid.and_then(crate::proc::scan::process).map(|p| p.start_time),
                     started_at: life.started_at.map(unix_ms),
-                    job: exec
-                        .status(None)
-                        .job
-                        .map(|j| serde_json::to_string(&j).unwrap_or_default()),
+                    job: exec.status(None).job,
                 },
             );
         }
@@ -155,9 +152,9 @@ impl Shared {
             history.update(
                 exec.id,
                 Change::Job {
-                    state: life.state.as_str().to_owned(),
+                    state: life.state,
                     started_at: life.started_at.map(unix_ms),
-                    job: serde_json::to_string(&job).unwrap_or_default(),
+                    job,
                 },
             );
         }
@@ -223,7 +220,7 @@ impl Shared {
     pub(super) fn lose_all(&self, recs: &[ExecutionRecord]) {
         let started: Vec<RecordedTree> = recs
             .iter()
-            .filter(|r| r.state != "queued" || r.pid.is_some())
+            .filter(|r| r.state != ExecutionState::Queued || r.pid.is_some())
             .map(|r| RecordedTree {
                 leader: r.pid.zip(r.pid_start),
                 marker: r.id.to_string(),
@@ -238,7 +235,11 @@ impl Shared {
                 let error = format!(
                     "the server that ran it (instance {}) ended while it {}; its output up to that moment is kept",
                     rec.owner,
-                    if rec.state == "queued" { "waited" } else { "ran" }
+                    if rec.state == ExecutionState::Queued {
+                        "waited"
+                    } else {
+                        "ran"
+                    }
                 );
                 (rec.id, error)
             })
@@ -254,14 +255,14 @@ fn final_change(exec: &Execution) -> Change {
     let life = exec.life();
     let status = exec.status(None);
     Change::Finished {
-        state: life.state.as_str().to_owned(),
+        state: life.state,
         exit_code: life.exit_code,
         signal: life.signal,
         error: life.error.clone(),
         finished_at: life.finished_at.map_or_else(crate::store::history::now_ms, unix_ms),
-        output: serde_json::to_string(&status.output).unwrap_or_default(),
-        progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
-        held_open: (!life.held_open.is_empty()).then(|| serde_json::to_string(&life.held_open).unwrap_or_default()),
+        output: status.output,
+        progress: status.progress,
+        held_open: life.held_open.clone(),
         log_bytes: exec.logs_buffer.stats().disk_bytes,
     }
 }
@@ -281,7 +282,7 @@ pub(super) async fn record_progress(engine: Engine) {
         // Stops another server process asked for (it also signals them itself, when it can see them).
         for (id, reason) in history.stop_requests() {
             let exec = lock(&engine.shared.table).get(&id);
-            if let (Some(exec), Some(reason)) = (exec, StopReason::parse(&reason))
+            if let Some(exec) = exec
                 && exec.stop_reason().is_none()
             {
                 let (engine, grace) = (engine.clone(), engine.shared.config.grace);
@@ -306,8 +307,8 @@ pub(super) async fn record_progress(engine: Engine) {
             history.update(
                 exec.id,
                 Change::Progress {
-                    output: serde_json::to_string(&status.output).unwrap_or_default(),
-                    progress: status.progress.as_ref().and_then(|p| serde_json::to_string(p).ok()),
+                    output: status.output,
+                    progress: status.progress,
                     log_bytes: stats.disk_bytes,
                 },
             );
@@ -326,7 +327,7 @@ impl Shared {
         workflow_of: &dyn Fn(&str) -> Option<Arc<WorkflowDef>>,
     ) -> Option<Result<(), Option<String>>> {
         let history = self.history.as_ref()?;
-        let job: JobStatus = serde_json::from_str(rec.job.as_deref()?).ok()?;
+        let job: &JobStatus = rec.job.as_ref()?;
         let def = workflow_of(&rec.workflow).filter(|d| !matches!(d.placement, Placement::Local))?;
         if !history.claim(&rec.id, &rec.owner) {
             return Some(Err(None));

@@ -189,17 +189,11 @@ pub fn evidence(state: ExecutionState, snap: &Snapshot) -> Option<Evidence> {
 
 /// The status of an execution known from its record.
 pub fn status_of_record(rec: &ExecutionRecord) -> ExecutionStatus {
-    let state = ExecutionState::parse(&rec.state).unwrap_or(ExecutionState::Lost);
     let now = SystemTime::now();
-    let output: OutputSummary = rec
-        .output
-        .as_deref()
-        .and_then(|o| serde_json::from_str(o).ok())
-        .unwrap_or_default();
     ExecutionStatus {
         execution_id: rec.id.to_string(),
         workflow: rec.workflow.clone(),
-        state,
+        state: rec.state,
         exit_code: rec.exit_code,
         signal: rec.signal.map(signal_name),
         error: rec.error.clone(),
@@ -212,9 +206,10 @@ pub fn status_of_record(rec: &ExecutionRecord) -> ExecutionStatus {
             .map(|s| millis_between(from_unix_ms(s), rec.finished_at.map_or(now, from_unix_ms))),
         pid: rec.pid,
         queue_position: None,
-        output,
-        progress: rec.progress.as_deref().and_then(|p| serde_json::from_str(p).ok()),
-        job: rec.job.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+        // A record written before its first counters (queued, or just started) has none yet.
+        output: rec.output.clone().unwrap_or_default(),
+        progress: rec.progress.clone(),
+        job: rec.job.clone(),
         tail: None,
         evidence: None,
     }

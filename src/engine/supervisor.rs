@@ -48,7 +48,6 @@ impl Shared {
         if exec.stop_reason().is_none()
             && let Some(history) = &self.history
             && let Some(reason) = history.get(&exec.id).and_then(|r| r.stop_request)
-            && let Some(reason) = super::execution::StopReason::parse(&reason)
         {
             exec.request_stop(reason, super::runner::stop_message(reason, &exec));
         }

@@ -42,7 +42,7 @@ impl ExecutionView {
     pub fn state(&self) -> ExecutionState {
         match self {
             ExecutionView::Live(e) => e.state(),
-            ExecutionView::Stored(s) => ExecutionState::parse(&s.record.state).unwrap_or(ExecutionState::Lost),
+            ExecutionView::Stored(s) => s.record.state,
         }
     }
 

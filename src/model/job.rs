@@ -21,7 +21,7 @@ impl Exit {
 }
 
 /// A remote job as a status shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct JobStatus {
     /// The engine, e.g. "slurm".
     pub system: String,

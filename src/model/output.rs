@@ -26,7 +26,7 @@ impl Stream {
 }
 
 /// Counters of one stream.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StreamCounters {
     /// Records stored for this stream (a line split at the max line length counts once per piece).
     pub lines: u64,
@@ -40,7 +40,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// Lines and bytes per stream, and what was lost or cut. Counts that are zero and fields that do not apply yet
 /// are left out.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct OutputSummary {
     pub stdout: StreamCounters,
     pub stderr: StreamCounters,

@@ -82,3 +82,48 @@ impl StopReason {
             .find(|r| r.as_str() == s)
     }
 }
+
+/// A word the history holds where a state or a stop reason belongs, but that names none: a bad row, never read
+/// as some other state.
+#[derive(Debug, thiserror::Error)]
+#[error("\"{word}\" is not {what}")]
+pub struct UnknownWord {
+    pub word: String,
+    pub what: &'static str,
+}
+
+impl rusqlite::types::ToSql for ExecutionState {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for ExecutionState {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let word = value.as_str()?;
+        ExecutionState::parse(word).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(Box::new(UnknownWord {
+                word: word.to_owned(),
+                what: "an execution state",
+            }))
+        })
+    }
+}
+
+impl rusqlite::types::ToSql for StopReason {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for StopReason {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let word = value.as_str()?;
+        StopReason::parse(word).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(Box::new(UnknownWord {
+                word: word.to_owned(),
+                what: "a stop reason",
+            }))
+        })
+    }
+}

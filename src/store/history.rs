@@ -20,7 +20,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::db::{self, DbError};
-use super::record::{COLUMNS, ExecutionRecord, LISTED_COLUMNS};
+use super::record::{COLUMNS, ExecutionRecord, Json, LISTED_COLUMNS, RecordError, UNFINISHED};
+use crate::model::{ExecutionState, JobStatus, OutputSummary, Progress, StopReason, Stream};
 
 /// Why the state directory cannot be used. Each message names the directory, the error, and the way out.
 #[derive(Debug, thiserror::Error)]
@@ -46,38 +47,59 @@ fn os_error_of(error: &DbError) -> String {
     }
 }
 
+/// Why a record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading the history failed")]
+    Db(#[source] rusqlite::Error),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+/// An error with its sources, for a log line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// A change to an execution's record.
 #[derive(Clone, Debug)]
 pub enum Change {
     /// Started: running (a local process), or queued in a remote engine.
     Started {
-        state: String,
+        state: ExecutionState,
         pid: Option<u32>,
         pid_start: Option<u64>,
         started_at: Option<i64>,
-        job: Option<String>,
+        job: Option<JobStatus>,
     },
     /// Where a remote job stands changed.
     Job {
-        state: String,
+        state: ExecutionState,
         started_at: Option<i64>,
-        job: String,
+        job: JobStatus,
     },
     /// Counters and progress while it runs.
     Progress {
-        output: String,
-        progress: Option<String>,
+        output: OutputSummary,
+        progress: Option<Progress>,
         log_bytes: u64,
     },
     Finished {
-        state: String,
+        state: ExecutionState,
         exit_code: Option<i32>,
         signal: Option<i32>,
         error: Option<String>,
         finished_at: i64,
-        output: String,
-        progress: Option<String>,
-        held_open: Option<String>,
+        output: OutputSummary,
+        progress: Option<Progress>,
+        held_open: Vec<Stream>,
         log_bytes: u64,
     },
 }
@@ -398,8 +420,8 @@ impl Store {
                 params![
                     r.id.to_string(),
                     r.workflow,
-                    serde_json::Value::Object(r.params).to_string(),
-                    serde_json::to_string(&r.argv).unwrap_or_default(),
+                    Json(&r.params),
+                    Json(&r.argv),
                     r.cwd,
                     r.idempotency_key,
                     r.state,
@@ -413,11 +435,11 @@ impl Store {
                     r.pid_start.map(|v| v as i64),
                     r.owner,
                     r.stop_request,
-                    r.output,
-                    r.progress,
-                    r.held_open,
+                    r.output.as_ref().map(Json),
+                    r.progress.as_ref().map(Json),
+                    (!r.held_open.is_empty()).then_some(Json(&r.held_open)),
                     r.log_bytes as i64,
-                    r.job,
+                    r.job.as_ref().map(Json),
                 ],
             )
             .map(drop)
@@ -480,20 +502,20 @@ impl Store {
                         job,
                     } => c.execute(
                         "UPDATE executions SET state = ?2, pid = ?3, pid_start = ?4, started_at = ?5, job = ?6 WHERE id = ?1",
-                        params![id, state, pid, pid_start.map(|v| v as i64), started_at, job],
+                        params![id, state, pid, pid_start.map(|v| v as i64), started_at, job.map(Json)],
                     ),
                     Change::Job { state, started_at, job } => c.execute(
-                        "UPDATE executions SET state = ?2, started_at = coalesce(started_at, ?3), job = ?4 \
-                         WHERE id = ?1 AND state IN ('queued', 'running')",
-                        params![id, state, started_at, job],
+                        &format!("UPDATE executions SET state = ?2, started_at = coalesce(started_at, ?3), job = ?4 \
+                         WHERE id = ?1 AND state IN {}", *UNFINISHED),
+                        params![id, state, started_at, Json(job)],
                     ),
                     Change::Progress {
                         output,
                         progress,
                         log_bytes,
                     } => c.execute(
-                        "UPDATE executions SET output = ?2, progress = ?3, log_bytes = ?4 WHERE id = ?1 AND state IN ('queued', 'running')",
-                        params![id, output, progress, log_bytes as i64],
+                        &format!("UPDATE executions SET output = ?2, progress = ?3, log_bytes = ?4 WHERE id = ?1 AND state IN {}", *UNFINISHED),
+                        params![id, Json(output), progress.map(Json), log_bytes as i64],
                     ),
                     Change::Finished {
                         state,
@@ -508,7 +530,18 @@ impl Store {
                     } => c.execute(
                         "UPDATE executions SET state = ?2, exit_code = ?3, signal = ?4, error = ?5, finished_at = ?6, \
                          output = ?7, progress = ?8, held_open = ?9, log_bytes = ?10 WHERE id = ?1",
-                        params![id, state, exit_code, signal, error, finished_at, output, progress, held_open, log_bytes as i64],
+                        params![
+                            id,
+                            state,
+                            exit_code,
+                            signal,
+                            error,
+                            finished_at,
+                            Json(output),
+                            progress.map(Json),
+                            (!held_open.is_empty()).then_some(Json(held_open)),
+                            log_bytes as i64
+                        ],
                     ),
                 }
                 .map(drop)
@@ -516,25 +549,31 @@ impl Store {
     }
 
     /// This instance's running executions that another process asked to stop, with the reason.
-    pub fn stop_requests(&self) -> Vec<(Uuid, String)> {
+    pub fn stop_requests(&self) -> Vec<(Uuid, StopReason)> {
         let owner = self.instance.to_string();
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, stop_request FROM executions WHERE owner = ?1 AND state IN ('queued', 'running') \
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT id, stop_request FROM executions WHERE owner = ?1 AND state IN {} \
                  AND stop_request IS NOT NULL",
-            )?;
-            stmt.query_map([owner], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+                *UNFINISHED
+            ))?;
+            stmt.query_map([owner], |r| Ok((r.get::<_, String>(0)?, r.get::<_, StopReason>(1))))?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(id, reason)| Some((Uuid::parse_str(&id).ok()?, reason)))
+        .filter_map(|(id, reason)| {
+            let reason = reason
+                .inspect_err(|e| tracing::warn!(execution = id, error = %e, "a stop request in the history is unreadable; ignored"))
+                .ok()?;
+            Some((Uuid::parse_str(&id).ok()?, reason))
+        })
         .collect()
     }
 
-    /// Asks whoever runs the execution to stop it (`cancel`, `timeout`, `shutdown`); the first request wins.
-    pub fn request_stop(&self, id: &Uuid, reason: &str) {
-        let (id, reason) = (id.to_string(), reason.to_owned());
+    /// Asks whoever runs the execution to stop it; the first request wins.
+    pub fn request_stop(&self, id: &Uuid, reason: StopReason) {
+        let id = id.to_string();
         let _ = self.write_sync(Box::new(move |c| {
             c.execute(
                 "UPDATE executions SET stop_request = ?2 WHERE id = ?1 AND stop_request IS NULL",
@@ -573,12 +612,13 @@ impl Store {
     /// transaction.
     pub fn mark_lost(&self, lost: Vec<(Uuid, String)>) {
         let _ = self.write_sync(Box::new(move |c| {
-            let mut stmt = c.prepare_cached(
-                "UPDATE executions SET state = 'lost', error = ?2, finished_at = ?3 WHERE id = ?1 AND state IN ('queued', 'running')",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "UPDATE executions SET state = ?4, error = ?2, finished_at = ?3 WHERE id = ?1 AND state IN {}",
+                *UNFINISHED
+            ))?;
             let now = now_ms();
             for (id, error) in lost {
-                stmt.execute(params![id.to_string(), error, now])?;
+                stmt.execute(params![id.to_string(), error, now, ExecutionState::Lost])?;
             }
             Ok(())
         }));
@@ -590,28 +630,61 @@ impl Store {
             .ok()
     }
 
+    /// Runs a query of records: each row decoded on its own, so one bad row spoils only itself.
+    fn records(
+        c: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> rusqlite::Result<Vec<Result<ExecutionRecord, RecordError>>> {
+        let mut stmt = c.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(ExecutionRecord::decode(row));
+        }
+        Ok(out)
+    }
+
+    /// The good records of a query; each bad one is logged with its error and left out (never shown as
+    /// something it is not).
+    fn good(records: Vec<Result<ExecutionRecord, RecordError>>) -> Vec<ExecutionRecord> {
+        records
+            .into_iter()
+            .filter_map(|r| {
+                r.inspect_err(|e| tracing::warn!(error = %error_chain(e), "skipping a bad row of the history"))
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// The record of `id`: `Ok(None)` when there is none, an error when it cannot be read or does not decode.
+    pub fn try_get(&self, id: &Uuid) -> Result<Option<ExecutionRecord>, ReadError> {
+        let rows = Self::records(
+            &lock(&self.reader),
+            &format!("SELECT {COLUMNS} FROM executions WHERE id = ?1"),
+            [id.to_string()],
+        )
+        .map_err(ReadError::Db)?;
+        Ok(rows.into_iter().next().transpose()?)
+    }
+
+    /// The record of `id`, or None (a read error is logged).
     pub fn get(&self, id: &Uuid) -> Option<ExecutionRecord> {
-        self.read(|c| {
-            c.query_row(
-                &format!("SELECT {COLUMNS} FROM executions WHERE id = ?1"),
-                [id.to_string()],
-                ExecutionRecord::from_row,
-            )
-            .optional()
-        })
-        .flatten()
+        self.try_get(id)
+            .inspect_err(|e| tracing::warn!(execution = %id, error = %error_chain(e), "reading the history failed"))
+            .ok()
+            .flatten()
     }
 
     pub fn by_key(&self, workflow: &str, key: &str) -> Option<ExecutionRecord> {
         self.read(|c| {
-            c.query_row(
+            Self::records(
+                c,
                 &format!("SELECT {COLUMNS} FROM executions WHERE workflow = ?1 AND idempotency_key = ?2"),
                 [workflow, key],
-                ExecutionRecord::from_row,
             )
-            .optional()
         })
-        .flatten()
+        .and_then(|rows| Self::good(rows).into_iter().next())
     }
 
     /// Records matching the filters, newest first, at most `limit`, and how many match in all — as a listing
@@ -634,14 +707,15 @@ impl Store {
             let total: i64 = c
                 .prepare_cached(&format!("SELECT count(*) FROM executions {filter}"))?
                 .query_row(rusqlite::params_from_iter(&values), |r| r.get(0))?;
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {} FROM executions {filter} ORDER BY created_at DESC, rowid DESC LIMIT {limit}",
-                *LISTED_COLUMNS
-            ))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(&values), ExecutionRecord::from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok((rows, total as usize))
+            let rows = Self::records(
+                c,
+                &format!(
+                    "SELECT {} FROM executions {filter} ORDER BY created_at DESC, rowid DESC LIMIT {limit}",
+                    *LISTED_COLUMNS
+                ),
+                rusqlite::params_from_iter(&values),
+            )?;
+            Ok((Self::good(rows), total as usize))
         })
         .unwrap_or_default()
     }
@@ -725,12 +799,13 @@ impl Store {
     pub fn orphaned(&self) -> Vec<ExecutionRecord> {
         let unfinished = self
             .read(|c| {
-                let mut stmt = c.prepare(&format!(
-                    "SELECT {COLUMNS} FROM executions WHERE state IN ('queued', 'running')"
-                ))?;
-                stmt.query_map([], ExecutionRecord::from_row)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                Self::records(
+                    c,
+                    &format!("SELECT {COLUMNS} FROM executions WHERE state IN {}", *UNFINISHED),
+                    [],
+                )
             })
+            .map(Self::good)
             .unwrap_or_default();
         // Asked once per owner: thousands of records may share a few.
         let mut gone = std::collections::HashMap::new();
@@ -784,8 +859,11 @@ impl Store {
         let (finished, oldest, bytes): (i64, Option<i64>, i64) = self
             .read(|c| {
                 c.query_row(
-                    "SELECT count(*), min(coalesce(finished_at, created_at)), coalesce(sum(log_bytes), 0) \
-                     FROM executions WHERE state NOT IN ('queued', 'running')",
+                    &format!(
+                        "SELECT count(*), min(coalesce(finished_at, created_at)), coalesce(sum(log_bytes), 0) \
+                         FROM executions WHERE state NOT IN {}",
+                        *UNFINISHED
+                    ),
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
@@ -800,10 +878,11 @@ impl Store {
         // Finished executions newest first, with their log bytes: keep while within every rule.
         let finished: Vec<(String, i64, i64)> = self
             .read(|c| {
-                let mut stmt = c.prepare_cached(
+                let mut stmt = c.prepare_cached(&format!(
                     "SELECT id, coalesce(finished_at, created_at), log_bytes FROM executions \
-                     WHERE state NOT IN ('queued', 'running') ORDER BY coalesce(finished_at, created_at) DESC, rowid DESC",
-                )?;
+                     WHERE state NOT IN {} ORDER BY coalesce(finished_at, created_at) DESC, rowid DESC",
+                    *UNFINISHED
+                ))?;
                 stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
             })
             .unwrap_or_default();
@@ -822,8 +901,10 @@ impl Store {
         }
         let ids: Vec<Uuid> = forget.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
         let deleted = self.write_sync(Box::new(move |c| {
-            let mut stmt =
-                c.prepare_cached("DELETE FROM executions WHERE id = ?1 AND state NOT IN ('queued', 'running')")?;
+            let mut stmt = c.prepare_cached(&format!(
+                "DELETE FROM executions WHERE id = ?1 AND state NOT IN {}",
+                *UNFINISHED
+            ))?;
             for id in forget {
                 stmt.execute([id])?;
             }
@@ -868,7 +949,7 @@ mod tests {
             argv: vec!["prog".into(), "a".repeat(100_000)],
             cwd: "/".into(),
             idempotency_key: None,
-            state: "succeeded".into(),
+            state: ExecutionState::Succeeded,
             exit_code: Some(0),
             signal: None,
             error: None,
@@ -881,7 +962,7 @@ mod tests {
             stop_request: None,
             output: None,
             progress: None,
-            held_open: None,
+            held_open: Vec::new(),
             log_bytes: 0,
             job: None,
             params_bytes: BTreeMap::new(),
@@ -900,6 +981,93 @@ mod tests {
             assert_eq!(listed.params[key], params[key], "{key} is loaded as it is");
         }
         assert_eq!(store.get(&rec.id).unwrap(), rec, "a read of one record loads it whole");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn record(store: &Store, state: ExecutionState) -> ExecutionRecord {
+        ExecutionRecord {
+            id: Uuid::new_v4(),
+            workflow: "w".into(),
+            params: Default::default(),
+            argv: vec!["prog".into()],
+            cwd: "/".into(),
+            idempotency_key: None,
+            state,
+            exit_code: None,
+            signal: None,
+            error: None,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+            pid: None,
+            pid_start: None,
+            owner: store.instance().to_string(),
+            stop_request: None,
+            output: None,
+            progress: None,
+            held_open: Vec::new(),
+            log_bytes: 0,
+            job: None,
+            params_bytes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_row_with_an_unknown_state_is_an_error_not_lost() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-bad-state", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let (bad, good) = (
+            record(&store, ExecutionState::Running),
+            record(&store, ExecutionState::Succeeded),
+        );
+        store.insert(&bad).unwrap();
+        store.insert(&good).unwrap();
+        // Another program (or a bit flip) wrote a word that is no state.
+        let conn = crate::store::db::connect(&dir.join("history.db")).unwrap();
+        conn.execute(
+            "UPDATE executions SET state = 'bogus' WHERE id = ?1",
+            [bad.id.to_string()],
+        )
+        .unwrap();
+        let err = store.try_get(&bad.id).expect_err("a bad row is an error");
+        let text = error_chain(&err);
+        assert!(
+            text.contains(&format!("execution {}", bad.id))
+                && text.contains("column state")
+                && text.contains("\"bogus\" is not an execution state"),
+            "{text}"
+        );
+        assert!(store.get(&bad.id).is_none(), "never read as some other state");
+        let (listed, total) = store.list(None, None, 10);
+        assert_eq!(total, 2);
+        let ids: Vec<Uuid> = listed.iter().map(|r| r.id).collect();
+        assert_eq!(
+            ids,
+            vec![good.id],
+            "a listing leaves the bad row out and shows the good one"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_row_with_unreadable_counters_is_an_error_not_empty_counters() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-bad-output", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let bad = record(&store, ExecutionState::Succeeded);
+        store.insert(&bad).unwrap();
+        let conn = crate::store::db::connect(&dir.join("history.db")).unwrap();
+        conn.execute(
+            "UPDATE executions SET output = '{\"stdout\": 5' WHERE id = ?1",
+            [bad.id.to_string()],
+        )
+        .unwrap();
+        let text = error_chain(&store.try_get(&bad.id).expect_err("a bad row is an error"));
+        assert!(text.contains("column output"), "{text}");
+        assert!(store.get(&bad.id).is_none(), "never read as empty counters");
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }

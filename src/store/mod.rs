@@ -10,8 +10,8 @@ pub mod db;
 pub mod history;
 pub mod record;
 
-pub use history::{Change, PruneRules, Store, StoreError};
-pub use record::ExecutionRecord;
+pub use history::{Change, PruneRules, ReadError, Store, StoreError};
+pub use record::{ExecutionRecord, RecordError};
 
 use std::path::PathBuf;
 

@@ -3,11 +3,17 @@
 use std::collections::BTreeMap;
 
 use rusqlite::Row;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-/// An execution's record. Times are milliseconds since the Unix epoch; `output`, `progress` and `held_open` are
-/// JSON written by the engine.
+use crate::model::{ExecutionState, JobStatus, OutputSummary, Progress, StopReason, Stream};
+
+/// An execution's record, typed: each column is decoded once, here, and a column that does not decode is an
+/// error (see [`RecordError`]), never read as something else. Times are milliseconds since the Unix epoch;
+/// `output`, `progress`, `held_open` and `job` are kept as JSON.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExecutionRecord {
     pub id: Uuid,
@@ -16,7 +22,7 @@ pub struct ExecutionRecord {
     pub argv: Vec<String>,
     pub cwd: String,
     pub idempotency_key: Option<String>,
-    pub state: String,
+    pub state: ExecutionState,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub error: Option<String>,
@@ -28,13 +34,14 @@ pub struct ExecutionRecord {
     pub pid_start: Option<u64>,
     /// The instance that runs (or ran) it.
     pub owner: String,
-    pub stop_request: Option<String>,
-    pub output: Option<String>,
-    pub progress: Option<String>,
-    pub held_open: Option<String>,
+    pub stop_request: Option<StopReason>,
+    pub output: Option<OutputSummary>,
+    pub progress: Option<Progress>,
+    /// Streams a descendant kept open after the workflow exited (NULL in the row when none).
+    pub held_open: Vec<Stream>,
     pub log_bytes: u64,
     /// The remote job (JSON), for an execution on a remote engine.
-    pub job: Option<String>,
+    pub job: Option<JobStatus>,
     /// For a record as a listing loads it (see [`LISTED_COLUMNS`]): the whole length in bytes of each string
     /// param loaded cut short. Empty when the params are whole.
     pub params_bytes: BTreeMap<String, usize>,
@@ -74,13 +81,97 @@ pub(super) static LISTED_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyL
         )
 });
 
+/// A row of the history that does not decode: which execution, which column, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("the history's record of execution {id} is unreadable (column {column})")]
+pub struct RecordError {
+    pub id: String,
+    pub column: &'static str,
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// A JSON column: written from and read into its typed value.
+pub(super) struct Json<T>(pub T);
+
+impl<T: Serialize> ToSql for Json<T> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        serde_json::to_string(&self.0)
+            .map(ToSqlOutput::from)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    }
+}
+
+impl<T: DeserializeOwned> FromSql for Json<T> {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        serde_json::from_str(value.as_str()?)
+            .map(Json)
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// The unfinished states as an SQL list, `('queued', 'running')`, made from [`ExecutionState`]. A literal list
+/// rather than bound parameters: SQLite uses the partial index `executions_unfinished` only for a query whose
+/// terms match its own.
+pub(super) static UNFINISHED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let words: Vec<String> = ExecutionState::ALL
+        .into_iter()
+        .filter(|s| !s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    format!("({})", words.join(", "))
+});
+
+const COLUMN_NAMES: [&str; 23] = [
+    "id",
+    "workflow",
+    "params",
+    "argv",
+    "cwd",
+    "idempotency_key",
+    "state",
+    "exit_code",
+    "signal",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "pid",
+    "pid_start",
+    "owner",
+    "stop_request",
+    "output",
+    "progress",
+    "held_open",
+    "log_bytes",
+    "job",
+    "params_bytes",
+];
+
 impl ExecutionRecord {
     /// Whether the execution is still queued or running (as far as the record says).
     pub fn unfinished(&self) -> bool {
-        matches!(self.state.as_str(), "queued" | "running")
+        !self.state.is_terminal()
     }
 
-    pub(super) fn from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+    /// Decodes a row; a column that does not decode is a [`RecordError`] naming the execution and the column.
+    pub(super) fn decode(row: &Row<'_>) -> Result<ExecutionRecord, RecordError> {
+        Self::from_row(row).map_err(|source| {
+            let column = match &source {
+                rusqlite::Error::FromSqlConversionFailure(i, ..)
+                | rusqlite::Error::InvalidColumnType(i, ..)
+                | rusqlite::Error::IntegralValueOutOfRange(i, _) => COLUMN_NAMES.get(*i).copied().unwrap_or("?"),
+                _ => "?",
+            };
+            RecordError {
+                id: row.get::<_, String>(0).unwrap_or_else(|_| "(unreadable id)".to_owned()),
+                column,
+                source,
+            }
+        })
+    }
+
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         let text = |i: usize| -> rusqlite::Result<String> { row.get(i) };
         let json_err = |i: usize, e: serde_json::Error| {
             rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
@@ -105,11 +196,11 @@ impl ExecutionRecord {
             pid_start: row.get::<_, Option<i64>>(14)?.map(|v| v as u64),
             owner: row.get(15)?,
             stop_request: row.get(16)?,
-            output: row.get(17)?,
-            progress: row.get(18)?,
-            held_open: row.get(19)?,
+            output: row.get::<_, Option<Json<_>>>(17)?.map(|j| j.0),
+            progress: row.get::<_, Option<Json<_>>>(18)?.map(|j| j.0),
+            held_open: row.get::<_, Option<Json<_>>>(19)?.map(|j| j.0).unwrap_or_default(),
             log_bytes: row.get::<_, i64>(20)? as u64,
-            job: row.get(21)?,
+            job: row.get::<_, Option<Json<_>>>(21)?.map(|j| j.0),
             params_bytes: match row.as_ref().column_count() > 22 {
                 true => row
                     .get::<_, Option<String>>(22)?
