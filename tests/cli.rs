@@ -253,3 +253,26 @@ async fn logs_on_a_terminal_shows_control_characters_escaped_and_elsewhere_byte_
         "into a pipe or file the text is as stored (ANSI colours removed)"
     );
 }
+
+#[test]
+fn a_history_row_with_an_unknown_state_is_reported_unreadable_not_lost() {
+    let (dir, config) = greet_config("bad-state");
+    let state_dir = dir.join("state");
+    let state = state_dir.to_str().unwrap();
+    let out = cli(["run", "greet", "--config", &config, "--state-dir", state]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    // Another program (or a damaged disk) left a word that is no state.
+    let db = rusqlite::Connection::open(state_dir.join("history.db")).unwrap();
+    db.execute("UPDATE executions SET state = 'bogus'", []).unwrap();
+    let id: String = db.query_row("SELECT id FROM executions", [], |r| r.get(0)).unwrap();
+    let out = cli(["status", &id, "--state-dir", state]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "the history's record of execution {id} is unreadable (column state)"
+        )) && out.stderr.contains("\"bogus\" is not an execution state"),
+        "{out:?}"
+    );
+    let out = cli(["history", "--state-dir", state]);
+    assert!(!out.stdout.contains("lost"), "never shown as some other state: {out:?}");
+}

@@ -38,10 +38,11 @@ fn find(store: &Store, id: &str) -> Result<ExecutionView, String> {
         Err(_) => Vec::new(),
     };
     match ids.as_slice() {
-        [one] => store
-            .get(one)
-            .map(|rec| view(store, rec))
-            .ok_or_else(|| format!("no execution {id} in {}", store.root().display())),
+        [one] => match store.try_get(one) {
+            Ok(Some(rec)) => Ok(view(store, rec)),
+            Ok(None) => Err(format!("no execution {id} in {}", store.root().display())),
+            Err(e) => Err(crate::store::error_chain(&e)),
+        },
         [] => Err(format!(
             "no execution {id} in {}; `workflow-mcp history` lists them",
             store.root().display()

@@ -56,8 +56,8 @@ pub enum ReadError {
     Record(#[from] RecordError),
 }
 
-/// An error with its sources, for a log line.
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, in one line (for a log line or a message).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -10,7 +10,7 @@ pub mod db;
 pub mod history;
 pub mod record;
 
-pub use history::{Change, PruneRules, ReadError, Store, StoreError};
+pub use history::{Change, PruneRules, ReadError, Store, StoreError, error_chain};
 pub use record::{ExecutionRecord, RecordError};
 
 use std::path::PathBuf;

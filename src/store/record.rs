@@ -87,8 +87,10 @@ pub(super) static LISTED_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyL
 pub struct RecordError {
     pub id: String,
     pub column: &'static str,
+    /// What was wrong with it (for a value that did not convert, the conversion's own error: rusqlite's
+    /// wrapper would say it twice).
     #[source]
-    pub source: rusqlite::Error,
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// A JSON column: written from and read into its typed value.
@@ -166,7 +168,10 @@ impl ExecutionRecord {
             RecordError {
                 id: row.get::<_, String>(0).unwrap_or_else(|_| "(unreadable id)".to_owned()),
                 column,
-                source,
+                source: match source {
+                    rusqlite::Error::FromSqlConversionFailure(_, _, inner) => inner,
+                    other => Box::new(other),
+                },
             }
         })
     }
