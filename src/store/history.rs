@@ -1071,4 +1071,57 @@ mod tests {
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
+
+    /// A state directory whose database a previous version wrote (schema version 3, every JSON column as that
+    /// version wrote it) opens, is migrated, and reads back as typed values.
+    #[test]
+    fn a_history_written_by_the_previous_version_reads_as_typed_values() {
+        use crate::model::{Stream, StreamCounters};
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-old", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = Uuid::new_v4();
+        {
+            let old = rusqlite::Connection::open(dir.join("history.db")).unwrap();
+            for migration in [
+                include_str!("migrations/0001_history.sql"),
+                include_str!("migrations/0002_jobs.sql"),
+                include_str!("migrations/0003_list_by_state.sql"),
+            ] {
+                old.execute_batch(migration).unwrap();
+            }
+            old.execute_batch("PRAGMA application_id = 2003201379; PRAGMA user_version = 3;")
+                .unwrap();
+            old.execute(
+                "INSERT INTO executions (id, workflow, params, argv, cwd, idempotency_key, state, exit_code, signal, \
+                 error, created_at, started_at, finished_at, pid, pid_start, owner, stop_request, output, progress, \
+                 held_open, log_bytes, job) VALUES (?1, 'w', '{\"n\":5}', '[\"prog\",\"a\"]', '/', NULL, 'cancelled', \
+                 NULL, 15, 'cancelled by request', 1000, 1001, 2000, 77, 123, 'gone', 'cancel', \
+                 '{\"stdout\":{\"lines\":1,\"bytes\":2},\"stderr\":{\"lines\":2,\"bytes\":62},\"last_seq\":2,\
+                 \"last_output_at\":\"2026-12-07T19:01:11.800Z\",\"held_open\":[\"stdout\"]}', \
+                 '{\"phases_completed\":0,\"events\":0,\"malformed_events\":1}', '[\"stdout\"]', 64, \
+                 '{\"system\":\"slurm\",\"id\":\"42\",\"state\":\"RUNNING\",\"node\":\"vm\",\"dir\":\"/x\"}')",
+                [id.to_string()],
+            )
+            .unwrap();
+        }
+        let (store, _) = Store::open(&dir).unwrap();
+        let rec = store.try_get(&id).unwrap().expect("the old row");
+        assert_eq!(rec.state, ExecutionState::Cancelled);
+        assert_eq!(rec.stop_request, Some(StopReason::Cancel));
+        assert_eq!((rec.exit_code, rec.signal), (None, Some(15)));
+        assert_eq!(rec.held_open, vec![Stream::Stdout]);
+        let output = rec.output.expect("counters");
+        assert_eq!(output.stderr, StreamCounters { lines: 2, bytes: 62 });
+        assert_eq!(output.held_open, vec![Stream::Stdout]);
+        assert_eq!(rec.progress.expect("progress").malformed_events, 1);
+        let job = rec.job.expect("the job");
+        assert_eq!(
+            (job.system.as_str(), job.id.as_str(), job.node.as_deref()),
+            ("slurm", "42", Some("vm"))
+        );
+        assert_eq!((rec.created_at, rec.finished_at), (1000, Some(2000)));
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
