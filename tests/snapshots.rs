@@ -4,6 +4,10 @@
 
 use std::path::Path;
 
+use rmcp::ClientHandler;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ClientCapabilities, ClientConfig, GetTaskParams, Implementation,
+};
 use serde_json::json;
 
 use crate::util::{Reply, Server, TestDir, release_fifo, wf};
@@ -204,6 +208,140 @@ async fn what_the_model_reads_matches_the_reviewed_snapshots() {
     assert!(
         stale.is_empty(),
         "what the model reads changed for {stale:?} (diffs above); review, then `UPDATE_SNAPSHOTS=1 cargo test \
+         snapshots` and commit tests/snapshots/"
+    );
+}
+
+/// `2026-11-30 08:41:02 UTC` as a title shows a time.
+fn redact_titles(s: &str) -> String {
+    let time = regex::Regex::new(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC").unwrap();
+    redact(&time.replace_all(s, "<time>"))
+}
+
+/// Compares (or with UPDATE_SNAPSHOTS, writes) a snapshot of plain text; returns the name when it differs.
+fn check_text(name: &str, body: &str) -> Option<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, body).unwrap();
+        return None;
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(old) if old == body => None,
+        old => {
+            eprintln!(
+                "--- {name}: checked in\n{}\n--- {name}: now\n{body}",
+                old.unwrap_or_default()
+            );
+            Some(name.to_owned())
+        }
+    }
+}
+
+/// A client that declares the tasks extension.
+#[derive(Clone)]
+struct TasksClient;
+
+impl ClientHandler for TasksClient {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = ClientCapabilities::builder().enable_tasks().build();
+        ClientConfig::new(capabilities, Implementation::new("snapshot-tasks", "0"))
+    }
+}
+
+/// Starts `workflow` and returns its execution id, and the created task's `statusMessage` when it was
+/// answered with a task.
+async fn start_task(s: &Server<TasksClient>, workflow: &str) -> (String, Option<String>) {
+    let params = CallToolRequestParams::new("execute_workflow")
+        .with_arguments(json!({"workflow": workflow}).as_object().unwrap().clone());
+    match s.client.call_tool_once(params).await.unwrap() {
+        CallToolResponse::Task(t) => {
+            let t = serde_json::to_value(t).unwrap();
+            let message = t["statusMessage"].as_str().map(str::to_owned);
+            (t["taskId"].as_str().unwrap().to_owned(), message)
+        }
+        CallToolResponse::Complete(r) => {
+            let id = r.structured_content.unwrap()["execution_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (id, None)
+        }
+        other => panic!("execute_workflow answered {other:?}"),
+    }
+}
+
+/// What a person or a model reads of an execution outside tool results: a task's status and `statusMessage`
+/// (working and finished, every way an execution ends) and the titles `resources/list` gives its two resources.
+#[tokio::test]
+async fn task_messages_and_resource_titles_match_the_reviewed_snapshot() {
+    let dir = TestDir::new("snapshot-tasks");
+    let hold = dir.fifo("hold");
+    let never = dir.fifo("never");
+    let s = Server::start_with_handler(
+        "snapshot-tasks",
+        json!({"workflows": [
+            wf("build", &["out", "compiled", "err", "error: it broke", "exit", "2"]),
+            wf("count", &["lines", "3"]),
+            wf("crash", &["err", "about to crash", "signal", "11"]),
+            {"name": "stuck", "command": [crate::util::fake(), "err", "waiting for the lock", "wait-fifo",
+                never.to_str().unwrap()], "timeout_ms": 300},
+            {"name": "missing", "command": ["/nonexistent/build-tool", "--fast"]},
+            {"name": "hold", "max_concurrent": 1, "command": [crate::util::fake(),
+                "event", r#"{"type":"phase_started","phase":0,"name":"Build","total_phases":2}"#,
+                "err", "ready", "wait-fifo", hold.to_str().unwrap()]},
+        ]}),
+        &[],
+        TasksClient,
+    )
+    .await;
+    let mut shown: Vec<(String, String)> = Vec::new();
+    for workflow in ["build", "count", "crash", "stuck", "missing"] {
+        let (id, _) = start_task(&s, workflow).await;
+        s.wait_final(&id).await;
+        shown.push((workflow.to_owned(), id));
+    }
+    let (running, created) = start_task(&s, "hold").await;
+    s.wait_line(&running, "^ready").await;
+    let (queued, queued_created) = start_task(&s, "hold").await;
+    let mut body = format!("created, queued: {}\n", queued_created.unwrap_or_default());
+    // The first one's message was taken as it started: its counts depend on how far it had got.
+    assert!(
+        created.is_some_and(|m| m.starts_with("running") || m.starts_with("queued")),
+        "a running execution is answered with a working task"
+    );
+    let tell = async |label: &str, id: &str, body: &mut String| {
+        let task = serde_json::to_value(s.client.get_task(GetTaskParams::new(id)).await.unwrap()).unwrap();
+        let resources = s.client.list_all_resources().await.unwrap();
+        let title = |uri: String| {
+            resources
+                .iter()
+                .find(|r| r.uri == uri)
+                .and_then(|r| r.title.clone())
+                .unwrap_or_default()
+        };
+        body.push_str(&format!(
+            "== {label}\ntask: {} | {}\ntitle: {}\nlogs title: {}\n",
+            task["status"].as_str().unwrap(),
+            task["statusMessage"].as_str().unwrap_or_default(),
+            title(format!("workflow://executions/{id}")),
+            title(format!("workflow://executions/{id}/logs")),
+        ));
+    };
+    tell("running", &running, &mut body).await;
+    tell("queued", &queued, &mut body).await;
+    for (label, id) in &shown {
+        tell(label, id, &mut body).await;
+    }
+    s.ok("cancel_execution", json!({"execution_id": queued})).await;
+    tell("cancelled while queued", &queued, &mut body).await;
+    s.ok("cancel_execution", json!({"execution_id": running})).await;
+    tell("cancelled while running", &running, &mut body).await;
+    let stale = check_text("tasks_and_titles", &redact_titles(&body));
+    assert!(
+        stale.is_none(),
+        "task messages or resource titles changed (diff above); review, then `UPDATE_SNAPSHOTS=1 cargo test \
          snapshots` and commit tests/snapshots/"
     );
 }
