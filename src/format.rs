@@ -1,10 +1,15 @@
-//! Formatting shared by both front ends: durations, byte sizes, and a progress snapshot in one line.
+//! Formatting shared by both front ends: durations, byte sizes, a progress snapshot in one line, and (in
+//! [`summary`]) one execution's story.
+
+pub mod summary;
 
 use std::fmt;
 use std::fmt::Write as _;
 
 use crate::engine::Progress;
 use crate::engine::progress::StepState;
+
+pub use summary::Summary;
 
 pub fn human_bytes(n: u64) -> String {
     match n {

@@ -9,7 +9,8 @@
 //!   (stdio today) sit on top of it, and one ending never stops the engine.
 //! - [`app`]: the wiring both share — the catalog and the engine on the local and Slurm runtimes, built from a
 //!   config.
-//! - [`format`]: durations, byte sizes and the progress line, for both front ends.
+//! - [`format`]: durations, byte sizes and the progress line, and one summary of an execution (headline,
+//!   outcome, title, standing, the exit code its end stands for), for both front ends.
 //! - [`engine`]: executions — the table (queue, slots, retention), the spawner, drain and supervisor threads,
 //!   stop and timeout, the lifecycle state machine, statuses, structured-event progress.
 //! - [`runtime`]: where an execution runs, behind one seam (`Runtime` → `Started`: output streams, a `Tree` to

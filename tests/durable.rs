@@ -567,3 +567,55 @@ impl WaitOwned for tokio::process::Child {
         (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
+
+/// One rule for the exit code a cancelled execution stands for: 1, from `run` (cancelled by another client, not
+/// by its own Ctrl-C, which exits 130) and from `logs --follow` alike.
+#[tokio::test]
+async fn a_cancelled_execution_exits_1_from_run_and_from_logs_follow() {
+    let dir = TestDir::new("cli-cancelled");
+    let state_dir = dir.join("state");
+    let never = dir.fifo("never");
+    let config = json!({"workflows": [
+        wf("held", &["out", "started", "wait-fifo", never.to_str().unwrap()]),
+    ]});
+    let (_config_dir, config_path) = write_config("cli-cancelled-config", &config);
+    let run = tokio::process::Command::new(server_bin())
+        .args(["run", "held", "--config"])
+        .arg(&config_path)
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let s = Server::spawn_in("cli-cancelled", config, &state_dir).await;
+    // The execution `run` started, once it is running (bounded: 60 s).
+    let mut id = None;
+    for _ in 0..600 {
+        let listed = s.ok("list_executions", json!({"state": "running"})).await;
+        if let Some(e) = listed["executions"].as_array().and_then(|a| a.first()) {
+            id = Some(e["execution_id"].as_str().unwrap().to_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let id = id.expect("run's execution is running");
+    s.wait_line(&id, "^started").await;
+    let follower = tokio::process::Command::new(server_bin())
+        .args(["logs", &id, "--follow", "--state-dir"])
+        .arg(&state_dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.ok("cancel_execution", json!({"execution_id": id})).await;
+    let ran = tokio::time::timeout(std::time::Duration::from_secs(60), run.wait_with_output())
+        .await
+        .expect("run ended")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(state(&s.wait_final(&id).await), "cancelled");
+    assert_eq!(ran.status.code(), Some(1), "run: {stderr}");
+    assert!(stderr.contains("workflow-mcp: held cancelled"), "{stderr}");
+    let followed = follower.wait_with_output_owned().await;
+    assert_eq!(followed.0, Some(1), "logs --follow takes the same exit code");
+}

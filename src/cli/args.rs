@@ -65,7 +65,8 @@ workflow-mcp run NAME --config FILE [--param KEY=VALUE]... [--params JSON] [--st
 Runs workflow NAME here, on the same engine the server uses, streaming its output: stdout lines as they are,
 stderr lines marked with '!' when stdout is not a terminal (in colour when it is). Structured events update
 a progress line on a terminal. Exits with the workflow's exit code (128+N when killed by signal N, 124 on
-timeout); Ctrl-C stops the workflow (SIGTERM, then SIGKILL) and exits 130.
+timeout, 127 when it cannot start, 1 when another client cancelled it); Ctrl-C stops the workflow (SIGTERM,
+then SIGKILL) and exits 130.
 
   -p, --param KEY=VALUE   a param value (numbers and booleans are converted by the param's type)
       --params JSON       param values as one JSON object
@@ -91,8 +92,8 @@ workflow-mcp logs ID [--state-dir DIR | --config FILE] [--follow]
 
 Prints one execution's output from its log files, stdout lines as they are and stderr lines marked '! '.
 --follow keeps printing lines as they are written until the execution ends, then exits with its exit code
-(128+N for a signal, 124 for a timeout, 1 when cancelled, failed to start or lost) — a shell or an agent can
-wait on it.
+(128+N for a signal, 124 for a timeout, 127 when it could not start, 1 when cancelled or lost) — a shell or an
+agent can wait on it.
 ";
 
 /// Where history is kept, as the command line says.

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::terminal::for_output;
 use crate::engine::{ExecutionState, ExecutionView, StoredExecution};
-use crate::format::{ProgressLine, count, human_bytes, human_ms};
+use crate::format::summary::exit_code;
+use crate::format::{ProgressLine, Summary};
 use crate::logs::segment::Stream;
 use crate::logs::{LogDir, LogQuery};
 use crate::store::{ExecutionRecord, Store};
@@ -77,17 +78,14 @@ pub fn list(store: &Store, workflow: Option<&str>, state: Option<&str>, limit: u
         store.root().display()
     );
     for s in &statuses {
-        let mut line = format!("{}  {:<20} {:<15}", s.execution_id, s.workflow, s.state.as_str());
-        if let Some(code) = s.exit_code {
-            line.push_str(&format!(" exit {code}"));
-        } else if let Some(sig) = &s.signal {
-            line.push_str(&format!(" {sig}"));
-        }
-        if let Some(ms) = s.duration_ms {
-            line.push_str(&format!(" {}", human_ms(ms)));
-        }
-        line.push_str(&format!("  {}", s.started_at.as_deref().unwrap_or(&s.created_at)));
-        println!("{line}");
+        println!(
+            "{}  {:<20} {:<15}{}  {}",
+            s.execution_id,
+            s.workflow,
+            s.state.as_str(),
+            Summary(s).row_ending(),
+            s.started_at.as_deref().unwrap_or(&s.created_at)
+        );
     }
     0
 }
@@ -107,24 +105,8 @@ pub fn status(store: &Store, id: &str, json: bool) -> u8 {
         println!("{}", serde_json::to_string_pretty(&s).expect("a status is JSON"));
         return 0;
     }
-    let mut head = format!(
-        "execution {} (workflow \"{}\"): {}",
-        s.execution_id,
-        s.workflow,
-        s.state.as_str()
-    );
-    match (s.exit_code, &s.signal) {
-        (Some(code), _) => head.push_str(&format!(", exit code {code}")),
-        (None, Some(sig)) => head.push_str(&format!(", killed by {sig}")),
-        _ => {}
-    }
-    if let Some(ms) = s.duration_ms {
-        head.push_str(&format!(
-            ", {} {}",
-            if s.state.is_terminal() { "after" } else { "for" },
-            human_ms(ms)
-        ));
-    }
+    let summary = Summary(&s);
+    let head = summary.headline();
     // Errors, progress and evidence quote the workflow's own text.
     let terminal = std::io::stdout().is_terminal();
     let show = |line: &str| println!("{}", for_output(line, terminal));
@@ -135,14 +117,7 @@ pub fn status(store: &Store, id: &str, json: bool) -> u8 {
     if let Some(p) = &s.progress {
         show(&format!("progress: {}", ProgressLine(p)));
     }
-    let o = &s.output;
-    show(&format!(
-        "output: {} ({}), {} ({})",
-        count(o.stdout.lines, "stdout line"),
-        human_bytes(o.stdout.bytes),
-        count(o.stderr.lines, "stderr line"),
-        human_bytes(o.stderr.bytes)
-    ));
+    show(&format!("output: {}", summary.output_counts()));
     if !s.params.is_empty() {
         show(&format!("params: {}", serde_json::Value::Object(s.params.clone())));
     }
@@ -153,28 +128,6 @@ pub fn status(store: &Store, id: &str, json: bool) -> u8 {
         }
     }
     0
-}
-
-/// The exit code an execution's end stands for: its own, 128+N for signal N, 124 for a timeout, 127 when it
-/// could not start, 1 when it was cancelled or lost.
-fn exit_code_of(s: &crate::engine::ExecutionStatus) -> u8 {
-    match s.state {
-        ExecutionState::Succeeded => 0,
-        ExecutionState::TimedOut => 124,
-        ExecutionState::FailedToStart => 127,
-        ExecutionState::Cancelled | ExecutionState::Lost => 1,
-        _ => match (s.exit_code, &s.signal) {
-            (Some(c), _) => u8::try_from(c & 0xff).unwrap_or(1),
-            (None, Some(sig)) => {
-                let n = sig
-                    .strip_prefix("signal ")
-                    .and_then(|n| n.parse().ok())
-                    .or_else(|| crate::proc::signal::signal_number(sig));
-                n.map_or(1, |n: i32| 128u8.saturating_add(n as u8))
-            }
-            _ => 1,
-        },
-    }
 }
 
 /// `logs ID [--follow]`: returns the exit code (the execution's, with --follow).
@@ -221,8 +174,8 @@ pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
         }
         if final_state {
             let s = view.status();
-            eprintln!("workflow-mcp: {} {}", s.workflow, s.state.as_str());
-            return exit_code_of(&s);
+            eprintln!("workflow-mcp: {}", Summary(&s).outcome());
+            return exit_code(s.state, s.exit_code, view.signal());
         }
         std::thread::sleep(Duration::from_millis(200));
         view = match find(store, &view.id().to_string()) {

@@ -13,12 +13,11 @@ use crate::app::App;
 use crate::catalog::param::resolve;
 use crate::engine::progress::{EVENT_PREFIX, WorkflowEvent, parse_event};
 use crate::engine::{ExecutionState, ExecutionView, StopReason};
-use crate::format::{ProgressLine, human_ms};
+use crate::format::summary::exit_code;
+use crate::format::{ProgressLine, Summary};
 use crate::logs::{LogLine, LogQuery, Stream};
 
-/// Exit code when the workflow could not start (as a shell reports a command it cannot run).
-const EXIT_FAILED_TO_START: u8 = 127;
-const EXIT_TIMED_OUT: u8 = 124;
+/// Exit code when Ctrl-C cancelled the workflow (as a shell reports a command it interrupted).
 const EXIT_INTERRUPTED: u8 = 130;
 /// Exit code for a mistake on the command line (unknown workflow, bad param).
 const EXIT_USAGE: u8 = 2;
@@ -234,33 +233,10 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
     }
     display.clear_progress();
     let status = app.engine.status(&ExecutionView::Live(exec.clone()));
-    let mut summary = format!("workflow-mcp: {} {}", def.name, status.state.as_str());
-    if let Some(code) = status.exit_code {
-        summary.push_str(&format!(" (exit code {code})"));
-    } else if let Some(sig) = &status.signal {
-        summary.push_str(&format!(" (killed by {sig})"));
-    }
-    if let Some(ms) = status.duration_ms {
-        summary.push_str(&format!(" after {}", human_ms(ms)));
-    }
-    if let Some(e) = &status.error {
-        summary.push_str(&format!(": {e}"));
-    }
-    eprintln!("{summary}");
-    let (exit_code, signal) = {
-        let l = exec.life();
-        (l.exit_code, l.signal)
-    };
+    eprintln!("workflow-mcp: {}", Summary(&status).outcome());
     let code = match status.state {
-        ExecutionState::Succeeded => 0,
-        ExecutionState::FailedToStart => EXIT_FAILED_TO_START,
-        ExecutionState::TimedOut => EXIT_TIMED_OUT,
         ExecutionState::Cancelled if interrupted => EXIT_INTERRUPTED,
-        _ => match (exit_code, signal) {
-            (Some(c), _) => u8::try_from(c & 0xff).unwrap_or(1),
-            (None, Some(sig)) => 128u8.saturating_add(u8::try_from(sig).unwrap_or(0)),
-            _ => 1,
-        },
+        state => exit_code(state, status.exit_code, exec.life().signal),
     };
     app.engine.shutdown(crate::host::SHUTDOWN_GRACE).await;
     code

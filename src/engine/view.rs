@@ -46,6 +46,14 @@ impl ExecutionView {
         }
     }
 
+    /// The number of the signal that killed it (its status names it).
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            ExecutionView::Live(e) => e.life().signal,
+            ExecutionView::Stored(s) => s.record.signal,
+        }
+    }
+
     /// Its lines now.
     pub fn snapshot(&self) -> Snapshot {
         match self {

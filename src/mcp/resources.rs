@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::server::WorkflowServer;
 use crate::app::App;
-use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, ListFilter};
-use crate::format::count;
+use crate::engine::{ExecutionStatus, ExecutionView, ListFilter};
+use crate::format::Summary;
 use crate::logs::{BudgetHit, CompactLines, LogQuery};
 
 pub const CATALOG_URI: &str = "workflow://workflows";
@@ -101,27 +101,12 @@ fn began(s: &ExecutionStatus) -> String {
 
 /// "build: failed (exit code 2), started 2026-11-30 08:41:02 UTC".
 fn status_title(s: &ExecutionStatus) -> String {
-    let mut state = s.state.as_str().to_owned();
-    match (s.state, s.exit_code, &s.signal) {
-        (ExecutionState::Queued, _, _) => {
-            if let Some(p) = s.queue_position {
-                state.push_str(&format!(" (position {p})"));
-            }
-        }
-        (_, Some(code), _) if code != 0 => state.push_str(&format!(" (exit code {code})")),
-        (_, _, Some(signal)) => state.push_str(&format!(" ({signal})")),
-        _ => {}
-    }
-    format!("{}: {state}, {}", s.workflow, began(s))
+    format!("{}, {}", Summary(s).title(), began(s))
 }
 
 /// "build output: 1234 lines, started 2026-11-30 08:41:02 UTC".
 fn logs_title(s: &ExecutionStatus) -> String {
-    format!("{} output: {}, {}", s.workflow, count(lines_of(s), "line"), began(s))
-}
-
-fn lines_of(s: &ExecutionStatus) -> u64 {
-    s.output.last_seq.map_or(0, |l| l + 1)
+    format!("{} output: {}, {}", s.workflow, Summary(s).lines(), began(s))
 }
 
 /// The two resources of an execution, as `resources/list` shows them.

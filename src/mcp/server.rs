@@ -32,7 +32,7 @@ use crate::app::App;
 use crate::catalog::param::resolve;
 use crate::catalog::{WorkflowDef, WorkflowInfo};
 use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, ListFilter, StopReason};
-use crate::format::count;
+use crate::format::Summary;
 use crate::logs::{BudgetHit, CompactLines, LogPage, LogQuery, StreamSelector};
 
 /// A whole result (structured content and text, serialized) stays under this by default: Claude Code stores a
@@ -98,7 +98,7 @@ fn sent_len<T: Serialize>(value: &T) -> usize {
 
 /// What to do next with an execution in this status, in one line.
 fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
-    let lines = count(s.output.last_seq.map_or(0, |l| l + 1), "line");
+    let lines = Summary(s).lines();
     let waited = if capped {
         format!("waited the {MAX_WAIT_MS} ms maximum of one call; ")
     } else {

@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use super::resources::last_updated;
 use super::server::WorkflowServer;
-use super::waiting::{self, status_message};
+use super::waiting;
 use crate::clock::{millis_between, parse_rfc3339};
 use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, StopReason};
-use crate::format::human_ms;
+use crate::format::Summary;
 
 /// Whether the request's client declared the tasks extension (rmcp reads the request's `_meta` on 2026-07-28,
 /// and falls back to the `initialize` capabilities on older sessions).
@@ -67,22 +67,6 @@ fn task_of(s: &ExecutionStatus, retain_age: Duration) -> Task {
         task.poll_interval_ms = Some(poll_interval_ms(s));
     }
     task
-}
-
-/// How a finished execution ended, in one line: "failed after 1.0 s (exit code 2); 1 stdout and 1 stderr lines".
-fn final_message(s: &ExecutionStatus) -> String {
-    let mut head = s.state.as_str().to_owned();
-    if let Some(ms) = s.duration_ms {
-        head.push_str(&format!(" after {}", human_ms(ms)));
-    }
-    match (s.exit_code, &s.signal, &s.error) {
-        (_, _, Some(error)) if s.state != ExecutionState::Failed => head.push_str(&format!(" ({error})")),
-        (Some(code), _, _) if code != 0 => head.push_str(&format!(" (exit code {code})")),
-        (_, Some(signal), _) => head.push_str(&format!(" ({signal})")),
-        _ => {}
-    }
-    let o = &s.output;
-    format!("{head}; {} stdout and {} stderr lines", o.stdout.lines, o.stderr.lines)
 }
 
 /// A task id as this server gives them (an execution id), or the error that says it is not one.
@@ -133,7 +117,7 @@ impl WorkflowServer {
     pub(super) fn created_task(&self, view: &ExecutionView) -> CreateTaskResult {
         let engine = &self.app.engine;
         let status = engine.status(&engine.refresh(view));
-        let task = task_of(&status, engine.config().retain_age).with_status_message(status_message(&status));
+        let task = task_of(&status, engine.config().retain_age).with_status_message(Summary(&status).standing());
         CreateTaskResult::new(task)
     }
 
@@ -144,13 +128,14 @@ impl WorkflowServer {
         let status = waiting::status_now(engine, &view).await;
         let task = task_of(&status, engine.config().retain_age);
         Ok(match status.state {
-            ExecutionState::Queued | ExecutionState::Running => {
-                DetailedTask::new(task.with_status_message(status_message(&status)), TaskPayload::Working)
-            }
+            ExecutionState::Queued | ExecutionState::Running => DetailedTask::new(
+                task.with_status_message(Summary(&status).standing()),
+                TaskPayload::Working,
+            ),
             ExecutionState::Cancelled => {
                 let message = format!(
                     "{}; get_status and get_logs still read execution {}",
-                    final_message(&status),
+                    Summary(&status).ended(),
                     status.execution_id
                 );
                 DetailedTask::new(task.with_status_message(message), TaskPayload::Cancelled)
@@ -161,7 +146,7 @@ impl WorkflowServer {
                     .await
                     .unwrap_or_else(|e| CallToolResult::error(vec![rmcp::model::ContentBlock::text(e)]));
                 DetailedTask::new(
-                    task.with_status_message(final_message(&status)),
+                    task.with_status_message(Summary(&status).ended()),
                     TaskPayload::Completed {
                         result: inline_result(result, ctx)?,
                     },
@@ -245,7 +230,7 @@ mod tests {
         s.output.stdout.lines = 1;
         s.output.stderr.lines = 1;
         assert_eq!(
-            final_message(&s),
+            Summary(&s).ended(),
             "failed after 1.0 s (exit code 2); 1 stdout and 1 stderr lines"
         );
         s.state = ExecutionState::Cancelled;
@@ -253,7 +238,7 @@ mod tests {
         s.signal = Some("SIGTERM".into());
         s.error = Some("cancelled by request".into());
         assert_eq!(
-            final_message(&s),
+            Summary(&s).ended(),
             "cancelled after 1.0 s (cancelled by request); 1 stdout and 1 stderr lines"
         );
     }

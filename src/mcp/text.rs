@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::engine::ExecutionState;
-use crate::format::{ProgressLine, count, human_bytes, human_ms};
+use crate::format::{ProgressLine, Summary, count, human_bytes};
 use crate::logs::BudgetHit;
 use crate::logs::query::{SCAN_MAX_BYTES, SCAN_MAX_LINES};
 
@@ -12,29 +12,8 @@ use super::types::{ListExecutionsOutput, ListWorkflowsOutput, LogsOutput, MAX_WA
 
 pub fn status(o: &StatusOutput) -> String {
     let s = &o.status;
-    let mut out = format!(
-        "execution {} (workflow \"{}\"): {}",
-        s.execution_id,
-        s.workflow,
-        s.state.as_str()
-    );
-    match (s.exit_code, &s.signal) {
-        (Some(code), _) => {
-            let _ = write!(out, ", exit code {code}");
-        }
-        (None, Some(sig)) => {
-            let _ = write!(out, ", killed by {sig}");
-        }
-        _ => {}
-    }
-    if let Some(ms) = s.duration_ms {
-        let joint = if s.state == ExecutionState::Running {
-            " for"
-        } else {
-            ", after"
-        };
-        let _ = write!(out, "{joint} {}", human_ms(ms));
-    }
+    let summary = Summary(s);
+    let mut out = summary.headline();
     if let Some(p) = s.queue_position {
         let _ = write!(out, ", position {p} in the queue");
     }
@@ -63,14 +42,7 @@ pub fn status(o: &StatusOutput) -> String {
         let _ = writeln!(out, "progress: {}", ProgressLine(p));
     }
     let out_summary = &s.output;
-    let _ = write!(
-        out,
-        "output: {} ({}), {} ({})",
-        count(out_summary.stdout.lines, "stdout line"),
-        human_bytes(out_summary.stdout.bytes),
-        count(out_summary.stderr.lines, "stderr line"),
-        human_bytes(out_summary.stderr.bytes)
-    );
+    let _ = write!(out, "output: {}", summary.output_counts());
     if let Some(last) = out_summary.last_seq {
         let _ = write!(out, "; last seq {last}");
     }
@@ -235,16 +207,15 @@ pub fn executions(l: &ListExecutionsOutput) -> String {
         l.retention
     );
     for s in &l.executions {
-        let _ = write!(out, "- {} {} {}", s.execution_id, s.workflow, s.state.as_str());
-        if let Some(c) = s.exit_code {
-            let _ = write!(out, " exit {c}");
-        } else if let Some(sig) = &s.signal {
-            let _ = write!(out, " {sig}");
-        }
-        if let Some(ms) = s.duration_ms {
-            let _ = write!(out, " {}", human_ms(ms));
-        }
-        let _ = writeln!(out, " created {}", s.created_at);
+        let _ = writeln!(
+            out,
+            "- {} {} {}{} created {}",
+            s.execution_id,
+            s.workflow,
+            s.state.as_str(),
+            Summary(s).row_ending(),
+            s.created_at
+        );
     }
     if let Some(hint) = &l.hint {
         let _ = writeln!(out, "next: {hint}");

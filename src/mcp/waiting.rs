@@ -13,7 +13,7 @@ use rmcp::service::{Peer, RequestContext};
 use tokio::time::Instant;
 
 use crate::engine::{Engine, ExecutionStatus, ExecutionView};
-use crate::format::{ProgressLine, human_ms};
+use crate::format::Summary;
 
 /// A notification at least this often while waiting.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -56,7 +56,7 @@ struct Reporter {
 impl Reporter {
     async fn report(&mut self, engine: &Engine, view: &ExecutionView, now: Instant) {
         let status = status_now(engine, view).await;
-        let message = status_message(&status);
+        let message = Summary(&status).standing();
         let due = match self.sent_at {
             None => true,
             Some(at) => now - at >= HEARTBEAT || (message != self.message && now - at >= CHECK_EVERY),
@@ -92,28 +92,6 @@ impl Reporter {
         self.message = message;
         self.sent_at = Some(now);
     }
-}
-
-/// Where an execution stands, in one line: state and run time, phase and tasks from structured events, and
-/// line counts — e.g. `running for 12.0 s; phase 2/3 "Build" running; 1234 stdout and 2 stderr lines so far`.
-/// Progress notifications and a working task's `statusMessage` say this.
-pub fn status_message(status: &crate::engine::ExecutionStatus) -> String {
-    let mut parts = vec![status.state.as_str().to_owned()];
-    if let Some(ms) = status.duration_ms {
-        parts[0].push_str(&format!(" for {}", human_ms(ms)));
-    }
-    if let Some(p) = &status.progress {
-        let line = ProgressLine(p).to_string();
-        if !line.is_empty() {
-            parts.push(line);
-        }
-    }
-    let o = &status.output;
-    parts.push(format!(
-        "{} stdout and {} stderr lines so far",
-        o.stdout.lines, o.stderr.lines
-    ));
-    parts.join("; ")
 }
 
 /// Runs `wait` to its end, reporting on `view` meanwhile when the request asked for progress.
