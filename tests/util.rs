@@ -423,6 +423,19 @@ impl<H: ClientHandler> Server<H> {
         }
     }
 
+    /// Another session on this in-process server with no MCP client on it: the test writes and reads the JSON-RPC
+    /// lines itself, over a 64 KiB pipe as over stdio. The task is done once the server has ended the session.
+    pub fn raw_session(&self) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<()>) {
+        let Backend::InProcess(host) = &self.backend else {
+            panic!("a raw session needs an in-process server; start it with Server::start")
+        };
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let (server_read, server_write) = tokio::io::split(server_end);
+        let host = host.host.clone();
+        let session = tokio::spawn(async move { workflow_mcp::mcp::serve(&host, server_read, server_write).await });
+        (client_end, session)
+    }
+
     /// Ends this in-process session from the client's side (its input ends, its pipe closes) and returns once
     /// the server has ended the session. The server goes on while other sessions hold it.
     pub async fn end_session(mut self) {

@@ -213,6 +213,16 @@ pub struct StdioTransport {
     input_ended: bool,
     /// Cancelled once the session has no more requests (see [`StdioTransport::ended`]).
     ended: CancellationToken,
+    /// The reader task. It holds the writing side too, so the session's pipe stays open while it runs.
+    reading: tokio::task::AbortHandle,
+}
+
+impl Drop for StdioTransport {
+    /// A session that is over closes its pipe, even if its client keeps its end open: the reader stops, and the
+    /// writer thread ends once what is queued is written (or the client is found gone).
+    fn drop(&mut self) {
+        self.reading.abort();
+    }
 }
 
 impl StdioTransport {
@@ -227,9 +237,10 @@ impl StdioTransport {
     ) -> Self {
         let out = Arc::new(Output::start(Box::new(writer), stall, stop.clone()));
         let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(read_requests(reader, tx, out.clone()));
+        let reading = tokio::spawn(read_requests(reader, tx, out.clone())).abort_handle();
         StdioTransport {
             incoming: rx,
+            reading,
             out,
             in_flight: Arc::new(InFlight::default()),
             stop,
