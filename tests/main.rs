@@ -2,6 +2,7 @@
 //! the process (shutdown, signals, the watchdog, its environment, descriptors, the CLI) run the real binary.
 
 mod architecture;
+mod build;
 mod catalog;
 mod cli;
 mod core;

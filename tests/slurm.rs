@@ -480,8 +480,8 @@ async fn a_spool_someone_else_could_write_to_is_refused_with_the_fix() {
     let foreign = dir.join("foreign");
     std::fs::create_dir(&foreign).unwrap();
     std::fs::set_permissions(&foreign, std::fs::Permissions::from_mode(0o700)).unwrap();
-    // SAFETY: chown of a path we created, to nobody (uid/gid 65534).
     let c = std::ffi::CString::new(foreign.to_str().unwrap()).unwrap();
+    // SAFETY: chown of a path we created, to nobody (uid/gid 65534).
     assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0, "chown needs root");
     let open = dir.join("open");
     std::fs::create_dir(&open).unwrap();

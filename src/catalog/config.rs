@@ -453,10 +453,10 @@ fn param_from_entry(p: &ParamEntry) -> Result<Param, Vec<String>> {
     };
     match &delivery {
         Some(Delivery::Flag(_)) if p.kind != ParamType::Boolean => {
-            errs.push("\"flag\" is only for boolean params; use \"arg\" to pass a value".into())
+            errs.push("\"flag\" is only for boolean params; use \"arg\" to pass a value".into());
         }
         Some(Delivery::Env(var)) if !valid_env_name(var) => {
-            errs.push(format!("env \"{var}\" is not an environment variable name"))
+            errs.push(format!("env \"{var}\" is not an environment variable name"));
         }
         Some(Delivery::Env(var)) => {
             if let Some(why) = refused_env_var(var) {

@@ -85,8 +85,9 @@ struct Display {
 
 /// Columns of the terminal on stderr (80 when unknown).
 fn terminal_width() -> usize {
-    // SAFETY: TIOCGWINSZ fills a winsize struct; a failure leaves it zeroed.
+    // SAFETY: a winsize is plain integers, valid zeroed.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills a winsize struct; a failure leaves it zeroed.
     let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
     if ok && ws.ws_col > 10 {
         usize::from(ws.ws_col)

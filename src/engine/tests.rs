@@ -2,7 +2,7 @@
 //! the async workers, without real processes.
 
 use std::fs::File;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -15,16 +15,8 @@ use crate::proc::ChildEnv;
 use crate::runtime::{Ended, Exit, JobState, Launch, Runtime, Started, Tree, Waiter};
 
 fn pipe() -> (File, File) {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds, owned here from now on.
-    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-    // SAFETY: both fds were just created.
-    unsafe {
-        (
-            File::from(OwnedFd::from_raw_fd(fds[0])),
-            File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    }
+    let (read, write) = std::io::pipe().unwrap();
+    (OwnedFd::from(read).into(), OwnedFd::from(write).into())
 }
 
 /// A tree whose `signal` blocks until the test's async side lets it go, then ends the "process".

@@ -32,13 +32,6 @@ impl ExecutionView {
         }
     }
 
-    pub fn workflow(&self) -> &str {
-        match self {
-            ExecutionView::Live(e) => &e.workflow.name,
-            ExecutionView::Stored(s) => &s.record.workflow,
-        }
-    }
-
     pub fn state(&self) -> ExecutionState {
         match self {
             ExecutionView::Live(e) => e.state(),

@@ -110,16 +110,6 @@ impl Session {
         })
     }
 
-    /// Cancelled when the session ends.
-    pub fn ended(&self) -> &CancellationToken {
-        &self.ended
-    }
-
-    /// Stops everything the session watches.
-    pub fn end(&self) {
-        self.ended.cancel();
-    }
-
     /// Held for map updates only, never across an await.
     fn lock(&self) -> std::sync::MutexGuard<'_, Subscribed> {
         self.subscribed.lock().unwrap_or_else(|e| e.into_inner())

@@ -52,12 +52,12 @@ pub struct ExecuteInput {
     /// Wait up to this many milliseconds for the execution to finish before answering (default 0: answer at
     /// once; at most 50000, so the call ends before clients give up on it).
     #[serde(default)]
-    #[schemars(range(max = 50000))]
+    #[schemars(range(max = MAX_WAIT_MS))]
     pub wait_ms: Option<u64>,
     /// A repeated key for the same workflow returns the execution the first call started instead of starting
     /// another.
     #[serde(default)]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = MAX_IDEMPOTENCY_KEY_BYTES))]
     pub idempotency_key: Option<String>,
 }
 
@@ -68,11 +68,11 @@ pub struct GetStatusInput {
     pub execution_id: String,
     /// If the execution is not finished, wait up to this many milliseconds for it to finish (at most 50000).
     #[serde(default)]
-    #[schemars(range(max = 50000))]
+    #[schemars(range(max = MAX_WAIT_MS))]
     pub wait_ms: Option<u64>,
     /// Include the last N log lines as `tail` (compact lines, within 16000 bytes).
     #[serde(default)]
-    #[schemars(range(max = 200))]
+    #[schemars(range(max = MAX_TAIL_LINES))]
     pub tail_lines: Option<u64>,
 }
 
@@ -97,24 +97,24 @@ pub struct GetLogsInput {
     /// A regular expression (Rust regex syntax); only matching lines are returned, plus `context` lines around
     /// each.
     #[serde(default)]
-    #[schemars(length(max = 1024))]
+    #[schemars(length(max = MAX_GREP_BYTES))]
     pub grep: Option<String>,
     /// With grep: lines of context before and after each match (default 0).
     #[serde(default)]
-    #[schemars(range(max = 100))]
+    #[schemars(range(max = MAX_CONTEXT))]
     pub context: Option<u64>,
     /// At most this many lines (default 200, at most 10000).
     #[serde(default)]
-    #[schemars(range(min = 1, max = 10000))]
+    #[schemars(range(min = 1, max = MAX_LINES))]
     pub max_lines: Option<u64>,
     /// At most this many bytes of lines, counted as sent (default 20000, at most 1048576).
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1048576))]
+    #[schemars(range(min = 1, max = MAX_BYTES))]
     pub max_bytes: Option<u64>,
     /// When no line is available at the cursor and the execution is not done, wait up to this many
     /// milliseconds for new lines (at most 50000).
     #[serde(default)]
-    #[schemars(range(max = 50000))]
+    #[schemars(range(max = MAX_WAIT_MS))]
     pub wait_ms: Option<u64>,
     /// Keep ANSI escapes and carriage returns as the workflow wrote them.
     #[serde(default)]
@@ -131,7 +131,7 @@ pub struct CancelInput {
     pub execution_id: String,
     /// Milliseconds between SIGTERM and SIGKILL (default 5000, at most 50000).
     #[serde(default)]
-    #[schemars(range(max = 50000))]
+    #[schemars(range(max = MAX_GRACE_MS))]
     pub grace_ms: Option<u64>,
 }
 
@@ -146,11 +146,11 @@ pub struct ListExecutionsInput {
     pub state: Option<ExecutionState>,
     /// At most this many, newest first (default 20).
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1000))]
+    #[schemars(range(min = 1, max = MAX_LIST_LIMIT))]
     pub limit: Option<u64>,
     /// At most this many bytes of executions, counted as sent (default 20000, at most 1048576).
     #[serde(default)]
-    #[schemars(range(min = 1, max = 1048576))]
+    #[schemars(range(min = 1, max = MAX_BYTES))]
     pub max_bytes: Option<u64>,
 }
 

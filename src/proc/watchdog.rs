@@ -9,9 +9,7 @@
 //! `posix_spawn` (no `pre_exec` hook), which does not copy the parent's page tables the way `fork` does.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, BufRead, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::io::{self, BufRead, PipeWriter, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -22,7 +20,7 @@ pub const WATCHDOG_ARG: &str = "__watchdog";
 /// The parent's end of the watchdog pipe.
 #[derive(Debug)]
 pub struct Watchdog {
-    pipe: Mutex<Option<File>>,
+    pipe: Mutex<Option<PipeWriter>>,
     child: Mutex<Child>,
 }
 
@@ -30,14 +28,9 @@ impl Watchdog {
     /// Starts `program WATCHDOG_ARG` (this binary: `/proc/self/exe`) as the watchdog, in its own process
     /// group, its stdin the read end of the pipe.
     pub fn start(program: &Path) -> io::Result<Watchdog> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 fills two fds; O_CLOEXEC keeps them out of every other child (the read end becomes the
+        // std creates the pipe close-on-exec, which keeps it out of every other child (the read end becomes the
         // watchdog's stdin, which dup2 makes inheritable for it alone).
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds were just created and are owned here.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let (read, write) = io::pipe()?;
         use std::os::unix::process::CommandExt;
         let child = Command::new(program)
             .arg(WATCHDOG_ARG)
@@ -48,7 +41,7 @@ impl Watchdog {
             .process_group(0)
             .spawn()?;
         Ok(Watchdog {
-            pipe: Mutex::new(Some(File::from(write))),
+            pipe: Mutex::new(Some(write)),
             child: Mutex::new(child),
         })
     }
@@ -71,11 +64,6 @@ impl Watchdog {
             // It exits as soon as it sees the pipe close.
             let _ = self.child.lock().unwrap_or_else(|e| e.into_inner()).wait();
         }
-    }
-
-    /// The watchdog's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
     }
 
     /// Registers an execution to kill if the server dies: its process group, and every process carrying its

@@ -407,19 +407,10 @@ fn time_limit(options: &SlurmOptions, timeout: Option<Duration>) -> Option<Strin
         .or_else(|| timeout.map(|t| (t.as_secs().div_ceil(60) + 1).to_string()))
 }
 
+/// A pipe as two files; std creates it close-on-exec, so it stays out of every child.
 fn pipe() -> io::Result<(File, File)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds; CLOEXEC keeps them out of every child.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and are owned here.
-    Ok(unsafe {
-        (
-            File::from(OwnedFd::from_raw_fd(fds[0])),
-            File::from(OwnedFd::from_raw_fd(fds[1])),
-        )
-    })
+    let (read, write) = io::pipe()?;
+    Ok((OwnedFd::from(read).into(), OwnedFd::from(write).into()))
 }
 
 impl Runtime for SlurmRuntime {

@@ -7,7 +7,6 @@
 //! it aside once, and both use the fresh one.
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -169,13 +168,11 @@ fn lock_folder(path: &Path) -> std::io::Result<File> {
         .unwrap_or(Path::new("."));
     let folder = File::open(dir)?;
     loop {
-        // SAFETY: flock on a valid open descriptor.
-        if unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(folder);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
+        // std's file lock is `flock` on Linux; it does not retry a wait a signal interrupted.
+        match folder.lock() {
+            Ok(()) => return Ok(folder),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
