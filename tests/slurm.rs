@@ -80,10 +80,10 @@ fn squeue_has(job: &str) -> bool {
 
 #[tokio::test]
 async fn a_job_gets_its_exact_argv_environment_and_exit_status() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("a_job_gets_its_exact_argv_environment_and_exit_status") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let s = Server::start(
         "slurm-exact",
         json!({"workflows": [
@@ -147,10 +147,10 @@ async fn a_job_gets_its_exact_argv_environment_and_exit_status() {
 
 #[tokio::test]
 async fn a_refused_submission_is_failed_to_start_with_sbatchs_words_and_check_reports_it() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("a_refused_submission_is_failed_to_start_with_sbatchs_words_and_check_reports_it") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let config = json!({"workflows": [
         {"name": "nowhere", "command": ["true"], "runtime": {"type": "slurm", "partition": "no-such-partition"}}
     ]});
@@ -175,10 +175,10 @@ async fn a_refused_submission_is_failed_to_start_with_sbatchs_words_and_check_re
 
 #[tokio::test]
 async fn a_job_waits_as_queued_with_slurms_reason_then_runs_and_streams_its_lines_live() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("a_job_waits_as_queued_with_slurms_reason_then_runs_and_streams_its_lines_live") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let dir = TestDir::new("slurm-queue");
     let gates: Vec<_> = (0..4).map(|i| dir.fifo(&format!("gate{i}"))).collect();
     let next = dir.fifo("next");
@@ -243,10 +243,10 @@ async fn a_job_waits_as_queued_with_slurms_reason_then_runs_and_streams_its_line
 
 #[tokio::test]
 async fn cancel_and_timeout_end_the_jobs_whole_tree_and_say_so() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("cancel_and_timeout_end_the_jobs_whole_tree_and_say_so") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let s = Server::start(
         "slurm-stop",
         json!({"workflows": [
@@ -303,10 +303,10 @@ async fn cancel_and_timeout_end_the_jobs_whole_tree_and_say_so() {
 
 #[tokio::test]
 async fn a_servers_exit_cancels_its_jobs() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("a_servers_exit_cancels_its_jobs") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let mut s = crate::util::RawServer::start(
         "slurm-exit",
         json!({"workflows": [job("long", &["out", "ready", "hold"], json!({}))]}),
@@ -326,10 +326,10 @@ async fn a_servers_exit_cancels_its_jobs() {
 
 #[tokio::test]
 async fn a_job_that_outlives_its_server_is_followed_again_by_the_next_one() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("a_job_that_outlives_its_server_is_followed_again_by_the_next_one") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let dir = TestDir::new("slurm-outlive");
     let state_dir = dir.join("state");
     let gate = dir.fifo("gate");
@@ -404,10 +404,10 @@ fn umask() -> u32 {
 
 #[tokio::test]
 async fn an_ephemeral_servers_spool_is_private_unpredictable_and_gone_with_the_server() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("an_ephemeral_servers_spool_is_private_unpredictable_and_gone_with_the_server") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let dir = TestDir::new("slurm-ephemeral-spool");
     let tmp = dir.join("tmp");
     std::fs::create_dir(&tmp).unwrap();
@@ -471,10 +471,10 @@ async fn an_ephemeral_servers_spool_is_private_unpredictable_and_gone_with_the_s
 
 #[tokio::test]
 async fn a_spool_someone_else_could_write_to_is_refused_with_the_fix() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("a_spool_someone_else_could_write_to_is_refused_with_the_fix") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     use std::os::unix::fs::PermissionsExt;
     let dir = TestDir::new("slurm-foreign-spool");
     let foreign = dir.join("foreign");
@@ -537,10 +537,10 @@ async fn a_spool_someone_else_could_write_to_is_refused_with_the_fix() {
 
 #[tokio::test]
 async fn relative_state_and_spool_folders_work_from_any_folder() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("relative_state_and_spool_folders_work_from_any_folder") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let config = json!({"workflows": [
         job("default-spool", &["out", "from the default spool"], json!({})),
         job("own-spool", &["out", "from a relative spool"], json!({"runtime": {"type": "slurm", "partition": "debug", "spool_dir": "spool"}})),
@@ -670,10 +670,10 @@ impl Drop for ControllerAway {
 
 #[tokio::test]
 async fn a_job_lost_while_the_controller_was_away_is_cancelled_once_it_answers() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("a_job_lost_while_the_controller_was_away_is_cancelled_once_it_answers") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let dir = TestDir::new("slurm-unreachable");
     let s = Server::spawn_with_history(
         "slurm-unreachable",
@@ -693,36 +693,16 @@ async fn a_job_lost_while_the_controller_was_away_is_cancelled_once_it_answers()
     assert!(st["error"].as_str().unwrap().contains("did not answer"), "{st}");
     away.restart();
     // Once the controller answers again, the job we gave up on is cancelled: nothing runs unsupervised.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let now = job_state(&job_id);
-        if now
-            .as_deref()
-            .is_some_and(|s| ["gone", "CANCELLED", "COMPLETED", "FAILED"].contains(&s))
-        {
-            assert_ne!(
-                now.as_deref(),
-                Some("COMPLETED"),
-                "the job was cancelled, not left to end"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {job_id} still {now:?} after the controller came back\n{}",
-            s.stderr()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    await_cancelled(&job_id, "after the controller came back", || s.stderr()).await;
     drop(away);
 }
 
 #[tokio::test]
 async fn a_job_given_up_by_a_server_that_exited_is_cancelled_by_the_next_one() {
+    let _one = ONE_AT_A_TIME.lock().await;
     if !cluster("a_job_given_up_by_a_server_that_exited_is_cancelled_by_the_next_one") {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
     let dir = TestDir::new("slurm-unreachable-next");
     let state_dir = dir.join("state");
     let config = json!({"workflows": [job("long", &["out", "ready", "hold"], json!({}))]});
@@ -745,27 +725,7 @@ async fn a_job_given_up_by_a_server_that_exited_is_cancelled_by_the_next_one() {
     );
     // The next server on the state directory finishes what the first one could not.
     let b = Server::spawn_with_history("slurm-unreachable-b", config, Some(&state_dir), &quick).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let now = job_state(&job_id);
-        if now
-            .as_deref()
-            .is_some_and(|s| ["gone", "CANCELLED", "COMPLETED", "FAILED"].contains(&s))
-        {
-            assert_ne!(
-                now.as_deref(),
-                Some("COMPLETED"),
-                "the job was cancelled, not left to end"
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "job {job_id} still {now:?} with the next server running\n{}",
-            b.stderr()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    await_cancelled(&job_id, "with the next server running", || b.stderr()).await;
     let folder = state_dir.join("slurm").join(&id);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while folder.exists() {
@@ -776,4 +736,30 @@ async fn a_job_given_up_by_a_server_that_exited_is_cancelled_by_the_next_one() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     drop(away);
+}
+
+/// Waits (at most 120 s; Slurm tells no one, so its state is looked at every 200 ms) until the job has ended,
+/// and checks it was cancelled rather than left to run to its end.
+async fn await_cancelled(job_id: &str, while_what: &str, log: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let now = job_state(job_id);
+        if now
+            .as_deref()
+            .is_some_and(|s| ["gone", "CANCELLED", "COMPLETED", "FAILED"].contains(&s))
+        {
+            assert_ne!(
+                now.as_deref(),
+                Some("COMPLETED"),
+                "the job was cancelled, not left to end"
+            );
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "job {job_id} still {now:?} {while_what}\n{}",
+            log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

@@ -21,6 +21,11 @@ fn send(id: u32, sig: i32, group: bool) -> io::Result<()> {
     }
     // SAFETY: kill(2) has no memory-safety preconditions.
     let rc = unsafe { libc::kill(if group { -id } else { id }, sig) };
+    signalled(rc.into())
+}
+
+/// The result of a signalling call: a process already gone (ESRCH) is not an error.
+fn signalled(rc: libc::c_long) -> io::Result<()> {
     if rc == 0 {
         return Ok(());
     }
@@ -63,15 +68,7 @@ impl PidFd {
                 0,
             )
         };
-        if rc == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::ESRCH) {
-            Ok(())
-        } else {
-            Err(err)
-        }
+        signalled(rc)
     }
 }
 

@@ -938,29 +938,10 @@ mod tests {
         let long = "ü".repeat(100_000);
         let params = json!({"long": long, "short": "s", "n": 5, "x": 0.1, "on": true, "a.b-c": -3});
         let rec = ExecutionRecord {
-            id: Uuid::new_v4(),
-            workflow: "w".into(),
             params: params.as_object().unwrap().clone(),
             argv: vec!["prog".into(), "a".repeat(100_000)],
-            cwd: "/".into(),
-            idempotency_key: None,
-            state: ExecutionState::Succeeded,
             exit_code: Some(0),
-            signal: None,
-            error: None,
-            created_at: now_ms(),
-            started_at: None,
-            finished_at: None,
-            pid: None,
-            pid_start: None,
-            owner: store.instance().to_string(),
-            stop_request: None,
-            output: None,
-            progress: None,
-            held_open: Vec::new(),
-            log_bytes: 0,
-            job: None,
-            params_bytes: BTreeMap::new(),
+            ..record(&store, ExecutionState::Succeeded)
         };
         store.insert(&rec).unwrap();
         let (listed, total) = store.list(None, None, 10);
