@@ -431,6 +431,7 @@ const CATALOG_ORDER: &[&str] = &[
     "param",
     "workflow",
     "info",
+    "config_file",
     "config",
     "metadata",
     "discovery",

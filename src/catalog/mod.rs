@@ -8,6 +8,7 @@
 //! - `param`: typed params: checking an agent's values, mapping them onto argv and env, their JSON Schema.
 //! - `workflow`: the definition both sources become (`WorkflowDef`, `Source`).
 //! - `info`: a workflow as clients see it (`WorkflowInfo`: name, description, params as JSON Schema).
+//! - `config_file`: the config file's format (the keys a user writes) and its defaults.
 //! - `config`: the config file, loaded and checked into manifest definitions.
 //! - `metadata`: what a self-describing executable prints, turned into a definition.
 //! - `discovery`: probing the `discover` folders for self-describing executables.
@@ -16,6 +17,7 @@
 //! This file only declares and re-exports.
 
 pub mod config;
+pub mod config_file;
 pub mod discovery;
 pub mod glob;
 pub mod info;
