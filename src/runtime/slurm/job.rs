@@ -1,0 +1,330 @@
+//! A submitted job as the engine follows it: the job as the tree (`scancel` stops it), `scontrol` as the
+//! waiter, and the jobs given up while Slurm did not answer, cancelled once it answers again.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::commands::Commands;
+use super::output::{follow, pipe};
+use super::scontrol::{is_final, parse_job};
+use super::script::START_ERROR_FILE;
+use super::spool::remove_job_folder;
+use crate::runtime::{Ended, Exit, JobState, RemoteJob, Started, Tree, Waiter};
+
+/// How often a job's state is read.
+const POLL: Duration = Duration::from_millis(250);
+
+/// How often a job given up as unreachable is looked for again, to cancel it once Slurm answers.
+pub(super) const CANCEL_RETRY: Duration = Duration::from_secs(5);
+
+/// Written into a job's folder when the job is given up while Slurm does not answer (its id, then its login
+/// host): a later server on the same spool cancels it if this one exits first.
+const CANCEL_FILE: &str = "cancel";
+
+/// A submitted job as the engine follows it: its output files into pipes, its state through `scontrol`.
+pub(super) fn following(
+    job_id: String,
+    marker: &str,
+    commands: Commands,
+    dir: &Path,
+    offsets: [u64; 2],
+    unreachable_for: Duration,
+) -> Result<Started, String> {
+    let (out, err, start_error) = (dir.join("stdout"), dir.join("stderr"), dir.join(START_ERROR_FILE));
+    let (out_r, out_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let (err_r, err_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let finished = Arc::new(AtomicBool::new(false));
+    let follower = {
+        let finished = finished.clone();
+        std::thread::Builder::new()
+            .name("wf-slurm-follow".into())
+            .spawn(move || follow([out, err], [out_w, err_w], offsets, &finished))
+            .map_err(|e| format!("cannot start a thread to follow the job's output: {e}"))?
+    };
+    let shared = Arc::new(JobShared {
+        job_id: job_id.clone(),
+        marker: marker.to_owned(),
+        commands,
+        dir: dir.to_owned(),
+        last: Mutex::new(None),
+        finished,
+        given_up: AtomicBool::new(false),
+    });
+    Ok(Started {
+        pid: None,
+        job: Some(RemoteJob {
+            system: "slurm",
+            id: job_id,
+            dir: Some(dir.to_owned()),
+        }),
+        pending: true,
+        stdout: out_r,
+        stderr: err_r,
+        tree: shared.clone(),
+        waiter: Box::new(SlurmWaiter {
+            job: shared,
+            follower,
+            start_error,
+            unreachable_for,
+        }),
+    })
+}
+
+/// What the tree and the waiter of one job share.
+struct JobShared {
+    job_id: String,
+    /// The execution's id, also in the job's comment (`workflow-mcp:ID`): how a job is known to be ours.
+    marker: String,
+    commands: Commands,
+    /// The job's folder (its output files).
+    dir: PathBuf,
+    /// Where the job stood when last read.
+    last: Mutex<Option<JobState>>,
+    /// The job has ended (its final state was read), or it was given up.
+    finished: Arc<AtomicBool>,
+    /// Given up while Slurm did not answer: it may still run, and is cancelled once Slurm answers again.
+    given_up: AtomicBool,
+}
+
+impl JobShared {
+    fn scancel(&self, args: &[&str]) {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(&self.job_id);
+        if let Err(e) = self.commands.run("scancel", &all) {
+            tracing::warn!(job = %self.job_id, error = %e, "scancel failed");
+        }
+    }
+}
+
+impl Tree for JobShared {
+    fn signal(&self, sig: i32) {
+        if self.finished.load(Ordering::SeqCst) {
+            return;
+        }
+        // Read now, not from the last poll: a job that just started must get the signal, not a plain scancel
+        // (which waits out Slurm's KillWait on a job that ignores TERM).
+        let pending = match self.commands.run("scontrol", &["show", "job", "-o", &self.job_id]) {
+            Ok(out) => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(parse_job)
+                .is_some_and(|r| r.state == "PENDING"),
+            Err(_) => self
+                .last
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .is_none_or(|s| s.pending),
+        };
+        if pending {
+            // Nothing runs yet: take it out of the queue.
+            self.scancel(&[]);
+        } else if sig == libc::SIGKILL {
+            // KILL to the batch shell ends the job at once; a plain scancel would wait out Slurm's KillWait.
+            self.scancel(&["--batch", "--signal=KILL"]);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while !self.finished.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !self.finished.load(Ordering::SeqCst) {
+                // The last resort, for a job the batch shell's KILL did not end.
+                self.scancel(&[]);
+            }
+        } else {
+            let signal = format!(
+                "--signal={}",
+                crate::proc::signal::signal_name(sig).trim_start_matches("SIG")
+            );
+            self.scancel(&["--full", &signal]);
+        }
+    }
+
+    fn gone(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    fn kill_leftovers(&self) -> bool {
+        // Slurm's process tracking (proctrack/cgroup) ends every process of a job with it.
+        false
+    }
+
+    fn release_outputs(&self) {}
+
+    fn forget(&self) {
+        // Its output is in the log store now. A job given up on still writes here until it is cancelled.
+        if !self.given_up.load(Ordering::SeqCst) {
+            remove_job_folder(&self.dir);
+        }
+    }
+}
+
+/// Records that a job given up is to be cancelled (see [`CANCEL_FILE`]).
+fn record_pending_cancel(job: &JobShared) {
+    let text = format!("{}\n{}\n", job.job_id, job.commands.login_host.as_deref().unwrap_or(""));
+    let path = job.dir.join(CANCEL_FILE);
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .and_then(|mut f| f.write_all(text.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(file = %path.display(), error = %e, "cannot record a job to cancel");
+    }
+}
+
+/// Cancels the jobs a gone server gave up on in this spool, once Slurm answers (see [`CANCEL_FILE`]).
+pub(super) fn resume_pending_cancels(spool: &Path, retry: Duration) {
+    let Ok(entries) = fs::read_dir(spool) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Ok(text) = fs::read_to_string(dir.join(CANCEL_FILE)) else {
+            continue;
+        };
+        let mut lines = text.lines();
+        let (Some(job_id), login_host) = (lines.next(), lines.next().filter(|h| !h.is_empty())) else {
+            continue;
+        };
+        if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit() || c == '_') {
+            continue;
+        }
+        tracing::info!(job = %job_id, "a job a gone server gave up on is cancelled once Slurm answers");
+        let job = Arc::new(JobShared {
+            job_id: job_id.to_owned(),
+            marker: entry.file_name().to_string_lossy().into_owned(),
+            commands: Commands {
+                login_host: login_host.map(str::to_owned),
+            },
+            dir,
+            last: Mutex::new(None),
+            finished: Arc::new(AtomicBool::new(true)),
+            given_up: AtomicBool::new(true),
+        });
+        cancel_when_slurm_answers(job, retry);
+    }
+}
+
+/// Cancels, once Slurm answers again, a job given up while it did not: nothing of ours runs unwatched. Only a
+/// job whose comment names this execution is cancelled; its folder goes once the job does.
+fn cancel_when_slurm_answers(job: Arc<JobShared>, retry: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("wf-slurm-cancel".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(retry);
+                match job.commands.run("scontrol", &["show", "job", "-o", &job.job_id]) {
+                    Ok(out) => {
+                        let text = String::from_utf8_lossy(&out.stdout);
+                        match text.lines().find_map(parse_job) {
+                            Some(rec) if !is_final(&rec.state) => {
+                                if rec.comment.as_deref() != Some(&format!("workflow-mcp:{}", job.marker)) {
+                                    tracing::warn!(job = %job.job_id, "a job given up on is no longer ours; left alone");
+                                    return;
+                                }
+                                match job.commands.run("scancel", &[&job.job_id]) {
+                                    Ok(_) => {
+                                        tracing::warn!(job = %job.job_id, "cancelled a job given up while Slurm did not answer");
+                                        break;
+                                    }
+                                    Err(e) => tracing::warn!(job = %job.job_id, error = %e, "scancel failed; trying again"),
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    Err(e) if e.contains("Invalid job id") => break,
+                    Err(_) => {}
+                }
+            }
+            remove_job_folder(&job.dir);
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start a thread to cancel a job given up on");
+    }
+}
+
+struct SlurmWaiter {
+    job: Arc<JobShared>,
+    follower: std::thread::JoinHandle<()>,
+    start_error: PathBuf,
+    unreachable_for: Duration,
+}
+
+impl Waiter for SlurmWaiter {
+    fn wait(self: Box<Self>, changed: &mut dyn FnMut(JobState)) -> Ended {
+        let job = &self.job;
+        let mut unreachable_since: Option<Instant> = None;
+        let ended = loop {
+            // Unreachable since the first question left unanswered (scontrol itself takes ~18 s to give up).
+            let asked = Instant::now();
+            match job.commands.run("scontrol", &["show", "job", "-o", &job.job_id]) {
+                Ok(out) => {
+                    unreachable_since = None;
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    let Some(rec) = text.lines().find_map(parse_job) else {
+                        break Ended::Lost(format!("Slurm no longer knows job {}", job.job_id));
+                    };
+                    if is_final(&rec.state) {
+                        break if rec.exit.1 != 0 {
+                            Ended::Exited(Exit {
+                                code: None,
+                                signal: Some(rec.exit.1),
+                            })
+                        } else {
+                            Ended::Exited(Exit {
+                                code: Some(rec.exit.0),
+                                signal: None,
+                            })
+                        };
+                    }
+                    let now = JobState {
+                        pending: rec.state == "PENDING",
+                        state: rec.state,
+                        reason: rec.reason,
+                        node: rec.node,
+                    };
+                    let mut last = job.last.lock().unwrap_or_else(|e| e.into_inner());
+                    if last.as_ref() != Some(&now) {
+                        *last = Some(now.clone());
+                        drop(last);
+                        changed(now);
+                    }
+                }
+                Err(e) if e.contains("Invalid job id") => {
+                    break Ended::Lost(format!(
+                        "Slurm no longer knows job {} (its record expired, or the controller lost it)",
+                        job.job_id
+                    ));
+                }
+                Err(e) => {
+                    let since = *unreachable_since.get_or_insert(asked);
+                    tracing::warn!(job = %job.job_id, error = %e, "cannot read the job's state");
+                    if since.elapsed() > self.unreachable_for {
+                        job.given_up.store(true, Ordering::SeqCst);
+                        record_pending_cancel(job);
+                        cancel_when_slurm_answers(job.clone(), CANCEL_RETRY.min(self.unreachable_for));
+                        break Ended::Lost(format!(
+                            "Slurm did not answer for {} s about job {} (it is cancelled once Slurm answers again): {e}",
+                            since.elapsed().as_secs(),
+                            job.job_id
+                        ));
+                    }
+                }
+            }
+            std::thread::sleep(POLL);
+        };
+        job.finished.store(true, Ordering::SeqCst);
+        let _ = self.follower.join();
+        if let Ok(why) = fs::read_to_string(&self.start_error) {
+            return Ended::FailedToStart(why.trim().to_owned());
+        }
+        ended
+    }
+}
