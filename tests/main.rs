@@ -5,6 +5,7 @@ mod architecture;
 mod build;
 mod catalog;
 mod cli;
+mod clients;
 mod core;
 mod docs;
 mod durable;

@@ -74,3 +74,69 @@ async fn the_server_declares_the_checked_in_tool_schemas() {
         );
     }
 }
+
+/// The `format`s JSON Schema 2020-12 defines (its format-annotation vocabulary). A validator meeting any other
+/// (schemars' `uint64`, `uint32`, `int32`, `double`, …) warns: Claude Code printed 214 such warnings before a
+/// server's status line.
+const STANDARD_FORMATS: &[&str] = &[
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+fn nonstandard_formats(v: &Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            if let Some(f) = m.get("format")
+                && !f.as_str().is_some_and(|f| STANDARD_FORMATS.contains(&f))
+            {
+                out.push(format!("{f} at {at}"));
+            }
+            for (k, c) in m {
+                nonstandard_formats(c, &format!("{at}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for (i, c) in a.iter().enumerate() {
+                nonstandard_formats(c, &format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn no_tool_schema_carries_a_format_validators_do_not_know() {
+    let s = Server::start("schema-formats", json!({"workflows": []})).await;
+    let mut found = Vec::new();
+    for tool in s.client.list_all_tools().await.unwrap() {
+        let input = Value::Object((*tool.input_schema).clone());
+        nonstandard_formats(&input, &format!("{} input #", tool.name), &mut found);
+        let output = tool
+            .output_schema
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has an output schema", tool.name));
+        let output = Value::Object((**output).clone());
+        nonstandard_formats(&output, &format!("{} output #", tool.name), &mut found);
+    }
+    assert!(
+        found.is_empty(),
+        "formats a JSON Schema validator does not know: {found:#?}"
+    );
+}

@@ -2,7 +2,9 @@
 //! `["integer","null"]` unions, no `anyOf` with null, no `default: null`), enums as plain `enum` lists and no
 //! integer `format`s — Gemini's function-declaration dialect rejects or drops what it does not know, and the MCP
 //! Inspector's strict mode flags type unions. Outputs: exact for what is sent — a field left out when it does
-//! not apply is optional and never null.
+//! not apply is optional and never null. Neither carries schemars' numeric `format`s (`uint64`, `int32`,
+//! `double`, …): JSON Schema defines none of them, and a client validating against them warns for each one
+//! (Claude Code printed 214 warnings); `minimum: 0` already says what `uint` meant.
 
 use std::sync::Arc;
 
@@ -103,6 +105,20 @@ fn plain_enum(schema: &mut Map<String, Value>) {
     }
 }
 
+/// Removes schemars' numeric `format` (`uint64`, `int32`, `double`, …) from a number or integer schema, also
+/// one whose type is a union with `null`.
+fn drop_numeric_format(schema: &mut Map<String, Value>) {
+    let numeric = |t: &Value| matches!(t.as_str(), Some("integer" | "number"));
+    let is_numeric = match schema.get("type") {
+        Some(Value::Array(types)) => types.iter().any(numeric),
+        Some(t) => numeric(t),
+        None => false,
+    };
+    if is_numeric {
+        schema.remove("format");
+    }
+}
+
 /// Doc comments wrap at 120 columns; a description is one paragraph.
 fn unwrap_description(schema: &mut Map<String, Value>) {
     if let Some(Value::String(d)) = schema.get_mut("description")
@@ -120,9 +136,7 @@ fn simplify_input(value: &mut Value) {
             if schema.get("default") == Some(&Value::Null) {
                 schema.remove("default");
             }
-            if matches!(schema.get("type").and_then(Value::as_str), Some("integer" | "number")) {
-                schema.remove("format");
-            }
+            drop_numeric_format(schema);
             plain_enum(schema);
             schema.values_mut().for_each(simplify_input);
         }
@@ -140,6 +154,7 @@ fn strip_nulls_of_optional_fields(value: &mut Value) {
                 .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
             unwrap_description(schema);
+            drop_numeric_format(schema);
             plain_enum(schema);
             if let Some(Value::Object(props)) = schema.get_mut("properties") {
                 for (name, prop) in props.iter_mut() {
