@@ -87,3 +87,106 @@ fn every_module_uses_only_the_modules_below_it() {
         wrong.join("\n")
     );
 }
+
+/// Inside a module, its files from the bottom up: a file may use (`super::X`, `crate::module::X`) only the files
+/// listed before it, so the files of a module form a one-way order. Every file of a listed module must be named
+/// (`mod.rs` only declares; a module's `tests.rs` sits on top). Adding a module is one line.
+const FILE_ORDERS: &[(&str, &[&str])] = &[("proc", &["signal", "spawn", "scan", "reaper", "env", "watchdog"])];
+
+/// The sibling files a file's text names through `super::` or `crate::<module>::` paths, with their line
+/// numbers: `use super::{a::X, b::{Y, Z}}` names `a` and `b`. Comment lines and the unit tests at the end of a
+/// file (`#[cfg(test)] mod tests`) are skipped.
+fn sibling_references(text: &str, module: &str) -> Vec<(usize, String)> {
+    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+    let path = regex::Regex::new(&format!(r"\b(?:super|crate::{module})::")).unwrap();
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("//") {
+            continue;
+        }
+        for m in path.find_iter(line) {
+            // The rest of the path may continue on the lines below (a `use` list rustfmt wrapped).
+            let rest: String = text.lines().skip(n).collect::<Vec<_>>().join("\n");
+            let after = &rest[m.end()..];
+            found.extend(first_segments(after).into_iter().map(|s| (n + 1, s)));
+        }
+    }
+    found
+}
+
+/// The first path segment of each path that starts here: `a::X` gives `a`; `{a::X, b}` gives `a` and `b`.
+fn first_segments(after: &str) -> Vec<String> {
+    if let Some(list) = after.strip_prefix('{') {
+        let mut depth = 0;
+        let mut items = Vec::new();
+        let mut item = String::new();
+        for c in list.chars() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(std::mem::take(&mut item));
+                    continue;
+                }
+                _ => {}
+            }
+            item.push(c);
+        }
+        items.push(item);
+        return items
+            .iter()
+            .filter_map(|i| i.trim().split("::").next().map(|s| s.trim().to_owned()))
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    let name: String = after.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    vec![name]
+}
+
+#[test]
+fn files_inside_a_module_use_only_the_files_below_them() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut wrong = Vec::new();
+    for (module, order) in FILE_ORDERS {
+        let dir = src.join(module);
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let file = entry.unwrap().path();
+            if file.is_dir() || file.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+            if name == "mod" {
+                continue;
+            }
+            let rank = if name == "tests" {
+                order.len()
+            } else {
+                checked += 1;
+                order.iter().position(|f| *f == name).unwrap_or_else(|| {
+                    panic!(
+                        "src/{module}/{name}.rs is not in FILE_ORDERS (tests/architecture.rs); add it where it belongs"
+                    )
+                })
+            };
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (line, used) in sibling_references(&text, module) {
+                if let Some(used_rank) = order.iter().position(|f| *f == used)
+                    && used_rank >= rank
+                    && used != name
+                {
+                    wrong.push(format!(
+                        "src/{module}/{name}.rs:{line}: uses {used}, which is not below it"
+                    ));
+                }
+            }
+        }
+        assert_eq!(checked, order.len(), "every file FILE_ORDERS lists for {module} exists");
+    }
+    assert!(
+        wrong.is_empty(),
+        "files that use a file above them (order: tests/architecture.rs FILE_ORDERS):\n{}",
+        wrong.join("\n")
+    );
+}

@@ -1,20 +1,12 @@
-//! Children and orphans: the registry of children we wait for ourselves (the orphan reaper leaves them alone),
-//! becoming a child subreaper, and reaping orphaned zombies re-parented to us.
+//! Orphans: becoming a child subreaper, and reaping orphaned zombies re-parented to us (never the children in
+//! the spawn registry, which their spawners wait for). Reaping happens only when its owner calls
+//! [`reap_orphans`]; the `/proc` queries never reap.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 
 use super::scan::{ProcInfo, processes};
-
-/// The pids spawned here that their spawner still waits for itself. The orphan reaper never touches them, and spawning
-/// holds the lock so a child cannot exit and be reaped before it is registered.
-pub fn own_children() -> MutexGuard<'static, HashSet<u32>> {
-    static CHILDREN: OnceLock<Mutex<HashSet<u32>>> = OnceLock::new();
-    CHILDREN
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-}
+use super::spawn::own_children;
 
 static SUBREAPER: OnceLock<bool> = OnceLock::new();
 
@@ -46,7 +38,7 @@ pub fn reap_orphans() {
 }
 
 /// Reaps the zombies among `procs` that are our children but not ones their spawner waits for itself.
-pub(super) fn reap_orphan_zombies(procs: &[ProcInfo], own: &HashSet<u32>) {
+fn reap_orphan_zombies(procs: &[ProcInfo], own: &HashSet<u32>) {
     if !is_subreaper() {
         return;
     }

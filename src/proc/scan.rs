@@ -4,8 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::reaper::{own_children, reap_orphan_zombies};
-use super::signal::{PidFd, signal_group, signal_process};
+use super::signal::{PidFd, group_exists, signal_group, signal_process};
+use super::spawn::own_children;
 
 /// One process, as /proc/PID/stat describes it.
 #[derive(Clone, Copy, Debug)]
@@ -80,13 +80,12 @@ fn marker_of(pid: u32) -> Option<String> {
 
 /// Every live process of a tree: its process group, the descendants of its leader, and processes re-parented
 /// to us (we are a subreaper) that carry its marker, with their descendants. Escaped descendants (`setsid`,
-/// double forks) are found this way whether or not their parents still live. The same pass over /proc reaps
-/// orphaned zombies.
+/// double forks) are found this way whether or not their parents still live. A query only: zombies are left to
+/// the reaper.
 pub fn tree_members(leader: u32, marker: &str) -> Vec<u32> {
     let procs = processes();
     let me = std::process::id();
     let own = own_children();
-    reap_orphan_zombies(&procs, &own);
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     for p in &procs {
         children.entry(p.ppid).or_default().push(p.pid);
@@ -276,9 +275,10 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
-/// Whether no process of the tree is left (the scan also reaps orphans re-parented to us).
+/// Whether no process of the tree is left. A zombie still holds its group: whoever waits for a tree to go reaps
+/// the orphans re-parented to us first ([`super::reaper::reap_orphans`]).
 pub fn tree_gone(leader: u32, marker: &str) -> bool {
-    tree_members(leader, marker).is_empty() && !super::signal::group_exists(leader)
+    tree_members(leader, marker).is_empty() && !group_exists(leader)
 }
 
 #[cfg(test)]
@@ -299,6 +299,53 @@ mod tests {
         assert!(parse_stat(1, "garbage").is_none());
         assert!(parse_stat(1, "1 (x)").is_none(), "a line cut after the name is refused");
         assert!(parse_stat(1, "1 (x) R notanumber 1").is_none());
+    }
+
+    /// A query about a tree answers and does nothing else: the zombies re-parented to us are reaped by the
+    /// reaper when its owner asks (`reap_orphans`), never as a side effect of looking. Runs in a child test
+    /// process, which becomes a subreaper without making this test binary one.
+    #[test]
+    fn tree_queries_leave_zombies_to_the_reaper() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "proc::scan::tests::as_subreaper_tree_queries_do_not_reap",
+                "--exact",
+                "--ignored",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run by tree_queries_leave_zombies_to_the_reaper in its own process"]
+    fn as_subreaper_tree_queries_do_not_reap() {
+        assert!(crate::proc::reaper::become_subreaper());
+        // A child nobody registered (as an orphan re-parented to us would be), left to become a zombie.
+        let child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        drop(child); // neither waits nor kills
+        for _ in 0..1000 {
+            if process(pid).is_some_and(|p| p.zombie) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(process(pid).is_some_and(|p| p.zombie), "the child is a zombie");
+        assert!(tree_members(pid, "no-such-marker").is_empty());
+        assert!(tree_gone(pid, "no-such-marker") || process(pid).is_some());
+        signal_tree(pid, "no-such-marker", 0);
+        assert!(
+            process(pid).is_some_and(|p| p.zombie),
+            "the queries left the zombie for the reaper"
+        );
+        crate::proc::reaper::reap_orphans();
+        assert!(process(pid).is_none(), "the reaper reaped it");
     }
 
     #[test]

@@ -1,14 +1,25 @@
-//! Starting processes: finding the program, registering the child so the orphan reaper leaves it alone,
+//! Starting processes: finding the program, the registry of children so the orphan reaper leaves them alone,
 //! sentences for spawn errors, and running a short-lived helper command with a timeout and bounded output.
 
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::reaper::own_children;
 use super::signal::signal_group;
+
+/// The pids spawned here that their spawner still waits for itself. The orphan reaper never touches them, and
+/// spawning holds the lock so a child cannot exit and be reaped before it is registered.
+pub fn own_children() -> MutexGuard<'static, HashSet<u32>> {
+    static CHILDREN: OnceLock<Mutex<HashSet<u32>>> = OnceLock::new();
+    CHILDREN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
 
 /// Spawns `cmd` and registers the child as one the engine waits for itself. The registry stays locked while
 /// spawning, so the orphan reaper cannot reap a child that exits at once before it is registered.

@@ -11,10 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use super::{Ended, Exit, JobState, Launch, Runtime, Started, Tree, Waiter};
-use crate::proc::reaper::own_children;
+use crate::proc::reaper::reap_orphans;
 use crate::proc::scan::{pipe_holders, process, process_alive, signal_tree, tree_gone};
 use crate::proc::signal::{group_exists, signal_process};
-use crate::proc::spawn::{describe_spawn_error, resolve_program, spawn_registered};
+use crate::proc::spawn::{describe_spawn_error, own_children, resolve_program, spawn_registered};
 use crate::proc::watchdog::Watchdog;
 
 /// Runs executions as local process groups.
@@ -107,6 +107,8 @@ impl Tree for LocalTree {
     }
 
     fn gone(&self) -> bool {
+        // A zombie re-parented to us keeps the group alive until it is reaped.
+        reap_orphans();
         tree_gone(self.pgid, &self.marker)
     }
 
