@@ -6,6 +6,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,21 +82,31 @@ fn candidates(settings: &DiscoverySettings, problems: &mut Vec<String>) -> Vec<P
     out
 }
 
+/// Why an executable was not taken as a workflow when asked for its metadata.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("it did not answer --workflow-metadata within {} ms (killed)", .0.as_millis())]
+    Timeout(Duration),
+    #[error(transparent)]
+    Capture(CaptureError),
+    #[error("it printed more than {METADATA_CAP} bytes for --workflow-metadata")]
+    TooLong,
+    #[error("it exited with {status} when asked --workflow-metadata{said}")]
+    Exited { status: ExitStatus, said: String },
+    #[error("it did not print workflow metadata JSON for --workflow-metadata ({reason}); it printed {shown:?}")]
+    NotMetadata { reason: serde_json::Error, shown: String },
+}
+
 /// Asks one executable for its metadata.
-fn probe(exe: &Path, settings: &DiscoverySettings) -> Result<WorkflowMetadata, String> {
+fn probe(exe: &Path, settings: &DiscoverySettings) -> Result<WorkflowMetadata, ProbeError> {
     let dir = exe.parent().unwrap_or(Path::new("/"));
     let mut cmd = helper_command(exe, &["--workflow-metadata"], dir, &settings.env);
     let captured = run_captured(&mut cmd, settings.timeout, METADATA_CAP, STDERR_CAP).map_err(|e| match e {
-        CaptureError::Timeout(t) => format!(
-            "it did not answer --workflow-metadata within {} ms (killed)",
-            t.as_millis()
-        ),
-        other => other.to_string(),
+        CaptureError::Timeout(t) => ProbeError::Timeout(t),
+        other => ProbeError::Capture(other),
     })?;
     if captured.stdout_overflow {
-        return Err(format!(
-            "it printed more than {METADATA_CAP} bytes for --workflow-metadata"
-        ));
+        return Err(ProbeError::TooLong);
     }
     if !captured.status.success() {
         let stderr = String::from_utf8_lossy(&captured.stderr);
@@ -105,15 +116,15 @@ fn probe(exe: &Path, settings: &DiscoverySettings) -> Result<WorkflowMetadata, S
         } else {
             format!(": {first}")
         };
-        return Err(format!(
-            "it exited with {} when asked --workflow-metadata{said}",
-            captured.status
-        ));
+        return Err(ProbeError::Exited {
+            status: captured.status,
+            said,
+        });
     }
     let text = String::from_utf8_lossy(&captured.stdout);
-    serde_json::from_str::<WorkflowMetadata>(text.trim()).map_err(|e| {
-        let shown: String = text.trim().chars().take(60).collect();
-        format!("it did not print workflow metadata JSON for --workflow-metadata ({e}); it printed {shown:?}")
+    serde_json::from_str::<WorkflowMetadata>(text.trim()).map_err(|reason| ProbeError::NotMetadata {
+        reason,
+        shown: text.trim().chars().take(60).collect(),
     })
 }
 
@@ -122,7 +133,8 @@ pub fn discover(settings: &DiscoverySettings, taken: &HashSet<String>) -> Discov
     let mut found = Discovered::default();
     let exes = candidates(settings, &mut found.problems);
     let queue: Mutex<VecDeque<(usize, PathBuf)>> = Mutex::new(exes.iter().cloned().enumerate().collect());
-    let results: Mutex<Vec<Option<Result<WorkflowMetadata, String>>>> = Mutex::new(vec![None; exes.len()]);
+    let results: Mutex<Vec<Option<Result<WorkflowMetadata, ProbeError>>>> =
+        Mutex::new(exes.iter().map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..PARALLEL_PROBES.min(exes.len()) {
             scope.spawn(|| {
@@ -138,7 +150,9 @@ pub fn discover(settings: &DiscoverySettings, taken: &HashSet<String>) -> Discov
     let mut names: HashSet<String> = taken.clone();
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     for (exe, result) in exes.iter().zip(results) {
+        // The sentence for the skipped list; what the metadata says wrong is already one.
         let converted = result
+            .map(|r| r.map_err(|e| e.to_string()))
             .unwrap_or_else(|| Err("it was not asked".into()))
             .and_then(|meta| meta.into_workflow(exe, &settings.cwd))
             .map(|(def, warnings)| {

@@ -12,7 +12,7 @@ const SYNTAX_CHARACTERS: &[char] = &['^', '$', '\\', '.', '*', '+', '?', '(', ')
 /// itself; it must match the whole value or its last path components (`*.yaml` matches `conf/a.yaml`). Only
 /// negated one-character classes are used for the wildcards: `.` differs between the engines (JavaScript's also
 /// stops at `\r` and U+2028), `[^/]` does not.
-pub fn glob_regex(glob: &str) -> Result<Regex, String> {
+pub fn glob_regex(glob: &str) -> Result<Regex, GlobError> {
     let mut re = String::from("(^|/)");
     for c in glob.chars() {
         match c {
@@ -26,7 +26,18 @@ pub fn glob_regex(glob: &str) -> Result<Regex, String> {
         }
     }
     re.push('$');
-    Regex::new(&re).map_err(|e| format!("pattern \"{glob}\" cannot be used: {e}"))
+    Regex::new(&re).map_err(|reason| GlobError {
+        glob: glob.to_owned(),
+        reason,
+    })
+}
+
+/// A glob whose regex the engine refuses (too large, say).
+#[derive(Debug, thiserror::Error)]
+#[error("pattern \"{glob}\" cannot be used: {reason}")]
+pub struct GlobError {
+    pub glob: String,
+    pub reason: regex::Error,
 }
 
 #[cfg(test)]

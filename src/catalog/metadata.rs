@@ -259,11 +259,15 @@ mod tests {
             ]
         );
         let bad = json!({"input": "a.json"});
-        let err = resolve(&def.name, &def.params, bad.as_object().unwrap()).unwrap_err();
+        let err = resolve(&def.name, &def.params, bad.as_object().unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("param \"input\" must be a string matching"), "{err}");
         let bad = json!({"phase": 5});
         assert_eq!(
-            resolve(&def.name, &def.params, bad.as_object().unwrap()).unwrap_err(),
+            resolve(&def.name, &def.params, bad.as_object().unwrap())
+                .unwrap_err()
+                .to_string(),
             "param \"phase\" must be an integer between 0 and 4, got 5"
         );
     }

@@ -129,30 +129,27 @@ impl Param {
         s
     }
 
-    fn error(&self, got: &Value) -> String {
-        format!(
-            "param \"{}\" must be {}, got {}",
-            self.name,
-            self.expected(),
-            describe_value(got)
-        )
+    fn error(&self, got: &Value) -> ParamError {
+        ParamError::Invalid {
+            name: self.name.clone(),
+            expected: self.expected(),
+            got: describe_value(got),
+        }
     }
 
     /// Checks a value and returns it in canonical JSON form. Numbers and booleans given as strings
     /// (`"5"`, `"true"`) are accepted and converted, since agents often send them that way.
-    pub fn check(&self, value: &Value) -> Result<Value, String> {
+    pub fn check(&self, value: &Value) -> Result<Value, ParamError> {
         let canonical = match (self.kind, value) {
             (ParamType::String, Value::String(s)) => {
                 if s.len() > MAX_PARAM_VALUE_BYTES {
-                    return Err(format!(
-                        "param \"{}\" is {} bytes long; the limit is {} bytes",
-                        self.name,
-                        s.len(),
-                        MAX_PARAM_VALUE_BYTES
-                    ));
+                    return Err(ParamError::TooLong {
+                        name: self.name.clone(),
+                        len: s.len(),
+                    });
                 }
                 if s.contains('\0') {
-                    return Err(format!("param \"{}\" must not contain a NUL character", self.name));
+                    return Err(ParamError::Nul(self.name.clone()));
                 }
                 Value::String(s.clone())
             }
@@ -196,12 +193,10 @@ impl Param {
         // Whatever the type (a string, or a negative number), a positional's text is never an option: refused
         // rather than preceded by `--`, which programs that do not parse options would take as a value.
         if self.delivery == Delivery::Positional && render_value(&canonical).starts_with('-') {
-            return Err(format!(
-                "param \"{}\" is passed as a positional argument, so it must not start with '-' (it would be read \
-                 as an option), got {}",
-                self.name,
-                describe_value(value)
-            ));
+            return Err(ParamError::LooksLikeAnOption {
+                name: self.name.clone(),
+                got: describe_value(value),
+            });
         }
         Ok(canonical)
     }
@@ -281,13 +276,64 @@ pub fn params_schema(params: &[Param]) -> Value {
     })
 }
 
+/// Why an agent's param values were refused; each names the param and what would be right.
+#[derive(Debug, thiserror::Error)]
+pub enum ParamError {
+    #[error("param \"{name}\" must be {expected}, got {got}")]
+    Invalid {
+        name: String,
+        expected: String,
+        got: String,
+    },
+    #[error("param \"{name}\" is {len} bytes long; the limit is {MAX_PARAM_VALUE_BYTES} bytes")]
+    TooLong { name: String, len: usize },
+    #[error("param \"{0}\" must not contain a NUL character")]
+    Nul(String),
+    #[error(
+        "param \"{name}\" is passed as a positional argument, so it must not start with '-' (it would be read as an \
+         option), got {got}"
+    )]
+    LooksLikeAnOption { name: String, got: String },
+    #[error("{0} params given; a call takes at most {MAX_PARAMS_PER_CALL}")]
+    TooMany(usize),
+    #[error(
+        "the params' values take {0} bytes in all; a call takes at most {MAX_PARAMS_BYTES_PER_CALL}: pass large data \
+         in a file, and its path as the param"
+    )]
+    TooLarge(usize),
+    #[error("{}", unknown_param(name, workflow, known))]
+    Unknown {
+        name: String,
+        workflow: String,
+        known: String,
+    },
+    #[error("missing required param \"{name}\" ({expected}); workflow \"{workflow}\" needs it")]
+    Missing {
+        name: String,
+        expected: String,
+        workflow: String,
+    },
+}
+
+/// The protocol layer answers a refused call with this sentence as its tool error.
+impl From<ParamError> for String {
+    fn from(e: ParamError) -> String {
+        e.to_string()
+    }
+}
+
+fn unknown_param(name: &str, workflow: &str, known: &str) -> String {
+    if known.is_empty() {
+        format!("unknown param \"{name}\": workflow \"{workflow}\" takes no params")
+    } else {
+        format!("unknown param \"{name}\" for workflow \"{workflow}\"; known params: {known}")
+    }
+}
+
 /// Checks an agent's params against a workflow's list and maps them onto the command.
-pub fn resolve(workflow: &str, params: &[Param], given: &Map<String, Value>) -> Result<Invocation, String> {
+pub fn resolve(workflow: &str, params: &[Param], given: &Map<String, Value>) -> Result<Invocation, ParamError> {
     if given.len() > MAX_PARAMS_PER_CALL {
-        return Err(format!(
-            "{} params given; a call takes at most {MAX_PARAMS_PER_CALL}",
-            given.len()
-        ));
+        return Err(ParamError::TooMany(given.len()));
     }
     let size: usize = given
         .values()
@@ -298,21 +344,15 @@ pub fn resolve(workflow: &str, params: &[Param], given: &Map<String, Value>) -> 
         })
         .sum();
     if size > MAX_PARAMS_BYTES_PER_CALL {
-        return Err(format!(
-            "the params' values take {size} bytes in all; a call takes at most {MAX_PARAMS_BYTES_PER_CALL}: pass \
-             large data in a file, and its path as the param"
-        ));
+        return Err(ParamError::TooLarge(size));
     }
     for name in given.keys() {
         if !params.iter().any(|p| &p.name == name) {
             let known: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-            return Err(if known.is_empty() {
-                format!("unknown param \"{name}\": workflow \"{workflow}\" takes no params")
-            } else {
-                format!(
-                    "unknown param \"{name}\" for workflow \"{workflow}\"; known params: {}",
-                    known.join(", ")
-                )
+            return Err(ParamError::Unknown {
+                name: name.clone(),
+                workflow: workflow.to_owned(),
+                known: known.join(", "),
             });
         }
     }
@@ -325,11 +365,11 @@ pub fn resolve(workflow: &str, params: &[Param], given: &Map<String, Value>) -> 
             None => match &p.default {
                 Some(d) => d.clone(),
                 None if p.required => {
-                    return Err(format!(
-                        "missing required param \"{}\" ({}); workflow \"{workflow}\" needs it",
-                        p.name,
-                        p.expected()
-                    ));
+                    return Err(ParamError::Missing {
+                        name: p.name.clone(),
+                        expected: p.expected(),
+                        workflow: workflow.to_owned(),
+                    });
                 }
                 None => continue,
             },
@@ -418,7 +458,7 @@ mod tests {
     #[test]
     fn every_invalid_input_names_the_param_and_what_is_expected() {
         let p = sample();
-        let err = |v: Value| resolve("test", &p, &given(v)).unwrap_err();
+        let err = |v: Value| resolve("test", &p, &given(v)).unwrap_err().to_string();
         assert_eq!(
             err(json!({"level": "info", "jobs": "many"})),
             "param \"jobs\" must be an integer between 1 and 64, got \"many\""
@@ -457,7 +497,7 @@ mod tests {
             param("scale", ParamType::Number, Delivery::Positional),
             param("offset", ParamType::Integer, Delivery::Arg("--offset".into())),
         ];
-        let err = |v: Value| resolve("head", &p, &given(v)).unwrap_err();
+        let err = |v: Value| resolve("head", &p, &given(v)).unwrap_err().to_string();
         assert_eq!(
             err(json!({"count": -5})),
             "param \"count\" is passed as a positional argument, so it must not start with '-' (it would be read \
