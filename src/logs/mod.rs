@@ -4,16 +4,17 @@
 pub mod budget;
 pub mod compact;
 pub mod disk;
+pub mod page;
 pub mod query;
 pub mod render;
 pub mod scan;
 pub mod segment;
+mod slots;
 pub mod store;
 
 pub use budget::MemoryBudget;
 pub use disk::LogDir;
-pub use query::{
-    BudgetHit, CompactLines, EventSelector, LineSink, LogLine, LogPage, LogQuery, Omitted, StreamSelector, last_lines,
-};
+pub use page::{BudgetHit, CompactLines, LineSink, LogLine, LogPage, Omitted};
+pub use query::{EventSelector, LogQuery, StreamSelector, last_lines};
 pub use segment::{Snapshot, Stream};
 pub use store::{DiskLimits, LogLimits, LogStats, LogStore, StreamCounters};
