@@ -213,13 +213,9 @@ async fn ingest(n: u64, runs: u64, place: &Place, report: &mut Report) {
         // Alternate which server goes first, so neither always runs on a warmer machine.
         for durable in [run % 2 == 0, run % 2 != 0] {
             let state = place.dir(&format!("ingest-{run}"));
-            let s = Server::spawn_with_history(
-                "bench-ingest",
-                count_config(),
-                durable.then_some(state.as_path()),
-                QUIET,
-            )
-            .await;
+            let s = Server::builder("bench-ingest", count_config()).env(QUIET);
+            let s = if durable { s.state_dir(&state) } else { s.ephemeral() };
+            let s = s.spawn().await;
             let cpu_before = cpu_secs(s.pid());
             let (t, st) = timed_count(&s, n).await;
             let cpu = cpu_secs(s.pid());
@@ -626,7 +622,11 @@ async fn list(history: &Path, count: usize, report: &mut Report) {
         Some(worst <= 0.02),
     );
 
-    let s = Server::spawn_with_history("bench-list-mcp", history_config(), Some(history), QUIET).await;
+    let s = Server::builder("bench-list-mcp", history_config())
+        .state_dir(history)
+        .env(QUIET)
+        .spawn()
+        .await;
     let mut over_mcp = Vec::new();
     for (name, _, args) in &cases {
         let start = Instant::now();
@@ -656,7 +656,11 @@ async fn list(history: &Path, count: usize, report: &mut Report) {
 /// A 10M-line log on disk (a persistent run of `count`), with the server that ran it still up.
 async fn persistent_log(n: u64, place: &Place) -> (Server, PathBuf, String) {
     let state = place.dir("page");
-    let s = Server::spawn_with_history("bench-page", count_config(), Some(&state), QUIET).await;
+    let s = Server::builder("bench-page", count_config())
+        .state_dir(&state)
+        .env(QUIET)
+        .spawn()
+        .await;
     let (_, st) = timed_count(&s, n).await;
     let id = st["execution_id"].as_str().unwrap().to_owned();
     (s, state, id)
@@ -780,7 +784,11 @@ async fn page(n: u64, place: &Place, report: &mut Report) {
     let live = mcp_pages(&owner, &id, n).await;
     owner.client.cancel().await.ok();
     // Another server on the same state directory reads the log from its files alone.
-    let other = Server::spawn_with_history("bench-page-other", count_config(), Some(&state), QUIET).await;
+    let other = Server::builder("bench-page-other", count_config())
+        .state_dir(&state)
+        .env(QUIET)
+        .spawn()
+        .await;
     let stored = mcp_pages(&other, &id, n).await;
     other.client.cancel().await.ok();
     let fmt = |v: &[(String, f64)]| {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::{env_num, mb, proc_status_kb};
-use serde_json::{Value, json};
+use serde_json::json;
 use util::{RawServer, structured};
 
 /// Time between one ping's answer and the next ping (a client polling, not a flood).
@@ -33,18 +33,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn ms(s: f64) -> String {
     format!("{:.2} ms", s * 1e3)
-}
-
-/// Waits (server-side) until the execution is final.
-async fn wait_final(s: &mut RawServer, id: &str) -> Value {
-    loop {
-        let st = s
-            .call_ok("get_status", json!({"execution_id": id, "wait_ms": 50000}))
-            .await;
-        if !matches!(st["state"].as_str(), Some("running" | "queued")) {
-            return st;
-        }
-    }
 }
 
 /// Round trips of `pings` pings, one at a time; while `greps` > 0, that many greps over `big` are kept in flight.
@@ -133,7 +121,7 @@ fn main() {
             .as_str()
             .unwrap()
             .to_owned();
-        let st = wait_final(&mut s, &big).await;
+        let st = s.wait_final(&big).await;
         assert_eq!(st["state"], "succeeded");
         let bytes = st["output"]["stdout"]["bytes"].as_u64().unwrap();
         let sleeper = s.call_ok("execute_workflow", json!({"workflow": "sleeper"})).await["execution_id"]

@@ -49,7 +49,10 @@ fn count_config(extra_limits: Value) -> Value {
 }
 
 async fn start_server(label: &str, config: Value) -> Server {
-    Server::start_with_env(label, config, &[("WORKFLOW_MCP_LOG", "warn")]).await
+    Server::builder(label, config)
+        .env(&[("WORKFLOW_MCP_LOG", "warn")])
+        .spawn()
+        .await
 }
 
 async fn ingest(n: u64, runs: u64) {

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::util::{Server, TestDir, fake, records, server_bin, wf, write_config};
+use crate::util::{Server, TestDir, fake, records, server_bin, texts, wf, write_config};
 
 /// Writes an executable script.
 fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
@@ -23,10 +23,6 @@ fn self_describing(dir: &Path, name: &str, metadata: &Value) -> PathBuf {
         "if [ \"$1\" = --workflow-metadata ]; then\ncat <<'JSON'\n{metadata}\nJSON\nexit 0\nfi\nfor a in \"$@\"; do echo \"arg: $a\"; done"
     );
     script(dir, name, &body)
-}
-
-fn texts(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|l| l["text"].as_str().unwrap().to_owned()).collect()
 }
 
 fn examples() -> PathBuf {

@@ -209,11 +209,12 @@ async fn logs_on_a_terminal_shows_control_characters_escaped_and_elsewhere_byte_
     let state_dir = dir.join("state");
     // BEL, CSI as one C1 character (U+009B), OSC as one (U+009D), a tab, an ANSI colour, ^A, DEL.
     let line = "61 07 62 c29b 3331 6d 63 c29d 30 3b 07 64 09 65 1b5b33316d 72 1b5b306d 01 7f 0a".replace(' ', "");
-    let s = crate::util::Server::spawn_in(
+    let s = crate::util::Server::builder(
         "cli-controls",
         serde_json::json!({"workflows": [wf("ctl", &["raw-out", &line, "exit", "1"])]}),
-        &state_dir,
     )
+    .state_dir(&state_dir)
+    .spawn()
     .await;
     let id = s.start_wf("ctl", serde_json::json!({})).await;
     s.wait_final(&id).await;

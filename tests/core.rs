@@ -2,11 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{Server, alive, records, wf};
-
-fn texts(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|l| l["text"].as_str().unwrap().to_owned()).collect()
-}
+use crate::util::{Server, alive, records, texts, wf};
 
 #[tokio::test]
 async fn ten_thousand_interleaved_lines_arrive_once_in_order_with_their_stream() {
@@ -354,12 +350,10 @@ async fn workflows_get_a_clean_environment() {
         ],
     );
     entry["env"] = json!({"OWN": "mine"});
-    let s = Server::start_with_env(
-        "env",
-        json!({"inherit_env": ["PASSED"], "workflows": [entry]}),
-        &[("SECRET_TOKEN", "hunter2"), ("PASSED", "yes")],
-    )
-    .await;
+    let s = Server::builder("env", json!({"inherit_env": ["PASSED"], "workflows": [entry]}))
+        .env(&[("SECRET_TOKEN", "hunter2"), ("PASSED", "yes")])
+        .spawn()
+        .await;
     let id = s.start_wf("env", json!({})).await;
     s.wait_final(&id).await;
     let lines = texts(&s.all_lines(&id, 100).await);

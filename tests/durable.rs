@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::util::{Server, TestDir, exited, records, release_fifo, server_bin, wf, write_config};
+use crate::util::{Server, TestDir, Tmpfs, exited, records, refused_start, release_fifo, server_bin, wf, write_config};
 
 fn state(s: &Value) -> &str {
     s["state"].as_str().unwrap()
@@ -45,7 +45,10 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
         wf("writer", &["out", "before the crash", "yes"]),
         wf("held", &["out", "waiting", "wait-fifo", hold.to_str().unwrap()]),
     ]});
-    let a = Server::spawn_in("restart-a", config.clone(), &state_dir).await;
+    let a = Server::builder("restart-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let done = a.start_wf("done", json!({})).await;
     let broken = a.start_wf("broken", json!({})).await;
     a.wait_final(&done).await;
@@ -72,7 +75,7 @@ async fn a_restarted_server_lists_reads_and_follows_what_the_last_one_ran() {
         "the workflow {writer_pid} died with its server"
     );
 
-    let b = Server::spawn_in("restart-b", config, &state_dir).await;
+    let b = Server::builder("restart-b", config).state_dir(&state_dir).spawn().await;
     let list = b.ok("list_executions", json!({})).await;
     assert_eq!(list["total"], 4, "{list}");
     let st = b.ok("get_status", json!({"execution_id": done})).await;
@@ -143,7 +146,10 @@ async fn recovery_kills_what_a_dead_server_left_running_and_marks_its_queue_lost
     let state_dir = dir.join("state");
     let config = json!({"limits": {"max_concurrent": 1, "max_queued": 500},
                         "workflows": [wf("tree", &["setsid-grandchild", "hold"])]});
-    let a = Server::spawn_in("recover-queue-a", config.clone(), &state_dir).await;
+    let a = Server::builder("recover-queue-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let running = a.start_wf("tree", json!({})).await;
     let grandchild: u32 = a.wait_line(&running, "^grandchild ").await[11..].parse().unwrap();
     let leader = a.ok("get_status", json!({"execution_id": running})).await["pid"]
@@ -170,7 +176,10 @@ async fn recovery_kills_what_a_dead_server_left_running_and_marks_its_queue_lost
         "left running"
     );
 
-    let b = Server::spawn_in("recover-queue-b", config, &state_dir).await;
+    let b = Server::builder("recover-queue-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     assert!(exited(leader).await, "the leader is killed");
     assert!(exited(grandchild).await, "the escaped grandchild is killed");
     let lost = b.ok("list_executions", json!({"state": "lost", "limit": 1})).await;
@@ -188,8 +197,11 @@ async fn two_servers_on_one_state_directory_follow_and_stop_each_others_executio
         wf("slow", &["out", "first", "wait-fifo", gate.to_str().unwrap(), "out", "second", "hold"]),
         wf("quick", &["out", "q"]),
     ]});
-    let a = Server::spawn_in("two-a", config.clone(), &state_dir).await;
-    let b = Server::spawn_in("two-b", config, &state_dir).await;
+    let a = Server::builder("two-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let b = Server::builder("two-b", config).state_dir(&state_dir).spawn().await;
     let id = a.start_wf("slow", json!({})).await;
     a.wait_line(&id, "^first").await;
 
@@ -242,7 +254,7 @@ async fn retention_forgets_the_oldest_finished_with_their_files_and_never_a_runn
         wf("quick", &["out", "q"]),
         wf("held", &["wait-fifo", hold.to_str().unwrap()]),
     ]});
-    let s = Server::spawn_in("retain", config, &state_dir).await;
+    let s = Server::builder("retain", config).state_dir(&state_dir).spawn().await;
     let running = s.start_wf("held", json!({})).await;
     let mut finished = Vec::new();
     for _ in 0..6 {
@@ -304,14 +316,17 @@ async fn a_log_larger_than_memory_reads_the_same_from_its_server_and_from_anothe
         }
         got
     };
-    let a = Server::spawn_in("spill-a", config.clone(), &state_dir).await;
+    let a = Server::builder("spill-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let id = a.start_wf("big", json!({})).await;
     let st = a.wait_final(&id).await;
     assert_eq!(state(&st), "succeeded");
     assert!(st["output"].get("dropped_lines").is_none(), "nothing is lost: {st}");
     let from_owner = read_all(&a, &id).await;
     a.client.cancel().await.ok();
-    let b = Server::spawn_in("spill-b", config, &state_dir).await;
+    let b = Server::builder("spill-b", config).state_dir(&state_dir).spawn().await;
     let from_files = read_all(&b, &id).await;
     assert_eq!(
         from_files, from_owner,
@@ -375,7 +390,7 @@ async fn a_log_left_running_stays_under_its_disk_cap() {
         "limits": {"log_disk_bytes_per_execution": cap, "log_bytes_per_execution": 1048576},
         "workflows": [wf("yes", &["yes"])]
     });
-    let s = Server::spawn_in("disk-cap", config, &state_dir).await;
+    let s = Server::builder("disk-cap", config).state_dir(&state_dir).spawn().await;
     let id = s.start_wf("yes", json!({})).await;
     // Until well past the cap: three times it in lines of 2 bytes.
     loop {
@@ -406,38 +421,11 @@ async fn a_full_disk_keeps_the_execution_going_in_memory_and_says_so() {
     let state_dir = dir.join("state");
     std::fs::create_dir_all(state_dir.join("logs")).unwrap();
     let logs = state_dir.join("logs");
-    let c = std::ffi::CString::new(logs.to_str().unwrap()).unwrap();
-    // A 1 MiB tmpfs under the logs: the database stays writable, the log files fill it.
-    // SAFETY: mount(2) with valid C strings; CI runs as root.
-    let mounted = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            c.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            c"size=1m".as_ptr().cast(),
-        )
-    };
-    assert_eq!(
-        mounted,
-        0,
-        "mounting a tmpfs needs root: {}",
-        std::io::Error::last_os_error()
-    );
-    struct Unmount(std::ffi::CString);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            // SAFETY: umount2 with a valid C string.
-            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
-    let _unmount = Unmount(c);
-    let s = Server::spawn_in(
-        "enospc",
-        json!({"workflows": [wf("big", &["lines", "300000"])]}),
-        &state_dir,
-    )
-    .await;
+    let _tmpfs = Tmpfs::mount(&logs, "1m");
+    let s = Server::builder("enospc", json!({"workflows": [wf("big", &["lines", "300000"])]}))
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let id = s.start_wf("big", json!({})).await;
     let st = s.wait_final(&id).await;
     assert_eq!(state(&st), "succeeded", "the execution went on: {st}");
@@ -459,12 +447,10 @@ async fn a_corrupt_database_is_moved_aside_and_a_fresh_one_used() {
         b"garbage that is not SQLite, kept for the owner",
     )
     .unwrap();
-    let s = Server::spawn_in(
-        "corrupt",
-        json!({"workflows": [wf("quick", &["out", "q"])]}),
-        &state_dir,
-    )
-    .await;
+    let s = Server::builder("corrupt", json!({"workflows": [wf("quick", &["out", "q"])]}))
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let id = s.start_wf("quick", json!({})).await;
     assert_eq!(state(&s.wait_final(&id).await), "succeeded");
     let log = s.stderr();
@@ -490,17 +476,7 @@ async fn an_unusable_state_directory_is_a_clear_error_at_start() {
     let file = dir.join("a-file");
     std::fs::write(&file, b"x").unwrap();
     let bad = file.join("state");
-    let out = tokio::process::Command::new(server_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(&bad)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_start(&config, &bad).await;
     assert!(
         stderr.contains(&bad.display().to_string()) && stderr.contains("--ephemeral"),
         "the error names the path and the way out: {stderr}"
@@ -517,7 +493,10 @@ async fn the_history_commands_show_and_follow_what_servers_run() {
         wf("fails", &["err", "working", "err", "bad news", "exit", "3"]),
         wf("gated", &["out", "started", "wait-fifo", gate.to_str().unwrap(), "out", "finished", "exit", "5"]),
     ]});
-    let s = Server::spawn_in("cli-history", config, &state_dir).await;
+    let s = Server::builder("cli-history", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let failed = s.start_wf("fails", json!({})).await;
     s.wait_final(&failed).await;
     let cli = |args: &[&str]| {
@@ -588,7 +567,10 @@ async fn a_cancelled_execution_exits_1_from_run_and_from_logs_follow() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let s = Server::spawn_in("cli-cancelled", config, &state_dir).await;
+    let s = Server::builder("cli-cancelled", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     // The execution `run` started, once it is running (bounded: 60 s).
     let mut id = None;
     for _ in 0..600 {

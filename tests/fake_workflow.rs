@@ -126,6 +126,15 @@ fn receive_fds(sock: &std::os::unix::net::UnixStream) -> Vec<std::os::fd::OwnedF
     fds
 }
 
+/// Writes `n` lines `PREFIX K`, K from 0, through a 64 KiB buffer.
+fn numbered_lines(to: &mut impl Write, prefix: &str, n: u64) {
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, to);
+    for k in 0..n {
+        writeln!(w, "{prefix} {k}").unwrap();
+    }
+    w.flush().unwrap();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let stdout = std::io::stdout();
@@ -150,22 +159,8 @@ fn main() {
                 writeln!(err, "{t}").unwrap();
                 err.flush().unwrap();
             }
-            "lines" => {
-                let n: u64 = next(&mut i).parse().unwrap();
-                let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut out);
-                for k in 0..n {
-                    writeln!(w, "out {k}").unwrap();
-                }
-                w.flush().unwrap();
-            }
-            "err-lines" => {
-                let n: u64 = next(&mut i).parse().unwrap();
-                let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut err);
-                for k in 0..n {
-                    writeln!(w, "err {k}").unwrap();
-                }
-                w.flush().unwrap();
-            }
+            "lines" => numbered_lines(&mut out, "out", next(&mut i).parse().unwrap()),
+            "err-lines" => numbered_lines(&mut err, "err", next(&mut i).parse().unwrap()),
             "interleave" => {
                 let n: u64 = next(&mut i).parse().unwrap();
                 for k in 0..n {

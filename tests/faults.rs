@@ -324,7 +324,10 @@ async fn concurrent_calls_with_one_idempotency_key_start_one_execution() {
     let config = json!({"workflows": [wf("w", &["out", "x"])]});
     for ephemeral in [true, false] {
         let s = if ephemeral {
-            Server::start_ephemeral("idempotent-race", config.clone()).await
+            Server::builder("idempotent-race", config.clone())
+                .ephemeral()
+                .start()
+                .await
         } else {
             Server::start("idempotent-race", config.clone()).await
         };
@@ -343,8 +346,18 @@ async fn concurrent_calls_with_one_idempotency_key_start_one_execution() {
     // Two server processes on one state directory: the history's unique key decides.
     let dir = TestDir::new("idempotent-race-shared");
     let state_dir = dir.join("state");
-    let a = std::sync::Arc::new(Server::spawn_in("idempotent-race-a", config.clone(), &state_dir).await);
-    let b = std::sync::Arc::new(Server::spawn_in("idempotent-race-b", config, &state_dir).await);
+    let a = std::sync::Arc::new(
+        Server::builder("idempotent-race-a", config.clone())
+            .state_dir(&state_dir)
+            .spawn()
+            .await,
+    );
+    let b = std::sync::Arc::new(
+        Server::builder("idempotent-race-b", config)
+            .state_dir(&state_dir)
+            .spawn()
+            .await,
+    );
     let ids = eight_calls_with_one_key(&[a.clone(), b.clone()], "shared").await;
     assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
     for s in [&a, &b] {
@@ -407,7 +420,7 @@ async fn running_out_of_file_descriptors_is_failed_to_start_not_a_crash() {
     probe.close_stdin();
     probe.wait_exit().await;
     // One free descriptor: enough to serve, too few for a workflow's two pipes.
-    let mut s = RawServer::start_with_fd_limit("emfile", config, Some(highest + 2)).await;
+    let mut s = RawServer::builder("emfile", config).fd_limit(highest + 2).start().await;
     let st = s
         .call_ok("execute_workflow", json!({"workflow": "w", "wait_ms": 60000}))
         .await;

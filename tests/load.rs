@@ -25,18 +25,6 @@ fn proc_status_kb(pid: u32, key: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Waits (server-side) until the execution is final; returns its status.
-async fn wait_final(s: &mut RawServer, id: &str) -> Value {
-    loop {
-        let st = s
-            .call_ok("get_status", json!({"execution_id": id, "wait_ms": 50000}))
-            .await;
-        if !matches!(st["state"].as_str(), Some("running" | "queued")) {
-            return st;
-        }
-    }
-}
-
 /// Starts `workflow` and returns its execution id and leader pid.
 async fn start(s: &mut RawServer, workflow: &str) -> (String, u32) {
     let st = s.call_ok("execute_workflow", json!({"workflow": workflow})).await;
@@ -80,7 +68,7 @@ async fn big_log_and_a_running_workflow(label: &str, lines: u64) -> (RawServer, 
     )
     .await;
     let (big, _) = start(&mut s, "big").await;
-    let st = wait_final(&mut s, &big).await;
+    let st = s.wait_final(&big).await;
     assert_eq!(st["state"], "succeeded", "{st}");
     assert_eq!(st["output"]["stdout"]["lines"], lines);
     let (sleeper, pid) = start(&mut s, "sleeper").await;
@@ -199,7 +187,7 @@ async fn a_client_that_pauses_mid_page_keeps_its_server_and_workflows() {
     )
     .await;
     let (wide, _) = start(&mut s, "wide").await;
-    assert_eq!(wait_final(&mut s, &wide).await["state"], "succeeded");
+    assert_eq!(s.wait_final(&wide).await["state"], "succeeded");
     let (sleeper, pid) = start(&mut s, "sleeper").await;
     let id = s
         .call(

@@ -2,18 +2,16 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{RawServer, Server, TestDir, parse_records, records, release_fifo, wf};
-
-fn texts(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|l| l["text"].as_str().unwrap().to_owned()).collect()
-}
+use crate::util::{RawServer, Server, TestDir, parse_records, records, release_fifo, texts, wf};
 
 #[tokio::test]
 async fn eviction_keeps_head_and_tail_and_reports_exactly_what_was_dropped() {
-    let s = Server::start_ephemeral(
+    let s = Server::builder(
         "evict",
         json!({"limits": {"log_bytes_per_execution": 1048576}, "workflows": [wf("big", &["lines", "200000"])]}),
     )
+    .ephemeral()
+    .start()
     .await;
     let id = s.start_wf("big", json!({})).await;
     let st = s.wait_final(&id).await;
@@ -97,11 +95,13 @@ async fn eviction_keeps_head_and_tail_and_reports_exactly_what_was_dropped() {
 
 #[tokio::test]
 async fn a_cap_reached_by_one_execution_does_not_evict_another() {
-    let s = Server::start_ephemeral(
+    let s = Server::builder(
         "caps",
         json!({"limits": {"log_bytes_per_execution": 1048576},
                "workflows": [wf("small", &["lines", "1000"]), wf("big", &["lines", "300000"])]}),
     )
+    .ephemeral()
+    .start()
     .await;
     let small = s.start_wf("small", json!({})).await;
     s.wait_final(&small).await;
@@ -119,11 +119,13 @@ async fn a_cap_reached_by_one_execution_does_not_evict_another() {
 #[tokio::test]
 async fn the_global_cap_takes_memory_from_finished_executions_first() {
     let cap = 3 * 1048576;
-    let s = Server::start_ephemeral(
+    let s = Server::builder(
         "global",
         json!({"limits": {"log_bytes_per_execution": cap, "log_bytes_total": cap},
                "workflows": [wf("done", &["lines", "100000"]), wf("live", &["lines", "100000"])]}),
     )
+    .ephemeral()
+    .start()
     .await;
     let done = s.start_wf("done", json!({})).await;
     s.wait_final(&done).await;
@@ -144,10 +146,12 @@ async fn the_global_cap_takes_memory_from_finished_executions_first() {
 async fn long_lines_are_split_into_partial_records_between_utf8_characters() {
     let euro = "€".repeat(1000); // 3000 bytes, each character 3 bytes
     let hex: String = euro.bytes().chain(*b"\n").map(|b| format!("{b:02x}")).collect();
-    let s = Server::start_ephemeral(
+    let s = Server::builder(
         "long",
         json!({"limits": {"max_line_bytes": 1024}, "workflows": [wf("long", &["raw-out", &hex, "out", "next"])]}),
     )
+    .ephemeral()
+    .start()
     .await;
     let id = s.start_wf("long", json!({})).await;
     let st = s.wait_final(&id).await;
@@ -175,10 +179,12 @@ async fn long_lines_are_split_into_partial_records_between_utf8_characters() {
 async fn a_slow_follower_gets_every_line_exactly_once() {
     let dir = TestDir::new("follower-gate");
     let gate = dir.fifo("gate");
-    let s = Server::start_ephemeral(
+    let s = Server::builder(
         "follower",
         json!({"workflows": [wf("two_bursts", &["lines", "20000", "wait-fifo", gate.to_str().unwrap(), "lines", "20000"])]}),
     )
+    .ephemeral()
+    .start()
     .await;
     let id = s.start_wf("two_bursts", json!({})).await;
     let release = tokio::task::spawn_blocking(move || release_fifo(&gate));
@@ -209,7 +215,10 @@ async fn carriage_returns_show_what_a_terminal_would_show() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let s = Server::start_ephemeral("cr", json!({"workflows": [wf("bar", &["raw-out", &hex])]})).await;
+    let s = Server::builder("cr", json!({"workflows": [wf("bar", &["raw-out", &hex])]}))
+        .ephemeral()
+        .start()
+        .await;
     let id = s.start_wf("bar", json!({})).await;
     s.wait_final(&id).await;
     assert_eq!(texts(&s.all_lines(&id, 10).await), ["progress 100%", "ok"]);

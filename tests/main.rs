@@ -14,6 +14,7 @@ mod harness;
 mod load;
 mod logs;
 mod reads;
+mod resources;
 mod schemas;
 mod sessions;
 mod shutdown;

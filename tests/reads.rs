@@ -9,11 +9,7 @@ use rmcp::{ClientHandler, RoleClient};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::util::{RawServer, Server, TestDir, parse_records, records, release_fifo, wf};
-
-fn texts(lines: &[Value]) -> Vec<String> {
-    lines.iter().map(|l| l["text"].as_str().unwrap().to_owned()).collect()
-}
+use crate::util::{RawServer, Server, TestDir, parse_records, records, release_fifo, texts, wf};
 
 /// How many JSON values a document holds.
 fn json_values(v: &Value) -> usize {
@@ -354,7 +350,7 @@ async fn a_long_wait_reports_progress_the_client_can_show() {
     let (a, b) = (dir.fifo("a"), dir.fifo("b"));
     let (a_path, b_path) = (a.to_str().unwrap(), b.to_str().unwrap());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let s = Server::start_with_handler(
+    let s = Server::builder(
         "progress",
         json!({"workflows": [wf("phased", &[
             "event", r#"{"type":"phase_started","phase":0,"name":"Analyze","total_phases":2}"#,
@@ -364,9 +360,9 @@ async fn a_long_wait_reports_progress_the_client_can_show() {
             "wait-fifo", b_path,
             "event", r#"{"type":"phase_completed","phase":1,"name":"Build"}"#,
         ])]}),
-        &[],
-        ProgressRecorder { tx },
     )
+    .handler(ProgressRecorder { tx })
+    .start()
     .await;
     let id = s.start_wf("phased", json!({})).await;
     s.wait_line(&id, "phase_started").await;

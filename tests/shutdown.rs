@@ -178,7 +178,10 @@ async fn every_way_of_stopping_ends_every_queued_execution_in_the_history() {
             "limits": {"max_concurrent": 1, "max_queued": QUEUED, "retain_executions": 10 * QUEUED},
             "workflows": [wf("held", &["wait-fifo", gate.to_str().unwrap()])]
         });
-        let mut s = RawServer::start_in("queued-at-exit", config, &state_dir).await;
+        let mut s = RawServer::builder("queued-at-exit", config)
+            .state_dir(&state_dir)
+            .start()
+            .await;
         // In batches, reading the answers between them: a client that stops reading is cut off.
         let mut states = std::collections::HashMap::new();
         for _ in 0..QUEUED / 50 {

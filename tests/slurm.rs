@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{Server, TestDir, alive, exited, fake, records, release_fifo, server_bin, write_config};
+use crate::util::{Server, TestDir, alive, exited, fake, line_texts, records, release_fifo, server_bin, write_config};
 
 /// The node is shared: one Slurm test at a time, so one test's jobs never wait behind another's.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -48,13 +48,6 @@ fn job(name: &str, actions: &[&str], extra: Value) -> Value {
 
 fn state(s: &Value) -> &str {
     s["state"].as_str().unwrap()
-}
-
-fn texts(v: &Value) -> Vec<String> {
-    records(v)
-        .iter()
-        .map(|l| l["text"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// Waits (polling get_status, each call a round trip) until the status satisfies `done`.
@@ -109,7 +102,7 @@ async fn a_job_gets_its_exact_argv_environment_and_exit_status() {
     assert!(st.get("pid").is_none(), "a job has no local pid: {st}");
     let logs = s.ok("get_logs", json!({"execution_id": st["execution_id"]})).await;
     assert_eq!(
-        texts(&logs["lines"]),
+        line_texts(&logs["lines"]),
         ["arg: two words", "arg: it's", "arg: $(id) `id` $HOME", "arg: *"],
         "every argument arrives exactly, never through a shell"
     );
@@ -121,7 +114,7 @@ async fn a_job_gets_its_exact_argv_environment_and_exit_status() {
         ("failed", Some(3)),
         "the job's exit code: {st}"
     );
-    let lines = texts(&s.ok("get_logs", json!({"execution_id": id})).await["lines"]);
+    let lines = line_texts(&s.ok("get_logs", json!({"execution_id": id})).await["lines"]);
     assert_eq!(lines[0], "LIST=a,b,c", "commas survive");
     assert_eq!(&lines[1..3], ["MULTI=line1", "line2"], "newlines survive");
     assert!(
@@ -133,7 +126,7 @@ async fn a_job_gets_its_exact_argv_environment_and_exit_status() {
     let st = s.wait_final(&id).await;
     assert_eq!((state(&st), st["signal"].as_str()), ("failed", Some("SIGTERM")), "{st}");
     assert!(st.get("exit_code").is_none());
-    assert_eq!(texts(&st["evidence"]["lines"]), ["about to die"]);
+    assert_eq!(line_texts(&st["evidence"]["lines"]), ["about to die"]);
 
     let id = s.start_wf("badcwd", json!({})).await;
     let st = s.wait_final(&id).await;
@@ -230,7 +223,7 @@ async fn a_job_waits_as_queued_with_slurms_reason_then_runs_and_streams_its_line
     let st = s.wait_final(&waiter).await;
     assert_eq!(state(&st), "succeeded");
     assert_eq!(
-        texts(&s.ok("get_logs", json!({"execution_id": waiter})).await["lines"]),
+        line_texts(&s.ok("get_logs", json!({"execution_id": waiter})).await["lines"]),
         ["first line", "second line"]
     );
     for g in &gates[1..] {
@@ -338,7 +331,10 @@ async fn a_job_that_outlives_its_server_is_followed_again_by_the_next_one() {
         "command": [fake(), "out", "before", "err", "a warning", "wait-fifo", gate.to_str().unwrap(), "out", "after", "exit", "7"],
         "runtime": {"type": "slurm", "partition": "debug", "outlive_session": true}
     }]});
-    let mut a = crate::util::RawServer::start_in("slurm-outlive-a", config.clone(), &state_dir).await;
+    let mut a = crate::util::RawServer::builder("slurm-outlive-a", config.clone())
+        .state_dir(&state_dir)
+        .start()
+        .await;
     let st = a.call_ok("execute_workflow", json!({"workflow": "survivor"})).await;
     let id = st["execution_id"].as_str().unwrap().to_owned();
     let job_id = st["job"]["id"].as_str().unwrap().to_owned();
@@ -357,7 +353,10 @@ async fn a_job_that_outlives_its_server_is_followed_again_by_the_next_one() {
     a.wait_exit().await;
     assert!(squeue_has(&job_id), "the job outlives the server that submitted it");
 
-    let b = Server::spawn_in("slurm-outlive-b", config, &state_dir).await;
+    let b = Server::builder("slurm-outlive-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let st = b.ok("get_status", json!({"execution_id": id})).await;
     assert!(
         ["running", "queued"].contains(&state(&st)),
@@ -413,12 +412,13 @@ async fn an_ephemeral_servers_spool_is_private_unpredictable_and_gone_with_the_s
     std::fs::create_dir(&tmp).unwrap();
     let gate = dir.fifo("gate");
     let own = dir.join("own-file");
-    let s = Server::spawn_with_history(
+    let s = Server::builder(
         "slurm-ephemeral-spool",
         json!({"workflows": [job("w", &["touch", own.to_str().unwrap(), "out", "ready", "err", "warning", "wait-fifo", gate.to_str().unwrap()], json!({"env": {"SECRET": "hunter2"}}))]}),
-        None,
-        &[("TMPDIR", tmp.to_str().unwrap())],
     )
+    .ephemeral()
+    .env(&[("TMPDIR", tmp.to_str().unwrap())])
+    .spawn()
     .await;
     let pid = s.pid();
     let id = s.start_wf("w", json!({})).await;
@@ -494,7 +494,7 @@ async fn a_spool_someone_else_could_write_to_is_refused_with_the_fix() {
     std::fs::create_dir_all(state_dir.join("slurm")).unwrap();
     std::fs::set_permissions(state_dir.join("slurm"), std::fs::Permissions::from_mode(0o777)).unwrap();
     let spool = |p: &std::path::Path| json!({"runtime": {"type": "slurm", "partition": "debug", "spool_dir": p}});
-    let s = Server::spawn_in(
+    let s = Server::builder(
         "slurm-foreign-spool",
         json!({"workflows": [
             job("foreign", &["out", "ran"], spool(&foreign)),
@@ -502,8 +502,9 @@ async fn a_spool_someone_else_could_write_to_is_refused_with_the_fix() {
             job("sticky", &["out", "ran"], spool(&sticky)),
             job("default", &["out", "ran"], json!({})),
         ]}),
-        &state_dir,
     )
+    .state_dir(&state_dir)
+    .spawn()
     .await;
     for (wf, path, why) in [
         ("foreign", foreign.clone(), "owned by uid 65534"),
@@ -589,11 +590,12 @@ async fn retention_forgets_a_job_folder_a_crash_left_behind() {
     // No cluster needed: what retention forgets, the Slurm runtime forgets too.
     let dir = TestDir::new("slurm-retention");
     let state_dir = dir.join("state");
-    let s = Server::spawn_in(
+    let s = Server::builder(
         "slurm-retention",
         json!({"limits": {"retain_executions": 1}, "workflows": [crate::util::wf("quick", &["out", "x"])]}),
-        &state_dir,
     )
+    .state_dir(&state_dir)
+    .spawn()
     .await;
     let first = s.start_wf("quick", json!({})).await;
     s.wait_final(&first).await;
@@ -675,13 +677,16 @@ async fn a_job_lost_while_the_controller_was_away_is_cancelled_once_it_answers()
         return;
     }
     let dir = TestDir::new("slurm-unreachable");
-    let s = Server::spawn_with_history(
+    let s = Server::builder(
         "slurm-unreachable",
         json!({"workflows": [job("long", &["out", "ready", "hold"], json!({}))]}),
-        Some(&dir.join("state")),
+    )
+    .state_dir(&dir.join("state"))
+    .env(
         // Lost after 1 s without an answer instead of 5 minutes (scontrol itself takes ~18 s to give up).
         &[("WORKFLOW_MCP_SLURM_UNREACHABLE_MS", "1000")],
     )
+    .spawn()
     .await;
     let id = s.start_wf("long", json!({})).await;
     s.wait_line(&id, "^ready").await;
@@ -707,7 +712,11 @@ async fn a_job_given_up_by_a_server_that_exited_is_cancelled_by_the_next_one() {
     let state_dir = dir.join("state");
     let config = json!({"workflows": [job("long", &["out", "ready", "hold"], json!({}))]});
     let quick = [("WORKFLOW_MCP_SLURM_UNREACHABLE_MS", "1000")];
-    let a = Server::spawn_with_history("slurm-unreachable-a", config.clone(), Some(&state_dir), &quick).await;
+    let a = Server::builder("slurm-unreachable-a", config.clone())
+        .state_dir(&state_dir)
+        .env(&quick)
+        .spawn()
+        .await;
     let id = a.start_wf("long", json!({})).await;
     a.wait_line(&id, "^ready").await;
     let st = a.ok("get_status", json!({"execution_id": id})).await;
@@ -724,7 +733,11 @@ async fn a_job_given_up_by_a_server_that_exited_is_cancelled_by_the_next_one() {
         "nobody cancelled it yet"
     );
     // The next server on the state directory finishes what the first one could not.
-    let b = Server::spawn_with_history("slurm-unreachable-b", config, Some(&state_dir), &quick).await;
+    let b = Server::builder("slurm-unreachable-b", config)
+        .state_dir(&state_dir)
+        .env(&quick)
+        .spawn()
+        .await;
     await_cancelled(&job_id, "with the next server running", || b.stderr()).await;
     let folder = state_dir.join("slurm").join(&id);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

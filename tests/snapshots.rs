@@ -72,7 +72,7 @@ async fn what_the_model_reads_matches_the_reviewed_snapshots() {
     let dir = TestDir::new("snapshots");
     let fifo = dir.fifo("hold");
     dir.fifo("never");
-    let s = Server::start_ephemeral(
+    let s = Server::builder(
         "snapshots",
         json!({"workflows": [
             {"name": "build", "description": "Build the project", "command": [crate::util::fake(),
@@ -100,6 +100,8 @@ async fn what_the_model_reads_matches_the_reviewed_snapshots() {
             wf("many", &["lines", "200000"]),
         ], "limits": {"log_bytes_per_execution": 1048576}}),
     )
+    .ephemeral()
+    .start()
     .await;
     let mut stale = Vec::new();
     let mut take = |name: &str, reply: &Reply| stale.extend(check(name, reply));
@@ -279,7 +281,7 @@ async fn task_messages_and_resource_titles_match_the_reviewed_snapshot() {
     let dir = TestDir::new("snapshot-tasks");
     let hold = dir.fifo("hold");
     let never = dir.fifo("never");
-    let s = Server::start_with_handler(
+    let s = Server::builder(
         "snapshot-tasks",
         json!({"workflows": [
             wf("build", &["out", "compiled", "err", "error: it broke", "exit", "2"]),
@@ -292,9 +294,9 @@ async fn task_messages_and_resource_titles_match_the_reviewed_snapshot() {
                 "event", r#"{"type":"phase_started","phase":0,"name":"Build","total_phases":2}"#,
                 "err", "ready", "wait-fifo", hold.to_str().unwrap()]},
         ]}),
-        &[],
-        TasksClient,
     )
+    .handler(TasksClient)
+    .start()
     .await;
     let mut shown: Vec<(String, String)> = Vec::new();
     for workflow in ["build", "count", "crash", "stuck", "missing"] {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::util::{RawServer, Server, TestDir, alive, server_bin, wf, write_config};
+use crate::util::{RawServer, Server, TestDir, Tmpfs, alive, refused_start, wf, write_config};
 
 fn state(s: &Value) -> &str {
     s["state"].as_str().unwrap()
@@ -46,7 +46,11 @@ async fn the_state_directory_is_private_and_a_workflow_keeps_the_users_umask() {
         wf("touch", &["touch", made.to_str().unwrap(), "lines", "100"]),
         wf("held", &["out", "started", "hold"]),
     ]});
-    let mut s = RawServer::start_in_with("private", config, &state_dir, None, Some(0o022)).await;
+    let mut s = RawServer::builder("private", config)
+        .state_dir(&state_dir)
+        .umask(0o022)
+        .start()
+        .await;
     let done = s.call_ok("execute_workflow", json!({"workflow": "touch"})).await["execution_id"]
         .as_str()
         .unwrap()
@@ -106,14 +110,20 @@ async fn start_held(a: &Server) -> (String, u32) {
 async fn a_live_server_whose_lock_file_was_deleted_is_not_judged_dead() {
     let dir = TestDir::new("lock-gone");
     let state_dir = dir.join("state");
-    let a = Server::spawn_in("lock-gone-a", held_config(), &state_dir).await;
+    let a = Server::builder("lock-gone-a", held_config())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let (id, pid) = start_held(&a).await;
     for lock in std::fs::read_dir(state_dir.join("instances")).unwrap().flatten() {
         std::fs::remove_file(lock.path()).unwrap();
     }
 
     // The second server recovers at start, then reads the execution and lists it.
-    let b = Server::spawn_in("lock-gone-b", held_config(), &state_dir).await;
+    let b = Server::builder("lock-gone-b", held_config())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let seen = b.ok("get_status", json!({"execution_id": id})).await;
     assert_eq!(state(&seen), "running", "{seen}\n{}", b.stderr());
     let listed = b.ok("list_executions", json!({})).await;
@@ -128,7 +138,10 @@ async fn a_live_server_whose_lock_file_was_deleted_is_not_judged_dead() {
 async fn a_server_that_cannot_open_lock_files_judges_no_one_dead() {
     let dir = TestDir::new("lock-unreadable");
     let state_dir = dir.join("state");
-    let a = Server::spawn_in("lock-unreadable-a", held_config(), &state_dir).await;
+    let a = Server::builder("lock-unreadable-a", held_config())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let (id, pid) = start_held(&a).await;
     let locks = || -> Vec<PathBuf> {
         std::fs::read_dir(state_dir.join("instances"))
@@ -141,7 +154,11 @@ async fn a_server_that_cannot_open_lock_files_judges_no_one_dead() {
     assert_eq!(a_lock.len(), 1);
 
     // So few descriptors that opening another server's lock file fails (EMFILE).
-    let mut b = RawServer::start_in_with("lock-unreadable-b", held_config(), &state_dir, Some(17), None).await;
+    let mut b = RawServer::builder("lock-unreadable-b", held_config())
+        .state_dir(&state_dir)
+        .fd_limit(17)
+        .start()
+        .await;
     let seen = b.call_ok("get_status", json!({"execution_id": id})).await;
     assert_eq!(state(&seen), "running", "{seen}\n{}", b.stderr());
     let listed = b.call_ok("list_executions", json!({})).await;
@@ -164,8 +181,12 @@ async fn two_servers_starting_together_on_a_corrupt_database_both_start() {
         std::fs::create_dir_all(&state_dir).unwrap();
         std::fs::write(state_dir.join("history.db"), &garbage).unwrap();
         let (a, b) = tokio::join!(
-            Server::spawn_in("corrupt-race-a", config.clone(), &state_dir),
-            Server::spawn_in("corrupt-race-b", config.clone(), &state_dir),
+            Server::builder("corrupt-race-a", config.clone())
+                .state_dir(&state_dir)
+                .spawn(),
+            Server::builder("corrupt-race-b", config.clone())
+                .state_dir(&state_dir)
+                .spawn(),
         );
         for s in [&a, &b] {
             let id = s.start_wf("quick", json!({})).await;
@@ -193,46 +214,12 @@ async fn a_full_disk_at_start_names_the_state_directory_the_error_and_the_way_ou
     let dir = TestDir::new("full-at-start");
     let mount_point = dir.join("full");
     std::fs::create_dir_all(&mount_point).unwrap();
-    let c = std::ffi::CString::new(mount_point.to_str().unwrap()).unwrap();
-    // SAFETY: mount(2) with valid C strings; CI runs as root.
-    let mounted = unsafe {
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            c.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            c"size=64k".as_ptr().cast(),
-        )
-    };
-    assert_eq!(
-        mounted,
-        0,
-        "mounting a tmpfs needs root: {}",
-        std::io::Error::last_os_error()
-    );
-    struct Unmount(std::ffi::CString);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            // SAFETY: umount2 with a valid C string.
-            unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
-    let _unmount = Unmount(c);
+    let _tmpfs = Tmpfs::mount(&mount_point, "64k");
     // Fill it up.
     let _ = std::fs::write(mount_point.join("filler"), vec![0u8; 128 << 10]);
     let (_config_dir, config) = write_config("full-at-start", &json!({"workflows": []}));
     let state_dir = mount_point.join("state");
-    let out = tokio::process::Command::new(server_bin())
-        .arg("--config")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(&state_dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = refused_start(&config, &state_dir).await;
     assert!(
         stderr.contains(&format!("state directory {}", state_dir.display()))
             && stderr.contains("No space left on device")
@@ -279,14 +266,20 @@ async fn a_listing_echoes_long_params_as_a_status_does() {
         {"name": "short", "type": "string", "arg": "--short"},
     ]);
     let config = json!({"workflows": [entry]});
-    let a = Server::spawn_in("listed-params-a", config.clone(), &state_dir).await;
+    let a = Server::builder("listed-params-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let text = "é".repeat(20_000) + "end";
     let id = a
         .start_wf("echo", json!({"text": text, "n": 7, "ratio": 0.1, "short": "s"}))
         .await;
     assert_eq!(state(&a.wait_final(&id).await), "succeeded");
     // Another server knows it from the history only.
-    let b = Server::spawn_in("listed-params-b", config, &state_dir).await;
+    let b = Server::builder("listed-params-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
     let status = b.ok("get_status", json!({"execution_id": id})).await;
     let listed = b.ok("list_executions", json!({})).await;
     assert_eq!(listed["executions"][0]["params"], status["params"], "{listed}");

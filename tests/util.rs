@@ -8,12 +8,16 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, RequestMetaObject};
-use rmcp::service::{ClientLifecycleMode, ClientServiceExt, RunningService};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, RequestMetaObject,
+    ResourceUpdatedNotificationParam,
+};
+use rmcp::service::{ClientLifecycleMode, ClientServiceExt, NotificationContext, RunningService};
 use rmcp::transport::TokioChildProcess;
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use rmcp::{ClientHandler, RoleClient, ServiceError, ServiceExt};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 use workflow_mcp::app::{App, HistoryPlace};
 use workflow_mcp::host::Host;
 
@@ -75,6 +79,11 @@ impl TestDir {
     }
 }
 
+/// A path as the fake workflow's argument.
+pub fn path_arg(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 test path")
+}
+
 /// Lets a fake workflow blocked in `wait-fifo` continue.
 pub fn release_fifo(path: &Path) {
     // Opening for writing blocks until the reader has opened it, then closing gives it EOF.
@@ -88,6 +97,40 @@ pub fn release_fifo(path: &Path) {
 impl Drop for TestDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A tmpfs of `size` (as mount(8) spells it, e.g. `1m`) mounted on `dir` until dropped.
+pub struct Tmpfs(std::ffi::CString);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        let c = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        let options = std::ffi::CString::new(format!("size={size}")).unwrap();
+        // SAFETY: mount(2) with valid C strings; CI runs as root.
+        let mounted = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                c.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                options.as_ptr().cast(),
+            )
+        };
+        assert_eq!(
+            mounted,
+            0,
+            "mounting a tmpfs needs root: {}",
+            std::io::Error::last_os_error()
+        );
+        Tmpfs(c)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // SAFETY: umount2 with a valid C string.
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
     }
 }
 
@@ -168,6 +211,16 @@ pub fn records(lines: &Value) -> Vec<Value> {
         .collect()
 }
 
+/// The texts of parsed log lines.
+pub fn texts(lines: &[Value]) -> Vec<String> {
+    lines.iter().map(|l| l["text"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The texts of the log lines of a compact `lines` value.
+pub fn line_texts(lines: &Value) -> Vec<String> {
+    texts(&records(lines))
+}
+
 /// A tool call's answer.
 #[derive(Debug)]
 pub struct Reply {
@@ -238,6 +291,22 @@ pub fn write_config(label: &str, config: &Value) -> (TestDir, PathBuf) {
     (dir, path)
 }
 
+/// Starts the binary with `config` on `state_dir`, which must refuse to start (exit code 1); returns its stderr.
+pub async fn refused_start(config: &Path, state_dir: &Path) -> String {
+    let out = tokio::process::Command::new(server_bin())
+        .arg("--config")
+        .arg(config)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 /// Sends the log of in-process servers to the test's captured output (shown when a test fails), at the level
 /// `WORKFLOW_MCP_LOG` gives (default `info,rmcp=warn`).
 fn capture_server_log() {
@@ -254,99 +323,145 @@ fn capture_server_log() {
     });
 }
 
-impl Server {
-    /// The real binary on the state directory `state_dir` (which several servers may share).
-    pub async fn spawn_in(label: &str, config: Value, state_dir: &Path) -> Server {
-        Server::spawn_with_history(label, config, Some(state_dir), &[]).await
-    }
+/// Where a test server keeps its history.
+enum History {
+    /// A state directory in the server's own test folder.
+    Own,
+    /// A state directory the test names (which several servers may share).
+    Dir(PathBuf),
+    /// In memory only (`--ephemeral`): memory limits drop lines.
+    Ephemeral,
+}
 
-    /// The real binary with its history in `state_dir`, or in memory only (`--ephemeral`) when it is None, and
-    /// these variables added to its environment.
-    pub async fn spawn_with_history(
-        label: &str,
-        config: Value,
-        state_dir: Option<&Path>,
-        env: &[(&str, &str)],
-    ) -> Server {
-        let (dir, config_path) = write_config(label, &config);
-        Server::spawn_on(dir, config_path, state_dir, env, ()).await
+/// How a test server is made: [`ServerBuilder::start`] runs it in this process, [`ServerBuilder::spawn`] runs the
+/// real binary; the rest says where its history goes, what its environment adds, which client handler sees what
+/// it sends, and which protocol the client speaks.
+pub struct ServerBuilder<H: ClientHandler = ()> {
+    label: String,
+    config: Value,
+    history: History,
+    env: Vec<(String, String)>,
+    handler: H,
+    lifecycle: Option<ClientLifecycleMode>,
+}
+
+impl Server {
+    pub fn builder(label: &str, config: Value) -> ServerBuilder {
+        ServerBuilder {
+            label: label.to_owned(),
+            config,
+            history: History::Own,
+            env: Vec::new(),
+            handler: (),
+            lifecycle: None,
+        }
     }
 
     /// An in-process server.
     pub async fn start(label: &str, config: Value) -> Server {
-        Server::start_with_handler(label, config, &[], ()).await
-    }
-
-    /// An in-process server that keeps history in memory only (`--ephemeral`): memory limits drop lines.
-    pub async fn start_ephemeral(label: &str, config: Value) -> Server {
-        Server::in_process(label, config, (), true).await
+        Server::builder(label, config).start().await
     }
 
     /// The real binary, for tests about the server process.
     pub async fn spawn(label: &str, config: Value) -> Server {
-        Server::spawn_with_handler(label, config, &[], ()).await
-    }
-
-    /// The real binary with these variables added to its environment (an environment belongs to a process).
-    pub async fn start_with_env(label: &str, config: Value, env: &[(&str, &str)]) -> Server {
-        Server::spawn_with_handler(label, config, env, ()).await
+        Server::builder(label, config).spawn().await
     }
 }
 
-impl<H: ClientHandler> Server<H> {
-    /// Starts a server with a client whose `handler` sees what the server sends (notifications): in-process,
-    /// or the real binary when `env` adds to its environment.
-    pub async fn start_with_handler(label: &str, config: Value, env: &[(&str, &str)], handler: H) -> Server<H> {
-        if !env.is_empty() {
-            return Server::spawn_with_handler(label, config, env, handler).await;
+impl<H: ClientHandler> ServerBuilder<H> {
+    /// History in `state_dir` (which several servers may share).
+    pub fn state_dir(mut self, state_dir: &Path) -> Self {
+        self.history = History::Dir(state_dir.to_path_buf());
+        self
+    }
+
+    /// History in memory only (`--ephemeral`): memory limits drop lines.
+    pub fn ephemeral(mut self) -> Self {
+        self.history = History::Ephemeral;
+        self
+    }
+
+    /// These variables added to the server's environment (an environment belongs to a process: spawn only).
+    pub fn env(mut self, env: &[(&str, &str)]) -> Self {
+        self.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+
+    /// A client whose `handler` sees what the server sends (notifications).
+    pub fn handler<H2: ClientHandler>(self, handler: H2) -> ServerBuilder<H2> {
+        ServerBuilder {
+            label: self.label,
+            config: self.config,
+            history: self.history,
+            env: self.env,
+            handler,
+            lifecycle: self.lifecycle,
         }
-        Self::in_process(label, config, handler, false).await
     }
 
-    /// An in-process server whose client speaks 2026-07-28: `server/discover` instead of `initialize`, and the
-    /// client's capabilities in every request's `_meta`.
-    pub async fn start_2026(label: &str, config: Value, handler: H) -> Server<H> {
-        let lifecycle = ClientLifecycleMode::Discover {
+    /// A client that speaks 2026-07-28: `server/discover` instead of `initialize`, and the client's capabilities
+    /// in every request's `_meta`.
+    pub fn protocol_2026(mut self) -> Self {
+        self.lifecycle = Some(ClientLifecycleMode::Discover {
             preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
-        };
-        Self::in_process_with(label, config, handler, false, Some(lifecycle)).await
+        });
+        self
     }
 
-    /// The real binary on the state directory `state_dir` (which several servers may share), with a client
-    /// whose `handler` sees what the server sends.
-    pub async fn spawn_in_with_handler(label: &str, config: Value, state_dir: &Path, handler: H) -> Server<H> {
-        let (dir, config_path) = write_config(label, &config);
-        Self::spawn_on(dir, config_path, Some(state_dir), &[], handler).await
-    }
-
-    /// An in-process server with its history in a state directory of its own, or in memory only (`ephemeral`).
-    async fn in_process(label: &str, config: Value, handler: H, ephemeral: bool) -> Server<H> {
-        Self::in_process_with(label, config, handler, ephemeral, None).await
-    }
-
-    /// As [`Server::in_process`], the client starting with `lifecycle` (default: `initialize`).
-    async fn in_process_with(
-        label: &str,
-        config: Value,
-        handler: H,
-        ephemeral: bool,
-        lifecycle: Option<ClientLifecycleMode>,
-    ) -> Server<H> {
+    /// `mcp::serve` on a task of the test's own runtime, its client talking over an in-memory pipe.
+    pub async fn start(self) -> Server<H> {
+        assert!(
+            self.env.is_empty(),
+            "an environment belongs to a process: spawn the server to add to it"
+        );
         capture_server_log();
-        let (dir, config_path) = write_config(label, &config);
+        let (dir, config_path) = write_config(&self.label, &self.config);
         let config = workflow_mcp::catalog::config::load(&config_path).expect("a valid config");
-        let history = if ephemeral {
-            HistoryPlace::Ephemeral
-        } else {
-            HistoryPlace::Dir(dir.join("state"))
+        let history = match self.history {
+            History::Own => HistoryPlace::Dir(dir.join("state")),
+            History::Dir(state_dir) => HistoryPlace::Dir(state_dir),
+            History::Ephemeral => HistoryPlace::Ephemeral,
         };
         let app = App::build(&config, None, &history).expect("build the app");
         let host = Arc::new(InProcess {
             host: Arc::new(Host::start(app)),
         });
-        Self::session_on(host, Arc::new(dir), handler, lifecycle).await
+        Server::<H>::session_on(host, Arc::new(dir), self.handler, self.lifecycle).await
     }
 
+    /// The real binary, its client talking over its stdio.
+    pub async fn spawn(self) -> Server<H> {
+        assert!(
+            self.lifecycle.is_none(),
+            "the 2026-07-28 client is for in-process servers"
+        );
+        let (dir, config_path) = write_config(&self.label, &self.config);
+        let stderr = dir.join("server.stderr");
+        let mut cmd = tokio::process::Command::new(server_bin());
+        cmd.arg("--config").arg(&config_path);
+        match self.history {
+            History::Own => cmd.arg("--state-dir").arg(dir.join("state")),
+            History::Dir(state_dir) => cmd.arg("--state-dir").arg(state_dir),
+            History::Ephemeral => cmd.arg("--ephemeral"),
+        };
+        cmd.env("WORKFLOW_MCP_LOG", "debug");
+        cmd.envs(self.env);
+        let (transport, _) = TokioChildProcess::builder(cmd)
+            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
+            .spawn()
+            .expect("spawn workflow-mcp");
+        let pid = transport.id().expect("server pid");
+        let client = self.handler.serve(transport).await.expect("MCP handshake");
+        Server {
+            client,
+            backend: Backend::Process { pid, stderr },
+            session: None,
+            _dir: Arc::new(dir),
+        }
+    }
+}
+
+impl<H: ClientHandler> Server<H> {
     /// A session on the in-process server `host`, with a client that starts with `lifecycle`.
     async fn session_on(
         host: Arc<InProcess>,
@@ -381,46 +496,6 @@ impl<H: ClientHandler> Server<H> {
             panic!("another session needs an in-process server; start it with Server::start")
         };
         Server::session_on(host.clone(), self._dir.clone(), (), None).await
-    }
-
-    /// Spawns the real binary with these variables added to its environment, and connects a client with
-    /// `handler` to it over stdio.
-    pub async fn spawn_with_handler(label: &str, config: Value, env: &[(&str, &str)], handler: H) -> Server<H> {
-        let (dir, config_path) = write_config(label, &config);
-        let state_dir = dir.join("state");
-        Self::spawn_on(dir, config_path, Some(&state_dir), env, handler).await
-    }
-
-    async fn spawn_on(
-        dir: TestDir,
-        config_path: PathBuf,
-        state_dir: Option<&Path>,
-        env: &[(&str, &str)],
-        handler: H,
-    ) -> Server<H> {
-        let stderr = dir.join("server.stderr");
-        let mut cmd = tokio::process::Command::new(server_bin());
-        cmd.arg("--config").arg(&config_path);
-        match state_dir {
-            Some(dir) => cmd.arg("--state-dir").arg(dir),
-            None => cmd.arg("--ephemeral"),
-        };
-        cmd.env("WORKFLOW_MCP_LOG", "debug");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let (transport, _) = TokioChildProcess::builder(cmd)
-            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()))
-            .spawn()
-            .expect("spawn workflow-mcp");
-        let pid = transport.id().expect("server pid");
-        let client = handler.serve(transport).await.expect("MCP handshake");
-        Server {
-            client,
-            backend: Backend::Process { pid, stderr },
-            session: None,
-            _dir: Arc::new(dir),
-        }
     }
 
     /// Another session on this in-process server with no MCP client on it: the test writes and reads the JSON-RPC
@@ -594,6 +669,52 @@ impl<H: ClientHandler> Server<H> {
     }
 }
 
+/// What a client heard from the server outside of answers.
+#[derive(Debug, PartialEq)]
+pub enum Heard {
+    Updated(String),
+    ListChanged,
+}
+
+/// A client handler that declares the tasks extension (or not) and records resource notifications.
+#[derive(Clone)]
+pub struct Client {
+    tasks: bool,
+    heard: mpsc::UnboundedSender<Heard>,
+}
+
+pub fn client(tasks: bool) -> (Client, mpsc::UnboundedReceiver<Heard>) {
+    let (heard, rx) = mpsc::unbounded_channel();
+    (Client { tasks, heard }, rx)
+}
+
+impl ClientHandler for Client {
+    fn get_info(&self) -> ClientConfig {
+        let capabilities = if self.tasks {
+            ClientCapabilities::builder().enable_tasks().build()
+        } else {
+            ClientCapabilities::default()
+        };
+        ClientConfig::new(capabilities, Implementation::new("tasks-test", "0"))
+    }
+
+    async fn on_resource_updated(&self, p: ResourceUpdatedNotificationParam, _: NotificationContext<RoleClient>) {
+        let _ = self.heard.send(Heard::Updated(p.uri));
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        let _ = self.heard.send(Heard::ListChanged);
+    }
+}
+
+/// The JSON-RPC error a request was answered with.
+pub fn protocol_error<T: std::fmt::Debug>(r: Result<T, ServiceError>) -> rmcp::ErrorData {
+    match r {
+        Err(ServiceError::McpError(e)) => e,
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
 /// A server driven with raw JSON-RPC lines, for tests about the process itself (shutdown, signals).
 pub struct RawServer {
     pub child: tokio::process::Child,
@@ -604,45 +725,37 @@ pub struct RawServer {
     next_id: u64,
 }
 
-impl RawServer {
-    pub async fn start(label: &str, config: Value) -> RawServer {
-        Self::start_with_fd_limit(label, config, None).await
+/// How a [`RawServer`] is started: on its own state directory or one the test names, with limits of its own.
+pub struct RawServerBuilder {
+    label: String,
+    config: Value,
+    state_dir: Option<PathBuf>,
+    fd_limit: Option<u64>,
+    umask: Option<u32>,
+}
+
+impl RawServerBuilder {
+    /// On the state directory `state_dir` (which other servers may share).
+    pub fn state_dir(mut self, state_dir: &Path) -> Self {
+        self.state_dir = Some(state_dir.to_path_buf());
+        self
     }
 
-    /// The binary with nothing sent yet (no `initialize`): for sessions that speak 2026-07-28.
-    pub async fn start_bare(label: &str, config: Value) -> RawServer {
-        Self::spawn_raw(label, config, None, None, None)
+    /// With RLIMIT_NOFILE set to `fd_limit` (to make it run out of file descriptors).
+    pub fn fd_limit(mut self, fd_limit: u64) -> Self {
+        self.fd_limit = Some(fd_limit);
+        self
     }
 
-    /// Starts the server with RLIMIT_NOFILE set to `fd_limit` (to make it run out of file descriptors).
-    pub async fn start_with_fd_limit(label: &str, config: Value, fd_limit: Option<u64>) -> RawServer {
-        Self::start_on(label, config, fd_limit, None, None).await
+    /// With the file mode mask `umask`.
+    pub fn umask(mut self, umask: u32) -> Self {
+        self.umask = Some(umask);
+        self
     }
 
-    /// Starts the server on the state directory `state_dir` (which other servers may share).
-    pub async fn start_in(label: &str, config: Value, state_dir: &Path) -> RawServer {
-        Self::start_on(label, config, None, Some(state_dir), None).await
-    }
-
-    /// Starts the server on `state_dir` with RLIMIT_NOFILE `fd_limit` and the file mode mask `umask`, when given.
-    pub async fn start_in_with(
-        label: &str,
-        config: Value,
-        state_dir: &Path,
-        fd_limit: Option<u64>,
-        umask: Option<u32>,
-    ) -> RawServer {
-        Self::start_on(label, config, fd_limit, Some(state_dir), umask).await
-    }
-
-    async fn start_on(
-        label: &str,
-        config: Value,
-        fd_limit: Option<u64>,
-        state_dir: Option<&Path>,
-        umask: Option<u32>,
-    ) -> RawServer {
-        let mut s = Self::spawn_raw(label, config, fd_limit, state_dir, umask);
+    /// Starts the binary and goes through `initialize`.
+    pub async fn start(self) -> RawServer {
+        let mut s = self.bare();
         s.send(json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw-test", "version": "0"}}}))
             .await;
@@ -653,25 +766,20 @@ impl RawServer {
         s
     }
 
-    fn spawn_raw(
-        label: &str,
-        config: Value,
-        fd_limit: Option<u64>,
-        state_dir: Option<&Path>,
-        umask: Option<u32>,
-    ) -> RawServer {
-        let (dir, config_path) = write_config(label, &config);
+    /// Starts the binary with nothing sent yet (no `initialize`): for sessions that speak 2026-07-28.
+    pub fn bare(self) -> RawServer {
+        let (dir, config_path) = write_config(&self.label, &self.config);
         let stderr = dir.join("server.stderr");
         let mut cmd = tokio::process::Command::new(server_bin());
         cmd.arg("--config")
             .arg(&config_path)
             .arg("--state-dir")
-            .arg(state_dir.map_or_else(|| dir.join("state"), Path::to_path_buf))
+            .arg(self.state_dir.unwrap_or_else(|| dir.join("state")))
             .env("WORKFLOW_MCP_LOG", "debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
-        if let Some(limit) = fd_limit {
+        if let Some(limit) = self.fd_limit {
             // SAFETY: setrlimit is async-signal-safe; it runs in the child between fork and exec.
             unsafe {
                 cmd.pre_exec(move || {
@@ -686,7 +794,7 @@ impl RawServer {
                 });
             }
         }
-        if let Some(mask) = umask {
+        if let Some(mask) = self.umask {
             // SAFETY: umask is async-signal-safe; it runs in the child between fork and exec.
             unsafe {
                 cmd.pre_exec(move || {
@@ -707,6 +815,22 @@ impl RawServer {
             next_id: 100,
         }
     }
+}
+
+impl RawServer {
+    pub fn builder(label: &str, config: Value) -> RawServerBuilder {
+        RawServerBuilder {
+            label: label.to_owned(),
+            config,
+            state_dir: None,
+            fd_limit: None,
+            umask: None,
+        }
+    }
+
+    pub async fn start(label: &str, config: Value) -> RawServer {
+        RawServer::builder(label, config).start().await
+    }
 
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
@@ -722,6 +846,18 @@ impl RawServer {
         let r = self.response(id).await;
         assert!(r["result"]["isError"] != true, "{tool} failed: {r}\n{}", self.stderr());
         r["result"]["structuredContent"].clone()
+    }
+
+    /// Waits (server-side) until the execution is final; returns its status.
+    pub async fn wait_final(&mut self, id: &str) -> Value {
+        loop {
+            let st = self
+                .call_ok("get_status", json!({"execution_id": id, "wait_ms": 50000}))
+                .await;
+            if !matches!(st["state"].as_str(), Some("running" | "queued")) {
+                return st;
+            }
+        }
     }
 
     pub async fn send(&mut self, msg: Value) {
