@@ -91,7 +91,15 @@ fn every_module_uses_only_the_modules_below_it() {
 /// Inside a module, its files from the bottom up: a file may use (`super::X`, `crate::module::X`) only the files
 /// listed before it, so the files of a module form a one-way order. Every file of a listed module must be named
 /// (`mod.rs` only declares; a module's `tests.rs` sits on top). Adding a module is one line.
-const FILE_ORDERS: &[(&str, &[&str])] = &[("proc", &["signal", "spawn", "scan", "reaper", "env", "watchdog"])];
+const FILE_ORDERS: &[(&str, &[&str])] = &[
+    ("proc", &["signal", "spawn", "scan", "reaper", "env", "watchdog"]),
+    (
+        "logs",
+        &[
+            "scan", "render", "segment", "compact", "disk", "snapshot", "budget", "slots", "store", "page", "query",
+        ],
+    ),
+];
 
 /// The sibling files a file's text names through `super::` or `crate::<module>::` paths, with their line
 /// numbers: `use super::{a::X, b::{Y, Z}}` names `a` and `b`. Comment lines and the unit tests at the end of a

@@ -3,8 +3,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use super::store::LogStore;
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -14,14 +12,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct MemoryBudget {
     used: AtomicUsize,
     limit: usize,
-    pub(super) registry: Mutex<Registry>,
+    registry: Mutex<Registry>,
+}
+
+/// A log that holds memory of the budget and can give some back.
+pub(super) trait Reclaim: Send + Sync {
+    /// Where it stands in the order logs give memory back in: finished before running; among finished the
+    /// oldest first; among running the largest first.
+    fn reclaim_key(&self) -> (bool, u64);
+    /// Gives back whole middle segments while `budget` is over its limit.
+    fn give_back(&self, budget: &MemoryBudget);
 }
 
 /// Every store that may hold memory of the budget. Entries of dropped stores are pruned on registration once the
 /// list has doubled since the last prune, so it stays within twice the live stores at an amortized O(1) per entry.
 #[derive(Debug, Default)]
-pub(super) struct Registry {
-    stores: Vec<Weak<LogStore>>,
+struct Registry {
+    stores: Vec<Weak<dyn Reclaim>>,
     /// Entries left by the last prune.
     live_at_prune: usize,
 }
@@ -30,7 +37,7 @@ impl Registry {
     /// Below this many entries a registration never prunes.
     const MIN_PRUNE_LEN: usize = 32;
 
-    pub(super) fn register(&mut self, store: Weak<LogStore>) {
+    fn register(&mut self, store: Weak<dyn Reclaim>) {
         if self.stores.len() >= (2 * self.live_at_prune).max(Self::MIN_PRUNE_LEN) {
             self.prune();
         }
@@ -53,8 +60,13 @@ impl MemoryBudget {
         })
     }
 
+    /// Registers a log for reclaim (the budget holds it weakly).
+    pub(super) fn register(&self, log: Weak<dyn Reclaim>) {
+        lock(&self.registry).register(log);
+    }
+
     #[cfg(test)]
-    pub(super) fn registered(&self) -> Vec<Weak<LogStore>> {
+    pub(super) fn registered(&self) -> Vec<Weak<dyn Reclaim>> {
         lock(&self.registry).stores.clone()
     }
 
@@ -73,17 +85,17 @@ impl MemoryBudget {
     /// Brings the total back under the limit: finished executions' middles go first (oldest first), then the
     /// largest running ones. A store only ever loses whole middle segments; its head and newest lines stay.
     pub(super) fn reclaim(&self) {
-        let mut stores: Vec<Arc<LogStore>> = {
+        let mut stores: Vec<Arc<dyn Reclaim>> = {
             let mut registry = lock(&self.registry);
             registry.prune();
             registry.stores.iter().filter_map(Weak::upgrade).collect()
         };
-        reclaim_order(&mut stores, |s| s.lock().reclaim_key());
+        reclaim_order(&mut stores, |s| s.reclaim_key());
         for store in stores {
             if !self.over() {
                 break;
             }
-            store.lock().evict_while(|_| self.over(), self);
+            store.give_back(self);
         }
     }
 }

@@ -25,6 +25,14 @@ use super::segment::{Segment, Stream};
 
 const ORIGIN_FILE: &str = "origin";
 
+/// Where a store keeps its files, and how much disk it may use.
+#[derive(Clone, Debug)]
+pub struct DiskLimits {
+    pub dir: LogDir,
+    /// Past this, whole middle segments are deleted (the head and the newest lines stay).
+    pub max_bytes: u64,
+}
+
 /// The folder holding one execution's log files.
 #[derive(Clone, Debug)]
 pub struct LogDir {

@@ -10,11 +10,13 @@ pub mod render;
 pub mod scan;
 pub mod segment;
 mod slots;
+pub mod snapshot;
 pub mod store;
 
 pub use budget::MemoryBudget;
-pub use disk::LogDir;
+pub use disk::{DiskLimits, LogDir};
 pub use page::{BudgetHit, CompactLines, LineSink, LogLine, LogPage, Omitted};
 pub use query::{EventSelector, LogQuery, StreamSelector, last_lines};
-pub use segment::{Snapshot, Stream};
-pub use store::{DiskLimits, LogLimits, LogStats, LogStore, StreamCounters};
+pub use segment::Stream;
+pub use snapshot::Snapshot;
+pub use store::{LogLimits, LogStats, LogStore, StreamCounters};

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::compact::{self, Served};
 use super::render::render;
-use super::segment::{LineRef, Snapshot, Stream, flags};
+use super::segment::{LineRef, Stream, flags};
+use super::snapshot::Snapshot;
 
 /// One line as served to an in-process reader (the `run` CLI, tests). MCP readers get the compact form.
 #[derive(Clone, Debug, PartialEq)]

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::compact::{self, Served};
 use super::page::{BudgetHit, CompactLines, LineSink, LogPage, Omitted, PageBuilder, PageLimits};
 use super::render::render;
-use super::segment::{LineRef, Segment, Snapshot, Stream, flags};
+use super::segment::{LineRef, Segment, Stream, flags};
+use super::snapshot::Snapshot;
 
 /// Which streams a query returns.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

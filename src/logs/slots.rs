@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::budget::MemoryBudget;
-use super::disk::{LogDir, SegmentWriter};
-use super::segment::{Gap, Segment, Stream};
-use super::store::DiskLimits;
+use super::disk::{DiskLimits, LogDir, SegmentWriter};
+use super::segment::{Segment, Stream};
+use super::snapshot::Gap;
 use crate::model::StreamCounters;
 
 /// A retained segment: in memory, on disk, or both.

@@ -17,12 +17,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::SystemTime;
 
-use super::budget::MemoryBudget;
-use super::disk::{DiskSegment, LogDir};
-use super::segment::{
-    DEFAULT_SEGMENT_BYTES, END_BITS, Entry, MAX_SEGMENT_BYTES, Segment, SegmentRef, Snapshot, Stream, flags,
-};
+use super::budget::{MemoryBudget, Reclaim};
+use super::disk::{DiskLimits, DiskSegment};
+use super::segment::{DEFAULT_SEGMENT_BYTES, END_BITS, Entry, MAX_SEGMENT_BYTES, Segment, Stream, flags};
 use super::slots::{Disk, Inner, Slot};
+use super::snapshot::{ReadCache, SegmentRef, Snapshot};
 
 pub use crate::model::StreamCounters;
 
@@ -52,14 +51,6 @@ pub struct LogLimits {
     pub max_bytes: usize,
     /// A longer line is stored as several `partial` records.
     pub max_line_bytes: usize,
-}
-
-/// Where a store keeps its files, and how much disk it may use.
-#[derive(Clone, Debug)]
-pub struct DiskLimits {
-    pub dir: LogDir,
-    /// Past this, whole middle segments are deleted (the head and the newest lines stay).
-    pub max_bytes: u64,
 }
 
 /// The log of one execution.
@@ -136,7 +127,7 @@ impl LogStore {
                 recent: None,
             }),
         });
-        lock(&budget.registry).register(Arc::downgrade(&store));
+        budget.register(Arc::downgrade(&store) as Weak<dyn Reclaim>);
         store
     }
 
@@ -222,7 +213,7 @@ impl LogStore {
         self.origin
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         lock(&self.inner)
     }
 
@@ -366,9 +357,10 @@ impl LogStore {
             })
             .map(|(slot, mem)| match (mem, &dir) {
                 (Some(seg), _) => SegmentRef::Memory(seg.clone()),
-                (None, Some(dir)) => {
-                    SegmentRef::read_for(DiskSegment::at(dir, slot.first_seq, slot.lines), self.me.clone())
-                }
+                (None, Some(dir)) => SegmentRef::read_for(
+                    DiskSegment::at(dir, slot.first_seq, slot.lines),
+                    self.me.clone() as Weak<dyn ReadCache>,
+                ),
                 (None, None) => unreachable!("a slot leaves memory only when it is on disk"),
             })
             .collect();
@@ -377,33 +369,6 @@ impl LogStore {
             next_seq: inner.next_seq,
             gap: inner.gap,
             origin: self.origin,
-        }
-    }
-
-    /// The last segment read back from disk, if it is the one starting at `first_seq` with `lines` lines.
-    pub(super) fn recent_read(&self, first_seq: u64, lines: u64) -> Option<Arc<Segment>> {
-        let inner = self.lock();
-        inner
-            .recent
-            .as_ref()
-            .filter(|r| r.first_seq == first_seq && r.len() as u64 == lines)
-            .cloned()
-    }
-
-    /// Keeps `seg`, just read back from disk by a query, as the store's recent read (in place of the last one)
-    /// while its slot is still on disk only.
-    pub(super) fn keep_read(&self, seg: &Arc<Segment>) {
-        let mut inner = self.lock();
-        let evicted = inner
-            .slots
-            .iter()
-            .any(|s| s.first_seq == seg.first_seq && s.mem.is_none() && s.lines == seg.len() as u64);
-        if evicted {
-            inner.forget_read(&self.budget);
-            inner.account(0, seg.memory(), &self.budget);
-            inner.recent = Some(seg.clone());
-            let cap = self.limits.max_bytes;
-            inner.evict_middle_while(&mut |inner| inner.mem > cap, &self.budget);
         }
     }
 
@@ -424,6 +389,45 @@ impl LogStore {
     }
 }
 
+impl ReadCache for LogStore {
+    /// The last segment read back from disk, if it is the one starting at `first_seq` with `lines` lines.
+    fn recent_read(&self, first_seq: u64, lines: u64) -> Option<Arc<Segment>> {
+        let inner = self.lock();
+        inner
+            .recent
+            .as_ref()
+            .filter(|r| r.first_seq == first_seq && r.len() as u64 == lines)
+            .cloned()
+    }
+
+    /// Keeps `seg`, just read back from disk by a query, as the store's recent read (in place of the last one)
+    /// while its slot is still on disk only.
+    fn keep_read(&self, seg: &Arc<Segment>) {
+        let mut inner = self.lock();
+        let evicted = inner
+            .slots
+            .iter()
+            .any(|s| s.first_seq == seg.first_seq && s.mem.is_none() && s.lines == seg.len() as u64);
+        if evicted {
+            inner.forget_read(&self.budget);
+            inner.account(0, seg.memory(), &self.budget);
+            inner.recent = Some(seg.clone());
+            let cap = self.limits.max_bytes;
+            inner.evict_middle_while(&mut |inner| inner.mem > cap, &self.budget);
+        }
+    }
+}
+
+impl Reclaim for LogStore {
+    fn reclaim_key(&self) -> (bool, u64) {
+        self.lock().reclaim_key()
+    }
+
+    fn give_back(&self, budget: &MemoryBudget) {
+        self.lock().evict_while(|_| budget.over(), budget);
+    }
+}
+
 impl Drop for LogStore {
     fn drop(&mut self) {
         let mem = lock(&self.inner).mem;
@@ -436,6 +440,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::logs::LogDir;
     use crate::logs::budget::reclaim_order;
 
     fn store(max_bytes: usize) -> (Arc<LogStore>, Arc<MemoryBudget>) {
