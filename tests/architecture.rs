@@ -99,6 +99,22 @@ const FILE_ORDERS: &[(&str, &[&str])] = &[
             "scan", "render", "segment", "compact", "disk", "snapshot", "budget", "slots", "store", "page", "query",
         ],
     ),
+    (
+        "mcp",
+        &[
+            "types",
+            "schema",
+            "text",
+            "transport",
+            "waiting",
+            "reply",
+            "resources",
+            "subscriptions",
+            "tasks",
+            "server",
+            "serve",
+        ],
+    ),
 ];
 
 /// The sibling files a file's text names through `super::` or `crate::<module>::` paths, with their line

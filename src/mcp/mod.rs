@@ -2,6 +2,7 @@
 //! subscriptions), tool inputs and outputs, the text written for models, and the stdio transport. It maps
 //! domain types; it never spawns processes itself.
 
+pub mod reply;
 pub mod resources;
 pub mod schema;
 pub mod serve;

@@ -5,6 +5,8 @@
 //! `resources/list` gives the catalog, then the executions newest first, a page at a time, with titles a person
 //! reads: workflow, state, start time.
 
+use std::sync::Arc;
+
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
     Annotations, ListResourceTemplatesResult, ListResourcesResult, ReadResourceResult, Resource as McpResource,
@@ -13,7 +15,7 @@ use rmcp::model::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::server::WorkflowServer;
+use super::reply;
 use crate::app::App;
 use crate::engine::{ExecutionStatus, ExecutionView, ListFilter};
 use crate::format::Summary;
@@ -144,132 +146,129 @@ fn parse_cursor(c: &str) -> Option<(usize, &str)> {
     Some((offset.parse().ok()?, last))
 }
 
-impl WorkflowServer {
-    pub(super) fn resource_templates(&self) -> ListResourceTemplatesResult {
-        ListResourceTemplatesResult::with_all_items(vec![
-            ResourceTemplate::new(STATUS_TEMPLATE, "execution-status")
-                .with_title("Execution status")
-                .with_description(
-                    "An execution's status as JSON, as get_status answers it (execution_id as execute_workflow \
-                     returns it)",
+pub(super) fn templates() -> ListResourceTemplatesResult {
+    ListResourceTemplatesResult::with_all_items(vec![
+        ResourceTemplate::new(STATUS_TEMPLATE, "execution-status")
+            .with_title("Execution status")
+            .with_description(
+                "An execution's status as JSON, as get_status answers it (execution_id as execute_workflow \
+                 returns it)",
+            )
+            .with_mime_type("application/json"),
+        ResourceTemplate::new(LOGS_TEMPLATE, "execution-logs")
+            .with_title("Execution output")
+            .with_description(
+                "The newest lines an execution printed, in get_logs' compact form (a `# ` line notes what is \
+                 left out)",
+            )
+            .with_mime_type("text/plain"),
+    ])
+}
+
+/// One page of resources: the catalog first, then two resources per execution, newest first.
+pub(super) fn page(app: &App, cursor_in: Option<&str>) -> Result<ListResourcesResult, McpError> {
+    let (offset, after) = match cursor_in {
+        None => (0, None),
+        Some(c) => {
+            let (offset, last) = parse_cursor(c).ok_or_else(|| {
+                McpError::invalid_params(
+                    format!("cursor \"{c}\" is not one resources/list gave; start again without a cursor"),
+                    None,
                 )
+            })?;
+            (offset, Some(last))
+        }
+    };
+    // Read up to a page past the cursor's place, then start after the execution it names (newer ones may
+    // have moved it down); if that one was forgotten meanwhile, at its old place.
+    let (statuses, _) = app.engine.list(&ListFilter {
+        workflow: None,
+        state: None,
+        limit: offset + 2 * PAGE,
+    });
+    let start = match after {
+        None => 0,
+        Some(last) => statuses
+            .iter()
+            .position(|s| s.execution_id == last)
+            .map_or(offset.min(statuses.len()), |p| p + 1),
+    };
+    let page: Vec<&ExecutionStatus> = statuses.iter().skip(start).take(PAGE).collect();
+    let mut resources = Vec::with_capacity(2 * page.len() + 1);
+    if cursor_in.is_none() {
+        resources.push(
+            McpResource::new(CATALOG_URI, "workflows")
+                .with_title("Workflows this server can run")
+                .with_description("The catalog as JSON, as list_workflows answers it, with each workflow's params")
                 .with_mime_type("application/json"),
-            ResourceTemplate::new(LOGS_TEMPLATE, "execution-logs")
-                .with_title("Execution output")
-                .with_description(
-                    "The newest lines an execution printed, in get_logs' compact form (a `# ` line notes what is \
-                     left out)",
-                )
-                .with_mime_type("text/plain"),
-        ])
+        );
     }
+    resources.extend(page.iter().flat_map(|s| execution_resources(s)));
+    let mut result = ListResourcesResult::with_all_items(resources);
+    if statuses.len() > start + PAGE
+        && let Some(last) = page.last()
+    {
+        result.next_cursor = Some(cursor(start + page.len(), &last.execution_id));
+    }
+    Ok(result)
+}
 
-    /// One page of resources: the catalog first, then two resources per execution, newest first.
-    pub(super) fn resource_page(&self, cursor_in: Option<&str>) -> Result<ListResourcesResult, McpError> {
-        let (offset, after) = match cursor_in {
-            None => (0, None),
-            Some(c) => {
-                let (offset, last) = parse_cursor(c).ok_or_else(|| {
-                    McpError::invalid_params(
-                        format!("cursor \"{c}\" is not one resources/list gave; start again without a cursor"),
-                        None,
-                    )
-                })?;
-                (offset, Some(last))
-            }
-        };
-        // Read up to a page past the cursor's place, then start after the execution it names (newer ones may
-        // have moved it down); if that one was forgotten meanwhile, at its old place.
-        let (statuses, _) = self.app.engine.list(&ListFilter {
-            workflow: None,
-            state: None,
-            limit: offset + 2 * PAGE,
-        });
-        let start = match after {
-            None => 0,
-            Some(last) => statuses
-                .iter()
-                .position(|s| s.execution_id == last)
-                .map_or(offset.min(statuses.len()), |p| p + 1),
-        };
-        let page: Vec<&ExecutionStatus> = statuses.iter().skip(start).take(PAGE).collect();
-        let mut resources = Vec::with_capacity(2 * page.len() + 1);
-        if cursor_in.is_none() {
-            resources.push(
-                McpResource::new(CATALOG_URI, "workflows")
-                    .with_title("Workflows this server can run")
-                    .with_description("The catalog as JSON, as list_workflows answers it, with each workflow's params")
-                    .with_mime_type("application/json"),
-            );
+/// The execution a resource URI names, or an error that says why there is none.
+pub(super) fn execution(app: &App, uri: &str) -> Result<(ResourceRef, Option<ExecutionView>), McpError> {
+    let resource = ResourceRef::parse(uri).ok_or_else(|| {
+        McpError::resource_not_found(
+            format!(
+                "no resource {uri}: this server has {CATALOG_URI}, {STATUS_TEMPLATE} and {LOGS_TEMPLATE} \
+                 (execution ids as execute_workflow returns them)"
+            ),
+            None,
+        )
+    })?;
+    let Some(id) = resource.execution() else {
+        return Ok((resource, None));
+    };
+    let view = app.engine.find(&id).ok_or_else(|| {
+        McpError::resource_not_found(
+            format!(
+                "no execution {id}: it never existed on this server's state directory, or was forgotten by the \
+                 retention rule ({}); resources/list shows the known ones",
+                app.engine.retention_rule()
+            ),
+            None,
+        )
+    })?;
+    Ok((resource, Some(view)))
+}
+
+pub(super) async fn read(app: &Arc<App>, uri: &str) -> Result<ReadResourceResult, McpError> {
+    let (resource, view) = execution(app, uri)?;
+    let text = match (resource, view) {
+        (ResourceRef::Catalog, _) => {
+            reply::catalog_settled(app).await;
+            json_text(&reply::catalog(app))?
         }
-        resources.extend(page.iter().flat_map(|s| execution_resources(s)));
-        let mut result = ListResourcesResult::with_all_items(resources);
-        if statuses.len() > start + PAGE
-            && let Some(last) = page.last()
-        {
-            result.next_cursor = Some(cursor(start + page.len(), &last.execution_id));
+        (ResourceRef::Status(_), Some(view)) => {
+            let reply = reply::status_reply(app, &view, 0, false)
+                .await
+                .map_err(|e| McpError::internal_error(e, None))?;
+            json_text(&reply.structured_content.unwrap_or(Value::Null))?
         }
-        Ok(result)
-    }
-
-    /// The execution a resource URI names, or an error that says why there is none.
-    pub(super) fn resource_execution(&self, uri: &str) -> Result<(ResourceRef, Option<ExecutionView>), McpError> {
-        let resource = ResourceRef::parse(uri).ok_or_else(|| {
-            McpError::resource_not_found(
-                format!(
-                    "no resource {uri}: this server has {CATALOG_URI}, {STATUS_TEMPLATE} and {LOGS_TEMPLATE} \
-                     (execution ids as execute_workflow returns them)"
-                ),
-                None,
-            )
-        })?;
-        let Some(id) = resource.execution() else {
-            return Ok((resource, None));
-        };
-        let view = self.app.engine.find(&id).ok_or_else(|| {
-            McpError::resource_not_found(
-                format!(
-                    "no execution {id}: it never existed on this server's state directory, or was forgotten by the \
-                     retention rule ({}); resources/list shows the known ones",
-                    self.app.engine.retention_rule()
-                ),
-                None,
-            )
-        })?;
-        Ok((resource, Some(view)))
-    }
-
-    pub(super) async fn read(&self, uri: &str) -> Result<ReadResourceResult, McpError> {
-        let (resource, view) = self.resource_execution(uri)?;
-        let text = match (resource, view) {
-            (ResourceRef::Catalog, _) => {
-                self.catalog_settled().await;
-                json_text(&self.catalog())?
-            }
-            (ResourceRef::Status(_), Some(view)) => {
-                let reply = self
-                    .status_reply(&view, 0, false)
-                    .await
-                    .map_err(|e| McpError::internal_error(e, None))?;
-                json_text(&reply.structured_content.unwrap_or(Value::Null))?
-            }
-            (ResourceRef::Logs(_), Some(view)) => {
-                // A stored execution's lines come from its files: read off the async workers.
-                let app = self.app.clone();
-                tokio::task::spawn_blocking(move || log_tail(&app, &view))
-                    .await
-                    .map_err(|e| McpError::internal_error(format!("reading the log failed: {e}"), None))?
-            }
-            _ => unreachable!("an execution resource comes with its execution"),
-        };
-        let mime = match resource {
-            ResourceRef::Logs(_) => "text/plain",
-            _ => "application/json",
-        };
-        Ok(ReadResourceResult::new(vec![
-            ResourceContents::text(text, uri).with_mime_type(mime),
-        ]))
-    }
+        (ResourceRef::Logs(_), Some(view)) => {
+            // A stored execution's lines come from its files: read off the async workers.
+            let app = app.clone();
+            tokio::task::spawn_blocking(move || log_tail(&app, &view))
+                .await
+                .map_err(|e| McpError::internal_error(format!("reading the log failed: {e}"), None))?
+        }
+        _ => unreachable!("an execution resource comes with its execution"),
+    };
+    let mime = match resource {
+        ResourceRef::Logs(_) => "text/plain",
+        _ => "application/json",
+    };
+    Ok(ReadResourceResult::new(vec![
+        ResourceContents::text(text, uri).with_mime_type(mime),
+    ]))
 }
 
 /// The newest lines that fit [`LOG_BYTES`] (at most [`LOG_LINES`]), after a note of what comes before.

@@ -10,34 +10,30 @@ use std::time::Duration;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, GetTaskParams, GetTaskResult, Implementation,
-    JsonObject, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult, Implementation, JsonObject,
+    ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
     ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams, SubscriptionFilter,
     UnsubscribeRequestParams, UpdateTaskParams,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
-use uuid::Uuid;
 
+use super::reply::{
+    ToolResult, at_most, catalog, catalog_settled, find, in_range, parse_args, read_logs, reply, sent_len,
+    status_reply, wait_final, wait_of, workflow,
+};
 use super::resources::ResourceRef;
 use super::schema::{input_schema, output_schema};
 use super::subscriptions::{MAX_SUBSCRIPTIONS, Session};
 use super::transport::Streams;
 use super::types::*;
-use super::{tasks, text, waiting};
+use super::{resources, tasks, text, waiting};
 use crate::app::App;
+use crate::catalog::WorkflowInfo;
 use crate::catalog::param::resolve;
-use crate::catalog::{WorkflowDef, WorkflowInfo};
-use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, ListFilter, StopReason};
-use crate::format::Summary;
-use crate::logs::{BudgetHit, CompactLines, LogPage, LogQuery, StreamSelector};
-
-/// A whole result (structured content and text, serialized) stays under this by default: Claude Code stores a
-/// result over 50,000 characters in a file instead of showing it.
-const RESULT_BUDGET: usize = 48_000;
+use crate::engine::{ExecutionView, ListFilter, StopReason};
+use crate::logs::{BudgetHit, LogQuery, StreamSelector};
 
 #[derive(Clone)]
 pub struct WorkflowServer {
@@ -45,239 +41,6 @@ pub struct WorkflowServer {
     tool_router: ToolRouter<Self>,
     /// What this session's client subscribed to.
     pub(super) session: Arc<Session>,
-}
-
-type ToolResult = Result<CallToolResult, String>;
-
-/// Parses tool arguments; a bad one is named with what was expected.
-fn parse_args<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, String> {
-    serde_path_to_error::deserialize(Value::Object(args)).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            format!("invalid arguments for {tool}: {inner}")
-        } else {
-            format!("invalid argument \"{path}\" for {tool}: {inner}")
-        }
-    })
-}
-
-fn at_most(name: &str, value: Option<u64>, max: u64) -> Result<Option<u64>, String> {
-    match value {
-        Some(v) if v > max => Err(format!("\"{name}\" must be between 0 and {max}, got {v}")),
-        v => Ok(v),
-    }
-}
-
-fn in_range(name: &str, value: Option<u64>, min: u64, max: u64, default: u64) -> Result<u64, String> {
-    match value {
-        None => Ok(default),
-        Some(v) if (min..=max).contains(&v) => Ok(v),
-        Some(v) => Err(format!("\"{name}\" must be between {min} and {max}, got {v}")),
-    }
-}
-
-/// A requested wait, capped at [`MAX_WAIT_MS`]; the flag says whether the cap applied.
-fn wait_of(requested: Option<u64>) -> (Duration, bool) {
-    let ms = requested.unwrap_or(0);
-    (Duration::from_millis(ms.min(MAX_WAIT_MS)), ms > MAX_WAIT_MS)
-}
-
-fn reply<T: Serialize>(value: &T, text: String) -> ToolResult {
-    let structured =
-        serde_json::to_value(value).map_err(|e| format!("internal error: cannot encode the result: {e}"))?;
-    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
-    result.structured_content = Some(structured);
-    Ok(result)
-}
-
-/// Bytes a value takes serialized, as sent.
-fn sent_len<T: Serialize>(value: &T) -> usize {
-    serde_json::to_string(value).map_or(0, |s| s.len())
-}
-
-/// What to do next with an execution in this status, in one line.
-fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
-    let lines = Summary(s).lines();
-    let waited = if capped {
-        format!("waited the {MAX_WAIT_MS} ms maximum of one call; ")
-    } else {
-        String::new()
-    };
-    match s.state {
-        ExecutionState::Queued if s.job.is_some() => {
-            let job = s.job.as_ref().expect("checked");
-            let why = job
-                .reason
-                .as_deref()
-                .map(|r| format!(", reason {r}"))
-                .unwrap_or_default();
-            format!(
-                "{waited}waiting in {}'s queue (job {}{why}): call get_status with wait_ms (at most {MAX_WAIT_MS}) \
-                 to wait for it, or cancel_execution",
-                job.system, job.id
-            )
-        }
-        ExecutionState::Queued => format!(
-            "{waited}queued at position {}: call get_status with wait_ms (at most {MAX_WAIT_MS}) to wait for it, or \
-             cancel_execution",
-            s.queue_position.unwrap_or(1)
-        ),
-        ExecutionState::Running => format!(
-            "{waited}still running: call get_status with wait_ms (at most {MAX_WAIT_MS}) to wait for the end, or \
-             get_logs to read its {lines} so far"
-        ),
-        ExecutionState::Succeeded => {
-            format!("succeeded: get_logs reads its {lines} (tail=N for the last ones, grep to search)")
-        }
-        ExecutionState::Cancelled => format!("cancelled: get_logs reads the {lines} it printed"),
-        ExecutionState::FailedToStart => {
-            "could not start: fix what error names (the config, the program or the params) and run it again".into()
-        }
-        ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Lost if s.evidence.is_some() => format!(
-            "{}: evidence has its last lines; get_logs reads all {lines} (grep, e.g. \"error\", to search them)",
-            s.state.as_str()
-        ),
-        ExecutionState::Failed | ExecutionState::TimedOut | ExecutionState::Lost => {
-            format!(
-                "{}: it printed nothing that explains it; error and exit_code say what is known",
-                s.state.as_str()
-            )
-        }
-    }
-}
-
-impl WorkflowServer {
-    fn find(&self, execution_id: &str) -> Result<ExecutionView, String> {
-        let id = Uuid::parse_str(execution_id.trim()).map_err(|_| {
-            format!(
-                "execution_id \"{execution_id}\" is not an execution id (a UUID as execute_workflow returns it); \
-                 list_executions shows the known ones"
-            )
-        })?;
-        self.app.engine.find(&id).ok_or_else(|| {
-            format!(
-                "no execution with id {id}: it never existed here or was forgotten by the retention rule (the \
-                 server restarted, or it finished long ago); list_executions shows the known ones"
-            )
-        })
-    }
-
-    fn workflow(&self, name: &str) -> Result<Arc<WorkflowDef>, String> {
-        self.app
-            .catalog
-            .get(name)
-            .ok_or_else(|| self.app.catalog.unknown_message(name))
-    }
-
-    /// Waits for a discovery scan in progress (bounded by the probe timeout), off the tokio workers.
-    pub(super) async fn catalog_settled(&self) {
-        if self.app.catalog.scanning() {
-            let catalog = self.app.catalog.clone();
-            let _ = tokio::task::spawn_blocking(move || catalog.settled()).await;
-        }
-    }
-
-    /// Waits up to `wait` for the execution to finish, reporting progress to the client meanwhile.
-    async fn wait_final(&self, ctx: &RequestContext<RoleServer>, view: &ExecutionView, wait: Duration) {
-        if wait.is_zero() || view.state().is_terminal() {
-            return;
-        }
-        let engine = &self.app.engine;
-        waiting::reporting(ctx, engine, view, engine.wait_final(view, wait, &ctx.ct)).await;
-    }
-
-    /// The status as every status-returning tool answers it: with the evidence of a failure, the last
-    /// `tail_lines` lines if asked, and a hint; the tail shrinks if the whole would pass the result budget. Read
-    /// on a blocking thread: a stored execution's lines come from its files.
-    pub(super) async fn status_reply(&self, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
-        let (app, view) = (self.app.clone(), view.clone());
-        tokio::task::spawn_blocking(move || status_reply_now(&app, &view, tail_lines, capped))
-            .await
-            .map_err(|e| format!("internal error: reading the status failed: {e}"))?
-    }
-
-    /// The catalog as list_workflows answers it without arguments: what does not fit is named in `more`.
-    pub(super) fn catalog(&self) -> ListWorkflowsOutput {
-        let mut out = ListWorkflowsOutput {
-            workflows: Vec::new(),
-            more: Vec::new(),
-        };
-        let mut used = 0;
-        for w in self.app.catalog.all().iter() {
-            let info = WorkflowInfo::from(w.as_ref());
-            used += sent_len(&info);
-            if used > DEFAULT_LIST_BYTES as usize && !out.workflows.is_empty() {
-                out.more.push(info.name);
-            } else {
-                out.workflows.push(info);
-            }
-        }
-        out
-    }
-}
-
-/// [`WorkflowServer::status_reply`], on the calling thread (which may block on files).
-fn status_reply_now(app: &App, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
-    let view = app.engine.refresh(view);
-    let mut status = app.engine.status(&view);
-    status.evidence = view.evidence();
-    let capped = capped && !status.state.is_terminal();
-    let mut tail_bytes = TAIL_MAX_BYTES;
-    loop {
-        if tail_lines > 0 {
-            let q = LogQuery {
-                tail: Some(tail_lines),
-                max_lines: tail_lines as usize,
-                max_bytes: tail_bytes,
-                ..LogQuery::default()
-            };
-            status.tail = Some(q.run_into(&view.snapshot(), CompactLines::default()).lines.text);
-        }
-        let out = StatusOutput {
-            hint: status_hint(&status, capped),
-            status: status.clone(),
-        };
-        let text = text::status(&out);
-        let size = sent_len(&out) + sent_len(&text);
-        if size <= RESULT_BUDGET || tail_lines == 0 || tail_bytes < 1000 {
-            return reply(&out, text);
-        }
-        tail_bytes = tail_bytes.saturating_sub(size - RESULT_BUDGET).min(tail_bytes / 2);
-    }
-}
-
-/// Log scans running at once, in every session: one per core, at most 4. More wait (without holding a thread),
-/// so however many greps clients send, scans take a bounded share of the CPU and memory (a segment each).
-fn scan_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-        tokio::sync::Semaphore::new(cores.clamp(1, 4))
-    })
-}
-
-/// One read of an execution's log as `get_logs` does it, on a blocking thread (a scan reads files and takes up
-/// to its budget): the page, and the state read before it (a final state means the page saw every line).
-async fn read_logs(
-    app: &Arc<App>,
-    exec: &ExecutionView,
-    query: &LogQuery,
-    timestamps: bool,
-) -> Result<(LogPage<CompactLines>, ExecutionState), String> {
-    let (app, exec, query) = (app.clone(), exec.clone(), query.clone());
-    // A page without a selection costs at most its own size and never waits for a slot.
-    let _slot = match query.scans() {
-        true => scan_slots().acquire().await.ok(),
-        false => None,
-    };
-    tokio::task::spawn_blocking(move || {
-        let now = app.engine.refresh(&exec);
-        let state = now.state();
-        (query.run_into(&now.snapshot(), CompactLines::new(timestamps)), state)
-    })
-    .await
-    .map_err(|e| format!("internal error: reading the log failed: {e}"))
 }
 
 #[tool_router]
@@ -312,14 +75,14 @@ impl WorkflowServer {
                 .await
                 .map_err(|e| format!("rescanning the discovery folders failed: {e}"))?;
         } else {
-            self.catalog_settled().await;
+            catalog_settled(&self.app).await;
         }
         let out = match &input.workflow {
             Some(name) => ListWorkflowsOutput {
-                workflows: vec![WorkflowInfo::from(self.workflow(name)?.as_ref())],
+                workflows: vec![WorkflowInfo::from(workflow(&self.app, name)?.as_ref())],
                 more: Vec::new(),
             },
-            None => self.catalog(),
+            None => catalog(&self.app),
         };
         reply(&out, text::workflows(&out))
     }
@@ -347,8 +110,8 @@ impl WorkflowServer {
                 key.len()
             ));
         }
-        self.catalog_settled().await;
-        let def = self.workflow(&input.workflow)?;
+        catalog_settled(&self.app).await;
+        let def = workflow(&self.app, &input.workflow)?;
         let given = match input.params {
             None | Some(Value::Null) => JsonObject::new(),
             Some(Value::Object(m)) => m,
@@ -365,13 +128,13 @@ impl WorkflowServer {
             .execute(def, invocation, input.idempotency_key)
             .await
             .map_err(|e| e.to_string())?;
-        self.wait_final(&ctx, &exec, wait).await;
+        wait_final(&self.app, &ctx, &exec, wait).await;
         // A client that can follow a task gets one for an execution that is not over yet (its id is the
         // execution id); everyone else gets the status, as always.
         if tasks::declared(&ctx) && !self.app.engine.refresh(&exec).state().is_terminal() {
-            return Ok(self.created_task(&exec).into());
+            return Ok(tasks::created(&self.app, &exec).into());
         }
-        self.status_reply(&exec, 0, capped).await.map(Into::into)
+        status_reply(&self.app, &exec, 0, capped).await.map(Into::into)
     }
 
     #[tool(
@@ -390,9 +153,9 @@ impl WorkflowServer {
         let input: GetStatusInput = parse_args("get_status", args)?;
         let (wait, capped) = wait_of(input.wait_ms);
         let tail = at_most("tail_lines", input.tail_lines, MAX_TAIL_LINES)?.unwrap_or(0);
-        let exec = self.find(&input.execution_id)?;
-        self.wait_final(&ctx, &exec, wait).await;
-        self.status_reply(&exec, tail, capped).await
+        let exec = find(&self.app, &input.execution_id)?;
+        wait_final(&self.app, &ctx, &exec, wait).await;
+        status_reply(&self.app, &exec, tail, capped).await
     }
 
     #[tool(
@@ -427,7 +190,7 @@ impl WorkflowServer {
                     .map_err(|e| format!("\"grep\" is not a valid regular expression: {e}"))?,
             ),
         };
-        let exec = self.find(&input.execution_id)?;
+        let exec = find(&self.app, &input.execution_id)?;
         let timestamps = input.timestamps.unwrap_or(false);
         let mut query = LogQuery {
             since_seq: input.since_seq,
@@ -524,10 +287,10 @@ impl WorkflowServer {
         let grace = at_most("grace_ms", input.grace_ms, MAX_GRACE_MS)?
             .map(Duration::from_millis)
             .unwrap_or(self.app.engine.config().grace);
-        let exec = self.find(&input.execution_id)?;
+        let exec = find(&self.app, &input.execution_id)?;
         let engine = &self.app.engine;
         waiting::reporting(&ctx, engine, &exec, engine.stop(&exec, StopReason::Cancel, grace)).await?;
-        self.status_reply(&exec, 0, false).await
+        status_reply(&self.app, &exec, 0, false).await
     }
 
     #[tool(
@@ -614,15 +377,15 @@ impl ServerHandler for WorkflowServer {
         request: GetTaskParams,
         ctx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, McpError> {
-        Ok(GetTaskResult::new(self.task_now(&request.task_id, &ctx).await?))
+        Ok(GetTaskResult::new(tasks::now(&self.app, &request.task_id, &ctx).await?))
     }
 
     async fn cancel_task(&self, request: CancelTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
-        self.cancel_task_now(&request.task_id).await
+        tasks::cancel(&self.app, &request.task_id).await
     }
 
     async fn update_task(&self, request: UpdateTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
-        self.update_task_now(&request.task_id)
+        tasks::update(&self.app, &request.task_id)
     }
 
     async fn list_resources(
@@ -630,7 +393,7 @@ impl ServerHandler for WorkflowServer {
         request: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        self.resource_page(request.as_ref().and_then(|r| r.cursor.as_deref()))
+        resources::page(&self.app, request.as_ref().and_then(|r| r.cursor.as_deref()))
     }
 
     async fn list_resource_templates(
@@ -638,7 +401,7 @@ impl ServerHandler for WorkflowServer {
         _: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
-        Ok(self.resource_templates())
+        Ok(resources::templates())
     }
 
     async fn read_resource(
@@ -646,7 +409,7 @@ impl ServerHandler for WorkflowServer {
         request: ReadResourceRequestParams,
         _: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        self.read(&request.uri).await.map(Into::into)
+        resources::read(&self.app, &request.uri).await.map(Into::into)
     }
 
     async fn subscribe(
@@ -663,7 +426,7 @@ impl ServerHandler for WorkflowServer {
         {
             return Ok(());
         }
-        let (resource, view) = self.resource_execution(&request.uri)?;
+        let (resource, view) = resources::execution(&self.app, &request.uri)?;
         let view = view.ok_or_else(|| {
             McpError::invalid_params(
                 format!(

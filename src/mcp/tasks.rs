@@ -7,6 +7,7 @@
 //! execution — no in-memory helper with an expiry of its own — so a task can be polled after a restart, or from
 //! another server process on the same state directory, for as long as its execution is retained.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rmcp::ErrorData as McpError;
@@ -19,8 +20,8 @@ use rmcp::service::RequestContext;
 use uuid::Uuid;
 
 use super::resources::last_updated;
-use super::server::WorkflowServer;
-use super::waiting;
+use super::{reply, waiting};
+use crate::app::App;
 use crate::clock::{millis_between, parse_rfc3339};
 use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, StopReason};
 use crate::format::Summary;
@@ -97,79 +98,76 @@ fn inline_result(result: CallToolResult, ctx: &RequestContext<RoleServer>) -> Re
     }
 }
 
-impl WorkflowServer {
-    /// The execution a task id names, or the error that says there is none.
-    fn task_execution(&self, id: &str) -> Result<ExecutionView, McpError> {
-        let id = task_id(id)?;
-        self.app.engine.find(&id).ok_or_else(|| {
-            McpError::invalid_params(
-                format!(
-                    "no task {id} here: no execution with that id on this server's state directory (a task of \
-                     another server, or one forgotten by the retention rule: {})",
-                    self.app.engine.retention_rule()
-                ),
-                None,
-            )
-        })
-    }
-
-    /// `execute_workflow`'s answer to a client that declared tasks, for an execution still queued or running.
-    pub(super) fn created_task(&self, view: &ExecutionView) -> CreateTaskResult {
-        let engine = &self.app.engine;
-        let status = engine.status(&engine.refresh(view));
-        let task = task_of(&status, engine.config().retain_age).with_status_message(Summary(&status).standing());
-        CreateTaskResult::new(task)
-    }
-
-    /// `tasks/get`: the task as its execution stands now, with the final result inline once it has finished.
-    pub(super) async fn task_now(&self, id: &str, ctx: &RequestContext<RoleServer>) -> Result<DetailedTask, McpError> {
-        let engine = &self.app.engine;
-        let view = self.task_execution(id)?;
-        let status = waiting::status_now(engine, &view).await;
-        let task = task_of(&status, engine.config().retain_age);
-        Ok(match status.state {
-            ExecutionState::Queued | ExecutionState::Running => DetailedTask::new(
-                task.with_status_message(Summary(&status).standing()),
-                TaskPayload::Working,
+/// The execution a task id names, or the error that says there is none.
+fn execution(app: &App, id: &str) -> Result<ExecutionView, McpError> {
+    let id = task_id(id)?;
+    app.engine.find(&id).ok_or_else(|| {
+        McpError::invalid_params(
+            format!(
+                "no task {id} here: no execution with that id on this server's state directory (a task of \
+                 another server, or one forgotten by the retention rule: {})",
+                app.engine.retention_rule()
             ),
-            ExecutionState::Cancelled => {
-                let message = format!(
-                    "{}; get_status and get_logs still read execution {}",
-                    Summary(&status).ended(),
-                    status.execution_id
-                );
-                DetailedTask::new(task.with_status_message(message), TaskPayload::Cancelled)
-            }
-            _ => {
-                let result = self
-                    .status_reply(&view, 0, false)
-                    .await
-                    .unwrap_or_else(|e| CallToolResult::error(vec![rmcp::model::ContentBlock::text(e)]));
-                DetailedTask::new(
-                    task.with_status_message(Summary(&status).ended()),
-                    TaskPayload::Completed {
-                        result: inline_result(result, ctx)?,
-                    },
-                )
-            }
-        })
-    }
+            None,
+        )
+    })
+}
 
-    /// `tasks/cancel`: stops the execution as cancel_execution does (SIGTERM to its tree, the grace, SIGKILL) and
-    /// answers once it is final; a finished one is left as it is.
-    pub(super) async fn cancel_task_now(&self, id: &str) -> Result<(), McpError> {
-        let view = self.task_execution(id)?;
-        let engine = &self.app.engine;
-        engine
-            .stop(&view, StopReason::Cancel, engine.config().grace)
-            .await
-            .map_err(|e| McpError::internal_error(e, None))
-    }
+/// `execute_workflow`'s answer to a client that declared tasks, for an execution still queued or running.
+pub(super) fn created(app: &App, view: &ExecutionView) -> CreateTaskResult {
+    let engine = &app.engine;
+    let status = engine.status(&engine.refresh(view));
+    let task = task_of(&status, engine.config().retain_age).with_status_message(Summary(&status).standing());
+    CreateTaskResult::new(task)
+}
 
-    /// `tasks/update`: no execution ever waits for input, so there is nothing to answer; only the id is checked.
-    pub(super) fn update_task_now(&self, id: &str) -> Result<(), McpError> {
-        self.task_execution(id).map(drop)
-    }
+/// `tasks/get`: the task as its execution stands now, with the final result inline once it has finished.
+pub(super) async fn now(app: &Arc<App>, id: &str, ctx: &RequestContext<RoleServer>) -> Result<DetailedTask, McpError> {
+    let engine = &app.engine;
+    let view = execution(app, id)?;
+    let status = waiting::status_now(engine, &view).await;
+    let task = task_of(&status, engine.config().retain_age);
+    Ok(match status.state {
+        ExecutionState::Queued | ExecutionState::Running => DetailedTask::new(
+            task.with_status_message(Summary(&status).standing()),
+            TaskPayload::Working,
+        ),
+        ExecutionState::Cancelled => {
+            let message = format!(
+                "{}; get_status and get_logs still read execution {}",
+                Summary(&status).ended(),
+                status.execution_id
+            );
+            DetailedTask::new(task.with_status_message(message), TaskPayload::Cancelled)
+        }
+        _ => {
+            let result = reply::status_reply(app, &view, 0, false)
+                .await
+                .unwrap_or_else(|e| CallToolResult::error(vec![rmcp::model::ContentBlock::text(e)]));
+            DetailedTask::new(
+                task.with_status_message(Summary(&status).ended()),
+                TaskPayload::Completed {
+                    result: inline_result(result, ctx)?,
+                },
+            )
+        }
+    })
+}
+
+/// `tasks/cancel`: stops the execution as cancel_execution does (SIGTERM to its tree, the grace, SIGKILL) and
+/// answers once it is final; a finished one is left as it is.
+pub(super) async fn cancel(app: &App, id: &str) -> Result<(), McpError> {
+    let view = execution(app, id)?;
+    let engine = &app.engine;
+    engine
+        .stop(&view, StopReason::Cancel, engine.config().grace)
+        .await
+        .map_err(|e| McpError::internal_error(e, None))
+}
+
+/// `tasks/update`: no execution ever waits for input, so there is nothing to answer; only the id is checked.
+pub(super) fn update(app: &App, id: &str) -> Result<(), McpError> {
+    execution(app, id).map(drop)
 }
 
 #[cfg(test)]
