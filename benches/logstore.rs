@@ -1,4 +1,4 @@
-//! `cargo bench --bench logstore`: the log store at scale, each figure next to a baseline timed in the same run.
+//! `cargo bench --bench logstore`: execution logs at scale, each figure next to a baseline timed in the same run.
 //!
 //! - ingest: a workflow printing N lines (`seq 1 N`, default 10,000,000) drained and indexed by the real server
 //!   (execute over MCP until the status shows every line and a final state) vs `seq 1 N | cat > /dev/null`;
@@ -111,7 +111,7 @@ fn seq_workflow(n: u64) -> (Arc<WorkflowDef>, Invocation) {
     (def, inv)
 }
 
-fn time_query(q: &LogQuery, store: &workflow_mcp::logs::LogStore, iters: u32) -> (f64, usize) {
+fn time_query(q: &LogQuery, store: &workflow_mcp::logs::ExecutionLog, iters: u32) -> (f64, usize) {
     let start = Instant::now();
     let mut lines = 0;
     for _ in 0..iters {

@@ -17,7 +17,7 @@
 //!   signal, a `Waiter` for the exit); [`runtime::local`] runs process groups on this machine, [`runtime::slurm`]
 //!   Slurm batch jobs.
 //! - [`catalog`]: what can run — the config file (manifest entries), typed parameters, discovered executables.
-//! - [`logs`]: the log store (a segmented byte arena with a 4-byte index entry per line in memory; with a
+//! - [`logs`]: each execution's log, `ExecutionLog` (a segmented byte arena with a 4-byte index entry per line in memory; with a
 //!   history, segment files that are the log and memory a cache), its queries and the compact line form readers get.
 //! - [`store`]: the durable history — executions in SQLite under a state directory shared by every server
 //!   process on it, each process an instance with a lock file.

@@ -45,7 +45,7 @@ fn init_tracing(default_level: &str) {
         .init();
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -75,7 +75,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 tracing::warn!("cannot become a child subreaper; orphaned workflow processes are reaped by init");
             }
             let watchdog = start_watchdog();
-            let rt = runtime()?;
+            let rt = tokio_runtime()?;
             rt.block_on(async {
                 let app = App::build(&config, watchdog, &place)?;
                 tracing::info!(
@@ -127,7 +127,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let place = HistoryPlace::choose(state.ephemeral, state.state_dir, &config).map_err(anyhow::Error::msg)?;
             become_subreaper();
             let watchdog = start_watchdog();
-            let rt = runtime()?;
+            let rt = tokio_runtime()?;
             let code = rt.block_on(async {
                 let app = App::build(&config, watchdog, &place)?;
                 anyhow::Ok(workflow_mcp::cli::run::run(app, &workflow, &params, params_json.as_deref()).await)

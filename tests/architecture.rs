@@ -96,7 +96,7 @@ const FILE_ORDERS: &[(&str, &[&str])] = &[
     (
         "logs",
         &[
-            "scan", "render", "segment", "compact", "disk", "snapshot", "budget", "slots", "store", "page", "query",
+            "scan", "render", "segment", "compact", "disk", "snapshot", "budget", "slots", "log", "page", "query",
         ],
     ),
     (
@@ -213,4 +213,35 @@ fn files_inside_a_module_use_only_the_files_below_them() {
         "files that use a file above them (order: tests/architecture.rs FILE_ORDERS):\n{}",
         wrong.join("\n")
     );
+}
+
+/// One word per concept: "store" is the SQLite history (`src/store`), never an execution's log, and "runtime" is
+/// where an execution runs, never a tokio handle.
+#[test]
+fn store_and_runtime_each_name_one_thing() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let store_type = regex::Regex::new(r"\b(?:struct|enum|trait|type|mod)\s+(\w*Store(?:[A-Z]\w*)?|store)\b").unwrap();
+    let handle = regex::Regex::new(r"\b(\w*runtime\w*)\s*:\s*(?:tokio::runtime::)?Handle\b").unwrap();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            if !rel.starts_with("store")
+                && rel != Path::new("lib.rs")
+                && let Some(c) = store_type.captures(line)
+            {
+                wrong.push(format!("{}:{}: `{}` outside src/store", rel.display(), n + 1, &c[1]));
+            }
+            if let Some(c) = handle.captures(line) {
+                wrong.push(format!("{}:{}: tokio handle named `{}`", rel.display(), n + 1, &c[1]));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "names that mean two things:\n{}", wrong.join("\n"));
 }

@@ -1,4 +1,4 @@
-//! The log store at scale: eviction with loss accounting, caps, long lines, followers, rendering.
+//! Execution logs at scale: eviction with loss accounting, caps, long lines, followers, rendering.
 
 use serde_json::{Value, json};
 

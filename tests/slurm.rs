@@ -452,7 +452,7 @@ async fn an_ephemeral_servers_spool_is_private_unpredictable_and_gone_with_the_s
         0o666 & !umask(),
         "the workflow's own files keep the user's umask"
     );
-    // The job's folder goes with the job: its output is in the log store now.
+    // The job's folder goes with the job: its output is in the execution's log now.
     assert_eq!(
         std::fs::read_dir(&spools[0]).unwrap().count(),
         0,

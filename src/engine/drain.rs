@@ -14,10 +14,10 @@ use std::time::{Instant, SystemTime};
 use tokio::sync::watch;
 
 use super::progress::{EVENT_PREFIX, ProgressTracker, WorkflowEvent, parse_event};
+use crate::logs::log::ExecutionLog;
 use crate::logs::render::needs_render;
 use crate::logs::scan::newline_positions;
 use crate::logs::segment::{Stream, flags};
-use crate::logs::store::LogStore;
 
 const READ_CHUNK: usize = 256 * 1024;
 const PIPE_BYTES: usize = 1 << 20;
@@ -27,7 +27,7 @@ const POLL_INTERVAL_MS: i32 = 100;
 /// The handles a drain thread is given at spawn time.
 #[derive(Clone)]
 pub struct DrainHandles {
-    pub logs_buffer: Arc<LogStore>,
+    pub logs_buffer: Arc<ExecutionLog>,
     pub logs_tx: Arc<watch::Sender<u64>>,
     pub progress: Arc<ProgressTracker>,
     pub sync: Arc<DrainSync>,

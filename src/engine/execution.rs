@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::progress::ProgressTracker;
 use crate::catalog::WorkflowDef;
-use crate::logs::{LogStore, Stream};
+use crate::logs::{ExecutionLog, Stream};
 pub use crate::model::{ExecutionState, StopReason};
 use crate::runtime::{Exit, JobState, Launch, RemoteJob, Tree};
 
@@ -61,8 +61,8 @@ pub struct Execution {
     pub launch: Launch,
     pub idempotency_key: Option<String>,
     pub created_at: SystemTime,
-    /// The log store; the drain threads hold clones of this handle.
-    pub logs_buffer: Arc<LogStore>,
+    /// The execution's log; the drain threads hold clones of this handle.
+    pub logs_buffer: Arc<ExecutionLog>,
     /// Bumped on every new chunk of lines and every state change; followers wait on it.
     pub logs_tx: Arc<watch::Sender<u64>>,
     pub progress: Arc<ProgressTracker>,
@@ -95,7 +95,7 @@ impl Execution {
         params: Map<String, Value>,
         launch: Launch,
         idempotency_key: Option<String>,
-        logs_buffer: Arc<LogStore>,
+        logs_buffer: Arc<ExecutionLog>,
     ) -> Arc<Self> {
         let (logs_tx, _) = watch::channel(0u64);
         Arc::new(Execution {

@@ -14,7 +14,7 @@ use super::status::JobStatus;
 use super::view::{ExecutionView, StoredExecution};
 use crate::catalog::WorkflowDef;
 use crate::clock::{from_unix_ms, unix_ms};
-use crate::logs::{DiskLimits, LogDir, LogStore};
+use crate::logs::{DiskLimits, ExecutionLog, LogDir};
 use crate::proc::scan::{RecordedTree, is_same_process, signal_recorded_trees, signal_tree};
 use crate::proc::signal::PidFd;
 use crate::runtime::{Launch, Placement, RemoteJob};
@@ -347,7 +347,7 @@ impl Shared {
             dir: LogDir::open(&history.log_path(&rec.id)),
             max_bytes: self.config.log_disk_bytes,
         };
-        let (logs, offsets) = LogStore::resume(self.config.log_limits, self.budget.clone(), disk);
+        let (logs, offsets) = ExecutionLog::resume(self.config.log_limits, self.budget.clone(), disk);
         let remote = RemoteJob {
             system: "slurm",
             id: job.id.clone(),

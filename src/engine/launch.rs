@@ -104,7 +104,7 @@ impl Shared {
         {
             let engine = Engine { shared: self.clone() };
             let grace = self.config.grace;
-            self.async_runtime.spawn(async move {
+            self.tokio_handle.spawn(async move {
                 let never = CancellationToken::new();
                 if !engine.wait_live(&exec, timeout, &never).await && !engine.shared.shutdown.is_cancelled() {
                     engine.stop_live(&exec, StopReason::Timeout, grace).await;

@@ -3,7 +3,7 @@
 //! - [`super::table`]: the executions table (queue, slots, idempotency, retention), plain data under one lock;
 //! - [`super::launch`]: the spawner thread, which starts every execution through the runtime;
 //! - [`super::supervisor`]: one thread per execution, which waits for its exit and settles its final state;
-//! - [`super::drain`]: two threads per execution, which move its output into its log store.
+//! - [`super::drain`]: two threads per execution, which move its output into its log.
 //!
 //! Async tasks (tool calls, timeouts) only wait on an execution's `logs_tx`; anything that may block — a signal
 //! to a process tree, a `/proc` scan, reaping — runs on `spawn_blocking` or on the engine's own threads, never on
@@ -24,7 +24,7 @@ use super::supervisor::wait_until;
 use super::table::{Admission, ListFilter, Table};
 use super::view::{ExecutionView, StoredExecution};
 use crate::catalog::{Invocation, WorkflowDef};
-use crate::logs::{DiskLimits, LogDir, LogLimits, LogStore, MemoryBudget};
+use crate::logs::{DiskLimits, ExecutionLog, LogDir, LogLimits, MemoryBudget};
 use crate::proc::ChildEnv;
 use crate::proc::reaper::{is_subreaper, reap_orphans};
 use crate::runtime::{Launch, Runtime, Tree};
@@ -73,7 +73,7 @@ pub struct Engine {
 
 pub(super) struct Shared {
     pub(super) config: EngineConfig,
-    pub(super) async_runtime: tokio::runtime::Handle,
+    pub(super) tokio_handle: tokio::runtime::Handle,
     pub(super) spawner: Mutex<mpsc::Sender<Job>>,
     pub(super) budget: Arc<MemoryBudget>,
     pub(super) table: Mutex<Table>,
@@ -115,23 +115,23 @@ pub(super) fn stop_message(reason: StopReason, exec: &Execution) -> String {
 }
 
 impl Engine {
-    /// Starts the spawner thread. `async_runtime` runs the timeout tasks; `runtime` is where executions run;
+    /// Starts the spawner thread. `tokio_handle` runs the timeout tasks; `runtime` is where executions run;
     /// `history`, when given, keeps every execution and its log on disk.
     pub fn new(
         config: EngineConfig,
-        async_runtime: tokio::runtime::Handle,
+        tokio_handle: tokio::runtime::Handle,
         runtime: Arc<dyn Runtime>,
         history: Option<Arc<Store>>,
     ) -> std::io::Result<Self> {
         let spawner = super::launch::start_spawner()?;
         if is_subreaper() {
-            async_runtime.spawn(reap_orphans_on_sigchld());
+            tokio_handle.spawn(reap_orphans_on_sigchld());
         }
         let engine = Engine {
             shared: Arc::new(Shared {
                 budget: MemoryBudget::new(config.log_bytes_total),
                 config,
-                async_runtime,
+                tokio_handle,
                 spawner: Mutex::new(spawner),
                 table: Mutex::new(Table::default()),
                 runtime,
@@ -146,7 +146,7 @@ impl Engine {
         if engine.shared.history.is_some() {
             engine
                 .shared
-                .async_runtime
+                .tokio_handle
                 .spawn(super::history::record_progress(engine.clone()));
         }
         Ok(engine)
@@ -184,7 +184,7 @@ impl Engine {
         // Retention can wait: after a crash it may delete thousands of log folders (0.4 s for 5000), which
         // would hold up the first answer. A shutdown's own pass waits for this one.
         let shared = self.shared.clone();
-        self.shared.async_runtime.spawn_blocking(move || shared.prune());
+        self.shared.tokio_handle.spawn_blocking(move || shared.prune());
         (followed, lost.iter().map(|r| r.id).collect())
     }
 
@@ -333,7 +333,7 @@ impl Shared {
         self.changes.send_modify(|g| *g = g.wrapping_add(1));
     }
 
-    /// Builds an execution (its log store with files when there is a history) and records it. `Err` is the
+    /// Builds an execution (its log with files when there is a history) and records it. `Err` is the
     /// execution an idempotency key already started, found in the history.
     fn prepare(
         &self,
@@ -365,7 +365,7 @@ impl Shared {
                 dir: LogDir::open(&h.log_path(&id)),
                 max_bytes: self.config.log_disk_bytes,
             });
-            let logs = LogStore::with_disk(self.config.log_limits, self.budget.clone(), disk);
+            let logs = ExecutionLog::with_disk(self.config.log_limits, self.budget.clone(), disk);
             let exec = Execution::new(id, def.clone(), invocation.values, launch, idempotency_key, logs);
             if let Some(history) = &self.history
                 && let Err(existing) = history.insert(&self.record_of(&exec))

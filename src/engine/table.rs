@@ -226,7 +226,7 @@ mod tests {
 
     use super::*;
     use crate::engine::execution::StopReason;
-    use crate::logs::{LogLimits, LogStore, MemoryBudget};
+    use crate::logs::{ExecutionLog, LogLimits, MemoryBudget};
     use crate::proc::ChildEnv;
     use crate::runtime::Launch;
 
@@ -255,7 +255,7 @@ mod tests {
             placement: Default::default(),
             timeout: None,
         };
-        let logs = LogStore::new(
+        let logs = ExecutionLog::new(
             LogLimits {
                 max_bytes: 1 << 20,
                 max_line_bytes: 1024,

@@ -1,4 +1,4 @@
-//! The memory budget shared by every execution's log store, and the order in which stores give memory back.
+//! The memory budget shared by every execution's log, and the order in which logs give memory back.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -24,11 +24,11 @@ pub(super) trait Reclaim: Send + Sync {
     fn give_back(&self, budget: &MemoryBudget);
 }
 
-/// Every store that may hold memory of the budget. Entries of dropped stores are pruned on registration once the
-/// list has doubled since the last prune, so it stays within twice the live stores at an amortized O(1) per entry.
+/// Every log that may hold memory of the budget. Entries of dropped logs are pruned on registration once the
+/// list has doubled since the last prune, so it stays within twice the live logs at an amortized O(1) per entry.
 #[derive(Debug, Default)]
 struct Registry {
-    stores: Vec<Weak<dyn Reclaim>>,
+    logs: Vec<Weak<dyn Reclaim>>,
     /// Entries left by the last prune.
     live_at_prune: usize,
 }
@@ -37,17 +37,17 @@ impl Registry {
     /// Below this many entries a registration never prunes.
     const MIN_PRUNE_LEN: usize = 32;
 
-    fn register(&mut self, store: Weak<dyn Reclaim>) {
-        if self.stores.len() >= (2 * self.live_at_prune).max(Self::MIN_PRUNE_LEN) {
+    fn register(&mut self, log: Weak<dyn Reclaim>) {
+        if self.logs.len() >= (2 * self.live_at_prune).max(Self::MIN_PRUNE_LEN) {
             self.prune();
         }
-        self.stores.push(store);
+        self.logs.push(log);
     }
 
-    /// Drops the entries of dropped stores (each one also keeps its store's allocation).
+    /// Drops the entries of dropped logs (each one also keeps its log's allocation).
     fn prune(&mut self) {
-        self.stores.retain(|w| w.strong_count() > 0);
-        self.live_at_prune = self.stores.len();
+        self.logs.retain(|w| w.strong_count() > 0);
+        self.live_at_prune = self.logs.len();
     }
 }
 
@@ -67,7 +67,7 @@ impl MemoryBudget {
 
     #[cfg(test)]
     pub(super) fn registered(&self) -> Vec<Weak<dyn Reclaim>> {
-        lock(&self.registry).stores.clone()
+        lock(&self.registry).logs.clone()
     }
 
     pub(super) fn over(&self) -> bool {
@@ -83,25 +83,25 @@ impl MemoryBudget {
     }
 
     /// Brings the total back under the limit: finished executions' middles go first (oldest first), then the
-    /// largest running ones. A store only ever loses whole middle segments; its head and newest lines stay.
+    /// largest running ones. A log only ever loses whole middle segments; its head and newest lines stay.
     pub(super) fn reclaim(&self) {
-        let mut stores: Vec<Arc<dyn Reclaim>> = {
+        let mut logs: Vec<Arc<dyn Reclaim>> = {
             let mut registry = lock(&self.registry);
             registry.prune();
-            registry.stores.iter().filter_map(Weak::upgrade).collect()
+            registry.logs.iter().filter_map(Weak::upgrade).collect()
         };
-        reclaim_order(&mut stores, |s| s.reclaim_key());
-        for store in stores {
+        reclaim_order(&mut logs, |s| s.reclaim_key());
+        for log in logs {
             if !self.over() {
                 break;
             }
-            store.give_back(self);
+            log.give_back(self);
         }
     }
 }
 
-/// Sorts stores into the order they give memory back in, reading each one's key once: other executions keep
+/// Sorts logs into the order they give memory back in, reading each one's key once: other executions keep
 /// appending while this runs, and keys that change mid-sort break its total order (the sort may then panic).
-pub(super) fn reclaim_order<T>(stores: &mut [T], key: impl FnMut(&T) -> (bool, u64)) {
-    stores.sort_by_cached_key(key);
+pub(super) fn reclaim_order<T>(logs: &mut [T], key: impl FnMut(&T) -> (bool, u64)) {
+    logs.sort_by_cached_key(key);
 }

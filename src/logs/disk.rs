@@ -25,7 +25,7 @@ use super::segment::{Segment, Stream};
 
 const ORIGIN_FILE: &str = "origin";
 
-/// Where a store keeps its files, and how much disk it may use.
+/// Where a log keeps its files, and how much disk it may use.
 #[derive(Clone, Debug)]
 pub struct DiskLimits {
     pub dir: LogDir,

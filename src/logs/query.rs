@@ -1,4 +1,4 @@
-//! Queries over a store [`Snapshot`]: cursor paging, tail, stream and event selection, grep with context lines,
+//! Queries over a log [`Snapshot`]: cursor paging, tail, stream and event selection, grep with context lines,
 //! and line and byte budgets that are never exceeded. A query reads only the segments it needs, so a page costs
 //! O(page) however long the log is; a scan (grep, a stream or event selection) stops at its scan budget and says
 //! where, so no call scans more than [`SCAN_MAX_BYTES`] or [`SCAN_MAX_LINES`] (a tail twice that: back, then
@@ -404,10 +404,10 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::logs::{LogLimits, LogStore, MemoryBudget};
+    use crate::logs::{ExecutionLog, LogLimits, MemoryBudget};
 
-    fn store_with(lines: &[(Stream, &str)]) -> Arc<LogStore> {
-        let store = LogStore::new(
+    fn log_with(lines: &[(Stream, &str)]) -> Arc<ExecutionLog> {
+        let log = ExecutionLog::new(
             LogLimits {
                 max_bytes: 1 << 24,
                 max_line_bytes: 4096,
@@ -422,19 +422,19 @@ mod tests {
             if crate::logs::render::needs_render(text.as_bytes()) {
                 f |= flags::NEEDS_RENDER;
             }
-            store.append_line(*stream, text.as_bytes(), f, text.len() as u64 + 1, SystemTime::now());
+            log.append_line(*stream, text.as_bytes(), f, text.len() as u64 + 1, SystemTime::now());
         }
-        store
+        log
     }
 
-    fn numbered(n: usize) -> Arc<LogStore> {
+    fn numbered(n: usize) -> Arc<ExecutionLog> {
         let texts: Vec<String> = (0..n).map(|i| format!("line {i}")).collect();
         let lines: Vec<(Stream, &str)> = texts
             .iter()
             .enumerate()
             .map(|(i, t)| (if i % 3 == 0 { Stream::Stderr } else { Stream::Stdout }, t.as_str()))
             .collect();
-        store_with(&lines)
+        log_with(&lines)
     }
 
     fn seqs(page: &LogPage) -> Vec<u64> {
@@ -443,8 +443,8 @@ mod tests {
 
     #[test]
     fn paging_with_next_seq_is_repeatable_and_complete() {
-        let store = numbered(1000);
-        let snap = store.snapshot();
+        let log = numbered(1000);
+        let snap = log.snapshot();
         let mut q = LogQuery {
             max_lines: 64,
             ..LogQuery::default()
@@ -464,14 +464,14 @@ mod tests {
 
     #[test]
     fn byte_budget_is_never_exceeded() {
-        let store = numbered(1000);
+        let log = numbered(1000);
         let q = LogQuery {
             max_bytes: 100,
             ..LogQuery::default()
         };
-        let page = q.run(&store.snapshot());
+        let page = q.run(&log.snapshot());
         assert!(page.bytes <= 100);
-        let compact = q.run_into(&store.snapshot(), CompactLines::default());
+        let compact = q.run_into(&log.snapshot(), CompactLines::default());
         assert_eq!(compact.bytes, page.bytes);
         let sent = serde_json::to_string(&compact.lines.text).unwrap();
         assert_eq!(page.bytes, sent.len() - 2, "the budget counts the lines as sent");
@@ -482,12 +482,12 @@ mod tests {
     #[test]
     fn a_line_larger_than_the_budget_is_cut_and_paging_advances() {
         let long = "x".repeat(500);
-        let store = store_with(&[(Stream::Stdout, long.as_str()), (Stream::Stdout, "next")]);
+        let log = log_with(&[(Stream::Stdout, long.as_str()), (Stream::Stdout, "next")]);
         let q = LogQuery {
             max_bytes: 100,
             ..LogQuery::default()
         };
-        let page = q.run(&store.snapshot());
+        let page = q.run(&log.snapshot());
         assert_eq!(page.lines.len(), 1);
         assert!(page.lines[0].cut);
         // "0+ " and the escaped newline take 5 of the 100 bytes.
@@ -498,8 +498,8 @@ mod tests {
 
     #[test]
     fn tail_and_stream_selection() {
-        let store = numbered(30);
-        let snap = store.snapshot();
+        let log = numbered(30);
+        let snap = log.snapshot();
         let q = LogQuery {
             tail: Some(3),
             ..LogQuery::default()
@@ -515,13 +515,13 @@ mod tests {
 
     #[test]
     fn grep_returns_matches_with_context() {
-        let store = numbered(30);
+        let log = numbered(30);
         let q = LogQuery {
             grep: Some(Regex::new("^line 1[05]$").unwrap()),
             context: 1,
             ..LogQuery::default()
         };
-        let page = q.run(&store.snapshot());
+        let page = q.run(&log.snapshot());
         assert_eq!(seqs(&page), vec![9, 10, 11, 14, 15, 16]);
         let matched: Vec<_> = page.lines.iter().map(|l| l.matched).collect();
         assert_eq!(
@@ -541,7 +541,7 @@ mod tests {
 
     #[test]
     fn grep_sees_rendered_text_and_tail_counts_matches() {
-        let store = store_with(&[
+        let log = log_with(&[
             (Stream::Stdout, "\x1b[31merr\x1b[0mor one"),
             (Stream::Stdout, "fine"),
             (Stream::Stderr, "error two"),
@@ -550,17 +550,17 @@ mod tests {
             grep: Some(Regex::new("error").unwrap()),
             ..LogQuery::default()
         };
-        let page = q.run(&store.snapshot());
+        let page = q.run(&log.snapshot());
         assert_eq!(seqs(&page), vec![0, 2]);
         assert_eq!(page.lines[0].text, "error one");
         let q = LogQuery { tail: Some(1), ..q };
-        assert_eq!(seqs(&q.run(&store.snapshot())), vec![2]);
+        assert_eq!(seqs(&q.run(&log.snapshot())), vec![2]);
     }
 
     #[test]
     fn a_scan_stops_at_its_budget_and_continuing_from_next_seq_misses_nothing() {
-        let store = numbered(1000);
-        let snap = store.snapshot();
+        let log = numbered(1000);
+        let snap = log.snapshot();
         let re = Regex::new("^line (1|5)[0-9]*[05]$").unwrap();
         let whole = LogQuery {
             grep: Some(re.clone()),
@@ -608,24 +608,24 @@ mod tests {
 
     #[test]
     fn a_tail_that_looks_back_past_its_budget_says_how_far_it_looked() {
-        let store = numbered(1000);
+        let log = numbered(1000);
         let q = LogQuery {
             tail: Some(5),
             grep: Some(Regex::new("^line 1[0-9]$").unwrap()),
             scan_lines: 500,
             ..LogQuery::default()
         };
-        let page = q.run(&store.snapshot());
+        let page = q.run(&log.snapshot());
         assert_eq!(page.count, 0, "the matches are further back than the budget");
         assert_eq!(page.looked_back_to, Some(500));
         assert_eq!(page.budget_hit, Some(BudgetHit::ScanBudget));
         let q = LogQuery { scan_lines: 995, ..q };
-        assert_eq!(seqs(&q.run(&store.snapshot())), vec![15, 16, 17, 18, 19]);
+        assert_eq!(seqs(&q.run(&log.snapshot())), vec![15, 16, 17, 18, 19]);
     }
 
     #[test]
     fn event_lines_can_be_selected_or_left_out() {
-        let store = store_with(&[
+        let log = log_with(&[
             (Stream::Stderr, "__WF_EVENT__:{\"type\":\"phase_started\"}"),
             (Stream::Stderr, "plain"),
         ]);
@@ -633,11 +633,11 @@ mod tests {
             events: EventSelector::Only,
             ..LogQuery::default()
         };
-        assert_eq!(seqs(&only.run(&store.snapshot())), vec![0]);
+        assert_eq!(seqs(&only.run(&log.snapshot())), vec![0]);
         let exclude = LogQuery {
             events: EventSelector::Exclude,
             ..LogQuery::default()
         };
-        assert_eq!(seqs(&exclude.run(&store.snapshot())), vec![1]);
+        assert_eq!(seqs(&exclude.run(&log.snapshot())), vec![1]);
     }
 }

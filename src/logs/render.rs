@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-/// Renders one line. `needs_render` is the store's flag saying the line holds an ESC or a CR byte.
+/// Renders one line. `needs_render` is the log's flag saying the line holds an ESC or a CR byte.
 pub fn render(bytes: &[u8], needs_render: bool, raw: bool) -> Cow<'_, str> {
     if raw || !needs_render {
         return String::from_utf8_lossy(bytes);

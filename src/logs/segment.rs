@@ -53,7 +53,7 @@ pub struct Segment {
     pub(super) first_seq: u64,
     pub(super) data: Vec<u8>,
     pub(super) entries: Vec<Entry>,
-    /// (index of the first line of a chunk, its read time in ms since the store's origin, saturating at ~49 days),
+    /// (index of the first line of a chunk, its read time in ms since the log's origin, saturating at ~49 days),
     /// one per appended chunk with a new time.
     pub(super) stamps: Vec<(u32, u32)>,
 }
@@ -79,7 +79,7 @@ impl std::fmt::Debug for LineRef<'_> {
 }
 
 impl LineRef<'_> {
-    /// When the line was read, in milliseconds since the store's origin (looked up only when asked: a grep over
+    /// When the line was read, in milliseconds since the log's origin (looked up only when asked: a grep over
     /// millions of lines never needs it).
     pub fn ts_ms(&self) -> u32 {
         let stamps = &self.segment.stamps;

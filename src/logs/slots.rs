@@ -1,5 +1,5 @@
-//! The state behind a log store's lock: its segments (slots) in memory, on disk or both, its files, its counters,
-//! and what leaves memory or disk when a cap is passed (see [`super::store`] for the design).
+//! The state behind an execution log's lock: its segments (slots) in memory, on disk or both, its files, its counters,
+//! and what leaves memory or disk when a cap is passed (see [`super::log`] for the design).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ impl Slot {
     }
 }
 
-/// The store's files.
+/// The log's files.
 #[derive(Debug)]
 pub(super) struct Disk {
     pub(super) limits: DiskLimits,

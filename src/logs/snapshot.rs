@@ -24,7 +24,7 @@ pub trait ReadCache: Send + Sync {
 
 /// A segment as a snapshot holds it: in memory (shared, never copied), or on disk and read back each time a query
 /// reaches it. A snapshot never keeps what it read: a scan holds one segment at a time, so a grep over a log of
-/// any size takes the memory of a segment, and the store's cache of the last one read is the only copy kept.
+/// any size takes the memory of a segment, and the log's cache of the last one read is the only copy kept.
 #[derive(Debug)]
 pub enum SegmentRef {
     Memory(Arc<Segment>),
@@ -71,7 +71,7 @@ impl SegmentRef {
         self.first_seq() + self.len() as u64
     }
 
-    /// The lines: shared from memory, or read from disk now (from the store's last read if it is this one; a
+    /// The lines: shared from memory, or read from disk now (from the log's last read if it is this one; a
     /// segment that cannot be read gives lines that say so). Dropping the result frees what was read.
     pub fn load(&self) -> Arc<Segment> {
         let (segment, owner) = match self {

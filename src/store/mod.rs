@@ -1,5 +1,5 @@
 //! Durable history: every execution's record in a SQLite database under a state directory, beside the log
-//! files of each execution (written by the log store). Several server processes may share one state directory:
+//! files of each execution (written by each execution's log, `logs::ExecutionLog`). Several server processes may share one state directory:
 //! each registers as an instance holding a lock file for as long as it lives, so any of them can tell whether
 //! the owner of a running execution is still alive. All writes of a process go through one writer thread;
 //! reads use their own connection (WAL: they never wait for the writer).

@@ -155,7 +155,7 @@ impl Tree for JobShared {
     fn release_outputs(&self) {}
 
     fn forget(&self) {
-        // Its output is in the log store now. A job given up on still writes here until it is cancelled.
+        // Its output is in the execution's log now. A job given up on still writes here until it is cancelled.
         if !self.given_up.load(Ordering::SeqCst) {
             remove_job_folder(&self.dir);
         }

@@ -6,7 +6,7 @@
 //! store exactly as a local process's pipes; `scontrol show job` says where it stands (PENDING and why, RUNNING
 //! where) and how it ended (`ExitCode=E:S`); `scancel` stops it: TERM to the batch shell and its steps
 //! (`--full`), then KILL (`--batch`), then plain `scancel` as the last resort. The same commands run on a login
-//! host over `ssh` when the workflow names one. A job folder goes when its output is in the log store.
+//! host over `ssh` when the workflow names one. A job folder goes when its output is in the execution's log.
 
 mod commands;
 mod job;

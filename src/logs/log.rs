@@ -1,5 +1,6 @@
-//! The per-execution log store: segments of lines in memory (a byte arena plus one 4-byte index entry per line
-//! and one timestamp per chunk read), mirrored to segment files on disk when the store has a [`LogDir`].
+//! The log of one execution (`ExecutionLog`): segments of lines in memory (a byte arena plus one 4-byte index
+//! entry per line and one timestamp per chunk read), mirrored to segment files on disk when the log has a
+//! [`LogDir`].
 //!
 //! Lines are kept exactly as the pipe delivered them, each followed by `\n`, so a chunk of complete lines is
 //! appended with a single copy (and a single write per file) and grep can scan a whole segment at once. Only
@@ -25,7 +26,7 @@ use super::snapshot::{ReadCache, SegmentRef, Snapshot};
 
 pub use crate::model::StreamCounters;
 
-/// A point-in-time summary of a store.
+/// A point-in-time summary of a log.
 #[derive(Clone, Debug)]
 pub struct LogStats {
     pub stdout: StreamCounters,
@@ -36,7 +37,7 @@ pub struct LogStats {
     pub dropped_bytes: u64,
     pub truncated_lines: u64,
     pub last_output_at: Option<SystemTime>,
-    /// Memory held by this store now (arena plus index).
+    /// Memory held by this log now (arena plus index).
     pub memory_bytes: usize,
     /// Bytes its files take on disk.
     pub disk_bytes: u64,
@@ -44,7 +45,7 @@ pub struct LogStats {
     pub disk_error: Option<String>,
 }
 
-/// Per-execution limits of the store.
+/// Per-execution limits of the log.
 #[derive(Clone, Copy, Debug)]
 pub struct LogLimits {
     /// Memory (arena plus index) one execution may hold before its middle leaves memory.
@@ -55,14 +56,14 @@ pub struct LogLimits {
 
 /// The log of one execution.
 #[derive(Debug)]
-pub struct LogStore {
+pub struct ExecutionLog {
     origin: SystemTime,
     limits: LogLimits,
     segment_bytes: usize,
     budget: Arc<MemoryBudget>,
     inner: Mutex<Inner>,
-    /// Itself, for the segments it hands out to readers (see [`LogStore::keep_read`]).
-    me: Weak<LogStore>,
+    /// Itself, for the segments it hands out to readers (see [`ExecutionLog::keep_read`]).
+    me: Weak<ExecutionLog>,
 }
 
 static FINISH_ORDER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -72,13 +73,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl LogStore {
-    /// A store in memory only.
+impl ExecutionLog {
+    /// A log in memory only.
     pub fn new(limits: LogLimits, budget: Arc<MemoryBudget>) -> Arc<Self> {
         Self::with_disk(limits, budget, None)
     }
 
-    /// A store that also writes its lines to files in `disk.dir` (created now; if that fails, the store keeps
+    /// A log that also writes its lines to files in `disk.dir` (created now; if that fails, the log keeps
     /// lines in memory only and says why in its stats).
     pub fn with_disk(limits: LogLimits, budget: Arc<MemoryBudget>, disk: Option<DiskLimits>) -> Arc<Self> {
         Self::create(limits, budget, disk, SystemTime::now())
@@ -99,7 +100,7 @@ impl LogStore {
             error: None,
             unborn: Some(origin),
         });
-        let store = Arc::new_cyclic(|me| LogStore {
+        let log = Arc::new_cyclic(|me| ExecutionLog {
             me: me.clone(),
             origin,
             limits: LogLimits {
@@ -127,13 +128,13 @@ impl LogStore {
                 recent: None,
             }),
         });
-        budget.register(Arc::downgrade(&store) as Weak<dyn Reclaim>);
-        store
+        budget.register(Arc::downgrade(&log) as Weak<dyn Reclaim>);
+        log
     }
 
     /// Reopens the log files of an execution another (gone) process was writing, to go on after its last line
     /// with the same seqs: the lines already there are read from disk, new ones are appended as usual. Returns
-    /// the store and, per stream, the bytes its files hold (each stored line with its newline; a partial piece
+    /// the log and, per stream, the bytes its files hold (each stored line with its newline; a partial piece
     /// or a last line without one has none) — where reading the execution's output should resume. A range
     /// deleted by the disk cap is counted as dropped (its bytes are not known any more).
     pub fn resume(limits: LogLimits, budget: Arc<MemoryBudget>, disk: DiskLimits) -> (Arc<Self>, [u64; 2]) {
@@ -165,9 +166,9 @@ impl LogStore {
         let offsets = [streams[0].bytes, streams[1].bytes];
         let found = disk.dir.segments();
         let disk_bytes: u64 = found.iter().map(|s| s.disk_bytes).sum();
-        let store = Self::create(limits, budget, None, snap.origin);
+        let log = Self::create(limits, budget, None, snap.origin);
         {
-            let mut inner = store.lock();
+            let mut inner = log.lock();
             let mut slots: VecDeque<Slot> = found
                 .into_iter()
                 .map(|s| Slot {
@@ -180,7 +181,7 @@ impl LogStore {
                 .collect();
             inner.pinned = usize::from(!slots.is_empty());
             inner.head_open = slots.is_empty();
-            let active = inner.slots.pop_back().expect("a new store has its active segment");
+            let active = inner.slots.pop_back().expect("a new log has its active segment");
             let mut seg = active.mem.expect("in memory");
             Arc::make_mut(&mut seg).first_seq = snap.next_seq;
             slots.push_back(Slot {
@@ -202,7 +203,7 @@ impl LogStore {
                 unborn: None,
             });
         }
-        (store, offsets)
+        (log, offsets)
     }
 
     pub fn limits(&self) -> LogLimits {
@@ -240,7 +241,7 @@ impl LogStore {
         while i < ends.len() {
             let seq_before = inner.next_seq;
             let Inner { slots, disk, .. } = &mut *inner;
-            let active = slots.back_mut().expect("store always has an active segment");
+            let active = slots.back_mut().expect("a log always has an active segment");
             let mem = active.mem.as_mut().expect("the active segment is in memory");
             let before = mem.memory();
             // Clones the active segment (with no spare capacity) only if a reader still holds it.
@@ -328,7 +329,7 @@ impl LogStore {
         inner.last_output_at = Some(at);
     }
 
-    /// Marks the store as belonging to a finished execution: it becomes the first to give memory back, and its
+    /// Marks the log as belonging to a finished execution: it becomes the first to give memory back, and its
     /// files are made durable.
     pub fn mark_finished(&self) {
         let mut inner = self.lock();
@@ -389,7 +390,7 @@ impl LogStore {
     }
 }
 
-impl ReadCache for LogStore {
+impl ReadCache for ExecutionLog {
     /// The last segment read back from disk, if it is the one starting at `first_seq` with `lines` lines.
     fn recent_read(&self, first_seq: u64, lines: u64) -> Option<Arc<Segment>> {
         let inner = self.lock();
@@ -400,7 +401,7 @@ impl ReadCache for LogStore {
             .cloned()
     }
 
-    /// Keeps `seg`, just read back from disk by a query, as the store's recent read (in place of the last one)
+    /// Keeps `seg`, just read back from disk by a query, as the log's recent read (in place of the last one)
     /// while its slot is still on disk only.
     fn keep_read(&self, seg: &Arc<Segment>) {
         let mut inner = self.lock();
@@ -418,7 +419,7 @@ impl ReadCache for LogStore {
     }
 }
 
-impl Reclaim for LogStore {
+impl Reclaim for ExecutionLog {
     fn reclaim_key(&self) -> (bool, u64) {
         self.lock().reclaim_key()
     }
@@ -428,7 +429,7 @@ impl Reclaim for LogStore {
     }
 }
 
-impl Drop for LogStore {
+impl Drop for ExecutionLog {
     fn drop(&mut self) {
         let mem = lock(&self.inner).mem;
         self.budget.sub(mem);
@@ -443,16 +444,16 @@ mod tests {
     use crate::logs::LogDir;
     use crate::logs::budget::reclaim_order;
 
-    fn store(max_bytes: usize) -> (Arc<LogStore>, Arc<MemoryBudget>) {
+    fn memory_log(max_bytes: usize) -> (Arc<ExecutionLog>, Arc<MemoryBudget>) {
         let budget = MemoryBudget::new(usize::MAX / 2);
-        let store = LogStore::new(
+        let log = ExecutionLog::new(
             LogLimits {
                 max_bytes,
                 max_line_bytes: 1024,
             },
             budget.clone(),
         );
-        (store, budget)
+        (log, budget)
     }
 
     fn chunk(lines: &[&str]) -> (Vec<u8>, Vec<u32>) {
@@ -481,11 +482,11 @@ mod tests {
 
     #[test]
     fn lines_keep_their_seq_and_stream() {
-        let (store, _) = store(1 << 20);
+        let (log, _) = memory_log(1 << 20);
         let (data, ends) = chunk(&["a", "", "ccc"]);
-        store.append(Stream::Stdout, &data, &ends, &[], data.len() as u64, SystemTime::now());
-        store.append_line(Stream::Stderr, b"tail", flags::NO_NEWLINE, 4, SystemTime::now());
-        let snap = store.snapshot();
+        log.append(Stream::Stdout, &data, &ends, &[], data.len() as u64, SystemTime::now());
+        log.append_line(Stream::Stderr, b"tail", flags::NO_NEWLINE, 4, SystemTime::now());
+        let snap = log.snapshot();
         assert_eq!(
             all_lines(&snap),
             vec![(0, "a".into()), (1, "".into()), (2, "ccc".into()), (3, "tail".into())]
@@ -494,22 +495,22 @@ mod tests {
         let last = last_seg.line(3);
         assert_eq!(last.stream(), Stream::Stderr);
         assert!(last.has(flags::NO_NEWLINE));
-        let stats = store.stats();
+        let stats = log.stats();
         assert_eq!((stats.stdout.lines, stats.stdout.bytes), (3, 7));
         assert_eq!((stats.stderr.lines, stats.stderr.bytes), (1, 4));
     }
 
     #[test]
     fn eviction_keeps_head_and_tail_and_counts_what_it_dropped() {
-        let (store, _) = store(256 * 1024);
+        let (log, _) = memory_log(256 * 1024);
         let line = "x".repeat(99);
         let lines: Vec<&str> = vec![line.as_str(); 100];
         let (data, ends) = chunk(&lines);
         for _ in 0..200 {
-            store.append(Stream::Stdout, &data, &ends, &[], data.len() as u64, SystemTime::now());
+            log.append(Stream::Stdout, &data, &ends, &[], data.len() as u64, SystemTime::now());
         }
-        let stats = store.stats();
-        let snap = store.snapshot();
+        let stats = log.stats();
+        let snap = log.snapshot();
         let kept = all_lines(&snap);
         assert_eq!(stats.next_seq, 20_000);
         assert_eq!(kept.len() as u64 + stats.dropped_lines, 20_000);
@@ -524,14 +525,14 @@ mod tests {
 
     #[test]
     fn each_line_keeps_the_time_its_chunk_was_read() {
-        let (store, _) = store(1 << 20);
-        let t0 = store.origin();
+        let (log, _) = memory_log(1 << 20);
+        let t0 = log.origin();
         let (data, ends) = chunk(&["a", "b"]);
-        store.append(Stream::Stdout, &data, &ends, &[], 4, t0 + Duration::from_millis(5));
+        log.append(Stream::Stdout, &data, &ends, &[], 4, t0 + Duration::from_millis(5));
         let (data, ends) = chunk(&["c"]);
-        store.append(Stream::Stdout, &data, &ends, &[], 2, t0 + Duration::from_millis(5));
-        store.append(Stream::Stderr, &data, &ends, &[], 2, t0 + Duration::from_millis(9));
-        let snap = store.snapshot();
+        log.append(Stream::Stdout, &data, &ends, &[], 2, t0 + Duration::from_millis(5));
+        log.append(Stream::Stderr, &data, &ends, &[], 2, t0 + Duration::from_millis(9));
+        let snap = log.snapshot();
         let seg = snap.segments.last().unwrap().load();
         let stamps: Vec<u32> = (0..seg.len()).map(|i| seg.line(i).ts_ms()).collect();
         assert_eq!(stamps, [5, 5, 5, 9]);
@@ -540,14 +541,14 @@ mod tests {
 
     #[test]
     fn a_reader_holding_the_active_segment_does_not_see_later_appends() {
-        let (store, _) = store(1 << 20);
+        let (log, _) = memory_log(1 << 20);
         let (data, ends) = chunk(&["one"]);
-        store.append(Stream::Stdout, &data, &ends, &[], 4, SystemTime::now());
-        let snap = store.snapshot();
+        log.append(Stream::Stdout, &data, &ends, &[], 4, SystemTime::now());
+        let snap = log.snapshot();
         let (data, ends) = chunk(&["two"]);
-        store.append(Stream::Stdout, &data, &ends, &[], 4, SystemTime::now());
+        log.append(Stream::Stdout, &data, &ends, &[], 4, SystemTime::now());
         assert_eq!(all_lines(&snap), vec![(0, "one".into())]);
-        assert_eq!(all_lines(&store.snapshot()), vec![(0, "one".into()), (1, "two".into())]);
+        assert_eq!(all_lines(&log.snapshot()), vec![(0, "one".into()), (1, "two".into())]);
     }
 
     #[test]
@@ -557,7 +558,7 @@ mod tests {
             max_bytes: 1 << 20,
             max_line_bytes: 1024,
         };
-        let old = LogStore::new(limits, budget.clone());
+        let old = ExecutionLog::new(limits, budget.clone());
         let line = "y".repeat(199);
         let lines: Vec<&str> = vec![line.as_str(); 1000];
         let (data, ends) = chunk(&lines);
@@ -565,12 +566,12 @@ mod tests {
             old.append(Stream::Stdout, &data, &ends, &[], 0, SystemTime::now());
         }
         old.mark_finished();
-        let new = LogStore::new(limits, budget.clone());
+        let new = ExecutionLog::new(limits, budget.clone());
         for _ in 0..4 {
             new.append(Stream::Stdout, &data, &ends, &[], 0, SystemTime::now());
         }
-        assert!(old.stats().dropped_lines > 0, "the finished store gave memory back");
-        assert_eq!(new.stats().dropped_lines, 0, "the running store kept everything");
+        assert!(old.stats().dropped_lines > 0, "the finished log gave memory back");
+        assert_eq!(new.stats().dropped_lines, 0, "the running log kept everything");
     }
 
     /// xorshift64: a deterministic stream of test values without a new dependency.
@@ -583,8 +584,8 @@ mod tests {
 
     #[test]
     fn reclaim_order_survives_sizes_changing_during_the_sort() {
-        // Running stores keep growing while the sort runs (their drain threads append), so every read of a
-        // size may differ; the order must follow one reading per store, and must not panic in a drain thread.
+        // Running logs keep growing while the sort runs (their drain threads append), so every read of a
+        // size may differ; the order must follow one reading per log, and must not panic in a drain thread.
         let mut rng = 0x9E37_79B9_7F4A_7C15;
         let mut sizes: Vec<u64> = (0..500).map(|_| next_random(&mut rng) % (1 << 20)).collect();
         let mut keys_read: Vec<Vec<(bool, u64)>> = vec![Vec::new(); sizes.len()];
@@ -601,15 +602,15 @@ mod tests {
         });
         assert!(keys_read.iter().all(|k| k.len() == 1), "each key is read once");
         let keys: Vec<(bool, u64)> = order.iter().map(|&id| keys_read[id][0]).collect();
-        assert!(keys.is_sorted(), "stores are ordered by the keys read");
+        assert!(keys.is_sorted(), "logs are ordered by the keys read");
         let mut ids = order.clone();
         ids.sort_unstable();
-        assert!(ids.into_iter().eq(0..sizes.len()), "every store is kept once");
+        assert!(ids.into_iter().eq(0..sizes.len()), "every log is kept once");
     }
 
     #[test]
     fn registry_of_dropped_stores_stays_bounded_under_the_global_cap() {
-        // Pruned only when the global cap is exceeded, the registry grew by one entry (each pinning its store's
+        // Pruned only when the global cap is exceeded, the registry grew by one entry (each pinning its log's
         // `Arc` allocation) per execution ever started.
         let budget = MemoryBudget::new(usize::MAX / 2);
         let limits = LogLimits {
@@ -619,16 +620,16 @@ mod tests {
         let mut alive = Vec::new();
         let mut longest = 0;
         for i in 0..10_000 {
-            let store = LogStore::new(limits, budget.clone());
+            let log = ExecutionLog::new(limits, budget.clone());
             if i % 1000 == 0 {
-                alive.push(store);
+                alive.push(log);
             }
             longest = longest.max(budget.registered().len());
         }
         assert!(!budget.over(), "the cap was never exceeded, so reclaim never ran");
         assert!(longest <= 64, "the registry grew to {longest} entries");
         let live = budget.registered().iter().filter(|w| w.strong_count() > 0).count();
-        assert_eq!(live, alive.len(), "live stores stay registered for reclaim");
+        assert_eq!(live, alive.len(), "live logs stay registered for reclaim");
     }
 
     struct TempDir(std::path::PathBuf);
@@ -637,7 +638,7 @@ mod tests {
         fn new(label: &str) -> TempDir {
             static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let p = std::env::temp_dir().join(format!("wfmcp-store-{}-{n}-{label}", std::process::id()));
+            let p = std::env::temp_dir().join(format!("wfmcp-log-{}-{n}-{label}", std::process::id()));
             let _ = std::fs::remove_dir_all(&p);
             TempDir(p)
         }
@@ -649,8 +650,8 @@ mod tests {
         }
     }
 
-    fn disk_store(dir: &std::path::Path, mem: usize, disk: u64) -> Arc<LogStore> {
-        LogStore::with_disk(
+    fn disk_log(dir: &std::path::Path, mem: usize, disk: u64) -> Arc<ExecutionLog> {
+        ExecutionLog::with_disk(
             LogLimits {
                 max_bytes: mem,
                 max_line_bytes: 1024,
@@ -664,8 +665,8 @@ mod tests {
     }
 
     /// Takes over the log in `dir` as a new server does after the one writing it is gone.
-    fn resume_store(dir: &std::path::Path) -> (Arc<LogStore>, [u64; 2]) {
-        LogStore::resume(
+    fn resume_log(dir: &std::path::Path) -> (Arc<ExecutionLog>, [u64; 2]) {
+        ExecutionLog::resume(
             LogLimits {
                 max_bytes: 1 << 20,
                 max_line_bytes: 1024,
@@ -679,7 +680,7 @@ mod tests {
     }
 
     /// Appends lines "line N" for N in `range`, `per_chunk` at a time, alternating streams per chunk.
-    fn fill(store: &LogStore, range: std::ops::Range<u64>, per_chunk: u64) {
+    fn fill(log: &ExecutionLog, range: std::ops::Range<u64>, per_chunk: u64) {
         let mut n = range.start;
         while n < range.end {
             let texts: Vec<String> = (n..(n + per_chunk).min(range.end))
@@ -692,7 +693,7 @@ mod tests {
             } else {
                 Stream::Stderr
             };
-            store.append(stream, &data, &ends, &[], data.len() as u64, SystemTime::now());
+            log.append(stream, &data, &ends, &[], data.len() as u64, SystemTime::now());
             n += texts.len() as u64;
         }
     }
@@ -728,22 +729,22 @@ mod tests {
     fn the_files_hold_what_memory_holds_and_serve_it_after_memory_lets_go() {
         let dir = TempDir::new("mirror");
         // 1 MiB of memory for ~3 MiB of lines: most of the middle leaves memory, nothing leaves disk.
-        let store = disk_store(&dir.0, 1 << 20, 1 << 30);
-        fill(&store, 0..299_996, 1000);
+        let log = disk_log(&dir.0, 1 << 20, 1 << 30);
+        fill(&log, 0..299_996, 1000);
         // Lines with flags of every kind, on both streams, at a later time.
         let later = SystemTime::now() + Duration::from_secs(5);
         let (data, ends) = chunk(&["line 299996", "line 299997", "line 299998"]);
         let f = [flags::PARTIAL, 0, flags::EVENT | flags::NEEDS_RENDER];
-        store.append(Stream::Stderr, &data, &ends, &f, data.len() as u64, later);
-        store.append_line(Stream::Stdout, b"line 299999", flags::NO_NEWLINE, 11, later);
-        store.mark_finished();
-        let stats = store.stats();
+        log.append(Stream::Stderr, &data, &ends, &f, data.len() as u64, later);
+        log.append_line(Stream::Stdout, b"line 299999", flags::NO_NEWLINE, 11, later);
+        log.mark_finished();
+        let stats = log.stats();
         assert_eq!(
             (stats.dropped_lines, stats.disk_error.clone()),
             (0, None),
             "nothing is lost: {stats:?}"
         );
-        let live = store.snapshot();
+        let live = log.snapshot();
         assert!(live.gap.is_none());
         assert!(
             live.segments.iter().any(|s| matches!(s, SegmentRef::Disk { .. })),
@@ -789,20 +790,20 @@ mod tests {
     fn buffers_reused_past_the_memory_cap_never_change_what_a_reader_holds() {
         let dir = TempDir::new("recycle");
         let cap = 1 << 20;
-        let store = disk_store(&dir.0, cap, 1 << 30);
-        fill(&store, 0..100_000, 1000);
-        let held = store.snapshot();
+        let log = disk_log(&dir.0, cap, 1 << 30);
+        fill(&log, 0..100_000, 1000);
+        let held = log.snapshot();
         let before = lines_with_stream(&held);
         // Far past the cap: segments leave memory and new ones take their buffers, except the ones held.
-        fill(&store, 100_000..400_000, 1000);
+        fill(&log, 100_000..400_000, 1000);
         assert_eq!(lines_with_stream(&held), before, "a reader's snapshot stays as it was");
-        let stats = store.stats();
+        let stats = log.stats();
         assert!(
             stats.memory_bytes <= cap,
             "memory {} passed the cap",
             stats.memory_bytes
         );
-        let all = lines_with_stream(&store.snapshot());
+        let all = lines_with_stream(&log.snapshot());
         assert_eq!(all.len(), 400_000);
         assert!(
             all.iter()
@@ -816,16 +817,16 @@ mod tests {
     fn the_last_segment_read_back_from_disk_serves_the_next_reader_within_the_cap() {
         let dir = TempDir::new("recent");
         let cap = 1 << 20;
-        let store = disk_store(&dir.0, cap, 1 << 30);
-        fill(&store, 0..300_000, 1000);
-        store.mark_finished();
+        let log = disk_log(&dir.0, cap, 1 << 30);
+        fill(&log, 0..300_000, 1000);
+        log.mark_finished();
         let on_disk = |snap: &Snapshot| -> Vec<bool> {
             snap.segments
                 .iter()
                 .map(|s| matches!(s, SegmentRef::Disk { .. }))
                 .collect()
         };
-        let snap = store.snapshot();
+        let snap = log.snapshot();
         let before = on_disk(&snap);
         let (a, b) = {
             let mut disk = before.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i);
@@ -833,16 +834,16 @@ mod tests {
         };
         assert_eq!(snap.segments[a].load().line(0).seq, snap.segments[a].first_seq());
         drop(snap);
-        let after = on_disk(&store.snapshot());
+        let after = on_disk(&log.snapshot());
         assert!(!after[a], "the segment read is served from memory next time");
         // To stay within the cap, segments of the middle left memory for it.
-        assert!(store.stats().memory_bytes <= cap, "memory stays within the cap");
+        assert!(log.stats().memory_bytes <= cap, "memory stays within the cap");
 
-        store.snapshot().segments[b].load();
-        let after = on_disk(&store.snapshot());
+        log.snapshot().segments[b].load();
+        let after = on_disk(&log.snapshot());
         assert_eq!((after[a], after[b]), (true, false), "only the last one read is kept");
-        assert!(store.stats().memory_bytes <= cap);
-        let lines = lines_with_stream(&store.snapshot());
+        assert!(log.stats().memory_bytes <= cap);
+        let lines = lines_with_stream(&log.snapshot());
         assert!(
             lines
                 .iter()
@@ -854,9 +855,9 @@ mod tests {
     #[test]
     fn past_the_disk_cap_the_head_and_newest_stay_and_the_middle_is_counted() {
         let dir = TempDir::new("cap");
-        let store = disk_store(&dir.0, 1 << 20, 3 << 20);
-        fill(&store, 0..1_000_000, 5000);
-        let stats = store.stats();
+        let log = disk_log(&dir.0, 1 << 20, 3 << 20);
+        fill(&log, 0..1_000_000, 5000);
+        let stats = log.stats();
         assert!(stats.dropped_lines > 0, "10 MB of lines do not fit a 3 MiB disk cap");
         assert!(
             stats.disk_bytes <= 3 << 20,
@@ -874,19 +875,15 @@ mod tests {
             "the gap is exactly what was dropped"
         );
         assert_eq!(lines.len() as u64 + stats.dropped_lines, 1_000_000);
-        assert_eq!(
-            store.snapshot().gap,
-            Some(gap),
-            "memory and files agree on what is gone"
-        );
+        assert_eq!(log.snapshot().gap, Some(gap), "memory and files agree on what is gone");
     }
 
     #[test]
     fn a_log_cut_short_by_a_crash_reads_up_to_its_last_complete_line_and_the_next_server_goes_on_after_it() {
         let dir = TempDir::new("crash");
-        let store = disk_store(&dir.0, 1 << 20, 1 << 30);
-        fill(&store, 0..10, 5);
-        drop(store); // never finished: the segment is not sealed
+        let log = disk_log(&dir.0, 1 << 20, 1 << 30);
+        fill(&log, 0..10, 5);
+        drop(log); // never finished: the segment is not sealed
         let base = dir.0.join(format!("{:020}", 0));
         // The end of the last line and half of a record never made it.
         let data = std::fs::read(base.with_extension("log")).unwrap();
@@ -898,15 +895,15 @@ mod tests {
         assert_eq!((lines[4].1.as_str(), lines[4].2), ("line 4", Stream::Stdout));
         assert_eq!((lines[8].1.as_str(), lines[8].2), ("line 8", Stream::Stderr));
 
-        let (store, offsets) = resume_store(&dir.0);
+        let (log, offsets) = resume_log(&dir.0);
         assert_eq!(
             offsets,
             [5 * 7, 4 * 7],
             "reading resumes after the last complete line of each stream"
         );
-        fill(&store, 9..12, 3);
-        store.mark_finished();
-        assert_eq!(store.stats().disk_error, None);
+        fill(&log, 9..12, 3);
+        log.mark_finished();
+        assert_eq!(log.stats().disk_error, None);
         let lines = lines_with_stream(&Snapshot::from_disk(&LogDir::open(&dir.0)));
         let texts: Vec<&str> = lines.iter().map(|l| l.1.as_str()).collect();
         let want: Vec<String> = (0..12).map(|i| format!("line {i}")).collect();
@@ -921,9 +918,9 @@ mod tests {
         std::fs::write(fresh.with_extension("log"), b"lin").unwrap();
         let stderr_record = [(1u32 << 28).to_le_bytes(), 1u32.to_le_bytes()].concat();
         std::fs::write(fresh.with_extension("meta"), stderr_record).unwrap();
-        let (store, _) = resume_store(&dir.0);
-        fill(&store, 12..14, 2);
-        store.mark_finished();
+        let (log, _) = resume_log(&dir.0);
+        fill(&log, 12..14, 2);
+        log.mark_finished();
         let lines = lines_with_stream(&Snapshot::from_disk(&LogDir::open(&dir.0)));
         let last: Vec<(u64, &str, Stream)> = lines[12..].iter().map(|l| (l.0, l.1.as_str(), l.2)).collect();
         assert_eq!(
@@ -939,14 +936,14 @@ mod tests {
         std::fs::create_dir_all(&dir.0).unwrap();
         // The first segment's data file is /dev/full: every write to it fails with ENOSPC.
         std::os::unix::fs::symlink("/dev/full", dir.0.join(format!("{:020}.log", 0))).unwrap();
-        let store = disk_store(&dir.0, 1 << 20, 1 << 30);
-        fill(&store, 0..1000, 100);
-        let stats = store.stats();
+        let log = disk_log(&dir.0, 1 << 20, 1 << 30);
+        fill(&log, 0..1000, 100);
+        let stats = log.stats();
         let error = stats.disk_error.expect("the failure is reported");
         assert!(error.contains("No space left on device"), "{error}");
         assert_eq!(stats.dropped_lines, 0);
         assert_eq!(
-            lines_with_stream(&store.snapshot()).len(),
+            lines_with_stream(&log.snapshot()).len(),
             1000,
             "every line is still in memory"
         );
