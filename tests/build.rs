@@ -120,3 +120,91 @@ fn tool_limits_are_written_once() {
         "name the limit's const instead of a number: {found:#?}"
     );
 }
+
+/// The value of a `key = "value"` line of Cargo.toml's `[package]`.
+fn package_field(key: &str) -> Option<String> {
+    section("package").into_iter().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+#[test]
+fn the_crate_carries_what_crates_io_and_the_mcp_registry_need() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for key in [
+        "description",
+        "license",
+        "repository",
+        "readme",
+        "keywords",
+        "categories",
+        "rust-version",
+    ] {
+        assert!(package_field(key).is_some(), "Cargo.toml [package] has no `{key}`");
+    }
+    let license = package_field("license").unwrap();
+    let text = std::fs::read_to_string(root.join("LICENSE"))
+        .unwrap_or_else(|e| panic!("the license ({license}) needs its text in LICENSE: {e}"));
+    assert!(
+        text.contains("MIT License"),
+        "LICENSE is not the {license} license text"
+    );
+    // The MCP Registry proves a cargo package is this server by a visible line in the crate's README (crates.io
+    // strips HTML comments): `mcp-name: io.github.OWNER/NAME`, OWNER the repository's.
+    let repository = package_field("repository").unwrap();
+    let owner = repository
+        .strip_prefix("https://github.com/")
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("repository {repository:?} is not https://github.com/OWNER/NAME"));
+    let name = format!("mcp-name: io.github.{owner}/workflow-mcp");
+    let readme = std::fs::read_to_string(root.join(package_field("readme").unwrap())).unwrap();
+    assert!(
+        crate::docs::prose(&readme)
+            .iter()
+            .any(|l| l.contains(&name) && !l.contains("<!--")),
+        "the README has no visible `{name}` line"
+    );
+}
+
+#[test]
+fn the_package_ships_what_a_build_needs_and_no_scaffolding() {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["package", "--list", "--allow-dirty", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cargo package --list failed:\n{stderr}");
+    let listed = String::from_utf8(out.stdout).unwrap();
+    let files: Vec<&str> = listed.lines().collect();
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "LICENSE",
+        "README.md",
+        "src/main.rs",
+        "src/lib.rs",
+        "src/store/migrations/0001_history.sql",
+        "examples/workflows.json",
+        "examples/session.jsonl",
+    ] {
+        assert!(files.contains(&needed), "the package lacks {needed}: {files:?}");
+    }
+    let scaffolding: Vec<&&str> = files
+        .iter()
+        .filter(|f| {
+            ["tests/", "benches/", ".ci/", "scripts/", "target/"]
+                .iter()
+                .any(|d| f.starts_with(d))
+        })
+        .collect();
+    assert!(
+        scaffolding.is_empty(),
+        "the package ships test, bench or CI files: {scaffolding:?}"
+    );
+    assert!(
+        !stderr.contains("warning"),
+        "cargo package --list warns (metadata missing?):\n{stderr}"
+    );
+}

@@ -1,5 +1,5 @@
 //! Real agent CLIs (Claude Code, Gemini CLI, from npm) add the built server and check it the way a new user
-//! would — `mcp add` then `mcp list`, no model access needed — and print nothing but its `Connected` line: a
+//! would — the README's `mcp add` line, then `mcp list`, no model access needed — and print nothing but its `Connected` line: a
 //! schema a client does not understand shows up there as a warning (Claude Code printed 214 for schemars'
 //! integer formats). The CLIs come from `$WORKFLOW_MCP_NPM_BIN`, else `target/npm/node_modules/.bin` (where
 //! `.ci/run` installs them). Without them a test says it was skipped and why — unless CI is set, then it fails.
@@ -11,17 +11,19 @@ use serde_json::json;
 
 use crate::util::{TestDir, server_bin, wf};
 
-/// The folder holding the npm-installed `claude` and `gemini`, or `None` (after saying why) when a test may skip.
-fn npm_bin(test: &str) -> Option<PathBuf> {
+/// The folder holding these npm-installed programs, or `None` (after saying why) when a test may skip.
+pub fn npm_bin(test: &str, programs: &[&str]) -> Option<PathBuf> {
     let dir = std::env::var_os("WORKFLOW_MCP_NPM_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/npm/node_modules/.bin"));
-    if dir.join("claude").exists() && dir.join("gemini").exists() {
+    let missing: Vec<&&str> = programs.iter().filter(|p| !dir.join(p).exists()).collect();
+    if missing.is_empty() {
         return Some(dir);
     }
     let why = format!(
-        "{test}: no claude and gemini in {}; install them with `npm install --prefix target/npm \
-         @anthropic-ai/claude-code @google/gemini-cli` (as .ci/run does) or set WORKFLOW_MCP_NPM_BIN",
+        "{test}: no {missing:?} in {}; install them with `npm install --prefix target/npm \
+         @anthropic-ai/claude-code @google/gemini-cli @anthropic-ai/mcpb` (as .ci/run does) or set \
+         WORKFLOW_MCP_NPM_BIN",
         dir.display()
     );
     let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
@@ -49,15 +51,19 @@ impl ClientHome {
         self.dir.join("project")
     }
 
-    /// The server's command line, as a user would give it to a client.
-    fn server_command(&self) -> Vec<String> {
+    /// The README's one-liner for a client, as words, with the built server and this home's config in place
+    /// of `workflow-mcp` and `/path/to/workflows.json`.
+    fn readme_line(&self, client: &str) -> Vec<String> {
         let config = self.dir.join("workflows.json");
-        vec![
-            server_bin().to_owned(),
-            "--config".to_owned(),
-            config.to_str().unwrap().to_owned(),
-            "--ephemeral".to_owned(),
-        ]
+        crate::docs::readme_line(&format!("{client} mcp add "))
+            .split_whitespace()
+            .skip(1)
+            .map(|w| match w {
+                "workflow-mcp" => server_bin().to_owned(),
+                "/path/to/workflows.json" => config.to_str().unwrap().to_owned(),
+                w => w.to_owned(),
+            })
+            .collect()
     }
 
     /// Runs a CLI in the project folder with this home; its stdout and stderr together, after checking it
@@ -110,19 +116,12 @@ fn stray_lines<'a>(listing: &'a str, headings: &[&str], server: &str, expected: 
 
 #[tokio::test]
 async fn claude_code_connects_to_the_server_without_a_warning() {
-    let Some(bin) = npm_bin("claude_code_connects_to_the_server_without_a_warning") else {
+    let Some(bin) = npm_bin("claude_code_connects_to_the_server_without_a_warning", &["claude"]) else {
         return;
     };
     let home = ClientHome::new("claude");
     let claude = bin.join("claude");
-    let mut add = vec![
-        "mcp".to_owned(),
-        "add".to_owned(),
-        "workflows".to_owned(),
-        "--".to_owned(),
-    ];
-    add.extend(home.server_command());
-    home.run(&claude, &add).await;
+    home.run(&claude, &home.readme_line("claude")).await;
     let listing = home.run(&claude, &["mcp".to_owned(), "list".to_owned()]).await;
     assert!(
         listing
@@ -140,7 +139,7 @@ async fn claude_code_connects_to_the_server_without_a_warning() {
 
 #[tokio::test]
 async fn gemini_cli_connects_to_the_server_without_a_warning() {
-    let Some(bin) = npm_bin("gemini_cli_connects_to_the_server_without_a_warning") else {
+    let Some(bin) = npm_bin("gemini_cli_connects_to_the_server_without_a_warning", &["gemini"]) else {
         return;
     };
     let home = ClientHome::new("gemini");
@@ -150,9 +149,7 @@ async fn gemini_cli_connects_to_the_server_without_a_warning() {
     let trusted = json!({ home.project().to_str().unwrap(): "TRUST_FOLDER" });
     std::fs::write(gemini_dir.join("trustedFolders.json"), trusted.to_string()).unwrap();
     let gemini = bin.join("gemini");
-    let mut add = vec!["mcp".to_owned(), "add".to_owned(), "workflows".to_owned()];
-    add.extend(home.server_command());
-    home.run(&gemini, &add).await;
+    home.run(&gemini, &home.readme_line("gemini")).await;
     let listing = home.run(&gemini, &["mcp".to_owned(), "list".to_owned()]).await;
     assert!(
         listing

@@ -26,7 +26,7 @@ fn documents() -> Vec<PathBuf> {
 }
 
 /// Markdown text outside fenced code blocks.
-fn prose(text: &str) -> Vec<&str> {
+pub fn prose(text: &str) -> Vec<&str> {
     let mut fenced = false;
     text.lines()
         .filter(|line| {
@@ -112,9 +112,10 @@ fn every_relative_link_in_the_docs_leads_somewhere() {
 fn ci_runs_exactly_the_readme_test_command() {
     let readme = read(&root().join("README.md"));
     let quick_start = readme
-        .split("```sh\n")
+        .split("## Quick start")
         .nth(1)
-        .expect("README has a ```sh quick start block");
+        .and_then(|section| section.split("```sh\n").nth(1))
+        .expect("README has a Quick start section with a ```sh block");
     let commands: Vec<&str> = quick_start
         .split("```")
         .next()
@@ -133,4 +134,64 @@ fn ci_runs_exactly_the_readme_test_command() {
     let ci = read(&root().join(".ci/run"));
     let last = ci.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
     assert_eq!(last.trim(), commands[1], ".ci/run ends with the README's test command");
+}
+
+/// The README's line that starts with `prefix` (inside backticks or a code block), without the backticks.
+pub fn readme_line(prefix: &str) -> String {
+    let readme = read(&root().join("README.md"));
+    readme
+        .lines()
+        .find_map(|l| {
+            let at = l.find(prefix)?;
+            Some(l[at..].split('`').next().unwrap().trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("the README has no line starting with `{prefix}`"))
+}
+
+#[test]
+fn every_json_snippet_in_the_readme_parses_and_starts_the_installed_server() {
+    let readme = read(&root().join("README.md"));
+    let mut snippets: Vec<String> = readme
+        .split("```json\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_owned())
+        .collect();
+    // VS Code's one-liner carries its JSON as an argument.
+    let vscode = readme_line("code --add-mcp ");
+    let arg = vscode
+        .strip_prefix("code --add-mcp '")
+        .and_then(|a| a.strip_suffix('\''))
+        .expect("code --add-mcp '{...}'");
+    snippets.push(arg.to_owned());
+    assert!(snippets.len() >= 3, "the README's JSON snippets: {snippets:?}");
+    for snippet in &snippets {
+        let value: serde_json::Value = serde_json::from_str(snippet)
+            .unwrap_or_else(|e| panic!("a README JSON snippet does not parse ({e}):\n{snippet}"));
+        // A client entry (an `mcpServers` map, or VS Code's single server) starts the server binary.
+        let entries: Vec<&serde_json::Value> = match value.get("mcpServers") {
+            Some(servers) => servers.as_object().unwrap().values().collect(),
+            None if value.get("command").is_some() => vec![&value],
+            None => vec![],
+        };
+        for entry in entries {
+            let command = entry["command"].as_str().unwrap_or_default();
+            let args = entry["args"].as_array().cloned().unwrap_or_default();
+            let runs_from_source = command == "cargo";
+            assert!(
+                runs_from_source || command == "workflow-mcp" || command.ends_with("/workflow-mcp"),
+                "a README client entry does not start workflow-mcp: {entry}"
+            );
+            assert!(
+                args.iter().any(|a| a == "--config"),
+                "a README client entry gives no config: {entry}"
+            );
+        }
+    }
+    for client in ["claude mcp add ", "codex mcp add ", "gemini mcp add "] {
+        let line = readme_line(client);
+        assert!(
+            line.split_whitespace().any(|w| w == "workflow-mcp"),
+            "the README's {client}line does not start workflow-mcp: {line}"
+        );
+    }
 }

@@ -13,6 +13,7 @@ mod faults;
 mod harness;
 mod load;
 mod logs;
+mod packaging;
 mod reads;
 mod resources;
 mod schemas;

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The crate as crates.io would get it, and the bundle as Claude Desktop would: package the crate (cargo builds the
+# packaged sources), ask crates.io whether it would take it, install the packaged crate into a fresh CARGO_HOME,
+# run the example session with the installed binary, then pack that binary into an MCPB bundle with the mcpb CLI
+# (from npm, in $WORKFLOW_MCP_NPM_BIN) as target/mcpb/workflow-mcp.mcpb. .ci/run calls it; it needs the network
+# (crates.io) for the dry run and the fresh install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)"
+
+cargo package --locked
+# `cargo package` has just built these very sources; the dry run checks what crates.io would say.
+cargo publish --dry-run --locked --no-verify
+
+install_home="$(mktemp -d)"
+trap 'rm -rf "$install_home"' EXIT
+# A fresh CARGO_HOME: nothing of the developer's (config, registry cache, installed binaries) helps. The build
+# itself is cached in target/install between runs.
+CARGO_HOME="$install_home" CARGO_TARGET_DIR=target/install \
+  cargo install --locked --path "target/package/workflow-mcp-$version"
+installed="$install_home/bin/workflow-mcp"
+
+# The README's demo, with the installed binary: four answers, both workflows succeeded.
+answers="$("$installed" --config examples/workflows.json --ephemeral < examples/session.jsonl)"
+results="$(grep -c '"result"' <<<"$answers" || true)"
+succeeded="$(grep -c 'succeeded, exit code 0' <<<"$answers" || true)"
+if [[ "$results" != 4 || "$succeeded" != 2 ]]; then
+  echo "package-check: the installed binary answered the example session with $results results and" \
+    "$succeeded successes (want 4 and 2):" >&2
+  echo "$answers" >&2
+  exit 1
+fi
+"$installed" --version
+
+# The MCPB bundle of the installed binary, for this platform.
+bash scripts/mcpb-pack.sh "$installed" target/mcpb/workflow-mcp.mcpb
