@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::RoleServer;
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::{CallToolResult, ContentBlock, IntoContents, JsonObject};
 use rmcp::service::RequestContext;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -16,8 +16,9 @@ use uuid::Uuid;
 use super::types::*;
 use super::{text, waiting};
 use crate::app::App;
+use crate::catalog::param::ParamError;
 use crate::catalog::{WorkflowDef, WorkflowInfo};
-use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView};
+use crate::engine::{EngineError, ExecutionState, ExecutionStatus, ExecutionView};
 use crate::format::Summary;
 use crate::logs::{CompactLines, LogPage, LogQuery};
 
@@ -25,33 +26,102 @@ use crate::logs::{CompactLines, LogPage, LogQuery};
 /// result over 50,000 characters in a file instead of showing it.
 const RESULT_BUDGET: usize = 48_000;
 
-pub(super) type ToolResult = Result<CallToolResult, String>;
+pub(super) type ToolResult = Result<CallToolResult, ToolError>;
+
+/// Why a tool could not do what was asked: answered in band (`isError: true`) with this one sentence, which names
+/// the problem and the way out.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    #[error("invalid arguments for {tool}: {error}")]
+    Arguments { tool: String, error: serde_json::Error },
+    #[error("invalid argument \"{path}\" for {tool}: {error}")]
+    Argument {
+        tool: String,
+        path: String,
+        error: serde_json::Error,
+    },
+    #[error("\"{name}\" must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        name: &'static str,
+        min: u64,
+        max: u64,
+        got: u64,
+    },
+    #[error("\"grep\" is {0} bytes long; the limit is {MAX_GREP_BYTES}")]
+    GrepTooLong(usize),
+    #[error("\"grep\" is not a valid regular expression: {0}")]
+    Grep(regex::Error),
+    #[error("\"idempotency_key\" must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes long, got {0}")]
+    IdempotencyKey(usize),
+    #[error("\"params\" must be a JSON object of param values such as {{\"name\": value}}, got {0}")]
+    ParamsNotObject(Value),
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// The catalog's sentence naming the workflows it knows.
+    #[error("{0}")]
+    UnknownWorkflow(String),
+    #[error(
+        "execution_id \"{0}\" is not an execution id (a UUID as execute_workflow returns it); list_executions \
+         shows the known ones"
+    )]
+    NotAnExecutionId(String),
+    #[error(
+        "no execution with id {0}: it never existed here or was forgotten by the retention rule (the server \
+         restarted, or it finished long ago); list_executions shows the known ones"
+    )]
+    UnknownExecution(Uuid),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The engine's sentence on why the execution could not be stopped.
+    #[error("{0}")]
+    Stop(String),
+    #[error("rescanning the discovery folders failed: {0}")]
+    Rescan(tokio::task::JoinError),
+    #[error("internal error: cannot encode the result: {0}")]
+    Encode(serde_json::Error),
+    #[error("internal error: reading the status failed: {0}")]
+    StatusRead(tokio::task::JoinError),
+    #[error("internal error: reading the log failed: {0}")]
+    LogRead(tokio::task::JoinError),
+}
+
+impl IntoContents for ToolError {
+    fn into_contents(self) -> Vec<ContentBlock> {
+        vec![ContentBlock::text(self.to_string())]
+    }
+}
 
 /// Parses tool arguments; a bad one is named with what was expected.
-pub(super) fn parse_args<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, String> {
+pub(super) fn parse_args<T: DeserializeOwned>(tool: &str, args: JsonObject) -> Result<T, ToolError> {
     serde_path_to_error::deserialize(Value::Object(args)).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        let (tool, error) = (tool.to_owned(), e.into_inner());
         if path.is_empty() || path == "." {
-            format!("invalid arguments for {tool}: {inner}")
+            ToolError::Arguments { tool, error }
         } else {
-            format!("invalid argument \"{path}\" for {tool}: {inner}")
+            ToolError::Argument { tool, path, error }
         }
     })
 }
 
-pub(super) fn at_most(name: &str, value: Option<u64>, max: u64) -> Result<Option<u64>, String> {
+pub(super) fn at_most(name: &'static str, value: Option<u64>, max: u64) -> Result<Option<u64>, ToolError> {
     match value {
-        Some(v) if v > max => Err(format!("\"{name}\" must be between 0 and {max}, got {v}")),
+        Some(got) if got > max => Err(ToolError::OutOfRange { name, min: 0, max, got }),
         v => Ok(v),
     }
 }
 
-pub(super) fn in_range(name: &str, value: Option<u64>, min: u64, max: u64, default: u64) -> Result<u64, String> {
+pub(super) fn in_range(
+    name: &'static str,
+    value: Option<u64>,
+    min: u64,
+    max: u64,
+    default: u64,
+) -> Result<u64, ToolError> {
     match value {
         None => Ok(default),
         Some(v) if (min..=max).contains(&v) => Ok(v),
-        Some(v) => Err(format!("\"{name}\" must be between {min} and {max}, got {v}")),
+        Some(got) => Err(ToolError::OutOfRange { name, min, max, got }),
     }
 }
 
@@ -62,8 +132,7 @@ pub(super) fn wait_of(requested: Option<u64>) -> (Duration, bool) {
 }
 
 pub(super) fn reply<T: Serialize>(value: &T, text: String) -> ToolResult {
-    let structured =
-        serde_json::to_value(value).map_err(|e| format!("internal error: cannot encode the result: {e}"))?;
+    let structured = serde_json::to_value(value).map_err(ToolError::Encode)?;
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
     result.structured_content = Some(structured);
     Ok(result)
@@ -172,7 +241,7 @@ pub(super) async fn read_logs(
     exec: &ExecutionView,
     query: &LogQuery,
     timestamps: bool,
-) -> Result<(LogPage<CompactLines>, ExecutionState), String> {
+) -> Result<(LogPage<CompactLines>, ExecutionState), ToolError> {
     let (app, exec, query) = (app.clone(), exec.clone(), query.clone());
     // A page without a selection costs at most its own size and never waits for a slot.
     let _slot = match query.scans() {
@@ -185,26 +254,18 @@ pub(super) async fn read_logs(
         (query.run_into(&now.snapshot(), CompactLines::new(timestamps)), state)
     })
     .await
-    .map_err(|e| format!("internal error: reading the log failed: {e}"))
+    .map_err(ToolError::LogRead)
 }
 
-pub(super) fn find(app: &App, execution_id: &str) -> Result<ExecutionView, String> {
-    let id = Uuid::parse_str(execution_id.trim()).map_err(|_| {
-        format!(
-            "execution_id \"{execution_id}\" is not an execution id (a UUID as execute_workflow returns it); \
-             list_executions shows the known ones"
-        )
-    })?;
-    app.engine.find(&id).ok_or_else(|| {
-        format!(
-            "no execution with id {id}: it never existed here or was forgotten by the retention rule (the \
-             server restarted, or it finished long ago); list_executions shows the known ones"
-        )
-    })
+pub(super) fn find(app: &App, execution_id: &str) -> Result<ExecutionView, ToolError> {
+    let id = Uuid::parse_str(execution_id.trim()).map_err(|_| ToolError::NotAnExecutionId(execution_id.to_owned()))?;
+    app.engine.find(&id).ok_or(ToolError::UnknownExecution(id))
 }
 
-pub(super) fn workflow(app: &App, name: &str) -> Result<Arc<WorkflowDef>, String> {
-    app.catalog.get(name).ok_or_else(|| app.catalog.unknown_message(name))
+pub(super) fn workflow(app: &App, name: &str) -> Result<Arc<WorkflowDef>, ToolError> {
+    app.catalog
+        .get(name)
+        .ok_or_else(|| ToolError::UnknownWorkflow(app.catalog.unknown_message(name)))
 }
 
 /// Waits for a discovery scan in progress (bounded by the probe timeout), off the tokio workers.
@@ -231,7 +292,7 @@ pub(super) async fn status_reply(app: &Arc<App>, view: &ExecutionView, tail_line
     let (app, view) = (app.clone(), view.clone());
     tokio::task::spawn_blocking(move || status_reply_now(&app, &view, tail_lines, capped))
         .await
-        .map_err(|e| format!("internal error: reading the status failed: {e}"))?
+        .map_err(ToolError::StatusRead)?
 }
 
 /// The catalog as list_workflows answers it without arguments: what does not fit is named in `more`.
@@ -251,4 +312,24 @@ pub(super) fn catalog(app: &App) -> ListWorkflowsOutput {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_errors_name_the_argument_and_what_it_takes() {
+        let e = in_range("limit", Some(0), 1, 1000, 20).unwrap_err();
+        assert_eq!(e.to_string(), "\"limit\" must be between 1 and 1000, got 0");
+        let e = at_most("context", Some(11), 10).unwrap_err();
+        assert_eq!(e.to_string(), "\"context\" must be between 0 and 10, got 11");
+        let args = serde_json::json!({"execution_id": 7}).as_object().unwrap().clone();
+        let e = parse_args::<GetStatusInput>("get_status", args).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid argument \"execution_id\" for get_status: invalid type: integer `7`"),
+            "{e}"
+        );
+    }
 }

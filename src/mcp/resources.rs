@@ -250,7 +250,7 @@ pub(super) async fn read(app: &Arc<App>, uri: &str) -> Result<ReadResourceResult
         (ResourceRef::Status(_), Some(view)) => {
             let reply = reply::status_reply(app, &view, 0, false)
                 .await
-                .map_err(|e| McpError::internal_error(e, None))?;
+                .map_err(|e| McpError::internal_error(e.to_string(), None))?;
             json_text(&reply.structured_content.unwrap_or(Value::Null))?
         }
         (ResourceRef::Logs(_), Some(view)) => {

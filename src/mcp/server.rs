@@ -20,7 +20,7 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler,
 use serde_json::Value;
 
 use super::reply::{
-    ToolResult, at_most, catalog, catalog_settled, find, in_range, parse_args, read_logs, reply, sent_len,
+    ToolError, ToolResult, at_most, catalog, catalog_settled, find, in_range, parse_args, read_logs, reply, sent_len,
     status_reply, wait_final, wait_of, workflow,
 };
 use super::resources::ResourceRef;
@@ -73,7 +73,7 @@ impl WorkflowServer {
             let catalog = self.app.catalog.clone();
             tokio::task::spawn_blocking(move || catalog.refresh())
                 .await
-                .map_err(|e| format!("rescanning the discovery folders failed: {e}"))?;
+                .map_err(ToolError::Rescan)?;
         } else {
             catalog_settled(&self.app).await;
         }
@@ -99,16 +99,13 @@ impl WorkflowServer {
         &self,
         Parameters(args): Parameters<JsonObject>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<CallToolResponse, String> {
+    ) -> Result<CallToolResponse, ToolError> {
         let input: ExecuteInput = parse_args("execute_workflow", args)?;
         let (wait, capped) = wait_of(input.wait_ms);
         if let Some(key) = &input.idempotency_key
             && (key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_BYTES)
         {
-            return Err(format!(
-                "\"idempotency_key\" must be 1 to {MAX_IDEMPOTENCY_KEY_BYTES} bytes long, got {}",
-                key.len()
-            ));
+            return Err(ToolError::IdempotencyKey(key.len()));
         }
         catalog_settled(&self.app).await;
         let def = workflow(&self.app, &input.workflow)?;
@@ -116,18 +113,11 @@ impl WorkflowServer {
             None | Some(Value::Null) => JsonObject::new(),
             Some(Value::Object(m)) => m,
             Some(other) => {
-                return Err(format!(
-                    "\"params\" must be a JSON object of param values such as {{\"name\": value}}, got {other}"
-                ));
+                return Err(ToolError::ParamsNotObject(other));
             }
         };
         let invocation = resolve(&def.name, &def.params, &given)?;
-        let exec = self
-            .app
-            .engine
-            .execute(def, invocation, input.idempotency_key)
-            .await
-            .map_err(|e| e.to_string())?;
+        let exec = self.app.engine.execute(def, invocation, input.idempotency_key).await?;
         wait_final(&self.app, &ctx, &exec, wait).await;
         // A client that can follow a task gets one for an execution that is not over yet (its id is the
         // execution id); everyone else gets the status, as always.
@@ -178,16 +168,13 @@ impl WorkflowServer {
         let grep = match &input.grep {
             None => None,
             Some(p) if p.len() > MAX_GREP_BYTES => {
-                return Err(format!(
-                    "\"grep\" is {} bytes long; the limit is {MAX_GREP_BYTES}",
-                    p.len()
-                ));
+                return Err(ToolError::GrepTooLong(p.len()));
             }
             Some(p) => Some(
                 regex::bytes::RegexBuilder::new(p)
                     .size_limit(1 << 22)
                     .build()
-                    .map_err(|e| format!("\"grep\" is not a valid regular expression: {e}"))?,
+                    .map_err(ToolError::Grep)?,
             ),
         };
         let exec = find(&self.app, &input.execution_id)?;
@@ -289,7 +276,9 @@ impl WorkflowServer {
             .unwrap_or(self.app.engine.config().grace);
         let exec = find(&self.app, &input.execution_id)?;
         let engine = &self.app.engine;
-        waiting::reporting(&ctx, engine, &exec, engine.stop(&exec, StopReason::Cancel, grace)).await?;
+        waiting::reporting(&ctx, engine, &exec, engine.stop(&exec, StopReason::Cancel, grace))
+            .await
+            .map_err(|e| ToolError::Stop(e.to_string()))?;
         status_reply(&self.app, &exec, 0, false).await
     }
 
@@ -316,7 +305,7 @@ impl WorkflowServer {
                 .1
                 == 0
         {
-            return Err(self.app.catalog.unknown_message(w));
+            return Err(ToolError::UnknownWorkflow(self.app.catalog.unknown_message(w)));
         }
         let (mut executions, total) = self.app.engine.list(&ListFilter {
             workflow: input.workflow,

@@ -13,8 +13,8 @@ use std::time::{Duration, SystemTime};
 use rmcp::ErrorData as McpError;
 use rmcp::RoleServer;
 use rmcp::model::{
-    CallToolResult, CreateTaskResult, DetailedTask, JsonObject, ProtocolVersion, ServerResult, Task, TaskPayload,
-    TaskStatus,
+    CallToolResult, CreateTaskResult, DetailedTask, IntoContents, JsonObject, ProtocolVersion, ServerResult, Task,
+    TaskPayload, TaskStatus,
 };
 use rmcp::service::RequestContext;
 use uuid::Uuid;
@@ -143,7 +143,7 @@ pub(super) async fn now(app: &Arc<App>, id: &str, ctx: &RequestContext<RoleServe
         _ => {
             let result = reply::status_reply(app, &view, 0, false)
                 .await
-                .unwrap_or_else(|e| CallToolResult::error(vec![rmcp::model::ContentBlock::text(e)]));
+                .unwrap_or_else(|e| CallToolResult::error(e.into_contents()));
             DetailedTask::new(
                 task.with_status_message(Summary(&status).ended()),
                 TaskPayload::Completed {
