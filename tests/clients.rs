@@ -1,8 +1,10 @@
-//! Real agent CLIs (Claude Code, Gemini CLI, from npm) add the built server and check it the way a new user
-//! would — the README's `mcp add` line, then `mcp list`, no model access needed — and print nothing but its `Connected` line: a
-//! schema a client does not understand shows up there as a warning (Claude Code printed 214 for schemars'
-//! integer formats). The CLIs come from `$WORKFLOW_MCP_NPM_BIN`, else `target/npm/node_modules/.bin` (where
-//! `.ci/run` installs them). Without them a test says it was skipped and why — unless CI is set, then it fails.
+//! Real agent CLIs (Claude Code, Gemini CLI, Codex, from npm) take the README's `mcp add` line as a new user
+//! would. Claude Code and Gemini CLI then check the built server with `mcp list` (no model access needed) and
+//! must print nothing but its `Connected` line: a schema a client does not understand shows up there as a
+//! warning (Claude Code printed 214 for schemars' integer formats). Codex's `mcp list` starts no server, so its
+//! test checks the command the line records. The CLIs come from `$WORKFLOW_MCP_NPM_BIN`, else
+//! `target/npm/node_modules/.bin` (where `.ci/run` installs them). Without them a test says it was skipped and
+//! why — unless CI is set, then it fails.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +24,7 @@ pub fn npm_bin(test: &str, programs: &[&str]) -> Option<PathBuf> {
     }
     let why = format!(
         "{test}: no {missing:?} in {}; install them with `npm install --prefix target/npm \
-         @anthropic-ai/claude-code @google/gemini-cli @anthropic-ai/mcpb` (as .ci/run does) or set \
+         @anthropic-ai/claude-code @google/gemini-cli @openai/codex @anthropic-ai/mcpb` (as .ci/run does) or set \
          WORKFLOW_MCP_NPM_BIN",
         dir.display()
     );
@@ -163,4 +165,33 @@ async fn gemini_cli_connects_to_the_server_without_a_warning() {
         "gemini mcp list printed warnings:\n{}",
         stray.join("\n")
     );
+}
+
+#[tokio::test]
+async fn codex_takes_the_readme_line_as_the_server_command() {
+    let Some(bin) = npm_bin("codex_takes_the_readme_line_as_the_server_command", &["codex"]) else {
+        return;
+    };
+    // `codex mcp list` does not start servers, so this checks what the README's line makes Codex run.
+    let home = ClientHome::new("codex");
+    let codex = bin.join("codex");
+    home.run(&codex, &home.readme_line("codex")).await;
+    let args: Vec<String> = ["mcp", "get", "workflows", "--json"].map(str::to_owned).into();
+    let answer = home.run(&codex, &args).await;
+    let json_start = answer
+        .find('{')
+        .unwrap_or_else(|| panic!("codex mcp get gave no JSON:\n{answer}"));
+    let entry: serde_json::Value = serde_json::Deserializer::from_str(&answer[json_start..])
+        .into_iter()
+        .next()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("codex mcp get: {e}:\n{answer}"));
+    let mut want = home.readme_line("codex");
+    let program = want
+        .iter()
+        .position(|w| w == server_bin())
+        .expect("the line starts the server");
+    let want_args = want.split_off(program + 1);
+    assert_eq!(entry["transport"]["command"], json!(server_bin()), "{entry}");
+    assert_eq!(entry["transport"]["args"], json!(want_args), "{entry}");
 }
