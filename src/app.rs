@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::catalog::discovery::DiscoverySettings;
+use crate::catalog::registry::ImportSettings;
 use crate::catalog::{Catalog, Config, Limits};
 use crate::engine::{Engine, EngineConfig};
 use crate::logs::LogLimits;
@@ -103,7 +104,13 @@ pub fn catalog(config: &Config) -> Arc<Catalog> {
         timeout: Duration::from_millis(config.limits.discovery_timeout_ms),
         placement: config.default_runtime.clone(),
     });
-    Arc::new(Catalog::new(config.workflows.clone(), discovery))
+    let imports = (!config.import.is_empty()).then(|| ImportSettings {
+        dir: config.dir.clone(),
+        kinds: config.import.clone(),
+        placement: config.default_runtime.clone(),
+    });
+    let file = (!config.path.as_os_str().is_empty()).then(|| config.path.clone());
+    Arc::new(Catalog::new(config.workflows.clone(), discovery).with_source(file, imports, config.trust_gate()))
 }
 
 /// Where Slurm job folders go unless a workflow names its own `spool_dir`: `slurm/` in the state directory, or

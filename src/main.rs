@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use workflow_mcp::app::{App, HistoryPlace};
 use workflow_mcp::catalog::config;
 use workflow_mcp::cli::args::{self, Command};
+use workflow_mcp::cli::setup;
 use workflow_mcp::host::Host;
 use workflow_mcp::proc::reaper::become_subreaper;
 use workflow_mcp::proc::watchdog::{self, WATCHDOG_ARG, Watchdog};
@@ -65,7 +66,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Serve { config, state } => {
             init_tracing("info,rmcp=warn");
-            let config = config::load(&config)?;
+            let config = setup::load(config.config.as_deref(), config.project.as_deref())?;
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
@@ -79,7 +80,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             rt.block_on(async {
                 let app = App::build(&config, watchdog, &place)?;
                 tracing::info!(
-                    config = %config.path.display(),
+                    config = %app.catalog.config().map_or("none".into(), |p| p.display().to_string()),
                     workflows = app.catalog.all().len(),
                     history = %match &place {
                         HistoryPlace::Ephemeral => "in memory only".to_owned(),
@@ -99,13 +100,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::List { config, json } => {
             init_tracing("warn");
-            let config = config::load(&config)?;
+            let config = setup::load(config.config.as_deref(), config.project.as_deref())?;
             Ok(ExitCode::from(workflow_mcp::cli::inspect::list(&config, json)))
         }
         Command::Check { config } => {
             init_tracing("error");
-            match config::load(&config) {
-                Ok(config) => Ok(ExitCode::from(workflow_mcp::cli::inspect::check(&config))),
+            match setup::load(config.config.as_deref(), config.project.as_deref()) {
+                Ok(config) => {
+                    setup::say_config(&config);
+                    Ok(ExitCode::from(workflow_mcp::cli::inspect::check(&config)))
+                }
                 Err(e) => {
                     println!("{:#}", anyhow::Error::new(e));
                     Ok(ExitCode::from(1))
@@ -120,7 +124,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             state,
         } => {
             init_tracing("warn");
-            let config = config::load(&config)?;
+            let config = setup::load(config.config.as_deref(), config.project.as_deref())?;
+            if let Some(gate) = config.trust_gate().filter(|g| !g.is_trusted()) {
+                eprintln!("workflow-mcp: {}", gate.refusal());
+                return Ok(ExitCode::from(1));
+            }
             for w in &config.warnings {
                 tracing::warn!("{w}");
             }
@@ -135,6 +143,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             // The runtime may hold a blocked stdin reader; exit without waiting for it.
             std::process::exit(i32::from(code));
         }
+        Command::Init { project } => Ok(ExitCode::from(setup::init(project.as_deref()))),
+        Command::Trust { file, project } => Ok(ExitCode::from(setup::trust(file.as_deref(), project.as_deref()))),
         Command::History {
             config,
             state_dir,

@@ -14,6 +14,7 @@ mod harness;
 mod load;
 mod logs;
 mod packaging;
+mod project;
 mod reads;
 mod resources;
 mod schemas;

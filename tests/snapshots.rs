@@ -27,6 +27,7 @@ fn redact(s: &str) -> String {
         (r#""(duration_ms|pid)": \d+"#, r#""$1": <n>"#),
         (r"(after|running for|exit \d+) \d+(\.\d+)? (ms|s)\b", "$1 <duration>"),
         (r"pid \d+", "pid <n>"),
+        (r"/[^\s\x22]*wfmcp-test-[^/\s\x22]*", "<test dir>"),
     ];
     let mut out = s.to_owned();
     for (pattern, with) in rules {

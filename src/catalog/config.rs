@@ -8,8 +8,11 @@ use std::sync::Arc;
 use regex::Regex;
 
 pub use super::config_file::{ConfigFile, Limits, ParamEntry, WorkflowEntry};
+use super::locate::{Located, Origin};
 use super::names::{PARAM_NAME_RULE, valid_env_name, valid_param_name, valid_workflow_name};
 use super::param::{Delivery, Param, ParamType};
+use super::tasks::TaskKind;
+use super::trust::TrustGate;
 use super::unsafe_env::refused_env_var;
 use super::workflow::{Source, WorkflowDef};
 use crate::runtime::Placement;
@@ -30,6 +33,44 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Where workflows run unless their entry says otherwise (discovered ones included).
     pub default_runtime: Placement,
+    /// The kinds of task files imported from the config's folder.
+    pub import: Vec<TaskKind>,
+    /// How this file was chosen (`--config`, found in the project, the user's own).
+    pub origin: Origin,
+}
+
+impl Config {
+    /// A config found in the project runs nothing until trusted: this is what must be trusted.
+    pub fn trust_gate(&self) -> Option<TrustGate> {
+        (self.origin == Origin::Project).then(|| self.gate())
+    }
+
+    /// The files this config's workflows depend on, as `workflow-mcp trust` records them (the real path, so the
+    /// record holds however the folder was reached).
+    pub fn gate(&self) -> TrustGate {
+        TrustGate {
+            config: self.path.canonicalize().unwrap_or_else(|_| self.path.clone()),
+            dir: self.dir.canonicalize().unwrap_or_else(|_| self.dir.clone()),
+            imports: self.import.clone(),
+        }
+    }
+
+    /// No config at all: an empty catalog (whose listing says how to make one), not an error.
+    pub fn empty() -> Config {
+        Config {
+            path: PathBuf::new(),
+            dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            workflows: Vec::new(),
+            discover: Vec::new(),
+            inherit_env: Vec::new(),
+            limits: Limits::default(),
+            state_dir: None,
+            warnings: Vec::new(),
+            default_runtime: Placement::Local,
+            import: Vec::new(),
+            origin: Origin::User,
+        }
+    }
 }
 
 /// Why a config file was refused.
@@ -47,7 +88,14 @@ pub enum ConfigError {
     Invalid { path: PathBuf, problems: Vec<String> },
 }
 
-/// Reads, parses and checks a config file.
+/// Reads, parses and checks a config file that was found (not given): its origin decides whether it needs trust.
+pub fn load_located(found: &Located) -> Result<Config, ConfigError> {
+    let mut config = load(&found.path)?;
+    config.origin = found.origin.clone();
+    Ok(config)
+}
+
+/// Reads, parses and checks a config file given by the user (`--config`).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -167,6 +215,8 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
         inherit_env: file.inherit_env,
         limits: file.limits,
         warnings,
+        import: file.import,
+        origin: Origin::Given,
     })
 }
 

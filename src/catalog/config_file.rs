@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::param::ParamType;
+use super::tasks::TaskKind;
 use crate::runtime::Placement;
 
 /// The workflow-mcp config file: the workflows it serves, where to discover more, and the server's limits.
@@ -26,6 +27,12 @@ pub struct ConfigFile {
     /// Commands wrapped as workflows.
     #[serde(default)]
     pub workflows: Vec<WorkflowEntry>,
+    /// The project's own tasks to serve as workflows, read from this file's folder: `"npm"` (package.json
+    /// scripts, as `npm:NAME`), `"make"` (.PHONY or `## documented` Makefile targets, as `make:NAME`), `"just"`
+    /// (justfile recipes, as `just:NAME`), `"task"` (Taskfile.yml tasks, as `task:NAME`). Re-read by
+    /// `list_workflows` with `refresh`.
+    #[serde(default)]
+    pub import: Vec<TaskKind>,
     /// Server-wide limits; every key has a default.
     #[serde(default)]
     pub limits: Limits,

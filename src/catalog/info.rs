@@ -22,6 +22,10 @@ pub struct WorkflowInfo {
     pub timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent: Option<usize>,
+    /// Why it cannot run now and the exact command that allows it (a config found in the project runs nothing
+    /// until the user trusts it); absent when it can run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
 }
 
 impl From<&WorkflowDef> for WorkflowInfo {
@@ -37,6 +41,7 @@ impl From<&WorkflowDef> for WorkflowInfo {
             source: w.source,
             timeout_ms: w.timeout_ms,
             max_concurrent: w.max_concurrent,
+            blocked: None,
         }
     }
 }

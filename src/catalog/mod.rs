@@ -8,6 +8,9 @@
 //! - `param`: typed params: checking an agent's values, mapping them onto argv and env, their JSON Schema.
 //! - `workflow`: the definition both sources become (`WorkflowDef`, `Source`).
 //! - `info`: a workflow as clients see it (`WorkflowInfo`: name, description, params as JSON Schema).
+//! - `locate`: finding the config file when none is given (the project's, up to the repository root; the user's).
+//! - `tasks`: a project's own tasks (package.json, Makefile, justfile, Taskfile.yml) read as workflows.
+//! - `trust`: which found configs (and the task files they import) the user has allowed to run.
 //! - `config_file`: the config file's format (the keys a user writes) and its defaults.
 //! - `config`: the config file, loaded and checked into manifest definitions.
 //! - `metadata`: what a self-describing executable prints, turned into a definition.
@@ -21,10 +24,13 @@ pub mod config_file;
 pub mod discovery;
 pub mod glob;
 pub mod info;
+pub mod locate;
 pub mod metadata;
 pub mod names;
 pub mod param;
 pub mod registry;
+pub mod tasks;
+pub mod trust;
 pub mod unsafe_env;
 pub mod workflow;
 

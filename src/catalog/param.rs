@@ -315,13 +315,6 @@ pub enum ParamError {
     },
 }
 
-/// The protocol layer answers a refused call with this sentence as its tool error.
-impl From<ParamError> for String {
-    fn from(e: ParamError) -> String {
-        e.to_string()
-    }
-}
-
 fn unknown_param(name: &str, workflow: &str, known: &str) -> String {
     if known.is_empty() {
         format!("unknown param \"{name}\": workflow \"{workflow}\" takes no params")

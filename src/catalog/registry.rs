@@ -2,10 +2,23 @@
 //! suggestion when a name is unknown.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use super::discovery::{Discovered, DiscoverySettings, discover};
+use super::info::WorkflowInfo;
+use super::tasks::{TaskKind, import};
+use super::trust::TrustGate;
 use super::workflow::WorkflowDef;
+use crate::runtime::Placement;
+
+/// The task files a catalog imports, re-read by every scan.
+#[derive(Clone, Debug)]
+pub struct ImportSettings {
+    pub dir: PathBuf,
+    pub kinds: Vec<TaskKind>,
+    pub placement: Placement,
+}
 
 /// The workflows a server offers: the manifest entries, then what discovery found (replaced as a whole by each
 /// scan). Readers never wait for a scan unless they ask to ([`Catalog::settled`]).
@@ -13,6 +26,13 @@ use super::workflow::WorkflowDef;
 pub struct Catalog {
     manifest: Vec<Arc<WorkflowDef>>,
     discovery: Option<DiscoverySettings>,
+    imports: Option<ImportSettings>,
+    /// Set for a config found in the project: nothing runs until the user trusts it.
+    gate: Option<TrustGate>,
+    /// Why nothing runs now (the gate's refusal), as of the latest check.
+    blocked: Mutex<Option<String>>,
+    /// The config file in use, if any.
+    config: Option<PathBuf>,
     workflows: RwLock<Arc<Vec<Arc<WorkflowDef>>>>,
     scanning: Mutex<bool>,
     scan_done: Condvar,
@@ -25,9 +45,73 @@ impl Catalog {
             workflows: RwLock::new(Arc::new(manifest.clone())),
             manifest,
             discovery,
+            imports: None,
+            gate: None,
+            blocked: Mutex::new(None),
+            config: None,
             scanning: Mutex::new(false),
             scan_done: Condvar::new(),
         }
+    }
+
+    /// The same catalog, reading `imports` on every scan, gated by `gate` when the config needs trust, and
+    /// naming `config` as its file.
+    pub fn with_source(
+        mut self,
+        config: Option<PathBuf>,
+        imports: Option<ImportSettings>,
+        gate: Option<TrustGate>,
+    ) -> Self {
+        self.blocked = Mutex::new(gate.as_ref().map(TrustGate::refusal));
+        self.config = config;
+        self.imports = imports;
+        self.gate = gate;
+        self
+    }
+
+    /// The config file in use (`None`: none was given or found).
+    pub fn config(&self) -> Option<&PathBuf> {
+        self.config.as_ref()
+    }
+
+    /// Reads the trust records again (blocking: hashes the gated files).
+    pub fn check_trust(&self) {
+        let blocked = self.gate.as_ref().filter(|g| !g.is_trusted()).map(TrustGate::refusal);
+        *self.blocked.lock().unwrap_or_else(|e| e.into_inner()) = blocked;
+    }
+
+    /// Waits for a scan in progress, then checks trust anew (blocking).
+    pub fn settle(&self) {
+        self.settled();
+        self.check_trust();
+    }
+
+    /// Why no workflow may run now, with the command that allows them; `None` when they may.
+    pub fn blocked(&self) -> Option<String> {
+        self.blocked.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A workflow as clients see it, with why it cannot run when it cannot.
+    pub fn info(&self, def: &WorkflowDef) -> WorkflowInfo {
+        WorkflowInfo {
+            blocked: self.blocked(),
+            ..WorkflowInfo::from(def)
+        }
+    }
+
+    /// What a listing should tell the agent besides the workflows: how to make a config when there is none,
+    /// how to allow one that is not trusted.
+    pub fn hint(&self) -> Option<String> {
+        if let Some(blocked) = self.blocked() {
+            return Some(blocked);
+        }
+        (self.config.is_none() && self.all().is_empty()).then(|| {
+            "no config file found (workflow-mcp.json in the project folder or above it up to the repository root, or \
+             ~/.config/workflow-mcp/config.json): ask the user to run `workflow-mcp init` in the project folder, \
+             which writes one from its package.json, Makefile, justfile and Taskfile.yml, or to start the server \
+             with --config FILE"
+                .to_owned()
+        })
     }
 
     /// The current list, in catalog order (manifest entries first, then discovered ones).
@@ -61,10 +145,22 @@ impl Catalog {
     }
 
     fn scan(&self) -> Discovered {
+        self.check_trust();
+        let mut all = self.manifest.clone();
+        if let Some(imports) = &self.imports {
+            for kind in &imports.kinds {
+                let got = import(*kind, &imports.dir, &imports.placement);
+                for w in &got.warnings {
+                    tracing::warn!("import: {w}");
+                }
+                all.extend(got.workflows.into_iter().map(Arc::new));
+            }
+        }
         let Some(settings) = &self.discovery else {
+            *self.workflows.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(all);
             return Discovered::default();
         };
-        let taken: HashSet<String> = self.manifest.iter().map(|w| w.name.clone()).collect();
+        let taken: HashSet<String> = all.iter().map(|w| w.name.clone()).collect();
         let found = discover(settings, &taken);
         for p in &found.problems {
             tracing::warn!("discovery: {p}");
@@ -72,7 +168,6 @@ impl Catalog {
         for w in &found.warnings {
             tracing::warn!("discovery: {w}");
         }
-        let mut all = self.manifest.clone();
         all.extend(found.workflows.iter().cloned());
         *self.workflows.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(all);
         found
@@ -94,7 +189,7 @@ impl Catalog {
     /// Starts the first scan on its own thread; calls that need the catalog complete wait for it with
     /// [`Catalog::settled`], everything else is served at once.
     pub fn start_initial_scan(self: &Arc<Self>) {
-        if self.discovery.is_none() {
+        if self.discovery.is_none() && self.imports.is_none() && self.gate.is_none() {
             return;
         }
         self.begin_scan();

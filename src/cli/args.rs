@@ -10,7 +10,7 @@ pub const USAGE: &str = "\
 workflow-mcp: an MCP server over stdio that runs workflows and lets an agent follow their status and logs
 
 Usage:
-  workflow-mcp [serve] --config FILE     serve MCP over stdin/stdout (the default command)
+  workflow-mcp [serve] [--config FILE]   serve MCP over stdin/stdout (the default command)
   workflow-mcp list    --config FILE     show the workflows and their params
   workflow-mcp check   --config FILE     check the config and discovery; exit 1 if anything is wrong
   workflow-mcp run NAME --config FILE [--param KEY=VALUE]...
@@ -19,9 +19,15 @@ Usage:
   workflow-mcp status ID                 one execution's status
   workflow-mcp logs ID [--follow]        one execution's output; --follow waits for the end and exits with
                                          its exit code
+  workflow-mcp init                      write workflow-mcp.json here, importing the project's own tasks
+  workflow-mcp trust [FILE]              allow a config found in the project (and its task files) to run
 
 Options:
-  -c, --config FILE   the config file (default: $WORKFLOW_MCP_CONFIG)
+  -c, --config FILE   the config file (default: $WORKFLOW_MCP_CONFIG, else workflow-mcp.json in the project
+                      folder or above it up to the repository root, else
+                      $XDG_CONFIG_HOME/workflow-mcp/config.json; none: an empty catalog)
+      --project DIR   the project folder (default: $CLAUDE_PROJECT_DIR, else the working directory); for
+                      clients that start servers in / (Claude Desktop)
       --state-dir DIR where the history and logs are kept (default: the config's state_dir, else
                       $XDG_STATE_HOME/workflow-mcp, else ~/.local/state/workflow-mcp)
       --ephemeral     serve/run: keep history in memory only (gone when the process exits)
@@ -42,6 +48,24 @@ workflow and exit. `serve` may be left out: `workflow-mcp --config FILE` does th
 Every execution and its output are kept in the state directory (--state-dir DIR, the config's state_dir, else
 $XDG_STATE_HOME/workflow-mcp, else ~/.local/state/workflow-mcp), so a restarted server — or a second one on
 the same directory — sees them; --ephemeral keeps them in memory only.
+";
+
+const INIT_HELP: &str = "\
+workflow-mcp init [--project DIR]
+
+Writes workflow-mcp.json in the project folder, importing the project's own tasks it finds there
+(package.json scripts as npm:NAME, Makefile targets as make:NAME, justfile recipes as just:NAME, Taskfile.yml
+tasks as task:NAME), and prints what it did. Refuses to overwrite an existing file. Like any config found in a
+project, it runs nothing until you trust it: workflow-mcp trust.
+";
+
+const TRUST_HELP: &str = "\
+workflow-mcp trust [FILE] [--project DIR]
+
+Allows a config file found in a project (default: the one the server would find) and the task files it
+imports to run: records their path and content digest in your state folder ($XDG_STATE_HOME/workflow-mcp/trust,
+else ~/.local/state/workflow-mcp/trust). A later change to any of them needs trusting again. Review the files
+first: their commands will run when an agent asks.
 ";
 
 const LIST_HELP: &str = "\
@@ -103,22 +127,47 @@ pub struct StateOptions {
     pub ephemeral: bool,
 }
 
+/// Which config to use: the one given, else the one found from the project folder.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigChoice {
+    pub config: Option<PathBuf>,
+    pub project: Option<PathBuf>,
+}
+
+impl From<&str> for ConfigChoice {
+    fn from(config: &str) -> Self {
+        ConfigChoice {
+            config: Some(config.into()),
+            project: None,
+        }
+    }
+}
+
+impl From<OsString> for ConfigChoice {
+    fn from(config: OsString) -> Self {
+        ConfigChoice {
+            config: Some(config.into()),
+            project: None,
+        }
+    }
+}
+
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Serve {
-        config: PathBuf,
+        config: ConfigChoice,
         state: StateOptions,
     },
     List {
-        config: PathBuf,
+        config: ConfigChoice,
         json: bool,
     },
     Check {
-        config: PathBuf,
+        config: ConfigChoice,
     },
     Run {
-        config: PathBuf,
+        config: ConfigChoice,
         workflow: String,
         params: Vec<(String, String)>,
         params_json: Option<String>,
@@ -144,6 +193,13 @@ pub enum Command {
         id: String,
         follow: bool,
     },
+    Init {
+        project: Option<PathBuf>,
+    },
+    Trust {
+        file: Option<PathBuf>,
+        project: Option<PathBuf>,
+    },
     /// Print this text to stdout and exit 0.
     Help(&'static str),
     Version,
@@ -159,6 +215,8 @@ enum Named {
     History,
     Status,
     Logs,
+    Init,
+    Trust,
 }
 
 impl Named {
@@ -171,6 +229,8 @@ impl Named {
             "history" => Some(Named::History),
             "status" => Some(Named::Status),
             "logs" => Some(Named::Logs),
+            "init" => Some(Named::Init),
+            "trust" => Some(Named::Trust),
             _ => None,
         }
     }
@@ -184,6 +244,8 @@ impl Named {
             Named::History => HISTORY_HELP,
             Named::Status => STATUS_HELP,
             Named::Logs => LOGS_HELP,
+            Named::Init => INIT_HELP,
+            Named::Trust => TRUST_HELP,
         }
     }
 }
@@ -229,6 +291,7 @@ fn help(mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
 /// The options and positional arguments of a command (`None`: none named, so `serve`).
 fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
     let mut config = None;
+    let mut project = None;
     let mut json = false;
     let mut params = Vec::new();
     let mut params_json = None;
@@ -241,6 +304,7 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
             Short('h') | Long("help") => return Ok(Command::Help(named.map_or(USAGE, Named::help))),
             Short('V') | Long("version") => return Ok(Command::Version),
             Short('c') | Long("config") => config = Some(PathBuf::from(parser.value()?)),
+            Long("project") if !reads_history => project = Some(PathBuf::from(parser.value()?)),
             Long("json") if matches!(named, Some(Named::List | Named::History | Named::Status)) => json = true,
             Long("state-dir") => state.state_dir = Some(PathBuf::from(parser.value()?)),
             Long("ephemeral") if !reads_history => state.ephemeral = true,
@@ -306,9 +370,16 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
             None => Ok(command),
         };
     }
-    let config = config.ok_or("no config file: pass --config FILE (or set WORKFLOW_MCP_CONFIG); see --help")?;
+    let config = ConfigChoice { config, project };
     let command = match named.unwrap_or(Named::Serve) {
         Named::History | Named::Status | Named::Logs => unreachable!("handled above"),
+        Named::Init => Command::Init {
+            project: config.project,
+        },
+        Named::Trust => Command::Trust {
+            file: positional.next().map(PathBuf::from).or(config.config),
+            project: config.project,
+        },
         Named::Serve => Command::Serve { config, state },
         Named::List => Command::List { config, json },
         Named::Check => Command::Check { config },
@@ -331,7 +402,7 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
 
 fn unknown_command(name: &OsStr) -> String {
     format!(
-        "unknown command \"{}\"; the commands are serve, list, check, run, history, status, logs and help",
+        "unknown command \"{}\"; the commands are serve, list, check, run, history, status, logs, init, trust and help",
         name.to_string_lossy()
     )
 }
@@ -473,6 +544,33 @@ mod tests {
             p(&["history", "--limit", "0"])
                 .unwrap_err()
                 .contains("--limit takes a positive number")
+        );
+    }
+
+    #[test]
+    fn without_a_config_the_project_folder_decides() {
+        assert_eq!(
+            p(&["--project", "/p"]),
+            Ok(Command::Serve {
+                config: ConfigChoice {
+                    config: None,
+                    project: Some("/p".into())
+                },
+                state: StateOptions::default()
+            })
+        );
+        assert_eq!(p(&["init"]), Ok(Command::Init { project: None }));
+        assert_eq!(
+            p(&["trust", "x.json"]),
+            Ok(Command::Trust {
+                file: Some("x.json".into()),
+                project: None
+            })
+        );
+        assert!(
+            p(&["trust", "a", "b"])
+                .unwrap_err()
+                .contains("unexpected argument \"b\"")
         );
     }
 

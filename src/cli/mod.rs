@@ -4,4 +4,5 @@ pub mod args;
 pub mod history;
 pub mod inspect;
 pub mod run;
+pub mod setup;
 pub mod terminal;

@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::types::*;
 use super::{text, waiting};
 use crate::app::App;
+use crate::catalog::WorkflowDef;
 use crate::catalog::param::ParamError;
-use crate::catalog::{WorkflowDef, WorkflowInfo};
 use crate::engine::{EngineError, ExecutionState, ExecutionStatus, ExecutionView};
 use crate::format::Summary;
 use crate::logs::{CompactLines, LogPage, LogQuery};
@@ -60,6 +60,9 @@ pub enum ToolError {
     /// The catalog's sentence naming the workflows it knows.
     #[error("{0}")]
     UnknownWorkflow(String),
+    /// The catalog's sentence: the config is not trusted (or changed), with the command that allows it.
+    #[error("{0}")]
+    Untrusted(String),
     #[error(
         "execution_id \"{0}\" is not an execution id (a UUID as execute_workflow returns it); list_executions \
          shows the known ones"
@@ -268,12 +271,11 @@ pub(super) fn workflow(app: &App, name: &str) -> Result<Arc<WorkflowDef>, ToolEr
         .ok_or_else(|| ToolError::UnknownWorkflow(app.catalog.unknown_message(name)))
 }
 
-/// Waits for a discovery scan in progress (bounded by the probe timeout), off the tokio workers.
+/// Waits for a discovery scan in progress (bounded by the probe timeout), off the tokio workers. Trust is read
+/// anew too: the user may have trusted the config (or a file changed) since the last call.
 pub(super) async fn catalog_settled(app: &App) {
-    if app.catalog.scanning() {
-        let catalog = app.catalog.clone();
-        let _ = tokio::task::spawn_blocking(move || catalog.settled()).await;
-    }
+    let catalog = app.catalog.clone();
+    let _ = tokio::task::spawn_blocking(move || catalog.settle()).await;
 }
 
 /// Waits up to `wait` for the execution to finish, reporting progress to the client meanwhile.
@@ -300,10 +302,12 @@ pub(super) fn catalog(app: &App) -> ListWorkflowsOutput {
     let mut out = ListWorkflowsOutput {
         workflows: Vec::new(),
         more: Vec::new(),
+        config: app.catalog.config().map(|p| p.display().to_string()),
+        hint: app.catalog.hint(),
     };
     let mut used = 0;
     for w in app.catalog.all().iter() {
-        let info = WorkflowInfo::from(w.as_ref());
+        let info = app.catalog.info(w);
         used += sent_len(&info);
         if used > DEFAULT_LIST_BYTES as usize && !out.workflows.is_empty() {
             out.more.push(info.name);

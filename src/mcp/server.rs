@@ -30,7 +30,6 @@ use super::transport::Streams;
 use super::types::*;
 use super::{resources, tasks, text, waiting};
 use crate::app::App;
-use crate::catalog::WorkflowInfo;
 use crate::catalog::param::resolve;
 use crate::engine::{ExecutionView, ListFilter, StopReason};
 use crate::logs::{BudgetHit, LogQuery, StreamSelector};
@@ -79,8 +78,10 @@ impl WorkflowServer {
         }
         let out = match &input.workflow {
             Some(name) => ListWorkflowsOutput {
-                workflows: vec![WorkflowInfo::from(workflow(&self.app, name)?.as_ref())],
+                workflows: vec![self.app.catalog.info(&*workflow(&self.app, name)?)],
                 more: Vec::new(),
+                config: self.app.catalog.config().map(|p| p.display().to_string()),
+                hint: self.app.catalog.blocked(),
             },
             None => catalog(&self.app),
         };
@@ -109,6 +110,9 @@ impl WorkflowServer {
         }
         catalog_settled(&self.app).await;
         let def = workflow(&self.app, &input.workflow)?;
+        if let Some(refusal) = self.app.catalog.blocked() {
+            return Err(ToolError::Untrusted(refusal));
+        }
         let given = match input.params {
             None | Some(Value::Null) => JsonObject::new(),
             Some(Value::Object(m)) => m,

@@ -149,8 +149,9 @@ pub fn logs(l: &LogsOutput) -> String {
 }
 
 pub fn workflows(w: &ListWorkflowsOutput) -> String {
+    let hint = w.hint.as_ref().map(|h| format!("hint: {h}\n")).unwrap_or_default();
     if w.workflows.is_empty() {
-        return "no workflows are configured\n".into();
+        return format!("no workflows are configured\n{hint}");
     }
     let mut out = format!("{} workflow(s):\n", w.workflows.len());
     for wf in &w.workflows {
@@ -195,7 +196,7 @@ pub fn workflows(w: &ListWorkflowsOutput) -> String {
             w.more.join(", ")
         );
     }
-    out
+    out + &hint
 }
 
 pub fn executions(l: &ListExecutionsOutput) -> String {

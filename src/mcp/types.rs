@@ -160,6 +160,12 @@ pub struct ListWorkflowsOutput {
     /// Workflows left out to keep the answer small: ask for one with `workflow`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more: Vec<String>,
+    /// The config file these workflows come from (absent: none was given or found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// What to do first: how to make a config when there is none, or the command that allows an untrusted one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// The status of an execution and what to do next.
