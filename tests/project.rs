@@ -69,7 +69,13 @@ impl World {
 
     /// The server started with no arguments in `cwd`.
     async fn serve(&self, cwd: &Path) -> Client {
-        let cmd = self.command(server_bin(), cwd);
+        self.serve_with(cwd, &[]).await
+    }
+
+    /// The server started with these arguments in `cwd`.
+    async fn serve_with(&self, cwd: &Path, args: &[&str]) -> Client {
+        let mut cmd = self.command(server_bin(), cwd);
+        cmd.args(args);
         let (transport, _) = TokioChildProcess::builder(cmd)
             .stderr(Stdio::from(
                 std::fs::File::create(self.root.join("server.stderr")).unwrap(),
@@ -297,4 +303,45 @@ async fn init_writes_a_starter_config_from_the_task_files_and_never_overwrites_o
     let (code, out) = world.cli(repo, &["init"]).await;
     assert_eq!(code, 1);
     assert!(out.contains(&format!("{} already exists", config.display())), "{out}");
+}
+
+/// Claude Desktop starts servers in `/`: `--project DIR` names the project; without a project config the
+/// user's own config is used, trusted as it is (only the user writes there).
+#[tokio::test]
+async fn project_names_the_folder_and_the_users_own_config_is_the_fallback() {
+    let world = World::new("project-flag", None);
+    let (config, start) = fixture(&world.root.path);
+    let s = world
+        .serve_with(Path::new("/"), &["--project", start.to_str().unwrap()])
+        .await;
+    let (_, _, listed) = s.call("list_workflows", json!({})).await;
+    assert_eq!(
+        listed["config"].as_str().map(PathBuf::from),
+        Some(config.clone()),
+        "{listed}"
+    );
+    let (code, out) = world.cli(&start, &["check"]).await;
+    assert!(
+        out.contains("found in the project, NOT trusted: workflow-mcp trust"),
+        "{code} {out}"
+    );
+
+    let user = world.root.join("config/workflow-mcp/config.json");
+    std::fs::create_dir_all(user.parent().unwrap()).unwrap();
+    let cmd = vec![
+        crate::util::fake().to_owned(),
+        "out".to_owned(),
+        "from the user's config".to_owned(),
+    ];
+    std::fs::write(
+        &user,
+        json!({"workflows": [{"name": "mine", "command": cmd}]}).to_string(),
+    )
+    .unwrap();
+    let elsewhere = world.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let s = world.serve(&elsewhere).await;
+    let ran = s.run("mine", json!({})).await;
+    assert_eq!(ran["exit_code"], 0, "the user's own config needs no trust: {ran}");
+    assert!(s.tail(&ran).await.contains("from the user's config"));
 }
