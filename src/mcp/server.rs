@@ -61,7 +61,7 @@ impl WorkflowServer {
 
     #[tool(
         description = "List the workflows this server can run, each with a JSON Schema of its params. \
-                       Start here; pass refresh=true to rescan discovery folders.",
+                       Start here; pass refresh=true to rescan discovery folders and re-read imported task files.",
         input_schema = input_schema::<ListWorkflowsInput>(),
         output_schema = output_schema::<ListWorkflowsOutput>(),
         annotations(read_only_hint = true, open_world_hint = false)

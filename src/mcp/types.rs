@@ -33,7 +33,8 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListWorkflowsInput {
-    /// Rescan the discovery folders before answering (new or changed self-describing executables).
+    /// Rescan the discovery folders and re-read imported task files (package.json, Makefile, justfile,
+    /// Taskfile.yml) before answering.
     #[serde(default)]
     pub refresh: bool,
     /// Only this workflow (its full entry, whatever its size).
