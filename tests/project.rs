@@ -345,3 +345,30 @@ async fn project_names_the_folder_and_the_users_own_config_is_the_fallback() {
     assert_eq!(ran["exit_code"], 0, "the user's own config needs no trust: {ran}");
     assert!(s.tail(&ran).await.contains("from the user's config"));
 }
+
+/// Listing an untrusted project's tasks runs nothing of them: `just --dump` parses, a backtick is not evaluated.
+#[tokio::test]
+async fn listing_an_untrusted_justfile_runs_none_of_it() {
+    let Some(just) = just_dir() else { return };
+    let world = World::new("project-dump", Some(&just));
+    let (_, start) = fixture(&world.root.path);
+    let marker = world.root.join("ran");
+    let justfile = start.parent().unwrap().parent().unwrap().join("justfile");
+    std::fs::write(
+        &justfile,
+        format!(
+            "x := `touch {}`\n\n# Uses x\nr:\n    echo {{{{x}}}}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let s = world.serve(&start).await;
+    let (_, _, listed) = s.call("list_workflows", json!({"refresh": true})).await;
+    let r = listed["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "just:r");
+    assert!(r.is_some_and(|r| r["description"] == "Uses x"), "{listed}");
+    assert!(!marker.exists(), "importing the justfile ran its backtick");
+}
