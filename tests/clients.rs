@@ -44,8 +44,9 @@ impl ClientHome {
     fn new(label: &str) -> ClientHome {
         let dir = TestDir::new(label);
         std::fs::create_dir_all(dir.join("project")).unwrap();
+        // The project's own config, which the server finds from the folder the client starts it in.
         let config = json!({"workflows": [wf("hello", &["out:hello"])]});
-        std::fs::write(dir.join("workflows.json"), config.to_string()).unwrap();
+        std::fs::write(dir.join("project/workflow-mcp.json"), config.to_string()).unwrap();
         ClientHome { dir }
     }
 
@@ -53,18 +54,12 @@ impl ClientHome {
         self.dir.join("project")
     }
 
-    /// The README's one-liner for a client, as words, with the built server and this home's config in place
-    /// of `workflow-mcp` and `/path/to/workflows.json`.
+    /// The README's one-liner for a client, as words, with the built server in place of `workflow-mcp`.
     fn readme_line(&self, client: &str) -> Vec<String> {
-        let config = self.dir.join("workflows.json");
         crate::docs::readme_line(&format!("{client} mcp add "))
             .split_whitespace()
             .skip(1)
-            .map(|w| match w {
-                "workflow-mcp" => server_bin().to_owned(),
-                "/path/to/workflows.json" => config.to_str().unwrap().to_owned(),
-                w => w.to_owned(),
-            })
+            .map(|w| if w == "workflow-mcp" { server_bin() } else { w }.to_owned())
             .collect()
     }
 

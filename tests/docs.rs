@@ -181,9 +181,10 @@ fn every_json_snippet_in_the_readme_parses_and_starts_the_installed_server() {
                 runs_from_source || command == "workflow-mcp" || command.ends_with("/workflow-mcp"),
                 "a README client entry does not start workflow-mcp: {entry}"
             );
+            // A client entry starts the server outside the project (Claude Desktop starts it in `/`).
             assert!(
-                args.iter().any(|a| a == "--config"),
-                "a README client entry gives no config: {entry}"
+                args.iter().any(|a| a == "--config" || a == "--project"),
+                "a README client entry names neither a project nor a config: {entry}"
             );
         }
     }

@@ -260,14 +260,16 @@ async fn the_mcpb_bundle_starts_as_its_manifest_says_and_lists_the_tools() {
     assert_eq!(manifest["server"]["type"], json!("binary"));
     let entry = unpacked.join(manifest["server"]["entry_point"].as_str().unwrap());
     assert!(entry.is_file(), "the bundle holds its entry point {}", entry.display());
-    // What a user fills in when installing: the required `user_config` entries.
-    let config_file = dir.join("workflows.json");
+    // What a user fills in when installing: the project folder, which holds the config.
+    let project = dir.join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let config_file = project.join("workflow-mcp.json");
     std::fs::write(
         &config_file,
         json!({"workflows": [wf("hello", &["out:hello"])]}).to_string(),
     )
     .unwrap();
-    let user_config = json!({"config": config_file.to_str().unwrap()});
+    let user_config = json!({"project": project.to_str().unwrap()});
     for (key, spec) in manifest["user_config"].as_object().unwrap() {
         if spec["required"] == json!(true) {
             assert!(
@@ -310,6 +312,19 @@ async fn the_mcpb_bundle_starts_as_its_manifest_says_and_lists_the_tools() {
         .collect();
     declared.sort();
     assert_eq!(names, declared, "the manifest lists the tools the bundled server has");
+    // Started in `/`, the server serves the config of the project the user picked.
+    let listing = client
+        .call_tool(rmcp::model::CallToolRequestParams::new("list_workflows"))
+        .await
+        .unwrap();
+    let structured = listing
+        .structured_content
+        .expect("list_workflows answers structured content");
+    assert_eq!(
+        structured["config"],
+        json!(config_file.to_str().unwrap()),
+        "the bundled server uses the project's config: {structured}"
+    );
     client.cancel().await.unwrap();
 }
 
