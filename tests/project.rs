@@ -372,3 +372,19 @@ async fn listing_an_untrusted_justfile_runs_none_of_it() {
     assert!(r.is_some_and(|r| r["description"] == "Uses x"), "{listed}");
     assert!(!marker.exists(), "importing the justfile ran its backtick");
 }
+
+/// `check` checks imported tasks as it checks manifest entries: a tool that is not installed is a problem.
+#[tokio::test]
+async fn check_names_an_imported_task_whose_tool_is_missing() {
+    if Path::new("/usr/bin/just").exists() || Path::new("/bin/just").exists() {
+        eprintln!("skipped: just is installed system-wide, so it cannot be missing");
+        return;
+    }
+    let mut world = World::new("project-check", None);
+    world.path = "/usr/bin:/bin".into();
+    let (_, start) = fixture(&world.root.path);
+    let (code, out) = world.cli(&start, &["check"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("workflow \"just:greet\": "), "{out}");
+    assert!(!out.contains("workflow \"make:greet\": "), "make is installed: {out}");
+}

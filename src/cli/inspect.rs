@@ -90,7 +90,11 @@ pub fn list(config: &Config, json: bool) -> u8 {
 pub fn check(config: &Config) -> u8 {
     let mut problems: Vec<String> = config.warnings.clone();
     let base = ChildEnv::inherited(&config.inherit_env);
-    for w in &config.workflows {
+    // Imported tasks (npm:X, make:X, ...) are checked like manifest entries: is their tool installed?
+    let catalog = catalog(config);
+    let found = catalog.refresh();
+    let all = catalog.all();
+    for w in all.iter().filter(|w| w.source == Source::Manifest) {
         let mut env = base.clone();
         env.extend(&w.env);
         if let Placement::Slurm(options) = &w.placement {
@@ -108,13 +112,10 @@ pub fn check(config: &Config) -> u8 {
             problems.push(format!("workflow \"{}\": {e}", w.name));
         }
     }
-    let catalog = catalog(config);
-    let found = catalog.refresh();
     problems.extend(found.problems);
     for w in &found.warnings {
         eprintln!("warning: {w}");
     }
-    let all = catalog.all();
     let discovered = all.iter().filter(|w| w.source == Source::Discovered).count();
     println!(
         "{}: {} workflow(s) ({} from the manifest, {discovered} discovered)",
