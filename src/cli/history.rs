@@ -3,12 +3,11 @@
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::terminal::for_output;
-use crate::engine::{ExecutionState, ExecutionView, StoredExecution};
+use crate::engine::{ExecutionState, ExecutionView, StoredExecution, Wake};
 use crate::format::summary::exit_code;
 use crate::format::{ProgressLine, Summary};
 use crate::logs::segment::Stream;
@@ -139,6 +138,7 @@ pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
             return 1;
         }
     };
+    let mut wake = Wake::of(&view);
     let mut since = 0;
     let stdout = std::io::stdout();
     let terminal = stdout.is_terminal();
@@ -177,7 +177,7 @@ pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
             eprintln!("workflow-mcp: {}", Summary(&s).outcome());
             return exit_code(s.state, s.exit_code, view.signal());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        wake.changed_blocking();
         view = match find(store, &view.id().to_string()) {
             Ok(v) => v,
             Err(e) => {

@@ -184,7 +184,7 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
         progress_shown: false,
         last_progress: String::new(),
     };
-    let mut rx = exec.logs_tx.subscribe();
+    let mut follow = app.engine.follow(&ExecutionView::Live(exec.clone()));
     let mut since = 0;
     let mut interrupted = false;
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
@@ -220,7 +220,7 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
             break;
         }
         tokio::select! {
-            _ = rx.changed() => {}
+            _ = follow.changed() => {}
             _ = &mut ctrl_c, if !interrupted => {
                 interrupted = true;
                 display.clear_progress();

@@ -3,6 +3,7 @@
 
 pub mod drain;
 pub mod execution;
+pub mod follow;
 mod history;
 mod launch;
 pub mod progress;
@@ -13,6 +14,7 @@ pub mod table;
 pub mod view;
 
 pub use execution::{Execution, ExecutionState, Lifecycle, StopReason};
+pub use follow::{Follow, Reread, STORED_LOOK, Seen, Wake};
 pub use progress::{Progress, WorkflowEvent};
 pub use runner::{Engine, EngineConfig, EngineError};
 pub use status::{Evidence, ExecutionStatus, OutputSummary};

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::execution::{Execution, ExecutionState, StopReason};
+use super::follow::{Follow, Reread};
 use super::launch::Job;
 use super::status::{ExecutionStatus, status_of_record};
 use super::supervisor::wait_until;
@@ -381,6 +382,20 @@ impl Shared {
     }
 }
 
+/// The engine reads an execution again from its table or its history; one gone from the history meanwhile stays
+/// as it was last read.
+impl Reread for Engine {
+    type Error = std::convert::Infallible;
+
+    fn reread(&self, view: &ExecutionView) -> Result<ExecutionView, Self::Error> {
+        Ok(self.refresh(view))
+    }
+
+    fn status(&self, view: &ExecutionView) -> ExecutionStatus {
+        Engine::status(self, view)
+    }
+}
+
 impl Engine {
     /// The status of an execution, with its queue position when queued here.
     pub fn status(&self, view: &ExecutionView) -> ExecutionStatus {
@@ -483,27 +498,24 @@ impl Engine {
         }
     }
 
+    /// Follows an execution: see [`Follow`].
+    pub fn follow(&self, view: &ExecutionView) -> Follow<Engine> {
+        Follow::new(self.clone(), view)
+    }
+
     /// Waits until the execution is final, `timeout` passes, `cancel` fires, or the server shuts down.
-    /// Returns whether it is final. (A stored execution is read again every 200 ms.)
+    /// Returns whether it is final.
     pub async fn wait_final(&self, view: &ExecutionView, timeout: Duration, cancel: &CancellationToken) -> bool {
-        match view {
-            ExecutionView::Live(exec) => self.wait_live(exec, timeout, cancel).await,
-            ExecutionView::Stored(_) => {
-                let deadline = tokio::time::Instant::now() + timeout;
-                loop {
-                    let now = self.refresh(view);
-                    if now.state().is_terminal() {
-                        return true;
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = tokio::time::sleep_until(deadline) => return false,
-                        _ = cancel.cancelled() => return false,
-                        _ = self.shared.shutdown.cancelled() => return false,
-                    }
-                }
+        let shutdown = &self.shared.shutdown;
+        let stop = async {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                _ = shutdown.cancelled() => {}
             }
-        }
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let Ok(done) = self.follow(view).until_final(deadline, stop).await;
+        done
     }
 
     pub(super) async fn wait_live(&self, exec: &Execution, timeout: Duration, cancel: &CancellationToken) -> bool {

@@ -31,7 +31,7 @@ use super::types::*;
 use super::{resources, tasks, text, waiting};
 use crate::app::App;
 use crate::catalog::param::resolve;
-use crate::engine::{ExecutionView, ListFilter, StopReason};
+use crate::engine::{ListFilter, StopReason};
 use crate::logs::{BudgetHit, LogQuery, StreamSelector};
 
 #[derive(Clone)]
@@ -196,12 +196,8 @@ impl WorkflowServer {
             ..LogQuery::default()
         };
         let engine = &self.app.engine;
-        // A live execution wakes followers on every chunk (subscribed before the first read, so a line that
-        // arrives during it still wakes the wait); another server's is looked at every 200 ms.
-        let mut rx = match &exec {
-            ExecutionView::Live(e) => Some(e.logs_tx.subscribe()),
-            ExecutionView::Stored(_) => None,
-        };
+        // Followed from before the first read, so a line that arrives during it still wakes the wait.
+        let mut follow = engine.follow(&exec);
         let (mut page, mut state) = read_logs(&self.app, &exec, &query, timestamps).await?;
         // Waits only when caught up: a scan that stopped at its budget answers at once.
         if page.count == 0 && !page.has_more && !state.is_terminal() && !wait.is_zero() {
@@ -211,16 +207,10 @@ impl WorkflowServer {
             // not reached it yet).
             query.since_seq = Some(page.next_seq.max(query.since_seq.unwrap_or(0)));
             query.tail = None;
-            let follow = async {
+            let new_lines = async {
                 loop {
-                    let changed = async {
-                        match rx.as_mut() {
-                            Some(rx) => drop(rx.changed().await),
-                            None => tokio::time::sleep(Duration::from_millis(200)).await,
-                        }
-                    };
                     tokio::select! {
-                        _ = changed => {}
+                        _ = follow.changed() => {}
                         _ = tokio::time::sleep_until(deadline) => return,
                         _ = ctx.ct.cancelled() => return,
                         _ = shutdown.cancelled() => return,
@@ -233,7 +223,7 @@ impl WorkflowServer {
                     }
                 }
             };
-            waiting::reporting(&ctx, engine, &exec, follow).await;
+            waiting::reporting(&ctx, engine, &exec, new_lines).await;
             (page, state) = read_logs(&self.app, &exec, &query, timestamps).await?;
         }
         let done = state.is_terminal() && !page.has_more;

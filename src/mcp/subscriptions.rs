@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::resources::ResourceRef;
 use super::transport::Streams;
-use crate::engine::{Engine, ExecutionState, ExecutionView, ListFilter};
+use crate::engine::{Engine, ExecutionState, ExecutionView, ListFilter, Seen};
 
 /// At most one `resources/updated` per resource this often (a few per second).
 pub const UPDATE_EVERY: Duration = Duration::from_millis(250);
@@ -224,22 +224,10 @@ impl Session {
     }
 }
 
-/// What a subscriber of an execution's resources is told about: its state, its newest line, its place in the
-/// queue.
-#[derive(Clone, Copy, PartialEq)]
-struct Seen {
-    state: ExecutionState,
-    last_seq: Option<u64>,
-    queue_position: Option<usize>,
-}
-
+/// What a subscriber of an execution's resources is told about, read on the calling thread (which may block on
+/// the history).
 fn seen(engine: &Engine, view: &ExecutionView) -> Seen {
-    let status = engine.status(&engine.refresh(view));
-    Seen {
-        state: status.state,
-        last_seq: status.output.last_seq,
-        queue_position: status.queue_position,
-    }
+    Seen::of(&engine.status(&engine.refresh(view)))
 }
 
 /// Tells `notifier` about every change of the live execution behind `uri`, at most [`UPDATE_EVERY`] apart, until
@@ -251,21 +239,15 @@ async fn watch_execution(
     notifier: Notifier,
     stop: CancellationToken,
 ) {
-    let ExecutionView::Live(exec) = &view else {
+    let ExecutionView::Live(_) = &view else {
         unreachable!("a stored execution is watched by a StoredWatcher");
     };
-    let mut changes = exec.logs_tx.subscribe();
-    let mut last = seen(&engine, &view);
-    while !last.state.is_terminal() {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = changes.changed() => {}
-        }
-        let now = seen(&engine, &view);
-        if now == last {
-            continue;
-        }
-        last = now;
+    let mut follow = engine.follow(&view);
+    let Ok(mut last) = follow.status().await.map(|s| Seen::of(&s));
+    loop {
+        let Ok(true) = follow.next_change(&mut last, &stop).await else {
+            return;
+        };
         if !notifier.updated(&uri).await {
             return;
         }

@@ -19,8 +19,8 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use uuid::Uuid;
 
+use super::reply;
 use super::resources::last_updated;
-use super::{reply, waiting};
 use crate::app::App;
 use crate::clock::{millis_between, parse_rfc3339};
 use crate::engine::{ExecutionState, ExecutionStatus, ExecutionView, StopReason};
@@ -125,7 +125,7 @@ pub(super) fn created(app: &App, view: &ExecutionView) -> CreateTaskResult {
 pub(super) async fn now(app: &Arc<App>, id: &str, ctx: &RequestContext<RoleServer>) -> Result<DetailedTask, McpError> {
     let engine = &app.engine;
     let view = execution(app, id)?;
-    let status = waiting::status_now(engine, &view).await;
+    let Ok(status) = engine.follow(&view).status().await;
     let task = task_of(&status, engine.config().retain_age);
     Ok(match status.state {
         ExecutionState::Queued | ExecutionState::Running => DetailedTask::new(

@@ -12,27 +12,13 @@ use rmcp::model::{ProgressNotificationParam, ProgressToken};
 use rmcp::service::{Peer, RequestContext};
 use tokio::time::Instant;
 
-use crate::engine::{Engine, ExecutionStatus, ExecutionView};
+use crate::engine::{Engine, ExecutionView, Follow};
 use crate::format::Summary;
 
 /// A notification at least this often while waiting.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// Changes are reported at most this often.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// The execution's status as it stands: a stored one's comes from the history and its log files, read on a
-/// blocking thread.
-pub(super) async fn status_now(engine: &Engine, view: &ExecutionView) -> ExecutionStatus {
-    if let ExecutionView::Live(_) = view {
-        return engine.status(view);
-    }
-    let (e, v) = (engine.clone(), view.clone());
-    match tokio::task::spawn_blocking(move || e.status(&e.refresh(&v))).await {
-        Ok(status) => status,
-        // Only when the runtime is going away: read it here then.
-        Err(_) => engine.status(&engine.refresh(view)),
-    }
-}
 
 /// How the value of this wait's notifications is counted, fixed at the first one so it never goes back.
 #[derive(Clone, Copy)]
@@ -44,6 +30,7 @@ enum Scale {
 }
 
 struct Reporter {
+    follow: Follow<Engine>,
     peer: Peer<RoleServer>,
     token: ProgressToken,
     started: Instant,
@@ -54,8 +41,8 @@ struct Reporter {
 }
 
 impl Reporter {
-    async fn report(&mut self, engine: &Engine, view: &ExecutionView, now: Instant) {
-        let status = status_now(engine, view).await;
+    async fn report(&mut self, now: Instant) {
+        let Ok(status) = self.follow.status().await;
         let message = Summary(&status).standing();
         let due = match self.sent_at {
             None => true,
@@ -105,6 +92,7 @@ pub async fn reporting<F: Future>(
         return wait.await;
     };
     let mut reporter = Reporter {
+        follow: engine.follow(view),
         peer: ctx.peer.clone(),
         token,
         started: Instant::now(),
@@ -119,7 +107,7 @@ pub async fn reporting<F: Future>(
         tokio::select! {
             biased;
             out = &mut wait => return out,
-            _ = ticks.tick() => reporter.report(engine, view, Instant::now()).await,
+            _ = ticks.tick() => reporter.report(Instant::now()).await,
         }
     }
 }
