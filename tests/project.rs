@@ -326,6 +326,20 @@ async fn project_names_the_folder_and_the_users_own_config_is_the_fallback() {
         "{code} {out}"
     );
 
+    // Claude Code says where the project is in $CLAUDE_PROJECT_DIR; the working directory then does not matter.
+    let mut cmd = world.command(server_bin(), Path::new("/"));
+    cmd.env("CLAUDE_PROJECT_DIR", &start).arg("list").arg("--json");
+    let out = cmd.output().await.unwrap();
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("list --json prints JSON");
+    assert!(
+        listed["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["name"] == "make:greet"),
+        "{listed}"
+    );
+
     let user = world.root.join("config/workflow-mcp/config.json");
     std::fs::create_dir_all(user.parent().unwrap()).unwrap();
     let cmd = vec![
