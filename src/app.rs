@@ -13,6 +13,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::logs::LogLimits;
 use crate::proc::{ChildEnv, Watchdog};
 use crate::runtime::{LocalRuntime, Runtimes, SlurmRuntime, Spool};
+use crate::state_dir::StateDir;
 use crate::store::{Store, StoreError, default_state_dir};
 
 /// Where executions and their logs are kept.
@@ -117,7 +118,7 @@ pub fn catalog(config: &Config) -> Arc<Catalog> {
 /// a private temporary folder (made like `mkdtemp`, removed at exit) when ephemeral.
 fn slurm_spool(history: &HistoryPlace) -> Spool {
     match history {
-        HistoryPlace::Dir(dir) => Spool::Dir(dir.join("slurm")),
+        HistoryPlace::Dir(dir) => Spool::Dir(StateDir::new(dir).slurm_spool()),
         HistoryPlace::Ephemeral => Spool::Temporary,
     }
 }

@@ -17,8 +17,9 @@
 //!   signal, a `Waiter` for the exit); [`runtime::local`] runs process groups on this machine, [`runtime::slurm`]
 //!   Slurm batch jobs.
 //! - [`catalog`]: what can run — the config file (manifest entries), typed parameters, discovered executables.
-//! - [`logs`]: each execution's log, `ExecutionLog` (a segmented byte arena with a 4-byte index entry per line in memory; with a
-//!   history, segment files that are the log and memory a cache), its queries and the compact line form readers get.
+//! - [`logs`]: each execution's log, `ExecutionLog` (a segmented byte arena with a 4-byte index entry per line in
+//!   memory; with a history, segment files that are the log and memory a cache), its queries and the compact line
+//!   form readers get.
 //! - [`store`]: the durable history — executions in SQLite under a state directory shared by every server
 //!   process on it, each process an instance with a lock file.
 //! - [`model`]: the vocabulary the history and the engine share — execution ids, states and stop reasons with
@@ -26,6 +27,8 @@
 //!   the progress.
 //! - [`proc`]: process primitives that know no workflow — spawning through the child registry, the child
 //!   environment, signals, `/proc` scans, the watchdog.
+//! - [`state_dir`]: the state directory's layout (history, instances' lock files, log folders, Slurm job folders)
+//!   and the one deleter of an execution's files.
 //! - [`clock`]: RFC 3339 timestamps and Unix milliseconds. [`schemas`]: the JSON Schemas generated into `schemas/`.
 //!
 //! # Which module may use which
@@ -34,7 +37,8 @@
 //! (the catalog names where a workflow runs with the runtime's `Placement`), `store` → `proc` (an instance's
 //! process, by pid and start time); `model` sits under `logs`, `runtime`, `store` and `engine` and uses only `proc`
 //! (a signal's name); `format` sits under the front ends
-//! and uses only `engine`; `clock` is used by `logs`, `store`, `engine` and `mcp`; `schemas` (used by tests) reads
+//! and uses only `engine`; `clock` is used by `logs`, `store`, `engine` and `mcp`; `state_dir` uses nothing and is
+//! used by `store`, `engine`, `app` and `cli`; `schemas` (used by tests) reads
 //! `catalog`, `engine` and `mcp`. `mcp` never touches processes, `engine` and `logs` never import `rmcp`, and
 //! `catalog` runs nothing itself (discovery probes go through `proc`).
 //!
@@ -55,4 +59,5 @@ pub mod model;
 pub mod proc;
 pub mod runtime;
 pub mod schemas;
+pub mod state_dir;
 pub mod store;

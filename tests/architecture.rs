@@ -9,17 +9,21 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
     BTreeMap::from([
         ("clock", &[][..]),
         ("proc", &[][..]),
+        ("state_dir", &[][..]),
         ("model", &["proc"][..]),
         ("logs", &["clock", "model"][..]),
         ("runtime", &["model", "proc"][..]),
-        ("store", &["clock", "model", "proc"][..]),
+        ("store", &["clock", "model", "proc", "state_dir"][..]),
         ("catalog", &["proc", "runtime"][..]),
         (
             "engine",
             &["catalog", "logs", "model", "runtime", "store", "proc", "clock"][..],
         ),
         ("format", &["engine"][..]),
-        ("app", &["catalog", "engine", "logs", "proc", "runtime", "store"][..]),
+        (
+            "app",
+            &["catalog", "engine", "logs", "proc", "runtime", "state_dir", "store"][..],
+        ),
         ("host", &["app"][..]),
         (
             "mcp",
@@ -244,4 +248,33 @@ fn store_and_runtime_each_name_one_thing() {
         }
     }
     assert!(wrong.is_empty(), "names that mean two things:\n{}", wrong.join("\n"));
+}
+
+/// The state directory's layout is written in one place, `src/state_dir.rs`: no other file composes the paths of
+/// what lives in it (its unit tests apart).
+#[test]
+fn the_state_directory_layout_is_written_once() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let layout = regex::Regex::new(r#"join\("(history\.db|logs|instances|slurm)"\)|\{instance\}\.lock"#).unwrap();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).unwrap();
+        if rel == Path::new("state_dir.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            if !line.trim_start().starts_with("//") && layout.is_match(line) {
+                wrong.push(format!("{}:{}: {}", rel.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "state directory paths composed outside src/state_dir.rs:\n{}",
+        wrong.join("\n")
+    );
 }

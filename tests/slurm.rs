@@ -599,6 +599,8 @@ async fn retention_forgets_a_job_folder_a_crash_left_behind() {
     .await;
     let first = s.start_wf("quick", json!({})).await;
     s.wait_final(&first).await;
+    let log = state_dir.join("logs").join(&first);
+    assert!(log.is_dir(), "the execution wrote its log folder: {}", log.display());
     // As a server killed while its job ran would leave it.
     let left = state_dir.join("slurm").join(&first);
     std::fs::create_dir_all(&left).unwrap();
@@ -611,6 +613,11 @@ async fn retention_forgets_a_job_folder_a_crash_left_behind() {
         !left.exists(),
         "the job folder of a forgotten execution stays: {}",
         left.display()
+    );
+    assert!(
+        !log.exists(),
+        "the log folder of a forgotten execution stays: {}",
+        log.display()
     );
 }
 

@@ -195,15 +195,12 @@ impl Shared {
         let Some(history) = &self.history else {
             return;
         };
-        let forgotten = history.prune(PruneRules {
+        // The history deletes their files with them: log folders, and job folders a crash left behind.
+        history.prune(PruneRules {
             keep: self.config.retain_executions,
             max_age: self.config.retain_age,
             max_log_bytes: self.config.retain_log_bytes,
         });
-        // What a runtime keeps of them goes too (a job folder a crash left behind).
-        for id in forgotten {
-            self.runtime.discard(&id.to_string());
-        }
     }
 
     /// Marks an execution whose server is gone as lost, after killing what is left of its processes (see

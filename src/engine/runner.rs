@@ -288,15 +288,15 @@ impl Engine {
         }
     }
 
-    /// Forgets a prepared execution the table did not take: its record (when the history took it) and its log
-    /// folder.
+    /// Forgets a prepared execution the table did not take: its record (when the history took it) and its files
+    /// in the state directory.
     async fn discard(&self, exec: Arc<Execution>) {
         let Some(history) = self.shared.history.clone() else {
             return;
         };
         blocking(move || {
             history.remove(&exec.id);
-            let _ = LogDir::open(&history.log_path(&exec.id)).remove_all();
+            history.state_dir().remove_execution(&exec.id);
         })
         .await;
     }
@@ -371,7 +371,7 @@ impl Shared {
             if let Some(history) = &self.history
                 && let Err(existing) = history.insert(&self.record_of(&exec))
             {
-                let _ = LogDir::open(&history.log_path(&id)).remove_all();
+                history.state_dir().remove_execution(&id);
                 return Err(Arc::new(StoredExecution {
                     logs: LogDir::open(&history.log_path(&existing.id)),
                     record: *existing,

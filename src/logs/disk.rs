@@ -233,14 +233,6 @@ impl LogDir {
             let _ = fs::remove_file(base.with_extension(ext));
         }
     }
-
-    /// Deletes the whole folder.
-    pub fn remove_all(&self) -> io::Result<()> {
-        match fs::remove_dir_all(&self.path) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
-    }
 }
 
 impl DiskSegment {

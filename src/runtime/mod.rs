@@ -93,11 +93,6 @@ pub trait Runtime: Send + Sync {
     /// Called once when the engine has stopped everything, before the process exits.
     fn finish(&self) {}
 
-    /// The execution `marker` is forgotten (retention): remove whatever of its files the runtime still keeps.
-    fn discard(&self, marker: &str) {
-        let _ = marker;
-    }
-
     /// Follows again an execution a gone process started (a remote job that outlived its server), reading its
     /// output from `offsets` (bytes per stream already in its log). An error says why it cannot be followed.
     fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, String> {
@@ -149,10 +144,6 @@ impl Runtime for Runtimes {
     fn finish(&self) {
         self.local.finish();
         self.slurm.finish();
-    }
-
-    fn discard(&self, marker: &str) {
-        self.slurm.discard(marker);
     }
 
     fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, String> {

@@ -1,10 +1,9 @@
 //! The store of one process: the state directory, this process's instance (and the lock file that says it is
 //! alive), the writer thread every write goes through, and the reads.
 //!
-//! Layout of a state directory (private: folders 0700, files 0600; a looser state directory is tightened):
-//! - `history.db` (+ `-wal`, `-shm`): the database;
-//! - `logs/ID/`: each execution's log files (see `logs::disk`);
-//! - `instances/ID.lock`: one per live server process, locked (`flock`) for as long as it lives.
+//! The state directory's layout is `crate::state_dir`'s (private: folders 0700, files 0600; a looser state
+//! directory is tightened): the database, each execution's log folder, one lock file per live server process,
+//! locked (`flock`) for as long as it lives.
 //!
 //! Another instance is gone only when this process holds its lock, or, its lock file missing, when its recorded
 //! process (pid and start time) is gone; when its lock file cannot be read it is alive as far as anyone acts.
@@ -21,6 +20,7 @@ use uuid::Uuid;
 use super::db::{self, DbError};
 use super::record::{COLUMNS, ExecutionRecord, Json, LISTED_COLUMNS, RecordError, UNFINISHED};
 use crate::model::{ExecutionState, JobStatus, OutputSummary, Progress, StopReason, Stream};
+use crate::state_dir::StateDir;
 
 /// Why the state directory cannot be used. Each message names the directory, the error, and the way out.
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +126,7 @@ enum Owner {
 
 /// The store of this process.
 pub struct Store {
-    root: PathBuf,
+    dir: StateDir,
     instance: Uuid,
     /// Locked for as long as this process lives: others see it alive. (None for a reader.)
     _lock: Option<File>,
@@ -264,13 +264,14 @@ impl Store {
                 })
                 .map_err(dir_err)?;
         }
+        let state = StateDir::new(root);
         let mut warnings = Vec::new();
-        for dir in [root.to_owned(), root.join("logs"), root.join("instances")] {
+        for dir in [root.to_owned(), state.logs(), state.instances()] {
             warnings.extend(private_dir(&dir).map_err(dir_err)?);
         }
         // A directory we can create in but not write to fails here, with its own path.
         let instance = Uuid::new_v4();
-        let lock_path = root.join("instances").join(format!("{instance}.lock"));
+        let lock_path = state.instance_lock(&instance.to_string());
         let lock_file = OpenOptions::new()
             .create_new(true)
             .write(true)
@@ -279,7 +280,7 @@ impl Store {
             .map_err(dir_err)?;
         // Taken at once: a lock file nobody holds is a dead instance's.
         try_flock(&lock_file).map_err(dir_err)?;
-        let db_path = root.join("history.db");
+        let db_path = state.history_db();
         let registered = db::open(&db_path).and_then(|(writer_conn, warning)| {
             let reader = db::connect(&db_path).map_err(|source| DbError::Open {
                 path: db_path.clone(),
@@ -312,7 +313,7 @@ impl Store {
             .spawn(move || writer_loop(writer_conn, rx))
             .map_err(dir_err)?;
         let store = Store {
-            root: root.to_owned(),
+            dir: state,
             instance,
             _lock: Some(lock_file),
             reader: Mutex::new(reader),
@@ -325,7 +326,8 @@ impl Store {
     /// Opens an existing state directory to read it (the `history`, `status` and `logs` commands): no instance
     /// is registered and nothing is written.
     pub fn open_reader(root: &Path) -> Result<Store, StoreError> {
-        let db_path = root.join("history.db");
+        let state = StateDir::new(root);
+        let db_path = state.history_db();
         if !db_path.is_file() {
             return Err(StoreError::Dir {
                 path: root.to_owned(),
@@ -345,7 +347,7 @@ impl Store {
         // Writes go nowhere: the receiver is dropped at once.
         let (tx, _) = mpsc::channel();
         Ok(Store {
-            root: root.to_owned(),
+            dir: state,
             instance: Uuid::nil(),
             _lock: None,
             reader: Mutex::new(reader),
@@ -373,7 +375,12 @@ impl Store {
     }
 
     pub fn root(&self) -> &Path {
-        &self.root
+        self.dir.root()
+    }
+
+    /// The state directory's layout.
+    pub fn state_dir(&self) -> &StateDir {
+        &self.dir
     }
 
     /// This process's instance id (the owner of the executions it runs).
@@ -383,7 +390,7 @@ impl Store {
 
     /// Where an execution's log files are.
     pub fn log_path(&self, id: &Uuid) -> PathBuf {
-        self.root.join("logs").join(id.to_string())
+        self.dir.log(id)
     }
 
     fn send(&self, op: Op, reply: Option<Reply>) {
@@ -722,7 +729,7 @@ impl Store {
     }
 
     fn lock_path(&self, instance: &str) -> PathBuf {
-        self.root.join("instances").join(format!("{instance}.lock"))
+        self.dir.instance_lock(instance)
     }
 
     /// What can be told of the instance `owner`: gone (with its lock file held, when there is one, so nobody
@@ -846,7 +853,8 @@ impl Store {
         }
     }
 
-    /// Applies retention; returns the ids forgotten (their log folders are deleted too).
+    /// Applies retention; returns the ids forgotten (their log folders, and what is left of their job folders,
+    /// are deleted too).
     pub fn prune(&self, rules: PruneRules) -> Vec<Uuid> {
         let _one = lock(&self.pruning);
         let oldest_kept = now_ms() - rules.max_age.as_millis() as i64;
@@ -909,14 +917,7 @@ impl Store {
             return Vec::new();
         }
         for id in &ids {
-            // Another server on the state directory may be deleting it too: what one finds gone, the other
-            // deleted; a second pass finishes what a race left.
-            for _ in 0..3 {
-                match std::fs::remove_dir_all(self.log_path(id)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => continue,
-                    _ => break,
-                }
-            }
+            self.dir.remove_execution(id);
         }
         ids
     }

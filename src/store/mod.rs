@@ -1,7 +1,8 @@
 //! Durable history: every execution's record in a SQLite database under a state directory, beside the log
-//! files of each execution (written by each execution's log, `logs::ExecutionLog`). Several server processes may share one state directory:
-//! each registers as an instance holding a lock file for as long as it lives, so any of them can tell whether
-//! the owner of a running execution is still alive. All writes of a process go through one writer thread;
+//! files of each execution (written by each execution's log, `logs::ExecutionLog`; the layout is
+//! `crate::state_dir`'s). Several server processes may share one state directory: each registers as an
+//! instance holding a lock file for as long as it lives, so any of them can tell whether the owner of a
+//! running execution is still alive. All writes of a process go through one writer thread;
 //! reads use their own connection (WAL: they never wait for the writer).
 //!
 //! The store knows records, not executions: the engine maps one to the other.

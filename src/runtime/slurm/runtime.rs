@@ -71,18 +71,6 @@ impl SlurmRuntime {
         Ok(dir)
     }
 
-    /// Forgets what is left of an execution's job folder in the default spool (retention forgot it; its job
-    /// folder normally went when the job ended).
-    pub fn discard(&self, marker: &str) {
-        let spool = match &self.default_spool {
-            Spool::Dir(dir) => Some(dir.clone()),
-            Spool::Temporary => self.temporary.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        };
-        if let Some(spool) = spool {
-            remove_job_folder(&spool.join(marker));
-        }
-    }
-
     /// Problems a person can act on before anything is submitted: Slurm's commands missing, the controller
     /// unreachable, an unknown partition.
     pub fn check(options: &SlurmOptions) -> Vec<String> {
