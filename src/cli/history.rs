@@ -7,7 +7,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::terminal::for_output;
-use crate::engine::{ExecutionState, ExecutionView, StoredExecution, Wake};
+use crate::engine::{ExecutionState, ExecutionView, Follow, Reread, StoredExecution};
 use crate::format::summary::exit_code;
 use crate::format::{ProgressLine, Summary};
 use crate::logs::segment::Stream;
@@ -129,6 +129,22 @@ pub fn status(store: &Store, id: &str, json: bool) -> u8 {
     0
 }
 
+/// The history as these commands read it, for [`Follow`]: nothing is written.
+#[derive(Clone, Copy)]
+struct ReadOnly<'a>(&'a Store);
+
+impl Reread for ReadOnly<'_> {
+    type Error = String;
+
+    fn reread(&self, view: &ExecutionView) -> Result<ExecutionView, String> {
+        find(self.0, &view.id().to_string())
+    }
+
+    fn status(&self, view: &ExecutionView) -> crate::engine::ExecutionStatus {
+        view.status()
+    }
+}
+
 /// `logs ID [--follow]`: returns the exit code (the execution's, with --follow).
 pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
     let mut view = match find(store, id) {
@@ -138,7 +154,7 @@ pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
             return 1;
         }
     };
-    let mut wake = Wake::of(&view);
+    let mut follower = Follow::new(ReadOnly(store), &view);
     let mut since = 0;
     let stdout = std::io::stdout();
     let terminal = stdout.is_terminal();
@@ -177,9 +193,9 @@ pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
             eprintln!("workflow-mcp: {}", Summary(&s).outcome());
             return exit_code(s.state, s.exit_code, view.signal());
         }
-        wake.changed_blocking();
-        view = match find(store, &view.id().to_string()) {
-            Ok(v) => v,
+        follower.changed_blocking();
+        view = match follower.now_blocking() {
+            Ok(v) => v.clone(),
             Err(e) => {
                 eprintln!("workflow-mcp: {e}");
                 return 1;

@@ -66,10 +66,11 @@ impl Wake {
     }
 }
 
-/// Reads an execution again: the engine does, from its table or its history. `reread` may block (a stored
-/// execution's record is read from SQLite); a follower calls it off the async workers.
-pub trait Reread: Clone + Send + Sync + 'static {
-    type Error: Send + 'static;
+/// Reads an execution again: the engine does, from its table or its history (and the read-only commands from
+/// the history alone). `reread` may block (a stored execution's record is read from SQLite); an async follower
+/// calls it off the async workers.
+pub trait Reread: Clone {
+    type Error;
 
     /// The same execution as it stands now.
     fn reread(&self, view: &ExecutionView) -> Result<ExecutionView, Self::Error>;
@@ -134,7 +135,14 @@ impl<R: Reread> Follow<R> {
         }
         Ok(&self.view)
     }
+}
 
+/// The async follower: blocking reads go to a blocking thread.
+impl<R> Follow<R>
+where
+    R: Reread + Send + Sync + 'static,
+    R::Error: Send + 'static,
+{
     /// The execution now: a live one as it is, a stored one read again on a blocking thread.
     pub async fn now(&mut self) -> Result<&ExecutionView, R::Error> {
         if let ExecutionView::Stored(_) = self.view {
