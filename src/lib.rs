@@ -12,7 +12,8 @@
 //! - [`format`]: durations, byte sizes and the progress line, and one summary of an execution (headline,
 //!   outcome, title, standing, the exit code its end stands for), for both front ends.
 //! - [`engine`]: executions — the table (queue, slots, retention), the spawner, drain and supervisor threads,
-//!   stop and timeout, the lifecycle state machine, statuses, structured-event progress.
+//!   stop and timeout, the lifecycle state machine, statuses, structured-event progress, and `Follow`, the one
+//!   way every front end follows an execution (live wake-ups here, the history otherwise).
 //! - [`runtime`]: where an execution runs, behind one seam (`Runtime` → `Started`: output streams, a `Tree` to
 //!   signal, a `Waiter` for the exit); [`runtime::local`] runs process groups on this machine, [`runtime::slurm`]
 //!   Slurm batch jobs.
