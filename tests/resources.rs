@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::util::{Heard, RawServer, Server, TestDir, client, path_arg, protocol_error, records, release_fifo, wf};
+use crate::util::{
+    Client, Heard, RawServer, Server, TestDir, client, path_arg, protocol_error, records, release_fifo, wf,
+};
 
 async fn read<H: ClientHandler>(s: &Server<H>, uri: &str) -> Result<(String, String), rmcp::ErrorData> {
     match s.client.read_resource(ReadResourceRequestParams::new(uri)).await {
@@ -44,6 +46,21 @@ fn two_steps(name: &str, a: &Path, b: &Path) -> Value {
             path_arg(b),
         ],
     )
+}
+
+/// An in-process server running `x` ([`two_steps`] on `fifos`), `other` and `quick` (prints `hi`), whose client
+/// records what it hears; `x` is started and has printed its first line.
+async fn x_at_first(
+    label: &str,
+    other: Value,
+    fifos: (&Path, &Path),
+) -> (Server<Client>, mpsc::UnboundedReceiver<Heard>, String) {
+    let (client, heard) = client(false);
+    let config = json!({"workflows": [two_steps("x", fifos.0, fifos.1), other, wf("quick", &["out", "hi"])]});
+    let s = Server::builder(label, config).handler(client).start().await;
+    let x = s.start_wf("x", json!({})).await;
+    s.wait_line(&x, "first").await;
+    (s, heard, x)
 }
 
 /// Waits for the next notification about `uri`, leaving list changes aside.
@@ -190,20 +207,24 @@ async fn the_list_of_resources_comes_in_pages_without_repeats() {
 async fn a_subscriber_hears_of_new_output_state_and_new_executions_and_nothing_once_unsubscribed() {
     let dir = TestDir::new("subscribe");
     let (a, b, c, d) = (dir.fifo("a"), dir.fifo("b"), dir.fifo("c"), dir.fifo("d"));
-    let (client, mut heard) = client(false);
-    let s = Server::builder(
+    let (s, mut heard, x) = x_at_first(
         "subscribe",
-        json!({"workflows": [
-            two_steps("x", &a, &b),
-            wf("y", &["out", "ready", "wait-fifo", path_arg(&c), "out", "more", "wait-fifo", path_arg(&d)]),
-            wf("quick", &["out", "hi"]),
-        ]}),
+        wf(
+            "y",
+            &[
+                "out",
+                "ready",
+                "wait-fifo",
+                path_arg(&c),
+                "out",
+                "more",
+                "wait-fifo",
+                path_arg(&d),
+            ],
+        ),
+        (&a, &b),
     )
-    .handler(client)
-    .start()
     .await;
-    let x = s.start_wf("x", json!({})).await;
-    s.wait_line(&x, "first").await;
     let x_uri = format!("workflow://executions/{x}");
     let x_logs = format!("{x_uri}/logs");
     s.client.subscribe(SubscribeRequestParams::new(&x_logs)).await.unwrap();
@@ -313,19 +334,7 @@ fn spellings(id: &str, n: usize) -> Vec<String> {
 async fn subscribing_to_one_execution_however_spelled_is_one_subscription_and_a_session_has_a_cap() {
     let dir = TestDir::new("subscribe-many");
     let (a, b) = (dir.fifo("a"), dir.fifo("b"));
-    let (client, mut heard) = client(false);
-    let s = Server::builder(
-        "subscribe-many",
-        json!({"workflows": [
-            two_steps("x", &a, &b),
-            wf("quick", &["out", "hi"]),
-        ]}),
-    )
-    .handler(client)
-    .start()
-    .await;
-    let x = s.start_wf("x", json!({})).await;
-    s.wait_line(&x, "first").await;
+    let (s, mut heard, x) = x_at_first("subscribe-many", wf("y", &["out", "unused"]), (&a, &b)).await;
     let uris = spellings(&x, 2000);
     assert!(uris.len() >= 100, "{} spellings", uris.len());
     for uri in &uris {
