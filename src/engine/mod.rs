@@ -14,7 +14,7 @@ pub mod table;
 pub mod view;
 
 pub use execution::{Execution, ExecutionState, Lifecycle, StopReason};
-pub use follow::{Follow, Reread, STORED_LOOK, Seen, Wake};
+pub use follow::{Follow, Reread, Seen};
 pub use progress::{Progress, WorkflowEvent};
 pub use runner::{Engine, EngineConfig, EngineError};
 pub use status::{Evidence, ExecutionStatus, OutputSummary};
