@@ -1,7 +1,7 @@
 //! How the server reaches people: the MCP Registry listing (`server.json`), the MCPB bundle Claude Desktop installs
 //! in one click (`packaging/mcpb/manifest.json`, packed by `scripts/mcpb-pack.sh` with the mcpb CLI from npm), and
-//! the release archives `dist` builds (`dist-workspace.toml`) that `cargo binstall` finds. Each names the same
-//! server, version and repository as Cargo.toml.
+//! the release archives `dist` builds (`dist-workspace.toml`, `.github/workflows/release.yml`) that
+//! `cargo binstall` finds. Each names the same server, version and repository as Cargo.toml.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -410,5 +410,67 @@ fn the_release_archives_are_the_ones_cargo_binstall_looks_for() {
             dist_archive_url(&repository, &version, target)
         );
         assert_eq!(expand(&bin_dir, target), format!("workflow-mcp-{target}/workflow-mcp"));
+    }
+}
+
+/// `dist` (cargo-dist): `$WORKFLOW_MCP_DIST`, else `target/dist/bin/dist` (where .ci/run installs it), or `None`
+/// (after saying why) when a test may skip.
+fn dist_bin(test: &str) -> Option<PathBuf> {
+    let dist = std::env::var_os("WORKFLOW_MCP_DIST")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/dist/bin/dist"));
+    if dist.exists() {
+        return Some(dist);
+    }
+    let why = format!(
+        "{test}: no dist at {}; install it with `cargo install cargo-dist --locked --version 0.34.0 --root \
+         target/dist` (as .ci/run does) or set WORKFLOW_MCP_DIST",
+        dist.display()
+    );
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(!in_ci, "{why}");
+    eprintln!("skipped: {why}");
+    None
+}
+
+#[test]
+fn dist_plans_the_archives_binstall_looks_for() {
+    let Some(dist) = dist_bin("dist_plans_the_archives_binstall_looks_for") else {
+        return;
+    };
+    // `dist plan` also fails when .github/workflows/release.yml is not what dist-workspace.toml generates.
+    let out = std::process::Command::new(&dist)
+        .args(["plan", "--output-format=json"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "dist plan failed:\n{stderr}");
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("dist plan JSON: {e}\n{stderr}"));
+    let version = cargo_field("version");
+    assert_eq!(plan["announcement_tag"], json!(format!("v{version}")));
+    let repository = cargo_field("repository");
+    for target in RELEASE_TARGETS {
+        let name = format!("workflow-mcp-{target}.tar.xz");
+        let artifact = &plan["artifacts"][&name];
+        assert_eq!(
+            artifact["kind"],
+            json!("executable-zip"),
+            "dist plans no {name}: {plan}"
+        );
+        let assets: Vec<&str> = artifact["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["path"].as_str())
+            .collect();
+        assert!(assets.contains(&"workflow-mcp"), "{name} holds the server: {assets:?}");
+        assert!(
+            !assets.contains(&"fake-workflow"),
+            "{name} holds the test suite's child: {assets:?}"
+        );
+        // The URL binstall builds for this target is this artifact of the release of this version.
+        assert!(dist_archive_url(&repository, &version, target).ends_with(&format!("/v{version}/{name}")));
     }
 }
