@@ -54,7 +54,8 @@ impl Shared {
         }
         let started = match self.runtime.start(&exec.launch) {
             Ok(s) => s,
-            Err(msg) => {
+            Err(e) => {
+                let msg = e.to_string();
                 tracing::warn!(execution = %exec.id, workflow = %exec.workflow.name, "{msg}");
                 exec.ending();
                 self.release(&exec);

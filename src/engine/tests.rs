@@ -12,7 +12,7 @@ use super::*;
 use crate::catalog::{Invocation, Source, WorkflowDef};
 use crate::logs::LogLimits;
 use crate::proc::ChildEnv;
-use crate::runtime::{Ended, Exit, JobState, Launch, Runtime, Started, Tree, Waiter};
+use crate::runtime::{Ended, Exit, JobState, Launch, Runtime, RuntimeError, Started, Tree, Waiter};
 
 fn pipe() -> (File, File) {
     let (read, write) = std::io::pipe().unwrap();
@@ -64,7 +64,7 @@ struct BlockingRuntime {
 }
 
 impl Runtime for BlockingRuntime {
-    fn start(&self, _: &Launch) -> Result<Started, String> {
+    fn start(&self, _: &Launch) -> Result<Started, RuntimeError> {
         let ((out_r, out_w), (err_r, err_w)) = (pipe(), pipe());
         let tree = self.tree.lock().unwrap().take().expect("one start");
         tree.writers.lock().unwrap().extend([out_w, err_w]);

@@ -10,7 +10,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use super::{Ended, Exit, JobState, Launch, Runtime, Started, Tree, Waiter};
+use super::{Ended, Exit, JobState, Launch, Runtime, RuntimeError, Started, Tree, Waiter};
 use crate::proc::reaper::reap_orphans;
 use crate::proc::scan::{pipe_holders, process, process_alive, signal_tree, tree_gone};
 use crate::proc::signal::{group_exists, signal_process};
@@ -33,14 +33,15 @@ impl LocalRuntime {
 }
 
 impl Runtime for LocalRuntime {
-    fn start(&self, launch: &Launch) -> Result<Started, String> {
+    fn start(&self, launch: &Launch) -> Result<Started, RuntimeError> {
         if !launch.cwd.is_dir() {
-            return Err(format!(
+            return Err(RuntimeError::CannotStart(format!(
                 "working directory {} does not exist or is not a folder; fix \"cwd\" in the config",
                 launch.cwd.display()
-            ));
+            )));
         }
-        let program = resolve_program(&launch.argv[0], launch.env.path(), &launch.cwd)?;
+        let program =
+            resolve_program(&launch.argv[0], launch.env.path(), &launch.cwd).map_err(RuntimeError::CannotStart)?;
         // No pre_exec hook: std then uses posix_spawn (vfork-like), which does not copy our page tables.
         let mut cmd = Command::new(&program);
         cmd.arg0(&launch.argv[0])
@@ -52,7 +53,8 @@ impl Runtime for LocalRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let mut child = spawn_registered(&mut cmd).map_err(|e| describe_spawn_error(&e, &program))?;
+        let mut child =
+            spawn_registered(&mut cmd).map_err(|e| RuntimeError::CannotStart(describe_spawn_error(&e, &program)))?;
         let pid = child.id();
         // Read while the leader cannot have been reaped (we hold it unwaited): it tells its tree from older processes.
         let leader_start = process(pid).map(|p| p.start_time);

@@ -7,6 +7,7 @@
 //! Everything here may block (process scans, signals, waits): the engine calls it from its own threads or from
 //! `spawn_blocking`, never on an async worker.
 
+pub mod error;
 pub mod local;
 pub mod placement;
 pub mod slurm;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use crate::proc::ChildEnv;
 
+pub use error::RuntimeError;
 pub use local::LocalRuntime;
 pub use placement::{Placement, SlurmOptions};
 pub use slurm::{SlurmRuntime, Spool};
@@ -87,17 +89,20 @@ pub struct Started {
 
 /// Starts executions.
 pub trait Runtime: Send + Sync {
-    /// Starts `launch`; an error is a sentence saying why it could not start and what to fix.
-    fn start(&self, launch: &Launch) -> Result<Started, String>;
+    /// Starts `launch`; an error says why it could not start and what to fix.
+    fn start(&self, launch: &Launch) -> Result<Started, RuntimeError>;
 
     /// Called once when the engine has stopped everything, before the process exits.
     fn finish(&self) {}
 
     /// Follows again an execution a gone process started (a remote job that outlived its server), reading its
     /// output from `offsets` (bytes per stream already in its log). An error says why it cannot be followed.
-    fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, String> {
+    fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, RuntimeError> {
         let _ = (launch, offsets);
-        Err(format!("a {} job cannot be followed again by this runtime", job.system))
+        Err(RuntimeError::CannotFollow(format!(
+            "a {} job cannot be followed again by this runtime",
+            job.system
+        )))
     }
 }
 
@@ -134,7 +139,7 @@ impl Runtimes {
 }
 
 impl Runtime for Runtimes {
-    fn start(&self, launch: &Launch) -> Result<Started, String> {
+    fn start(&self, launch: &Launch) -> Result<Started, RuntimeError> {
         match &launch.placement {
             Placement::Local => self.local.start(launch),
             Placement::Slurm(_) => self.slurm.start(launch),
@@ -146,15 +151,15 @@ impl Runtime for Runtimes {
         self.slurm.finish();
     }
 
-    fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, String> {
+    fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, RuntimeError> {
         match (&launch.placement, &job.dir) {
             (Placement::Slurm(options), Some(dir)) => {
                 self.slurm.reattach(&job.id, &launch.marker, dir, options, offsets)
             }
-            _ => Err(format!(
+            _ => Err(RuntimeError::CannotFollow(format!(
                 "the workflow no longer runs on {}, so job {} cannot be followed",
                 job.system, job.id
-            )),
+            ))),
         }
     }
 }

@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::commands::Commands;
+use super::commands::{CommandError, Commands};
 use super::output::{follow, pipe};
 use super::scontrol::{is_final, parse_job};
 use super::script::START_ERROR_FILE;
 use super::spool::remove_job_folder;
-use crate::runtime::{Ended, Exit, JobState, RemoteJob, Started, Tree, Waiter};
+use crate::runtime::{Ended, Exit, JobState, RemoteJob, RuntimeError, Started, Tree, Waiter};
 
 /// How often a job's state is read.
 const POLL: Duration = Duration::from_millis(250);
@@ -34,17 +34,17 @@ pub(super) fn following(
     dir: &Path,
     offsets: [u64; 2],
     unreachable_for: Duration,
-) -> Result<Started, String> {
+) -> Result<Started, RuntimeError> {
     let (out, err, start_error) = (dir.join("stdout"), dir.join("stderr"), dir.join(START_ERROR_FILE));
-    let (out_r, out_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
-    let (err_r, err_w) = pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let (out_r, out_w) = pipe().map_err(|e| RuntimeError::CannotStart(format!("cannot create a pipe: {e}")))?;
+    let (err_r, err_w) = pipe().map_err(|e| RuntimeError::CannotStart(format!("cannot create a pipe: {e}")))?;
     let finished = Arc::new(AtomicBool::new(false));
     let follower = {
         let finished = finished.clone();
         std::thread::Builder::new()
             .name("wf-slurm-follow".into())
             .spawn(move || follow([out, err], [out_w, err_w], offsets, &finished))
-            .map_err(|e| format!("cannot start a thread to follow the job's output: {e}"))?
+            .map_err(|e| RuntimeError::CannotStart(format!("cannot start a thread to follow the job's output: {e}")))?
     };
     let shared = Arc::new(JobShared {
         job_id: job_id.clone(),
@@ -239,7 +239,7 @@ fn cancel_when_slurm_answers(job: Arc<JobShared>, retry: Duration) {
                             _ => break,
                         }
                     }
-                    Err(e) if e.contains("Invalid job id") => break,
+                    Err(CommandError::InvalidJobId { .. }) => break,
                     Err(_) => {}
                 }
             }
@@ -297,7 +297,7 @@ impl Waiter for SlurmWaiter {
                         changed(now);
                     }
                 }
-                Err(e) if e.contains("Invalid job id") => {
+                Err(CommandError::InvalidJobId { .. }) => {
                     break Ended::Lost(format!(
                         "Slurm no longer knows job {} (its record expired, or the controller lost it)",
                         job.job_id

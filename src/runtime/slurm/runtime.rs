@@ -14,7 +14,7 @@ use super::spool::{
     Spool, check_spool, create_job_folder, create_private_file, current_uid, make_temporary_spool, remove_job_folder,
 };
 use crate::runtime::placement::SlurmOptions;
-use crate::runtime::{Launch, Runtime, Started};
+use crate::runtime::{Launch, Runtime, RuntimeError, Started};
 
 /// How long Slurm may not answer before a job counts as lost (`WORKFLOW_MCP_SLURM_UNREACHABLE_MS` shortens it
 /// for tests).
@@ -48,7 +48,7 @@ impl SlurmRuntime {
 
     /// The spool a job of these options goes to, made if missing and refused when someone else could write to
     /// it.
-    fn spool(&self, options: &SlurmOptions) -> Result<PathBuf, String> {
+    fn spool(&self, options: &SlurmOptions) -> Result<PathBuf, RuntimeError> {
         let dir = match (&options.spool_dir, &self.default_spool) {
             (Some(dir), _) | (None, Spool::Dir(dir)) => dir.clone(),
             (None, Spool::Temporary) => {
@@ -62,10 +62,10 @@ impl SlurmRuntime {
             }
         };
         if let Err(e) = fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
-            return Err(format!(
+            return Err(RuntimeError::CannotStart(format!(
                 "cannot create the Slurm spool folder {}: {e}; set \"spool_dir\" to a folder of your own",
                 dir.display()
-            ));
+            )));
         }
         check_spool(&dir)?;
         Ok(dir)
@@ -77,7 +77,7 @@ impl SlurmRuntime {
         let commands = Commands::new(options);
         let mut problems = Vec::new();
         match commands.run("sinfo", &["-h", "-o", "%P"]) {
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.to_string()),
             Ok(out) => {
                 let partitions: Vec<String> = String::from_utf8_lossy(&out.stdout)
                     .lines()
@@ -95,22 +95,24 @@ impl SlurmRuntime {
             }
         }
         if let Err(e) = commands.resolve("sbatch") {
-            problems.push(e);
+            problems.push(e.to_string());
         }
         if let Some(dir) = &options.spool_dir
             && dir.exists()
             && let Err(e) = check_spool(dir)
         {
-            problems.push(e);
+            problems.push(e.to_string());
         }
         problems
     }
 }
 
 impl Runtime for SlurmRuntime {
-    fn start(&self, launch: &Launch) -> Result<Started, String> {
+    fn start(&self, launch: &Launch) -> Result<Started, RuntimeError> {
         let crate::runtime::Placement::Slurm(options) = &launch.placement else {
-            return Err("internal error: a local workflow was sent to the Slurm runtime".into());
+            return Err(RuntimeError::CannotStart(
+                "internal error: a local workflow was sent to the Slurm runtime".into(),
+            ));
         };
         let commands = Commands::new(options);
         let dir = create_job_folder(&self.spool(options)?, &launch.marker)?;
@@ -143,12 +145,12 @@ impl SlurmRuntime {
         options: &SlurmOptions,
         commands: &Commands,
         dir: &Path,
-    ) -> Result<String, String> {
+    ) -> Result<String, RuntimeError> {
         let (out, err, start_error) = (dir.join("stdout"), dir.join("stderr"), dir.join(START_ERROR_FILE));
         create_private_file(&out)?;
         create_private_file(&err)?;
         let script = script_file(&job_script(launch, &start_error))
-            .map_err(|e| format!("cannot hold the job script in memory: {e}"))?;
+            .map_err(|e| RuntimeError::CannotStart(format!("cannot hold the job script in memory: {e}")))?;
         let short: String = launch.marker.chars().take(8).collect();
         let mut args = vec![
             "--parsable".to_owned(),
@@ -171,7 +173,14 @@ impl SlurmRuntime {
         // The script on stdin: Slurm keeps its own copy, and no file of ours can be swapped before it reads it.
         let submitted = commands
             .run_with_input("sbatch", &arg_refs, Some(script))
-            .map_err(|e| format!("the job was not submitted: {e}"))?;
+            .map_err(|e| {
+                let why = format!("the job was not submitted: {e}");
+                if e.unreachable() {
+                    RuntimeError::Unreachable(why)
+                } else {
+                    RuntimeError::Refused(why)
+                }
+            })?;
         let job_id = String::from_utf8_lossy(&submitted.stdout)
             .trim()
             .split(';')
@@ -179,10 +188,10 @@ impl SlurmRuntime {
             .unwrap_or("")
             .to_owned();
         if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_digit() || c == '_') {
-            return Err(format!(
+            return Err(RuntimeError::Refused(format!(
                 "sbatch answered without a job id: {:?}",
                 String::from_utf8_lossy(&submitted.stdout).trim()
-            ));
+            )));
         }
         Ok(job_id)
     }
@@ -196,13 +205,13 @@ impl SlurmRuntime {
         dir: &Path,
         options: &SlurmOptions,
         offsets: [u64; 2],
-    ) -> Result<Started, String> {
+    ) -> Result<Started, RuntimeError> {
         let ours = fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == current_uid());
         if !ours {
-            return Err(format!(
+            return Err(RuntimeError::CannotFollow(format!(
                 "its job folder {} is gone, or not a folder of this user",
                 dir.display()
-            ));
+            )));
         }
         let commands = Commands::new(options);
         let out = commands.run("scontrol", &["show", "job", "-o", job_id])?;
@@ -211,7 +220,7 @@ impl SlurmRuntime {
             .any(|l| parse_job(l).is_some())
         {
             remove_job_folder(dir);
-            return Err(format!("Slurm no longer knows job {job_id}"));
+            return Err(RuntimeError::JobUnknown(format!("Slurm no longer knows job {job_id}")));
         }
         following(job_id.to_owned(), marker, commands, dir, offsets, self.unreachable_for)
     }

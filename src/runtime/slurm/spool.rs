@@ -7,6 +7,8 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::runtime::RuntimeError;
+
 /// Where job folders go when a workflow names no `spool_dir`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Spool {
@@ -18,29 +20,33 @@ pub enum Spool {
 
 /// Refuses a spool someone else could put files in or swap ours in: one not owned by this user, or writable by
 /// others without the sticky bit (which keeps them from renaming or removing what is ours).
-pub(super) fn check_spool(dir: &Path) -> Result<(), String> {
-    let meta = fs::metadata(dir).map_err(|e| format!("cannot use the Slurm spool folder {}: {e}", dir.display()))?;
+pub(super) fn check_spool(dir: &Path) -> Result<(), RuntimeError> {
+    let meta = fs::metadata(dir)
+        .map_err(|e| RuntimeError::CannotStart(format!("cannot use the Slurm spool folder {}: {e}", dir.display())))?;
     let me = current_uid();
     let fix = "set \"spool_dir\" to a folder of your own with mode 0700 (or sticky, like 1777)";
     if !meta.is_dir() {
-        return Err(format!("the Slurm spool {} is not a folder; {fix}", dir.display()));
+        return Err(RuntimeError::CannotStart(format!(
+            "the Slurm spool {} is not a folder; {fix}",
+            dir.display()
+        )));
     }
     if meta.uid() != me {
-        return Err(format!(
+        return Err(RuntimeError::CannotStart(format!(
             "the Slurm spool folder {} is owned by uid {}, not by this user (uid {me}), who could swap the job's \
              files; {fix}",
             dir.display(),
             meta.uid()
-        ));
+        )));
     }
     let mode = meta.mode() & 0o7777;
     if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-        return Err(format!(
+        return Err(RuntimeError::CannotStart(format!(
             "the Slurm spool folder {} is writable by others (mode {mode:04o}) without the sticky bit, so they could \
              swap the job's files; make it private (chmod 0700 {}) or {fix}",
             dir.display(),
             dir.display()
-        ));
+        )));
     }
     Ok(())
 }
@@ -52,19 +58,20 @@ pub(super) fn current_uid() -> u32 {
 
 /// A new private folder with an unpredictable name in the temporary folder, as `mkdtemp` makes it (0700,
 /// created exclusively: a folder someone made first is never used).
-pub(super) fn make_temporary_spool() -> Result<PathBuf, String> {
+pub(super) fn make_temporary_spool() -> Result<PathBuf, RuntimeError> {
     let tmp = std::path::absolute(std::env::temp_dir()).unwrap_or_else(|_| std::env::temp_dir());
     let template = tmp.join("workflow-mcp-slurm-XXXXXX");
-    let template = std::ffi::CString::new(template.as_os_str().as_encoded_bytes())
-        .map_err(|_| format!("the temporary folder {} has a NUL in its name", tmp.display()))?;
+    let template = std::ffi::CString::new(template.as_os_str().as_encoded_bytes()).map_err(|_| {
+        RuntimeError::CannotStart(format!("the temporary folder {} has a NUL in its name", tmp.display()))
+    })?;
     let mut bytes = template.into_bytes_with_nul();
     // SAFETY: mkdtemp rewrites the XXXXXX of a NUL-terminated buffer it may write to.
     if unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) }.is_null() {
-        return Err(format!(
+        return Err(RuntimeError::CannotStart(format!(
             "cannot create a temporary Slurm spool folder in {}: {}; set TMPDIR, or \"spool_dir\" for the workflow",
             tmp.display(),
             io::Error::last_os_error()
-        ));
+        )));
     }
     bytes.pop();
     Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
@@ -72,29 +79,34 @@ pub(super) fn make_temporary_spool() -> Result<PathBuf, String> {
 
 /// A job's own folder (0700), new: one that exists already — a folder or a symlink someone else put there — is
 /// refused, never used.
-pub(super) fn create_job_folder(spool: &Path, marker: &str) -> Result<PathBuf, String> {
+pub(super) fn create_job_folder(spool: &Path, marker: &str) -> Result<PathBuf, RuntimeError> {
     let dir = spool.join(marker);
     match fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(format!(
+            return Err(RuntimeError::CannotStart(format!(
                 "the job folder {} exists already, but a job folder is always new: something else made it; \
                  remove it, and check who can write to {}",
                 dir.display(),
                 spool.display()
-            ));
+            )));
         }
-        Err(e) => return Err(format!("cannot create the job folder {}: {e}", dir.display())),
+        Err(e) => {
+            return Err(RuntimeError::CannotStart(format!(
+                "cannot create the job folder {}: {e}",
+                dir.display()
+            )));
+        }
     }
     // The umask may have taken more than group and others' bits.
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot make the job folder {} private: {e}", dir.display()))?;
+        .map_err(|e| RuntimeError::CannotStart(format!("cannot make the job folder {} private: {e}", dir.display())))?;
     Ok(dir)
 }
 
 /// Creates an empty private file (0600) that must not exist yet: Slurm then writes the job's output into it and
 /// keeps its mode (slurmd would otherwise create it with the job's umask, readable by all).
-pub(super) fn create_private_file(path: &Path) -> Result<(), String> {
+pub(super) fn create_private_file(path: &Path) -> Result<(), RuntimeError> {
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -102,7 +114,7 @@ pub(super) fn create_private_file(path: &Path) -> Result<(), String> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map(drop)
-        .map_err(|e| format!("cannot create the job's output file {}: {e}", path.display()))
+        .map_err(|e| RuntimeError::CannotStart(format!("cannot create the job's output file {}: {e}", path.display())))
 }
 
 /// Removes a job folder of ours (never through a symlink, never someone else's).
@@ -127,7 +139,7 @@ mod tests {
         fs::create_dir(spool.join("taken")).unwrap();
         std::os::unix::fs::symlink(&elsewhere, spool.join("swapped")).unwrap();
         for name in ["taken", "swapped"] {
-            let e = create_job_folder(&spool, name).unwrap_err();
+            let e = create_job_folder(&spool, name).unwrap_err().to_string();
             assert!(e.contains("exists already") && e.contains(name), "{e}");
         }
         let dir = create_job_folder(&spool, "new").unwrap();
