@@ -1,6 +1,6 @@
 //! The wiring both front ends share: the catalog and the engine (running executions on the local and Slurm
 //! runtimes, with the durable history unless ephemeral), built from a loaded config. `serve` and the CLI's `run` use
-//! [`App::build`]; `list` and `check` use only [`catalog`]; `history`, `status` and `logs` read the store.
+//! [`App::build`]; `list` and `check` use only [`catalog`] (and `check` the runtimes' own checks); `history`, `status` and `logs` read the store.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,6 +114,19 @@ pub fn catalog(config: &Config) -> Arc<Catalog> {
     Arc::new(Catalog::new(config.workflows.clone(), discovery).with_source(file, imports, config.trust_gate()))
 }
 
+/// Every runtime, by the placement kind it runs: this machine's, with `local`, and Slurm's, its job folders in
+/// `spool` unless a workflow names its own.
+fn runtimes(local: LocalRuntime, spool: Spool) -> Runtimes {
+    Runtimes::default()
+        .with(crate::runtime::local::KIND, local)
+        .with(crate::runtime::slurm::KIND, SlurmRuntime::new(spool))
+}
+
+/// The runtimes as `check` asks them about a workflow: nothing runs, nothing is followed, no folder is made.
+pub fn checking_runtimes() -> Runtimes {
+    runtimes(LocalRuntime::default(), Spool::Temporary)
+}
+
 /// Where Slurm job folders go unless a workflow names its own `spool_dir`: `slurm/` in the state directory, or
 /// a private temporary folder (made like `mkdtemp`, removed at exit) when ephemeral.
 fn slurm_spool(history: &HistoryPlace) -> Spool {
@@ -137,10 +150,7 @@ impl App {
                 store.is_some(),
             ),
             tokio::runtime::Handle::current(),
-            Arc::new(Runtimes::new(
-                LocalRuntime::new(watchdog),
-                SlurmRuntime::new(slurm_spool(history)),
-            )),
+            Arc::new(runtimes(LocalRuntime::new(watchdog), slurm_spool(history))),
             store,
         )
         .map_err(AppError::Engine)?;

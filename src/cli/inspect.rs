@@ -3,12 +3,11 @@
 
 use std::fmt::Write as _;
 
-use crate::app::catalog;
+use crate::app::{catalog, checking_runtimes};
 use crate::catalog::param::Delivery;
 use crate::catalog::{Config, Source, WorkflowDef, WorkflowInfo};
 use crate::proc::ChildEnv;
-use crate::proc::spawn::resolve_program;
-use crate::runtime::{Placement, SlurmRuntime};
+use crate::runtime::{Launch, Runtime};
 
 /// One param as a line: name, type and constraints, required/default, how it reaches the command.
 fn param_line(p: &crate::catalog::Param) -> String {
@@ -94,23 +93,23 @@ pub fn check(config: &Config) -> u8 {
     let catalog = catalog(config);
     let found = catalog.refresh();
     let all = catalog.all();
+    let runtimes = checking_runtimes();
     for w in all.iter().filter(|w| w.source == Source::Manifest) {
         let mut env = base.clone();
         env.extend(&w.env);
-        if let Placement::Slurm(options) = &w.placement {
-            // The program and folder are checked on the node, by the job; here: can jobs be submitted at all.
-            problems.extend(
-                SlurmRuntime::check(options)
-                    .into_iter()
-                    .map(|p| format!("workflow \"{}\" (Slurm): {p}", w.name)),
-            );
-            continue;
-        }
-        if w.cwd.is_dir()
-            && let Err(e) = resolve_program(&w.command[0], env.path(), &w.cwd)
-        {
-            problems.push(format!("workflow \"{}\": {e}", w.name));
-        }
+        let launch = Launch {
+            argv: w.command.clone(),
+            env,
+            cwd: w.cwd.clone(),
+            marker: String::new(),
+            placement: w.placement.clone(),
+            timeout: None,
+        };
+        let label = runtimes.label(&w.placement);
+        problems.extend(runtimes.check(&launch).into_iter().map(|p| match label {
+            Some(label) => format!("workflow \"{}\" ({label}): {p}", w.name),
+            None => format!("workflow \"{}\": {p}", w.name),
+        }));
     }
     problems.extend(found.problems);
     for w in &found.warnings {

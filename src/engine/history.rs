@@ -17,7 +17,7 @@ use crate::clock::{from_unix_ms, unix_ms};
 use crate::logs::{DiskLimits, ExecutionLog, LogDir};
 use crate::proc::scan::{RecordedTree, is_same_process, signal_recorded_trees, signal_tree};
 use crate::proc::signal::PidFd;
-use crate::runtime::{Launch, Placement, RemoteJob};
+use crate::runtime::{Launch, RemoteJob};
 use crate::store::{Change, ExecutionRecord, PruneRules};
 
 /// Signals the tree of an execution known from history, once its leader is known to be its own (pid, start
@@ -325,7 +325,8 @@ impl Shared {
     ) -> Option<Result<(), Option<String>>> {
         let history = self.history.as_ref()?;
         let job: &JobStatus = rec.job.as_ref()?;
-        let def = workflow_of(&rec.workflow).filter(|d| !matches!(d.placement, Placement::Local))?;
+        // Only by the kind of runtime it was started on: a workflow moved elsewhere leaves it to be lost.
+        let def = workflow_of(&rec.workflow).filter(|d| d.placement.kind() == job.system)?;
         if !history.claim(&rec.id, &rec.owner) {
             return Some(Err(None));
         }
@@ -346,7 +347,7 @@ impl Shared {
         };
         let (logs, offsets) = ExecutionLog::resume(self.config.log_limits, self.budget.clone(), disk);
         let remote = RemoteJob {
-            system: "slurm",
+            system: job.system.clone(),
             id: job.id.clone(),
             dir: job.dir.clone().map(Into::into),
         };
@@ -366,7 +367,7 @@ impl Shared {
         lock(&self.table).attach(exec.clone());
         exec.started(None, started.job.clone(), started.pending, started.tree.clone());
         self.record_started(&exec, None);
-        tracing::info!(execution = %exec.id, job = %job.id, "following a Slurm job again after its server ended");
+        tracing::info!(execution = %exec.id, job = %job.id, runtime = %job.system, "following a job again after its server ended");
         self.follow(exec, started);
         Some(Ok(()))
     }

@@ -609,11 +609,9 @@ impl Engine {
         };
         let mut trees: Vec<Arc<dyn Tree>> = Vec::new();
         for e in &running {
-            if let crate::runtime::Placement::Slurm(o) = &e.launch.placement
-                && o.outlive_session
-            {
+            if e.launch.placement.outlives_session() {
                 // Its job goes on; a server on the same state directory follows it again.
-                tracing::info!(execution = %e.id, "leaving a Slurm job running (outlive_session)");
+                tracing::info!(execution = %e.id, runtime = e.launch.placement.kind(), "leaving a job running (outlive_session)");
                 continue;
             }
             e.request_stop(StopReason::Shutdown, stop_message(StopReason::Shutdown, e));

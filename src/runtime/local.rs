@@ -17,6 +17,9 @@ use crate::proc::signal::{group_exists, signal_process};
 use crate::proc::spawn::{describe_spawn_error, own_children, resolve_program, spawn_registered};
 use crate::proc::watchdog::Watchdog;
 
+/// The placement kind (the config's `"type": "local"`, the default) this runtime runs.
+pub const KIND: &str = "local";
+
 /// Runs executions as local process groups.
 #[derive(Default)]
 pub struct LocalRuntime {
@@ -84,6 +87,17 @@ impl Runtime for LocalRuntime {
             }),
             waiter: Box::new(LocalWaiter { child }),
         })
+    }
+
+    // A missing folder is the config's own warning; here: the program, found as a start would find it.
+    fn check(&self, launch: &Launch) -> Vec<String> {
+        if !launch.cwd.is_dir() {
+            return Vec::new();
+        }
+        match resolve_program(&launch.argv[0], launch.env.path(), &launch.cwd) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![e],
+        }
     }
 
     fn finish(&self) {

@@ -2,7 +2,7 @@
 //! [`Started`]: the two output streams to drain, a [`Tree`] handle to signal and inspect everything the
 //! execution started, and a [`Waiter`] for how it ended (reporting, meanwhile, where a remote job stands).
 //! Local processes are [`local`]; a Slurm job is [`slurm`] (its output files followed into pipes, the job as the
-//! tree, `scontrol` as the waiter). [`Runtimes`] picks one by the workflow's [`Placement`].
+//! tree, `scontrol` as the waiter). [`Runtimes`] picks one by the kind of the workflow's [`Placement`].
 //!
 //! Everything here may block (process scans, signals, waits): the engine calls it from its own threads or from
 //! `spawn_blocking`, never on an async worker.
@@ -12,6 +12,7 @@ pub mod local;
 pub mod placement;
 pub mod slurm;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,8 +67,9 @@ pub struct JobState {
 /// A job in a remote engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteJob {
-    /// The engine, e.g. "slurm".
-    pub system: &'static str,
+    /// The kind of runtime that runs it (its placement's [`Placement::kind`], e.g. "slurm"): the one that follows
+    /// it again.
+    pub system: String,
     pub id: String,
     /// The job's folder (its script and output files).
     pub dir: Option<PathBuf>,
@@ -104,6 +106,19 @@ pub trait Runtime: Send + Sync {
             job.system
         )))
     }
+
+    /// Problems a person can act on before anything runs (for `workflow-mcp check`): what this runtime needs of
+    /// `launch` (its program and folder, or its engine reachable and configured), each a sentence with the fix.
+    fn check(&self, launch: &Launch) -> Vec<String> {
+        let _ = launch;
+        Vec::new()
+    }
+
+    /// How `check` names where a workflow of `placement` runs (e.g. "Slurm"); `None` for this machine.
+    fn label(&self, placement: &Placement) -> Option<&'static str> {
+        let _ = placement;
+        None
+    }
 }
 
 /// Everything an execution started: signals and inspections, from any thread (they may block).
@@ -126,40 +141,127 @@ pub trait Waiter: Send {
     fn wait(self: Box<Self>, changed: &mut dyn FnMut(JobState)) -> Ended;
 }
 
-/// Every runtime of a server; each launch goes to the one its placement names.
+/// Every runtime of a server, by kind (an open set): a launch goes to the runtime its placement's kind names, a
+/// job a gone server started to the runtime of the kind it was recorded with.
+#[derive(Default)]
 pub struct Runtimes {
-    local: LocalRuntime,
-    slurm: SlurmRuntime,
+    by_kind: BTreeMap<&'static str, Arc<dyn Runtime>>,
 }
 
 impl Runtimes {
-    pub fn new(local: LocalRuntime, slurm: SlurmRuntime) -> Self {
-        Runtimes { local, slurm }
+    /// Adds `runtime` for the placements of `kind` (see [`Placement::kind`]).
+    pub fn with(mut self, kind: &'static str, runtime: impl Runtime + 'static) -> Self {
+        self.by_kind.insert(kind, Arc::new(runtime));
+        self
+    }
+
+    fn of(&self, kind: &str) -> Option<&dyn Runtime> {
+        self.by_kind.get(kind).map(|r| &**r)
     }
 }
 
 impl Runtime for Runtimes {
     fn start(&self, launch: &Launch) -> Result<Started, RuntimeError> {
-        match &launch.placement {
-            Placement::Local => self.local.start(launch),
-            Placement::Slurm(_) => self.slurm.start(launch),
+        let kind = launch.placement.kind();
+        match self.of(kind) {
+            Some(runtime) => runtime.start(launch),
+            None => Err(RuntimeError::CannotStart(format!(
+                "this server runs no {kind} workflows (internal error)"
+            ))),
         }
     }
 
     fn finish(&self) {
-        self.local.finish();
-        self.slurm.finish();
+        for runtime in self.by_kind.values() {
+            runtime.finish();
+        }
     }
 
     fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, RuntimeError> {
-        match (&launch.placement, &job.dir) {
-            (Placement::Slurm(options), Some(dir)) => {
-                self.slurm.reattach(&job.id, &launch.marker, dir, options, offsets)
-            }
-            _ => Err(RuntimeError::CannotFollow(format!(
-                "the workflow no longer runs on {}, so job {} cannot be followed",
-                job.system, job.id
+        match self.of(&job.system) {
+            Some(runtime) => runtime.reattach(launch, job, offsets),
+            None => Err(RuntimeError::CannotFollow(format!(
+                "a {} job cannot be followed again by this runtime",
+                job.system
             ))),
         }
+    }
+
+    fn check(&self, launch: &Launch) -> Vec<String> {
+        self.of(launch.placement.kind())
+            .map_or_else(Vec::new, |runtime| runtime.check(launch))
+    }
+
+    fn label(&self, placement: &Placement) -> Option<&'static str> {
+        self.of(placement.kind()).and_then(|runtime| runtime.label(placement))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A runtime that only says which of its kind was asked.
+    struct Named(&'static str, Arc<Mutex<Vec<String>>>);
+
+    impl Runtime for Named {
+        fn start(&self, _: &Launch) -> Result<Started, RuntimeError> {
+            self.1.lock().unwrap().push(format!("{} start", self.0));
+            Err(RuntimeError::CannotStart(self.0.into()))
+        }
+
+        fn reattach(&self, _: &Launch, job: &RemoteJob, _: [u64; 2]) -> Result<Started, RuntimeError> {
+            self.1.lock().unwrap().push(format!("{} reattach {}", self.0, job.id));
+            Err(RuntimeError::CannotFollow(self.0.into()))
+        }
+    }
+
+    fn launch(placement: Placement) -> Launch {
+        Launch {
+            argv: vec!["true".into()],
+            env: Default::default(),
+            cwd: "/".into(),
+            marker: "m".into(),
+            placement,
+            timeout: None,
+        }
+    }
+
+    #[test]
+    fn a_reattach_goes_to_the_runtime_of_the_jobs_recorded_kind() {
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let runtimes = Runtimes::default()
+            .with("local", Named("local", asked.clone()))
+            .with("slurm", Named("slurm", asked.clone()));
+        let job = |system: &str| RemoteJob {
+            system: system.into(),
+            id: "7".into(),
+            dir: None,
+        };
+        // The launch names where the workflow runs now; the job's record says which runtime started it.
+        let _ = runtimes.reattach(&launch(Placement::Local), &job("slurm"), [0, 0]);
+        let _ = runtimes.start(&launch(Placement::Slurm(Default::default())));
+        let _ = runtimes.start(&launch(Placement::Local));
+        assert_eq!(*asked.lock().unwrap(), ["slurm reattach 7", "slurm start", "local start"]);
+        let e = runtimes.reattach(&launch(Placement::Local), &job("ray"), [0, 0]).err().unwrap();
+        assert!(matches!(e, RuntimeError::CannotFollow(_)), "{e:?}");
+        assert_eq!(e.to_string(), "a ray job cannot be followed again by this runtime");
+    }
+
+    #[test]
+    fn a_placements_kind_is_its_config_type() {
+        for placement in [Placement::Local, Placement::Slurm(Default::default())] {
+            let json = serde_json::to_value(&placement).unwrap();
+            assert_eq!(json["type"], placement.kind());
+        }
+        assert_eq!(local::KIND, "local");
+        assert!(!Placement::Local.outlives_session());
+        let outliving = SlurmOptions {
+            outlive_session: true,
+            ..Default::default()
+        };
+        assert!(Placement::Slurm(Box::new(outliving)).outlives_session());
     }
 }

@@ -63,3 +63,22 @@ pub struct SlurmOptions {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outlive_session: bool,
 }
+
+impl Placement {
+    /// The kind of runtime that runs it (the config's `type`): how [`super::Runtimes`] picks one, and what a job's
+    /// record keeps so the right runtime follows it again.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Placement::Local => super::local::KIND,
+            Placement::Slurm(_) => super::slurm::KIND,
+        }
+    }
+
+    /// Whether it is left running when the server that started it exits (another server follows it again).
+    pub fn outlives_session(&self) -> bool {
+        match self {
+            Placement::Local => false,
+            Placement::Slurm(options) => options.outlive_session,
+        }
+    }
+}

@@ -58,7 +58,7 @@ pub(super) fn following(
     Ok(Started {
         pid: None,
         job: Some(RemoteJob {
-            system: "slurm",
+            system: super::KIND.to_owned(),
             id: job_id,
             dir: Some(dir.to_owned()),
         }),

@@ -17,6 +17,6 @@ mod script;
 mod spool;
 
 pub use commands::sh_quote;
-pub use runtime::SlurmRuntime;
+pub use runtime::{KIND, SlurmRuntime};
 pub use scontrol::{JobRecord, parse_job};
 pub use spool::Spool;

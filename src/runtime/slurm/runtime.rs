@@ -14,11 +14,14 @@ use super::spool::{
     Spool, check_spool, create_job_folder, create_private_file, current_uid, make_temporary_spool, remove_job_folder,
 };
 use crate::runtime::placement::SlurmOptions;
-use crate::runtime::{Launch, Runtime, RuntimeError, Started};
+use crate::runtime::{Launch, Placement, RemoteJob, Runtime, RuntimeError, Started};
 
 /// How long Slurm may not answer before a job counts as lost (`WORKFLOW_MCP_SLURM_UNREACHABLE_MS` shortens it
 /// for tests).
 const UNREACHABLE_FOR: Duration = Duration::from_secs(300);
+
+/// The placement kind (the config's `"type": "slurm"`) this runtime runs.
+pub const KIND: &str = "slurm";
 
 /// Runs workflows as Slurm jobs.
 pub struct SlurmRuntime {
@@ -73,7 +76,7 @@ impl SlurmRuntime {
 
     /// Problems a person can act on before anything is submitted: Slurm's commands missing, the controller
     /// unreachable, an unknown partition.
-    pub fn check(options: &SlurmOptions) -> Vec<String> {
+    fn check_options(options: &SlurmOptions) -> Vec<String> {
         let commands = Commands::new(options);
         let mut problems = Vec::new();
         match commands.run("sinfo", &["-h", "-o", "%P"]) {
@@ -109,7 +112,7 @@ impl SlurmRuntime {
 
 impl Runtime for SlurmRuntime {
     fn start(&self, launch: &Launch) -> Result<Started, RuntimeError> {
-        let crate::runtime::Placement::Slurm(options) = &launch.placement else {
+        let Placement::Slurm(options) = &launch.placement else {
             return Err(RuntimeError::CannotStart(
                 "internal error: a local workflow was sent to the Slurm runtime".into(),
             ));
@@ -125,6 +128,28 @@ impl Runtime for SlurmRuntime {
             }
         };
         following(job_id, &launch.marker, commands, &dir, [0, 0], self.unreachable_for)
+    }
+
+    fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, RuntimeError> {
+        match (&launch.placement, &job.dir) {
+            (Placement::Slurm(options), Some(dir)) => self.reattach_job(&job.id, &launch.marker, dir, options, offsets),
+            _ => Err(RuntimeError::CannotFollow(format!(
+                "the workflow no longer runs on {}, so job {} cannot be followed",
+                job.system, job.id
+            ))),
+        }
+    }
+
+    // The program and folder are checked on the node, by the job; here: can jobs be submitted at all.
+    fn check(&self, launch: &Launch) -> Vec<String> {
+        match &launch.placement {
+            Placement::Slurm(options) => Self::check_options(options),
+            Placement::Local => Vec::new(),
+        }
+    }
+
+    fn label(&self, _: &Placement) -> Option<&'static str> {
+        Some("Slurm")
     }
 
     fn finish(&self) {
@@ -198,7 +223,7 @@ impl SlurmRuntime {
 
     /// Follows again a job a gone server submitted (`outlive_session`, or a server that died), from where its
     /// output was read up to (`offsets`: bytes per stream). An error says why it cannot be followed.
-    pub fn reattach(
+    fn reattach_job(
         &self,
         job_id: &str,
         marker: &str,
