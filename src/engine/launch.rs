@@ -82,7 +82,7 @@ impl Shared {
             if let Err(e) = spawn_drain(stream, pipe, handles.clone()) {
                 // Without a reader the child could block forever on a full pipe: stop it.
                 tracing::error!(execution = %exec.id, error = %e, "cannot start a drain thread; killing the workflow");
-                tree.signal(libc::SIGKILL);
+                tree.kill();
             }
         }
         let shared = self.clone();
@@ -94,7 +94,7 @@ impl Shared {
             .spawn(move || shared.supervise(supervised, waiter, supervised_tree, sync));
         if let Err(e) = spawned {
             tracing::error!(execution = %exec.id, error = %e, "cannot start a supervisor thread; killing the workflow");
-            tree.signal(libc::SIGKILL);
+            tree.kill();
             return;
         }
         if let Some(timeout) = exec

@@ -574,12 +574,12 @@ impl Engine {
         };
         if !exited {
             let t = tree.clone();
-            blocking(move || t.signal(libc::SIGTERM)).await;
+            blocking(move || t.stop(grace)).await;
             let never = CancellationToken::new();
             if self.wait_live(exec, grace, &never).await {
                 return;
             }
-            blocking(move || tree.signal(libc::SIGKILL)).await;
+            blocking(move || tree.kill()).await;
         }
         // The supervisor settles the state once the tree is gone and the pipes are drained.
         while !exec.state().is_terminal() {
@@ -622,12 +622,12 @@ impl Engine {
             let _done = done;
             shared.end_unstarted_all(&queued, StopReason::Shutdown);
             for t in &trees {
-                t.signal(libc::SIGTERM);
+                t.stop(grace);
             }
             let all_gone = || trees.iter().all(|t| t.gone());
             wait_until(all_gone, Instant::now() + grace);
             for t in &trees {
-                t.signal(libc::SIGKILL);
+                t.kill();
             }
             wait_until(all_gone, Instant::now() + Duration::from_secs(1));
             shared.runtime.finish();

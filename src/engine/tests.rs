@@ -28,7 +28,19 @@ struct BlockingTree {
 }
 
 impl Tree for BlockingTree {
-    fn signal(&self, sig: i32) {
+    fn stop(&self, _: Duration) {
+        self.end(libc::SIGTERM);
+    }
+    fn kill(&self) {
+        self.end(libc::SIGKILL);
+    }
+    fn gone(&self) -> bool {
+        self.exit.lock().unwrap().is_none()
+    }
+}
+
+impl BlockingTree {
+    fn end(&self, sig: i32) {
         // A hang guard, not a timing assertion: released at once unless the async workers are blocked.
         let released = self.release.lock().unwrap().recv_timeout(Duration::from_secs(20));
         self.timed_out.fetch_or(released.is_err(), Ordering::SeqCst);
@@ -40,14 +52,6 @@ impl Tree for BlockingTree {
             });
         }
     }
-    fn gone(&self) -> bool {
-        self.exit.lock().unwrap().is_none()
-    }
-    fn kill_leftovers(&self) -> bool {
-        false
-    }
-    fn release_outputs(&self) {}
-    fn forget(&self) {}
 }
 
 struct ChannelWaiter(mpsc::Receiver<Exit>);

@@ -9,6 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Ended, Exit, JobState, Launch, Runtime, RuntimeError, Started, Tree, Waiter};
 use crate::proc::reaper::reap_orphans;
@@ -118,8 +119,13 @@ struct LocalTree {
 }
 
 impl Tree for LocalTree {
-    fn signal(&self, sig: i32) {
-        signal_tree(self.pgid, &self.marker, sig);
+    // The engine sends KILL once the grace is over.
+    fn stop(&self, _grace: Duration) {
+        signal_tree(self.pgid, &self.marker, libc::SIGTERM);
+    }
+
+    fn kill(&self) {
+        signal_tree(self.pgid, &self.marker, libc::SIGKILL);
     }
 
     fn gone(&self) -> bool {
@@ -154,9 +160,9 @@ impl Tree for LocalTree {
             }
         }
         // A signal is delivered asynchronously: wait (briefly) until they are gone, as the caller expects.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
         while killed.iter().any(|&p| process_alive(p)) && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::proc::ChildEnv;
 
@@ -37,7 +38,7 @@ pub struct Launch {
     /// Where it runs.
     pub placement: Placement,
     /// Its timeout, if it has one (a remote engine may use it as a backstop; the engine's own timer stops it).
-    pub timeout: Option<std::time::Duration>,
+    pub timeout: Option<Duration>,
 }
 
 pub use crate::model::Exit;
@@ -121,18 +122,25 @@ pub trait Runtime: Send + Sync {
     }
 }
 
-/// Everything an execution started: signals and inspections, from any thread (they may block).
+/// Everything an execution started: stopping and inspecting it, from any thread (they may block).
 pub trait Tree: Send + Sync {
-    /// Sends `sig` to every process of the tree.
-    fn signal(&self, sig: i32);
+    /// Asks the tree to end within `grace`, its runtime's own way (TERM to every process here, `scancel
+    /// --signal=TERM` on Slurm); returns at once. What is still there after `grace` gets [`Tree::kill`].
+    fn stop(&self, grace: Duration);
+    /// Ends the whole tree now.
+    fn kill(&self);
     /// Whether no process of the tree is left.
     fn gone(&self) -> bool;
-    /// After the leader exited: kills what it left behind; returns whether anything was found.
-    fn kill_leftovers(&self) -> bool;
-    /// Kills processes that hold the output streams open without being found in the tree.
-    fn release_outputs(&self);
+    /// After the leader exited: kills what it left behind; returns whether anything was found. By default
+    /// nothing is (an engine that ends a job's every process with it).
+    fn kill_leftovers(&self) -> bool {
+        false
+    }
+    /// Kills processes that hold the output streams open without being found in the tree (output read from
+    /// pipes they could inherit); by default there are none.
+    fn release_outputs(&self) {}
     /// The tree is gone for good: stop watching it.
-    fn forget(&self);
+    fn forget(&self) {}
 }
 
 /// Waits for the execution to end.
@@ -244,8 +252,14 @@ mod tests {
         let _ = runtimes.reattach(&launch(Placement::Local), &job("slurm"), [0, 0]);
         let _ = runtimes.start(&launch(Placement::Slurm(Default::default())));
         let _ = runtimes.start(&launch(Placement::Local));
-        assert_eq!(*asked.lock().unwrap(), ["slurm reattach 7", "slurm start", "local start"]);
-        let e = runtimes.reattach(&launch(Placement::Local), &job("ray"), [0, 0]).err().unwrap();
+        assert_eq!(
+            *asked.lock().unwrap(),
+            ["slurm reattach 7", "slurm start", "local start"]
+        );
+        let e = runtimes
+            .reattach(&launch(Placement::Local), &job("ray"), [0, 0])
+            .err()
+            .unwrap();
         assert!(matches!(e, RuntimeError::CannotFollow(_)), "{e:?}");
         assert_eq!(e.to_string(), "a ray job cannot be followed again by this runtime");
     }

@@ -101,14 +101,11 @@ impl JobShared {
     }
 }
 
-impl Tree for JobShared {
-    fn signal(&self, sig: i32) {
-        if self.finished.load(Ordering::SeqCst) {
-            return;
-        }
-        // Read now, not from the last poll: a job that just started must get the signal, not a plain scancel
-        // (which waits out Slurm's KillWait on a job that ignores TERM).
-        let pending = match self.commands.run("scontrol", &["show", "job", "-o", &self.job_id]) {
+impl JobShared {
+    /// Whether the job still waits in the queue. Read now, not from the last poll: a job that just started must
+    /// get the signal, not a plain scancel (which waits out Slurm's KillWait on a job that ignores TERM).
+    fn pending_now(&self) -> bool {
+        match self.commands.run("scontrol", &["show", "job", "-o", &self.job_id]) {
             Ok(out) => String::from_utf8_lossy(&out.stdout)
                 .lines()
                 .find_map(parse_job)
@@ -119,11 +116,31 @@ impl Tree for JobShared {
                 .unwrap_or_else(|e| e.into_inner())
                 .as_ref()
                 .is_none_or(|s| s.pending),
-        };
-        if pending {
+        }
+    }
+}
+
+impl Tree for JobShared {
+    // The engine waits out the grace and kills what is left (Slurm's own KillWait is only a backstop).
+    fn stop(&self, _grace: Duration) {
+        if self.finished.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.pending_now() {
             // Nothing runs yet: take it out of the queue.
             self.scancel(&[]);
-        } else if sig == libc::SIGKILL {
+        } else {
+            self.scancel(&["--full", "--signal=TERM"]);
+        }
+    }
+
+    fn kill(&self) {
+        if self.finished.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.pending_now() {
+            self.scancel(&[]);
+        } else {
             // KILL to the batch shell ends the job at once; a plain scancel would wait out Slurm's KillWait.
             self.scancel(&["--batch", "--signal=KILL"]);
             let deadline = Instant::now() + Duration::from_secs(3);
@@ -134,12 +151,6 @@ impl Tree for JobShared {
                 // The last resort, for a job the batch shell's KILL did not end.
                 self.scancel(&[]);
             }
-        } else {
-            let signal = format!(
-                "--signal={}",
-                crate::proc::signal::signal_name(sig).trim_start_matches("SIG")
-            );
-            self.scancel(&["--full", &signal]);
         }
     }
 
@@ -147,12 +158,8 @@ impl Tree for JobShared {
         self.finished.load(Ordering::SeqCst)
     }
 
-    fn kill_leftovers(&self) -> bool {
-        // Slurm's process tracking (proctrack/cgroup) ends every process of a job with it.
-        false
-    }
-
-    fn release_outputs(&self) {}
+    // kill_leftovers: none, Slurm's process tracking (proctrack/cgroup) ends every process of a job with it;
+    // release_outputs: none, its output is read from files, not pipes.
 
     fn forget(&self) {
         // Its output is in the execution's log now. A job given up on still writes here until it is cancelled.
