@@ -57,7 +57,7 @@ pub fn init(project: Option<&Path>) -> u8 {
     let mut said = Vec::new();
     for kind in TaskKind::ALL {
         let Some(task_file) = kind.file(&dir) else { continue };
-        let found = import(kind, &dir, &Placement::Local);
+        let found = import(kind, &dir, &Placement::default());
         let names: Vec<&str> = found.workflows.iter().map(|w| w.name.as_str()).collect();
         said.push(format!(
             "  {} ({}): {}",
