@@ -62,7 +62,7 @@ pub struct ExecutionLog {
     segment_bytes: usize,
     budget: Arc<MemoryBudget>,
     inner: Mutex<Inner>,
-    /// Itself, for the segments it hands out to readers (see [`ExecutionLog::keep_read`]).
+    /// Itself, for the segments it hands out to readers (see its [`ReadCache`] impl).
     me: Weak<ExecutionLog>,
 }
 

@@ -1,5 +1,5 @@
-//! The state behind an execution log's lock: its segments (slots) in memory, on disk or both, its files, its counters,
-//! and what leaves memory or disk when a cap is passed (see [`super::log`] for the design).
+//! The state behind an execution log's lock: its segments (slots) in memory, on disk or both, its files, its
+//! counters, and what leaves memory or disk when a cap is passed (see [`super::log`] for the design).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -78,9 +78,9 @@ pub(super) struct Inner {
 }
 
 impl Disk {
-    /// Writes what was just appended to the active segment (the one starting at `first_seq`): `lines` lines of `stream` (`data`, and each
-    /// one's flags when any has some), read at a new time if `stamp_ms` says so. A failure is kept, and writing
-    /// stops.
+    /// Writes what was just appended to the active segment (the one starting at `first_seq`): `lines` lines of
+    /// `stream` (`data`, and each one's flags when any has some), read at a new time if `stamp_ms` says so. A
+    /// failure is kept, and writing stops.
     pub(super) fn write(
         &mut self,
         first_seq: u64,
