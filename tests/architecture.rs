@@ -119,6 +119,25 @@ const FILE_ORDERS: &[(&str, &[&str])] = &[
             "serve",
         ],
     ),
+    (
+        "engine",
+        &[
+            "progress",
+            "execution",
+            "status",
+            "view",
+            "follow",
+            "drain",
+            "table",
+            "config",
+            "records",
+            "launch",
+            "supervisor",
+            "executor",
+            "history",
+            "runner",
+        ],
+    ),
 ];
 
 /// The sibling files a file's text names through `super::` or `crate::<module>::` paths, with their line

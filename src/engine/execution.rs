@@ -88,6 +88,21 @@ fn final_state_of(l: &Lifecycle) -> ExecutionState {
 }
 
 impl Execution {
+    /// Why a stop ended it, in words (its error text).
+    pub(super) fn stop_message(&self, reason: StopReason) -> String {
+        match reason {
+            StopReason::Cancel => "cancelled by request".to_owned(),
+            StopReason::Timeout => {
+                let ms = self
+                    .workflow
+                    .timeout_ms
+                    .map_or_else(|| "its".to_owned(), |ms| format!("{ms} ms"));
+                format!("timed out (timeout {ms})")
+            }
+            StopReason::Shutdown => "stopped because the server shut down".to_owned(),
+        }
+    }
+
     /// A new execution, queued.
     pub fn new(
         id: Uuid,

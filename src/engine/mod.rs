@@ -1,22 +1,26 @@
 //! Executions: the table, starting them through a runtime, the drain threads, supervision, stop and timeout,
 //! the state machine, and the progress their structured events add up to.
 
+mod config;
 pub mod drain;
 pub mod execution;
+mod executor;
 pub mod follow;
 mod history;
 mod launch;
 pub mod progress;
+mod records;
 pub mod runner;
 pub mod status;
 mod supervisor;
 pub mod table;
 pub mod view;
 
+pub use config::{EngineConfig, EngineError};
 pub use execution::{Execution, ExecutionState, Lifecycle, StopReason};
 pub use follow::{Follow, Reread, Seen};
 pub use progress::{Progress, WorkflowEvent};
-pub use runner::{Engine, EngineConfig, EngineError};
+pub use runner::Engine;
 pub use status::{Evidence, ExecutionStatus, OutputSummary};
 pub use table::ListFilter;
 pub use view::{ExecutionView, StoredExecution};

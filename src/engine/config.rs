@@ -1,0 +1,67 @@
+//! How the engine behaves (its config, with the retention rule in words) and why it refuses a request.
+
+use std::time::Duration;
+
+use crate::logs::LogLimits;
+use crate::proc::ChildEnv;
+
+/// How the engine behaves.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub max_concurrent: usize,
+    /// Executions that may wait for a slot; past it a new one is refused.
+    pub max_queued: usize,
+    pub default_timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL when an execution is stopped.
+    pub grace: Duration,
+    pub log_limits: LogLimits,
+    pub log_bytes_total: usize,
+    pub retain_executions: usize,
+    pub retain_age: Duration,
+    /// With a history: the log files of finished executions, in all, before the oldest are forgotten.
+    pub retain_log_bytes: u64,
+    /// With a history: one execution's log files, before whole middle segments are deleted.
+    pub log_disk_bytes: u64,
+    /// The environment every execution starts from (the workflow's own variables and params come on top).
+    pub base_env: ChildEnv,
+    /// How long the drain threads may keep reading after the workflow exited and its group was killed.
+    pub drain_grace: Duration,
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the server is shutting down; no new executions start")]
+    ShuttingDown,
+    #[error(
+        "too many executions are waiting: {queued} are queued and limits.max_queued is {cap}; wait for some to \
+         finish or cancel some with cancel_execution, or raise limits.max_queued in the config"
+    )]
+    QueueFull { queued: usize, cap: usize },
+}
+
+impl EngineConfig {
+    /// The retention rule in words, e.g. "the last 1000 finished executions, for at most 7 days, with at most
+    /// 10.00 GiB of log files"; `durable` when there is a history.
+    pub(super) fn retention_rule(&self, durable: bool) -> String {
+        let secs = self.retain_age.as_secs();
+        let age = match secs {
+            s if s % 86_400 == 0 => format!("{} days", s / 86_400),
+            s if s % 3600 == 0 => format!("{} hours", s / 3600),
+            s => format!("{s} s"),
+        };
+        let mut rule = format!(
+            "the last {} finished executions, for at most {age}",
+            self.retain_executions
+        );
+        if durable {
+            rule.push_str(&format!(
+                ", with at most {:.1} GiB of log files (kept on disk, across restarts)",
+                self.retain_log_bytes as f64 / f64::from(1u32 << 30)
+            ));
+        } else {
+            rule.push_str(" (in memory only: gone when the server exits)");
+        }
+        rule
+    }
+}
