@@ -38,6 +38,21 @@ pub enum EngineError {
          finish or cancel some with cancel_execution, or raise limits.max_queued in the config"
     )]
     QueueFull { queued: usize, cap: usize },
+    /// A bug: the panic itself is in the server's log.
+    #[error("internal error: {task} panicked; the server's log (stderr) says where")]
+    Panicked { task: &'static str },
+}
+
+impl EngineError {
+    /// Why the blocking work of `task` did not return: a panic is a bug, reported as one; only a task the
+    /// runtime cancelled (it is shutting down) is a shutdown.
+    pub(super) fn from_join(task: &'static str, failed: tokio::task::JoinError) -> Self {
+        if failed.is_panic() {
+            EngineError::Panicked { task }
+        } else {
+            EngineError::ShuttingDown
+        }
+    }
 }
 
 impl EngineConfig {

@@ -141,15 +141,15 @@ impl Engine {
             let executor = executor.clone();
             let key = idempotency_key.clone();
             // Recording the execution touches the disk: not on an async worker.
-            blocking(move || executor.prepare(def, invocation, key)).await
+            tokio::task::spawn_blocking(move || executor.prepare(def, invocation, key)).await
         };
         let exec = match prepared {
-            Some(Ok(exec)) => exec,
-            Some(Err(existing)) => {
+            Ok(Ok(exec)) => exec,
+            Ok(Err(existing)) => {
                 let id = existing.record.id;
                 return Ok(self.find(&id).unwrap_or(ExecutionView::Stored(existing)));
             }
-            None => return Err(EngineError::ShuttingDown),
+            Err(failed) => return Err(EngineError::from_join("recording the new execution", failed)),
         };
         let admission = {
             let mut t = executor.table();

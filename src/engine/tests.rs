@@ -162,3 +162,15 @@ fn a_stop_never_blocks_the_async_workers_while_it_signals() {
     );
     assert_eq!(state, ExecutionState::Cancelled);
 }
+
+/// Regression: a panic in the blocking work of `execute` (recording the new execution) was answered as "the
+/// server is shutting down".
+#[tokio::test]
+async fn a_panicked_task_is_reported_as_an_internal_error_not_a_shutdown() {
+    let failed = tokio::task::spawn_blocking(|| panic!("a bug")).await.unwrap_err();
+    let e = EngineError::from_join("recording the new execution", failed);
+    assert_eq!(
+        e.to_string(),
+        "internal error: recording the new execution panicked; the server's log (stderr) says where"
+    );
+}
