@@ -25,9 +25,23 @@ pub enum HistoryPlace {
     Dir(PathBuf),
 }
 
+/// Why no place for the history could be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryPlaceError {
+    #[error(
+        "no state directory: neither XDG_STATE_HOME nor HOME is set; give one with --state-dir DIR, or run with \
+         --ephemeral"
+    )]
+    NoStateDir,
+}
+
 impl HistoryPlace {
     /// `--ephemeral`, else `--state-dir`, else the config's `state_dir`, else the default state directory.
-    pub fn choose(ephemeral: bool, state_dir: Option<PathBuf>, config: &Config) -> Result<HistoryPlace, String> {
+    pub fn choose(
+        ephemeral: bool,
+        state_dir: Option<PathBuf>,
+        config: &Config,
+    ) -> Result<HistoryPlace, HistoryPlaceError> {
         if ephemeral {
             return Ok(HistoryPlace::Ephemeral);
         }
@@ -36,11 +50,7 @@ impl HistoryPlace {
             .or_else(|| config.state_dir.clone())
             .or_else(default_state_dir)
             .map(|dir| HistoryPlace::Dir(std::path::absolute(&dir).unwrap_or(dir)))
-            .ok_or_else(|| {
-                "no state directory: neither XDG_STATE_HOME nor HOME is set; give one with --state-dir DIR, or run \
-                 with --ephemeral"
-                    .to_owned()
-            })
+            .ok_or(HistoryPlaceError::NoStateDir)
     }
 }
 

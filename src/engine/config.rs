@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use uuid::Uuid;
+
 use crate::logs::LogLimits;
 use crate::proc::ChildEnv;
 
@@ -41,6 +43,17 @@ pub enum EngineError {
     /// A bug: the panic itself is in the server's log.
     #[error("internal error: {task} panicked; the server's log (stderr) says where")]
     Panicked { task: &'static str },
+}
+
+/// Why a stop did not end an execution.
+#[derive(Debug, thiserror::Error)]
+pub enum StopError {
+    #[error(
+        "execution {id} is run by another server process (instance {owner}, pid {}) that has not ended it yet; its \
+         stop was requested — get_status shows when it ends",
+        .pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+    )]
+    OwnerHasNotEnded { id: Uuid, owner: String, pid: Option<u32> },
 }
 
 impl EngineError {

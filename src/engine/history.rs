@@ -8,7 +8,6 @@ use uuid::Uuid;
 
 use super::execution::{Execution, ExecutionState};
 use super::executor::Executor;
-use super::status::JobStatus;
 use crate::catalog::WorkflowDef;
 use crate::clock::from_unix_ms;
 use crate::logs::{DiskLimits, ExecutionLog, LogDir};
@@ -89,20 +88,34 @@ pub(super) async fn record_progress(executor: Arc<Executor>) {
     }
 }
 
+/// What came of trying to follow again an execution whose server is gone.
+pub(super) enum Reattach {
+    /// Followed again from here.
+    Followed,
+    /// Another server took it over first.
+    TakenOver,
+    /// Nothing to follow: not a remote job, or its workflow no longer runs on that runtime.
+    NotRemote,
+    /// A remote job that cannot be followed (why, in words).
+    Unfollowable(String),
+}
+
 /// Takes over and follows again an execution whose server is gone, when it runs on a remote engine that still
-/// knows it and its workflow still runs there. `None`: nothing to follow (a local process, or no such workflow
-/// any more); `Err(None)`: another server took it over first; `Err(Some(why))`: it cannot be followed.
+/// knows it and its workflow still runs there.
 pub(super) fn reattach(
     executor: &Arc<Executor>,
     rec: &ExecutionRecord,
     workflow_of: &dyn Fn(&str) -> Option<Arc<WorkflowDef>>,
-) -> Option<Result<(), Option<String>>> {
-    let history = executor.records().history()?;
-    let job: &JobStatus = rec.job.as_ref()?;
+) -> Reattach {
+    let (Some(history), Some(job)) = (executor.records().history(), rec.job.as_ref()) else {
+        return Reattach::NotRemote;
+    };
     // Only by the kind of runtime it was started on: a workflow moved elsewhere leaves it to be lost.
-    let def = workflow_of(&rec.workflow).filter(|d| d.placement.kind() == job.system)?;
+    let Some(def) = workflow_of(&rec.workflow).filter(|d| d.placement.kind() == job.system) else {
+        return Reattach::NotRemote;
+    };
     if !history.claim(&rec.id, &rec.owner) {
-        return Some(Err(None));
+        return Reattach::TakenOver;
     }
     let launch = Launch {
         argv: rec.argv.clone(),
@@ -127,7 +140,7 @@ pub(super) fn reattach(
     };
     let started = match executor.runtime().reattach(&launch, &remote, offsets) {
         Ok(started) => started,
-        Err(why) => return Some(Err(Some(format!("cannot follow job {} again: {why}", job.id)))),
+        Err(why) => return Reattach::Unfollowable(format!("cannot follow job {} again: {why}", job.id)),
     };
     let exec = Execution::new(
         rec.id,
@@ -143,5 +156,5 @@ pub(super) fn reattach(
     executor.records().record_started(&exec, None);
     tracing::info!(execution = %exec.id, job = %job.id, runtime = %job.system, "following a job again after its server ended");
     executor.follow(exec, started);
-    Some(Ok(()))
+    Reattach::Followed
 }

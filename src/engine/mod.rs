@@ -16,7 +16,7 @@ mod supervisor;
 pub mod table;
 pub mod view;
 
-pub use config::{EngineConfig, EngineError};
+pub use config::{EngineConfig, EngineError, StopError};
 pub use execution::{Execution, ExecutionState, Lifecycle, StopReason};
 pub use follow::{Follow, Reread, Seen};
 pub use progress::{Progress, WorkflowEvent};

@@ -18,11 +18,11 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::config::{EngineConfig, EngineError};
+use super::config::{EngineConfig, EngineError, StopError};
 use super::execution::{Execution, ExecutionState, StopReason};
 use super::executor::{Executor, blocking};
 use super::follow::{Follow, Reread};
-use super::history::{reattach, record_progress, signal_stored_tree};
+use super::history::{Reattach, reattach, record_progress, signal_stored_tree};
 use super::status::{ExecutionStatus, status_of_record};
 use super::table::{Admission, ListFilter};
 use super::view::{ExecutionView, StoredExecution};
@@ -74,14 +74,13 @@ impl Engine {
         let (mut followed, mut lost) = (Vec::new(), Vec::new());
         for rec in history.orphaned() {
             match reattach(&self.executor, &rec, &workflow_of) {
-                Some(Ok(())) => followed.push(rec.id),
-                // Another server took it over first.
-                Some(Err(None)) => {}
-                Some(Err(Some(why))) => {
+                Reattach::Followed => followed.push(rec.id),
+                Reattach::TakenOver => {}
+                Reattach::Unfollowable(why) => {
                     tracing::warn!(execution = %rec.id, "{why}");
                     lost.push(rec);
                 }
-                None => lost.push(rec),
+                Reattach::NotRemote => lost.push(rec),
             }
         }
         self.executor.records().lose_all(&lost);
@@ -314,7 +313,7 @@ impl Engine {
     /// `grace` to exit, then SIGKILL. Returns once it is final (every process of its tree gone). An execution
     /// run by another server process is asked to stop through the history and signalled from here, once its
     /// processes are known to be its own.
-    pub async fn stop(&self, view: &ExecutionView, reason: StopReason, grace: Duration) -> Result<(), String> {
+    pub async fn stop(&self, view: &ExecutionView, reason: StopReason, grace: Duration) -> Result<(), StopError> {
         match view {
             ExecutionView::Live(exec) => {
                 self.executor.stop_live(exec, reason, grace).await;
@@ -326,7 +325,7 @@ impl Engine {
 
     /// Stops an execution another server process runs: asks it through the history, and signals its tree from
     /// here once its processes are known to be its own.
-    async fn stop_stored(&self, rec: &ExecutionRecord, reason: StopReason, grace: Duration) -> Result<(), String> {
+    async fn stop_stored(&self, rec: &ExecutionRecord, reason: StopReason, grace: Duration) -> Result<(), StopError> {
         let Some(history) = self.history().cloned() else {
             return Ok(());
         };
@@ -360,12 +359,11 @@ impl Engine {
         if self.wait_final(&view, Duration::from_secs(10), &never).await {
             return Ok(());
         }
-        Err(format!(
-            "execution {id} is run by another server process (instance {}, pid {}) that has not ended it yet; its \
-             stop was requested — get_status shows when it ends",
-            rec.owner,
-            rec.pid.map_or_else(|| "unknown".to_owned(), |p| p.to_string())
-        ))
+        Err(StopError::OwnerHasNotEnded {
+            id,
+            owner: rec.owner.clone(),
+            pid: rec.pid,
+        })
     }
 
     /// Stops everything for a server exit: no new executions, queued ones cancelled, every running tree gets

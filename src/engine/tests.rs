@@ -174,3 +174,25 @@ async fn a_panicked_task_is_reported_as_an_internal_error_not_a_shutdown() {
         "internal error: recording the new execution panicked; the server's log (stderr) says where"
     );
 }
+
+/// The sentence a stop of another server's execution ends with when that server has not ended it (the wording
+/// the typed error took over from the string it replaced).
+#[test]
+fn a_stop_the_owner_has_not_carried_out_names_the_owner_and_its_pid() {
+    let id = uuid::Uuid::nil();
+    let owner = "i-1".to_owned();
+    let known = StopError::OwnerHasNotEnded {
+        id,
+        owner: owner.clone(),
+        pid: Some(42),
+    };
+    assert_eq!(
+        known.to_string(),
+        format!(
+            "execution {id} is run by another server process (instance i-1, pid 42) that has not ended it yet; its \
+             stop was requested — get_status shows when it ends"
+        )
+    );
+    let unknown = StopError::OwnerHasNotEnded { id, owner, pid: None };
+    assert!(unknown.to_string().contains("(instance i-1, pid unknown)"), "{unknown}");
+}

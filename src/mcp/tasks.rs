@@ -162,7 +162,7 @@ pub(super) async fn cancel(app: &App, id: &str) -> Result<(), McpError> {
     engine
         .stop(&view, StopReason::Cancel, engine.config().grace)
         .await
-        .map_err(|e| McpError::internal_error(e, None))
+        .map_err(|e| McpError::internal_error(e.to_string(), None))
 }
 
 /// `tasks/update`: no execution ever waits for input, so there is nothing to answer; only the id is checked.
