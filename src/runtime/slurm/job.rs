@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::commands::{CommandError, Commands};
 use super::output::{follow, pipe};
-use super::scontrol::{is_final, parse_job};
+use super::scontrol::{JobRecord, is_final, parse_job, parse_sacct, sacct_args};
 use super::script::START_ERROR_FILE;
 use super::spool::remove_job_folder;
 use crate::runtime::{Ended, Exit, JobState, RemoteJob, RuntimeError, Started, Tree, Waiter};
@@ -264,6 +264,38 @@ struct SlurmWaiter {
     unreachable_for: Duration,
 }
 
+/// How a job ended, from its final record.
+fn ended(rec: &JobRecord) -> Ended {
+    if rec.exit.1 != 0 {
+        Ended::Exited(Exit {
+            code: None,
+            signal: Some(rec.exit.1),
+        })
+    } else {
+        Ended::Exited(Exit {
+            code: Some(rec.exit.0),
+            signal: None,
+        })
+    }
+}
+
+/// How a job the controller has forgotten ended, when the cluster keeps accounting (`sacct`); `None` otherwise
+/// (no accounting, as on a cluster without slurmdbd, or no record of its end): then it is lost.
+fn ended_by_accounting(commands: &Commands, job_id: &str) -> Option<Ended> {
+    decide_by_accounting(commands.run("sacct", &sacct_args(job_id)).map(|out| out.stdout), job_id)
+}
+
+/// The decision of [`ended_by_accounting`] from `sacct`'s answer.
+fn decide_by_accounting(answer: Result<Vec<u8>, CommandError>, job_id: &str) -> Option<Ended> {
+    match answer {
+        Ok(stdout) => parse_sacct(&String::from_utf8_lossy(&stdout), job_id).map(|rec| ended(&rec)),
+        Err(e) => {
+            tracing::debug!(job = %job_id, error = %e, "accounting does not say how the job ended");
+            None
+        }
+    }
+}
+
 impl Waiter for SlurmWaiter {
     fn wait(self: Box<Self>, changed: &mut dyn FnMut(JobState)) -> Ended {
         let job = &self.job;
@@ -276,20 +308,11 @@ impl Waiter for SlurmWaiter {
                     unreachable_since = None;
                     let text = String::from_utf8_lossy(&out.stdout);
                     let Some(rec) = text.lines().find_map(parse_job) else {
-                        break Ended::Lost(format!("Slurm no longer knows job {}", job.job_id));
+                        break ended_by_accounting(&job.commands, &job.job_id)
+                            .unwrap_or_else(|| Ended::Lost(format!("Slurm no longer knows job {}", job.job_id)));
                     };
                     if is_final(&rec.state) {
-                        break if rec.exit.1 != 0 {
-                            Ended::Exited(Exit {
-                                code: None,
-                                signal: Some(rec.exit.1),
-                            })
-                        } else {
-                            Ended::Exited(Exit {
-                                code: Some(rec.exit.0),
-                                signal: None,
-                            })
-                        };
+                        break ended(&rec);
                     }
                     let now = JobState {
                         pending: rec.state == "PENDING",
@@ -305,10 +328,12 @@ impl Waiter for SlurmWaiter {
                     }
                 }
                 Err(CommandError::InvalidJobId { .. }) => {
-                    break Ended::Lost(format!(
-                        "Slurm no longer knows job {} (its record expired, or the controller lost it)",
-                        job.job_id
-                    ));
+                    break ended_by_accounting(&job.commands, &job.job_id).unwrap_or_else(|| {
+                        Ended::Lost(format!(
+                            "Slurm no longer knows job {} (its record expired, or the controller lost it)",
+                            job.job_id
+                        ))
+                    });
                 }
                 Err(e) => {
                     let since = *unreachable_since.get_or_insert(asked);
@@ -333,5 +358,44 @@ impl Waiter for SlurmWaiter {
             return Ended::FailedToStart(why.trim().to_owned());
         }
         ended
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_job_is_lost_without_accounting_and_ended_with_it() {
+        // This cluster's own answer: no slurmdbd, so no accounting; the job is lost, as it always was.
+        let disabled = CommandError::Failed {
+            program: "sacct".into(),
+            stderr: "Slurm accounting storage is disabled".into(),
+        };
+        assert_eq!(decide_by_accounting(Err(disabled), "7"), None);
+        let missing = CommandError::NotFound {
+            program: "sacct".into(),
+            path: "/usr/bin".into(),
+        };
+        assert_eq!(decide_by_accounting(Err(missing), "7"), None);
+        assert_eq!(
+            decide_by_accounting(Ok(Vec::new()), "7"),
+            None,
+            "accounting has no record of it"
+        );
+        assert_eq!(
+            decide_by_accounting(Ok(b"7|FAILED|2:0\n".to_vec()), "7"),
+            Some(Ended::Exited(Exit {
+                code: Some(2),
+                signal: None
+            }))
+        );
+        assert_eq!(
+            decide_by_accounting(Ok(b"7|CANCELLED by 0|0:9\n".to_vec()), "7"),
+            Some(Ended::Exited(Exit {
+                code: None,
+                signal: Some(9)
+            }))
+        );
     }
 }

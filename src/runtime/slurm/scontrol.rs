@@ -1,4 +1,5 @@
-//! What `scontrol show job -o` says about a job, parsed once: its state, reason, exit and node.
+//! What Slurm says about a job, parsed once: `scontrol show job -o` (its state, reason, exit and node) and, for a
+//! job the controller has forgotten, `sacct` (its final state and exit, where the cluster keeps accounting).
 
 /// The fields of `scontrol show job -o` that matter here.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +35,33 @@ pub fn parse_job(line: &str) -> Option<JobRecord> {
     })
 }
 
+/// The arguments of the `sacct` call that asks accounting how job `id` ended (one line: `ID|STATE|E:S`).
+pub(super) fn sacct_args(id: &str) -> [&str; 7] {
+    ["-X", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", id]
+}
+
+/// How job `id` ended, from `sacct`'s answer to [`sacct_args`]: `None` when accounting does not know it as ended
+/// (no line for it, or a state it can still leave).
+pub fn parse_sacct(text: &str, id: &str) -> Option<JobRecord> {
+    text.lines().find_map(|line| {
+        let mut fields = line.trim().split('|');
+        let (job, state, exit) = (fields.next()?, fields.next()?, fields.next()?);
+        // "CANCELLED by 0": the word is the state.
+        let state = state.split_whitespace().next()?;
+        if job != id || !is_final(state) {
+            return None;
+        }
+        let (code, sig) = exit.split_once(':')?;
+        Some(JobRecord {
+            state: state.to_owned(),
+            reason: None,
+            exit: (code.parse().ok()?, sig.parse().ok()?),
+            node: None,
+            comment: None,
+        })
+    })
+}
+
 /// States a job does not leave.
 pub(super) fn is_final(state: &str) -> bool {
     !matches!(
@@ -58,6 +86,22 @@ pub(super) fn is_final(state: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sacct_tells_how_a_forgotten_job_ended() {
+        let done = parse_sacct("41|COMPLETED|0:0\n", "41").unwrap();
+        assert_eq!((done.state.as_str(), done.exit), ("COMPLETED", (0, 0)));
+        assert_eq!(parse_sacct("42|FAILED|3:0", "42").unwrap().exit, (3, 0));
+        let cancelled = parse_sacct("43|CANCELLED by 0|0:15", "43").unwrap();
+        assert_eq!((cancelled.state.as_str(), cancelled.exit), ("CANCELLED", (0, 15)));
+        assert_eq!(
+            parse_sacct("44|RUNNING|0:0", "44"),
+            None,
+            "not ended: accounting does not decide"
+        );
+        assert_eq!(parse_sacct("45|COMPLETED|0:0", "46"), None, "another job's line");
+        assert_eq!(parse_sacct("", "47"), None);
+    }
 
     #[test]
     fn scontrol_lines_give_state_reason_exit_and_node() {
