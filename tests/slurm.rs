@@ -783,3 +783,48 @@ async fn await_cancelled(job_id: &str, while_what: &str, log: impl Fn() -> Strin
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn one_poller_follows_several_jobs_at_once_each_to_its_own_end() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    if !cluster("one_poller_follows_several_jobs_at_once_each_to_its_own_end") {
+        return;
+    }
+    let dir = TestDir::new("slurm-poller");
+    let gates: Vec<_> = (0..3).map(|i| dir.fifo(&format!("gate{i}"))).collect();
+    let workflows: Vec<Value> = (0..3)
+        .map(|i| {
+            let code = (i + 1).to_string();
+            job(
+                &format!("job{i}"),
+                &["out", "running", "wait-fifo", gates[i].to_str().unwrap(), "exit", &code],
+                json!({}),
+            )
+        })
+        .collect();
+    let s = Server::start("slurm-poller", json!({"workflows": workflows})).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(s.start_wf(&format!("job{i}"), json!({})).await);
+    }
+    // All three run at once, each seen running (one squeue per tick answers for every job).
+    for id in &ids {
+        s.wait_line(id, "^running").await;
+        let st = until(&s, id, |st| st["state"] == "running").await;
+        assert!(st["job"]["node"].is_string(), "where it runs: {st}");
+    }
+    // Released last to first: each ends on its own, with its own exit code, while the others still run.
+    for i in (0..3).rev() {
+        release_fifo(&gates[i]);
+        let st = s.wait_final(&ids[i]).await;
+        assert_eq!(
+            (state(&st), st["exit_code"].as_i64()),
+            ("failed", Some(i as i64 + 1)),
+            "{st}"
+        );
+        for other in &ids[..i] {
+            let st = s.ok("get_status", json!({"execution_id": other})).await;
+            assert_eq!(state(&st), "running", "the other jobs go on: {st}");
+        }
+    }
+}

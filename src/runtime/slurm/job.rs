@@ -1,23 +1,21 @@
-//! A submitted job as the engine follows it: the job as the tree (`scancel` stops it), `scontrol` as the
-//! waiter, and the jobs given up while Slurm did not answer, cancelled once it answers again.
+//! A submitted job as the engine follows it: the job as the tree (`scancel` stops it), the runtime's poller and
+//! its final `scontrol` record as the waiter, and the jobs given up while Slurm did not answer, cancelled once it answers again.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use super::commands::{CommandError, Commands};
 use super::output::{follow, pipe};
+use super::poller::{Polled, Poller};
 use super::scontrol::{JobRecord, is_final, parse_job, parse_sacct, sacct_args};
 use super::script::START_ERROR_FILE;
 use super::spool::remove_job_folder;
 use crate::runtime::{Ended, Exit, JobState, RemoteJob, RuntimeError, Started, Tree, Waiter};
-
-/// How often a job's state is read.
-const POLL: Duration = Duration::from_millis(250);
 
 /// How often a job given up as unreachable is looked for again, to cancel it once Slurm answers.
 pub(super) const CANCEL_RETRY: Duration = Duration::from_secs(5);
@@ -34,6 +32,7 @@ pub(super) fn following(
     dir: &Path,
     offsets: [u64; 2],
     unreachable_for: Duration,
+    poller: &Poller,
 ) -> Result<Started, RuntimeError> {
     let (out, err, start_error) = (dir.join("stdout"), dir.join("stderr"), dir.join(START_ERROR_FILE));
     let (out_r, out_w) = pipe().map_err(|e| RuntimeError::CannotStart(format!("cannot create a pipe: {e}")))?;
@@ -46,6 +45,9 @@ pub(super) fn following(
             .spawn(move || follow([out, err], [out_w, err_w], offsets, &finished))
             .map_err(|e| RuntimeError::CannotStart(format!("cannot start a thread to follow the job's output: {e}")))?
     };
+    let polled = poller
+        .watch(&job_id, commands.clone())
+        .map_err(|e| RuntimeError::CannotStart(format!("cannot start a thread to poll Slurm: {e}")))?;
     let shared = Arc::new(JobShared {
         job_id: job_id.clone(),
         marker: marker.to_owned(),
@@ -68,6 +70,7 @@ pub(super) fn following(
         tree: shared.clone(),
         waiter: Box::new(SlurmWaiter {
             job: shared,
+            polled,
             follower,
             start_error,
             unreachable_for,
@@ -259,9 +262,33 @@ fn cancel_when_slurm_answers(job: Arc<JobShared>, retry: Duration) {
 
 struct SlurmWaiter {
     job: Arc<JobShared>,
+    /// Where the job stands, from the runtime's poller.
+    polled: mpsc::Receiver<Polled>,
     follower: std::thread::JoinHandle<()>,
     start_error: PathBuf,
     unreachable_for: Duration,
+}
+
+impl SlurmWaiter {
+    /// A question about the job asked at `asked` went unanswered: once Slurm has not answered for too long, the
+    /// job is given up (and cancelled once Slurm answers again).
+    fn unanswered(&self, unreachable_since: &mut Option<Instant>, asked: Instant, why: &str) -> Option<Ended> {
+        let job = &self.job;
+        // Unreachable since the first question left unanswered (a Slurm command itself takes ~18 s to give up).
+        let since = *unreachable_since.get_or_insert(asked);
+        tracing::warn!(job = %job.job_id, error = %why, "cannot read the job's state");
+        if since.elapsed() <= self.unreachable_for {
+            return None;
+        }
+        job.given_up.store(true, Ordering::SeqCst);
+        record_pending_cancel(job);
+        cancel_when_slurm_answers(job.clone(), CANCEL_RETRY.min(self.unreachable_for));
+        Some(Ended::Lost(format!(
+            "Slurm did not answer for {} s about job {} (it is cancelled once Slurm answers again): {why}",
+            since.elapsed().as_secs(),
+            job.job_id
+        )))
+    }
 }
 
 /// How a job ended, from its final record.
@@ -301,56 +328,57 @@ impl Waiter for SlurmWaiter {
         let job = &self.job;
         let mut unreachable_since: Option<Instant> = None;
         let ended = loop {
-            // Unreachable since the first question left unanswered (scontrol itself takes ~18 s to give up).
-            let asked = Instant::now();
-            match job.commands.run("scontrol", &["show", "job", "-o", &job.job_id]) {
-                Ok(out) => {
-                    unreachable_since = None;
-                    let text = String::from_utf8_lossy(&out.stdout);
-                    let Some(rec) = text.lines().find_map(parse_job) else {
-                        break ended_by_accounting(&job.commands, &job.job_id)
-                            .unwrap_or_else(|| Ended::Lost(format!("Slurm no longer knows job {}", job.job_id)));
-                    };
-                    if is_final(&rec.state) {
-                        break ended(&rec);
-                    }
-                    let now = JobState {
-                        pending: rec.state == "PENDING",
-                        state: rec.state,
-                        reason: rec.reason,
-                        node: rec.node,
-                    };
-                    let mut last = job.last.lock().unwrap_or_else(|e| e.into_inner());
-                    if last.as_ref() != Some(&now) {
-                        *last = Some(now.clone());
-                        drop(last);
-                        changed(now);
-                    }
-                }
-                Err(CommandError::InvalidJobId { .. }) => {
-                    break ended_by_accounting(&job.commands, &job.job_id).unwrap_or_else(|| {
-                        Ended::Lost(format!(
-                            "Slurm no longer knows job {} (its record expired, or the controller lost it)",
-                            job.job_id
-                        ))
-                    });
-                }
-                Err(e) => {
-                    let since = *unreachable_since.get_or_insert(asked);
-                    tracing::warn!(job = %job.job_id, error = %e, "cannot read the job's state");
-                    if since.elapsed() > self.unreachable_for {
-                        job.given_up.store(true, Ordering::SeqCst);
-                        record_pending_cancel(job);
-                        cancel_when_slurm_answers(job.clone(), CANCEL_RETRY.min(self.unreachable_for));
-                        break Ended::Lost(format!(
-                            "Slurm did not answer for {} s about job {} (it is cancelled once Slurm answers again): {e}",
-                            since.elapsed().as_secs(),
-                            job.job_id
-                        ));
+            let rec = match self.polled.recv() {
+                Ok(Polled::Stands(rec)) => rec,
+                // It left the queue: its final record, read once (the poller's squeue has no exit status).
+                Ok(Polled::Left) => {
+                    let asked = Instant::now();
+                    match job.commands.run("scontrol", &["show", "job", "-o", &job.job_id]) {
+                        Ok(out) => {
+                            let text = String::from_utf8_lossy(&out.stdout);
+                            let Some(rec) = text.lines().find_map(parse_job) else {
+                                break ended_by_accounting(&job.commands, &job.job_id).unwrap_or_else(|| {
+                                    Ended::Lost(format!("Slurm no longer knows job {}", job.job_id))
+                                });
+                            };
+                            if is_final(&rec.state) {
+                                break ended(&rec);
+                            }
+                            rec
+                        }
+                        Err(CommandError::InvalidJobId { .. }) => {
+                            break ended_by_accounting(&job.commands, &job.job_id).unwrap_or_else(|| {
+                                Ended::Lost(format!(
+                                    "Slurm no longer knows job {} (its record expired, or the controller lost it)",
+                                    job.job_id
+                                ))
+                            });
+                        }
+                        Err(e) => match self.unanswered(&mut unreachable_since, asked, &e.to_string()) {
+                            Some(lost) => break lost,
+                            None => continue,
+                        },
                     }
                 }
+                Ok(Polled::Unreachable { asked, why }) => match self.unanswered(&mut unreachable_since, asked, &why) {
+                    Some(lost) => break lost,
+                    None => continue,
+                },
+                Err(_) => break Ended::Lost(format!("the poller of job {} stopped", job.job_id)),
+            };
+            unreachable_since = None;
+            let now = JobState {
+                pending: rec.state == "PENDING",
+                state: rec.state,
+                reason: rec.reason,
+                node: rec.node,
+            };
+            let mut last = job.last.lock().unwrap_or_else(|e| e.into_inner());
+            if last.as_ref() != Some(&now) {
+                *last = Some(now.clone());
+                drop(last);
+                changed(now);
             }
-            std::thread::sleep(POLL);
         };
         job.finished.store(true, Ordering::SeqCst);
         let _ = self.follower.join();

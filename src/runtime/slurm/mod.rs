@@ -11,6 +11,7 @@
 mod commands;
 mod job;
 mod output;
+mod poller;
 mod runtime;
 mod scontrol;
 mod script;

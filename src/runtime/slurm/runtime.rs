@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::commands::{Commands, script_file};
 use super::job::{CANCEL_RETRY, following, resume_pending_cancels};
+use super::poller::Poller;
 use super::scontrol::parse_job;
 use super::script::{START_ERROR_FILE, job_script, time_limit};
 use super::spool::{
@@ -29,6 +30,8 @@ pub struct SlurmRuntime {
     /// The temporary spool, once made.
     temporary: Mutex<Option<PathBuf>>,
     unreachable_for: Duration,
+    /// Asks where every job of this runtime stands, once per tick.
+    poller: Poller,
 }
 
 impl SlurmRuntime {
@@ -46,6 +49,7 @@ impl SlurmRuntime {
             default_spool,
             temporary: Mutex::new(None),
             unreachable_for,
+            poller: Poller::default(),
         }
     }
 
@@ -127,7 +131,15 @@ impl Runtime for SlurmRuntime {
                 return Err(e);
             }
         };
-        following(job_id, &launch.marker, commands, &dir, [0, 0], self.unreachable_for)
+        following(
+            job_id,
+            &launch.marker,
+            commands,
+            &dir,
+            [0, 0],
+            self.unreachable_for,
+            &self.poller,
+        )
     }
 
     fn reattach(&self, launch: &Launch, job: &RemoteJob, offsets: [u64; 2]) -> Result<Started, RuntimeError> {
@@ -247,6 +259,14 @@ impl SlurmRuntime {
             remove_job_folder(dir);
             return Err(RuntimeError::JobUnknown(format!("Slurm no longer knows job {job_id}")));
         }
-        following(job_id.to_owned(), marker, commands, dir, offsets, self.unreachable_for)
+        following(
+            job_id.to_owned(),
+            marker,
+            commands,
+            dir,
+            offsets,
+            self.unreachable_for,
+            &self.poller,
+        )
     }
 }
