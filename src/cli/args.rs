@@ -250,8 +250,31 @@ impl Named {
     }
 }
 
+/// A command line this program cannot run: its message is a usage message (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(
+        "unknown command \"{}\"; the commands are serve, list, check, run, history, status, logs, init, trust and help",
+        .0.to_string_lossy()
+    )]
+    UnknownCommand(OsString),
+    #[error("{0} needs a value; see --help")]
+    MissingValue(String),
+    #[error("unknown option \"{0}\"; see --help")]
+    UnknownOption(String),
+    #[error("unexpected argument \"{}\"; see --help", .0.to_string_lossy())]
+    UnexpectedArgument(OsString),
+    #[error("{option} takes no value, got \"{}\"; give {option} alone", .value.to_string_lossy())]
+    UnexpectedValue { option: String, value: OsString },
+    #[error("argument {0:?} is not valid UTF-8")]
+    NonUnicodeValue(OsString),
+    /// The parser's own sentence, or one of ours it carried.
+    #[error(transparent)]
+    Other(lexopt::Error),
+}
+
 /// Parses the arguments after the program name. The error is a usage message (exit 2).
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = args.into_iter().peekable();
     // The command, when there is one, is the first argument; without one the command is `serve`.
     let named = match args.peek() {
@@ -260,7 +283,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             return help(lexopt::Parser::from_args(args)).map_err(usage_message);
         }
         Some(first) if !first.as_encoded_bytes().starts_with(b"-") => {
-            let named = Named::from_name(first).ok_or_else(|| unknown_command(first))?;
+            let named = Named::from_name(first).ok_or_else(|| UsageError::UnknownCommand(first.clone()))?;
             args.next();
             Some(named)
         }
@@ -283,7 +306,7 @@ fn help(mut parser: lexopt::Parser) -> Result<Command, lexopt::Error> {
         None => Ok(Command::Help(USAGE)),
         Some(name) => match Named::from_name(&name) {
             Some(named) => Ok(Command::Help(named.help())),
-            None => Err(unknown_command(&name).into()),
+            None => Err(UsageError::UnknownCommand(name).to_string().into()),
         },
     }
 }
@@ -400,27 +423,15 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
     }
 }
 
-fn unknown_command(name: &OsStr) -> String {
-    format!(
-        "unknown command \"{}\"; the commands are serve, list, check, run, history, status, logs, init, trust and help",
-        name.to_string_lossy()
-    )
-}
-
 /// Words a parsing error the way this program's other usage errors read.
-fn usage_message(e: lexopt::Error) -> String {
+fn usage_message(e: lexopt::Error) -> UsageError {
     match e {
-        lexopt::Error::MissingValue { option: Some(option) } => format!("{option} needs a value; see --help"),
-        lexopt::Error::UnexpectedOption(option) => format!("unknown option \"{option}\"; see --help"),
-        lexopt::Error::UnexpectedArgument(value) => {
-            format!("unexpected argument \"{}\"; see --help", value.to_string_lossy())
-        }
-        lexopt::Error::UnexpectedValue { option, value } => format!(
-            "{option} takes no value, got \"{}\"; give {option} alone",
-            value.to_string_lossy()
-        ),
-        lexopt::Error::NonUnicodeValue(value) => format!("argument {value:?} is not valid UTF-8"),
-        e => e.to_string(),
+        lexopt::Error::MissingValue { option: Some(option) } => UsageError::MissingValue(option),
+        lexopt::Error::UnexpectedOption(option) => UsageError::UnknownOption(option),
+        lexopt::Error::UnexpectedArgument(value) => UsageError::UnexpectedArgument(value),
+        lexopt::Error::UnexpectedValue { option, value } => UsageError::UnexpectedValue { option, value },
+        lexopt::Error::NonUnicodeValue(value) => UsageError::NonUnicodeValue(value),
+        e => UsageError::Other(e),
     }
 }
 
@@ -429,7 +440,7 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Command, String> {
-        parse(args.iter().map(OsString::from))
+        parse(args.iter().map(OsString::from)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -588,7 +599,7 @@ mod tests {
         use std::os::unix::ffi::OsStringExt as _;
         let path = OsString::from_vec(b"cfg-\xff.json".to_vec());
         assert_eq!(
-            parse([OsString::from("--config"), path.clone()]),
+            parse([OsString::from("--config"), path.clone()]).map_err(|e| e.to_string()),
             Ok(Command::Serve {
                 config: path.into(),
                 state: StateOptions::default()

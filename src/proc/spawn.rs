@@ -30,21 +30,35 @@ pub fn spawn_registered(cmd: &mut Command) -> io::Result<Child> {
     })
 }
 
+/// Why a workflow's program cannot be run; each sentence says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The metadata error is part of the sentence (not a source: it is the whole reason, said once).
+    #[error("program {} does not exist ({error})", .path.display())]
+    Missing { path: std::path::PathBuf, error: io::Error },
+    #[error("program {} is not a file", .0.display())]
+    NotAFile(std::path::PathBuf),
+    #[error("{} is not executable (permission denied); check its mode (chmod +x)", .0.display())]
+    NotExecutable(std::path::PathBuf),
+    #[error(
+        "command \"{program}\" was not found in PATH ({path}); use an absolute path or add its folder to PATH \
+         (\"env\" or \"inherit_env\" in the config)"
+    )]
+    NotInPath { program: String, path: String },
+}
+
 /// The program to run: a path containing `/` as it is (relative to `cwd`), a bare name looked up in the
 /// workflow's own `PATH` (not the server's).
-pub fn resolve_program(program: &str, path: &str, cwd: &std::path::Path) -> Result<std::path::PathBuf, String> {
+pub fn resolve_program(program: &str, path: &str, cwd: &std::path::Path) -> Result<std::path::PathBuf, ResolveError> {
     use std::os::unix::fs::PermissionsExt;
     let executable =
         |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if program.contains('/') {
         let p = cwd.join(program);
         return match std::fs::metadata(&p) {
-            Err(e) => Err(format!("program {} does not exist ({e})", p.display())),
-            Ok(m) if !m.is_file() => Err(format!("program {} is not a file", p.display())),
-            Ok(_) if !executable(&p) => Err(format!(
-                "{} is not executable (permission denied); check its mode (chmod +x)",
-                p.display()
-            )),
+            Err(error) => Err(ResolveError::Missing { path: p, error }),
+            Ok(m) if !m.is_file() => Err(ResolveError::NotAFile(p)),
+            Ok(_) if !executable(&p) => Err(ResolveError::NotExecutable(p)),
             Ok(_) => Ok(p),
         };
     }
@@ -57,11 +71,9 @@ pub fn resolve_program(program: &str, path: &str, cwd: &std::path::Path) -> Resu
             }
         })
         .find(|p| executable(p))
-        .ok_or_else(|| {
-            format!(
-                "command \"{program}\" was not found in PATH ({path}); use an absolute path or add its folder to \
-                 PATH (\"env\" or \"inherit_env\" in the config)"
-            )
+        .ok_or_else(|| ResolveError::NotInPath {
+            program: program.to_owned(),
+            path: path.to_owned(),
         })
 }
 

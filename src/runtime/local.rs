@@ -44,8 +44,8 @@ impl Runtime for LocalRuntime {
                 launch.cwd.display()
             )));
         }
-        let program =
-            resolve_program(&launch.argv[0], launch.env.path(), &launch.cwd).map_err(RuntimeError::CannotStart)?;
+        let program = resolve_program(&launch.argv[0], launch.env.path(), &launch.cwd)
+            .map_err(|e| RuntimeError::CannotStart(e.to_string()))?;
         // No pre_exec hook: std then uses posix_spawn (vfork-like), which does not copy our page tables.
         let mut cmd = Command::new(&program);
         cmd.arg0(&launch.argv[0])
@@ -97,7 +97,7 @@ impl Runtime for LocalRuntime {
         }
         match resolve_program(&launch.argv[0], launch.env.path(), &launch.cwd) {
             Ok(_) => Vec::new(),
-            Err(e) => vec![e],
+            Err(e) => vec![e.to_string()],
         }
     }
 
