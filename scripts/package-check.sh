@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The crate as crates.io would get it, and the bundle as Claude Desktop would: package the crate (cargo builds the
-# packaged sources), ask crates.io whether it would take it, install the packaged crate into a fresh CARGO_HOME,
+# packaged sources as the install builds them), ask crates.io whether it would take it, install the packaged crate into a fresh CARGO_HOME,
 # run the example session with the installed binary, then pack that binary into an MCPB bundle with the mcpb CLI
 # (from npm, in $WORKFLOW_MCP_NPM_BIN) as target/mcpb/workflow-mcp.mcpb. .ci/run calls it; it needs the network
 # (crates.io) for the dry run and the fresh install.
@@ -9,15 +9,16 @@ cd "$(dirname "$0")/.."
 
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)"
 
-cargo package --locked
-# `cargo package` has just built these very sources; the dry run checks what crates.io would say.
+# The install below builds exactly the packaged sources (in release, as a user gets them), so packaging does not
+# build them a second time; the dry run checks what crates.io would say.
+cargo package --locked --no-verify
 cargo publish --dry-run --locked --no-verify
 
 install_home="$(mktemp -d)"
 trap 'rm -rf "$install_home"' EXIT
 # A fresh CARGO_HOME: nothing of the developer's (config, registry cache, installed binaries) helps. The build
-# itself is cached in target/install between runs.
-CARGO_HOME="$install_home" CARGO_TARGET_DIR=target/install \
+# of its dependencies is cached between runs (and clones) in .ci/run's cache folder, else in target/install.
+CARGO_HOME="$install_home" CARGO_TARGET_DIR="${WORKFLOW_MCP_CI_CACHE:-target}/install" \
   cargo install --locked --path "target/package/workflow-mcp-$version"
 installed="$install_home/bin/workflow-mcp"
 
