@@ -107,8 +107,9 @@ pub struct Captured {
 /// Why a helper command gave no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
+    /// The OS error is the whole reason, said once in the sentence (not also a source a chain would repeat).
     #[error("cannot run it: {0}")]
-    Spawn(#[source] io::Error),
+    Spawn(io::Error),
     #[error("it did not answer within {} ms (killed)", .0.as_millis())]
     Timeout(Duration),
 }
@@ -234,6 +235,21 @@ mod tests {
     fn yes() -> Command {
         let env = [("PATH".to_owned(), "/usr/bin:/bin".to_owned())];
         helper_command(Path::new("/usr/bin/yes"), &[], Path::new("/"), &env)
+    }
+
+    /// Regression: the sentence said the OS error and named it as its source too, so a chain printer (the CLI's
+    /// `{:#}`) said it twice.
+    #[test]
+    fn a_helper_that_cannot_run_says_the_os_error_once() {
+        let mut cmd = helper_command(Path::new("/nonexistent/helper"), &[], Path::new("/"), &[]);
+        let e = run_captured(&mut cmd, Duration::from_secs(5), 64, 64).unwrap_err();
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        assert_eq!(chain.matches("No such file or directory").count(), 1, "{chain}");
     }
 
     #[test]
