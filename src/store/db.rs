@@ -27,18 +27,11 @@ const MIGRATIONS: &[&str] = &[
 /// Why the database could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot open the history database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
-    #[error("cannot create the history database {path}: {source}")]
-    File {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is said once, in the sentence; it is not also a source a chain printer would repeat.
+    #[error("cannot open the history database {path}: {error}")]
+    Open { path: PathBuf, error: rusqlite::Error },
+    #[error("cannot create the history database {path}: {error}")]
+    File { path: PathBuf, error: std::io::Error },
     #[error(
         "the history database {path} has schema version {found}, newer than this program knows ({known}); use a newer workflow-mcp or another --state-dir"
     )]
@@ -49,7 +42,7 @@ impl DbError {
     /// SQLite's code for the failure, if SQLite failed.
     pub fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
         match self {
-            DbError::Open { source, .. } => source.sqlite_error_code(),
+            DbError::Open { error, .. } => error.sqlite_error_code(),
             _ => None,
         }
     }
@@ -102,7 +95,7 @@ fn check(conn: &Connection) -> Result<(), Unusable> {
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
     let open_err = |source| DbError::Open {
         path: path.to_owned(),
-        source,
+        error: source,
     };
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -182,11 +175,11 @@ fn lock_folder(path: &Path) -> std::io::Result<File> {
 pub fn open(path: &Path) -> Result<(Connection, Option<String>), DbError> {
     let open_err = |source| DbError::Open {
         path: path.to_owned(),
-        source,
+        error: source,
     };
     let file_err = |source| DbError::File {
         path: path.to_owned(),
-        source,
+        error: source,
     };
     // Released when this returns: later writes are SQLite's to order.
     let _one_at_a_time = lock_folder(path).map_err(file_err)?;
@@ -227,7 +220,7 @@ fn set_aside(path: &Path, why: Unusable) -> Result<String, DbError> {
     };
     let aside = move_aside(path).map_err(|source| DbError::File {
         path: path.to_owned(),
-        source,
+        error: source,
     })?;
     Ok(format!(
         "the history database {} could not be used: {reason}; moved it to {} and started a fresh one",
@@ -245,6 +238,26 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// Regression: the sentence named the cause and also declared it the source, so a chain printer (the CLI's
+    /// `{:#}`) said it twice.
+    #[test]
+    fn an_unopenable_database_says_why_once() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-db-once-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("not-a-folder");
+        std::fs::write(&file, b"").unwrap();
+        let e = open(&file.join("history.db")).map(|_| ()).unwrap_err();
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let cause = chain.rsplit(": ").next().unwrap().to_owned();
+        assert_eq!(chain.matches(cause.as_str()).count(), 1, "{chain}");
     }
 
     #[test]

@@ -284,7 +284,7 @@ impl Store {
         let registered = db::open(&db_path).and_then(|(writer_conn, warning)| {
             let reader = db::connect(&db_path).map_err(|source| DbError::Open {
                 path: db_path.clone(),
-                source,
+                error: source,
             })?;
             let me = std::process::id();
             let me_start = crate::proc::scan::process(me).map(|p| p.start_time as i64);
@@ -295,7 +295,7 @@ impl Store {
                 )
                 .map_err(|source| DbError::Open {
                     path: db_path.clone(),
-                    source,
+                    error: source,
                 })?;
             Ok((writer_conn, reader, warning))
         });
@@ -341,7 +341,7 @@ impl Store {
             path: root.to_owned(),
             error: DbError::Open {
                 path: db_path.clone(),
-                source,
+                error: source,
             },
         })?;
         // Writes go nowhere: the receiver is dropped at once.
