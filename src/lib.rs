@@ -15,7 +15,7 @@
 //!   stop and timeout, the lifecycle state machine, statuses, structured-event progress, and `Follow`, the one
 //!   way every front end follows an execution (live wake-ups here, the history otherwise).
 //! - [`runtime`]: where an execution runs, behind one seam (`Runtime` → `Started`: output streams, a `Tree` to
-//!   signal, a `Waiter` for the exit); [`runtime::local`] runs process groups on this machine, [`runtime::slurm`]
+//!   stop, a `Waiter` for the exit; `Runtimes` by kind); [`runtime::local`] runs process groups on this machine, [`runtime::slurm`]
 //!   Slurm batch jobs.
 //! - [`catalog`]: what can run — the config file (manifest entries), typed parameters, discovered executables.
 //! - [`logs`]: each execution's log, `ExecutionLog` (a segmented byte arena with a 4-byte index entry per line in

@@ -1,8 +1,9 @@
 //! Where an execution runs, behind one seam. The engine hands a runtime a prepared [`Launch`] and gets back a
-//! [`Started`]: the two output streams to drain, a [`Tree`] handle to signal and inspect everything the
-//! execution started, and a [`Waiter`] for how it ended (reporting, meanwhile, where a remote job stands).
-//! Local processes are [`local`]; a Slurm job is [`slurm`] (its output files followed into pipes, the job as the
-//! tree, `scontrol` as the waiter). [`Runtimes`] picks one by the kind of the workflow's [`Placement`].
+//! [`Started`]: the two output streams to drain, a [`Tree`] handle to stop (its own way, within a grace) and
+//! inspect everything the execution started, and a [`Waiter`] for how it ended (reporting, meanwhile, where a
+//! remote job stands); failures are [`RuntimeError`]s. Local processes are [`local`]; a Slurm job is [`slurm`] (its
+//! output files followed into pipes, the job as the tree, the runtime's one poller and the job's final record as
+//! the waiter). [`Runtimes`] picks one by the kind of the workflow's [`Placement`], or of a job's record.
 //!
 //! Everything here may block (process scans, signals, waits): the engine calls it from its own threads or from
 //! `spawn_blocking`, never on an async worker.
