@@ -11,6 +11,7 @@ mod docs;
 mod durable;
 mod faults;
 mod harness;
+mod history_db;
 mod load;
 mod logs;
 mod packaging;

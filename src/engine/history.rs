@@ -7,7 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::execution::{Execution, ExecutionState};
-use super::executor::Executor;
+use super::executor::{Executor, blocking};
 use crate::catalog::WorkflowDef;
 use crate::clock::from_unix_ms;
 use crate::logs::{DiskLimits, ExecutionLog, LogDir};
@@ -51,7 +51,11 @@ pub(super) async fn record_progress(executor: Arc<Executor>) {
             return;
         };
         // Stops another server process asked for (it also signals them itself, when it can see them).
-        for (id, reason) in history.stop_requests() {
+        let asked = {
+            let history = history.clone();
+            blocking(move || history.stop_requests()).await.unwrap_or_default()
+        };
+        for (id, reason) in asked {
             let exec = executor.table().get(&id);
             if let Some(exec) = exec
                 && exec.stop_reason().is_none()

@@ -146,7 +146,7 @@ impl Engine {
             Ok(Ok(exec)) => exec,
             Ok(Err(existing)) => {
                 let id = existing.record.id;
-                return Ok(self.find(&id).unwrap_or(ExecutionView::Stored(existing)));
+                return Ok(self.find(&id).await.unwrap_or(ExecutionView::Stored(existing)));
             }
             Err(failed) => return Err(EngineError::from_join("recording the new execution", failed)),
         };
@@ -194,8 +194,18 @@ impl Engine {
     }
 
     /// The execution with this id: run here, or known from the history (an unfinished one whose server is gone
-    /// is marked lost on the way).
-    pub fn find(&self, id: &Uuid) -> Option<ExecutionView> {
+    /// is marked lost on the way). The history is read on a blocking thread.
+    pub async fn find(&self, id: &Uuid) -> Option<ExecutionView> {
+        if let Some(exec) = self.executor.table().get(id) {
+            return Some(ExecutionView::Live(exec));
+        }
+        self.history()?;
+        let (engine, id) = (self.clone(), *id);
+        blocking(move || engine.find_blocking(&id)).await.flatten()
+    }
+
+    /// [`Engine::find`] on the calling thread, which may block (SQLite, lock files, `/proc`).
+    pub fn find_blocking(&self, id: &Uuid) -> Option<ExecutionView> {
         if let Some(exec) = self.executor.table().get(id) {
             return Some(ExecutionView::Live(exec));
         }
@@ -212,10 +222,18 @@ impl Engine {
     }
 
     /// The same execution, read again (a stored record may have changed since).
-    pub fn refresh(&self, view: &ExecutionView) -> ExecutionView {
+    pub async fn refresh(&self, view: &ExecutionView) -> ExecutionView {
         match view {
             ExecutionView::Live(_) => view.clone(),
-            ExecutionView::Stored(_) => self.find(&view.id()).unwrap_or_else(|| view.clone()),
+            ExecutionView::Stored(_) => self.find(&view.id()).await.unwrap_or_else(|| view.clone()),
+        }
+    }
+
+    /// [`Engine::refresh`] on the calling thread, which may block.
+    pub fn refresh_blocking(&self, view: &ExecutionView) -> ExecutionView {
+        match view {
+            ExecutionView::Live(_) => view.clone(),
+            ExecutionView::Stored(_) => self.find_blocking(&view.id()).unwrap_or_else(|| view.clone()),
         }
     }
 
@@ -236,8 +254,19 @@ impl Engine {
     }
 
     /// Executions matching `filter`, newest first, and how many matched in all (with a history: every server
-    /// process's, and those from before a restart).
-    pub fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
+    /// process's, and those from before a restart, read on a blocking thread).
+    pub async fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
+        if self.history().is_some() {
+            let (engine, filter) = (self.clone(), filter.clone());
+            return blocking(move || engine.list_blocking(&filter))
+                .await
+                .unwrap_or_default();
+        }
+        self.list_blocking(filter)
+    }
+
+    /// [`Engine::list`] on the calling thread, which may block.
+    fn list_blocking(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
         let executor = &self.executor;
         if let Some(history) = executor.records().history() {
             if executor.listing_prune_due(crate::store::history::now_ms()) {
@@ -286,10 +315,10 @@ impl Engine {
         self.config().retention_rule(self.history().is_some())
     }
 
-    /// How many executions are retained.
-    pub fn retained(&self) -> usize {
-        match self.history() {
-            Some(history) => history.count(),
+    /// How many executions are retained (with a history: counted on a blocking thread).
+    pub async fn retained(&self) -> usize {
+        match self.history().cloned() {
+            Some(history) => blocking(move || history.count()).await.unwrap_or(0),
             None => self.executor.table().len(),
         }
     }
@@ -381,7 +410,7 @@ impl Reread for Engine {
     type Error = std::convert::Infallible;
 
     fn reread(&self, view: &ExecutionView) -> Result<ExecutionView, Self::Error> {
-        Ok(self.refresh(view))
+        Ok(self.refresh_blocking(view))
     }
 
     fn status(&self, view: &ExecutionView) -> ExecutionStatus {

@@ -199,7 +199,7 @@ pub(super) fn status_hint(s: &ExecutionStatus, capped: bool) -> String {
 
 /// [`status_reply`], on the calling thread (which may block on files).
 fn status_reply_now(app: &App, view: &ExecutionView, tail_lines: u64, capped: bool) -> ToolResult {
-    let view = app.engine.refresh(view);
+    let view = app.engine.refresh_blocking(view);
     let mut status = app.engine.status(&view);
     status.evidence = view.evidence();
     let capped = capped && !status.state.is_terminal();
@@ -252,7 +252,7 @@ pub(super) async fn read_logs(
         false => None,
     };
     tokio::task::spawn_blocking(move || {
-        let now = app.engine.refresh(&exec);
+        let now = app.engine.refresh_blocking(&exec);
         let state = now.state();
         (query.run_into(&now.snapshot(), CompactLines::new(timestamps)), state)
     })
@@ -260,9 +260,19 @@ pub(super) async fn read_logs(
     .map_err(ToolError::LogRead)
 }
 
-pub(super) fn find(app: &App, execution_id: &str) -> Result<ExecutionView, ToolError> {
+pub(super) async fn find(app: &App, execution_id: &str) -> Result<ExecutionView, ToolError> {
     let id = Uuid::parse_str(execution_id.trim()).map_err(|_| ToolError::NotAnExecutionId(execution_id.to_owned()))?;
-    app.engine.find(&id).ok_or(ToolError::UnknownExecution(id))
+    app.engine.find(&id).await.ok_or(ToolError::UnknownExecution(id))
+}
+
+/// Whether an execution with this id is known, for a caller that cannot wait (a sync trait method): the lookup
+/// may block, so on a multi-thread runtime this worker first hands its other tasks to another one.
+pub(super) fn known(app: &App, id: &Uuid) -> bool {
+    let find = || app.engine.find_blocking(id).is_some();
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(find),
+        _ => find(),
+    }
 }
 
 pub(super) fn workflow(app: &App, name: &str) -> Result<Arc<WorkflowDef>, ToolError> {

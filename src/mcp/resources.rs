@@ -166,7 +166,7 @@ pub(super) fn templates() -> ListResourceTemplatesResult {
 }
 
 /// One page of resources: the catalog first, then two resources per execution, newest first.
-pub(super) fn page(app: &App, cursor_in: Option<&str>) -> Result<ListResourcesResult, McpError> {
+pub(super) async fn page(app: &App, cursor_in: Option<&str>) -> Result<ListResourcesResult, McpError> {
     let (offset, after) = match cursor_in {
         None => (0, None),
         Some(c) => {
@@ -181,11 +181,14 @@ pub(super) fn page(app: &App, cursor_in: Option<&str>) -> Result<ListResourcesRe
     };
     // Read up to a page past the cursor's place, then start after the execution it names (newer ones may
     // have moved it down); if that one was forgotten meanwhile, at its old place.
-    let (statuses, _) = app.engine.list(&ListFilter {
-        workflow: None,
-        state: None,
-        limit: offset + 2 * PAGE,
-    });
+    let (statuses, _) = app
+        .engine
+        .list(&ListFilter {
+            workflow: None,
+            state: None,
+            limit: offset + 2 * PAGE,
+        })
+        .await;
     let start = match after {
         None => 0,
         Some(last) => statuses
@@ -214,7 +217,7 @@ pub(super) fn page(app: &App, cursor_in: Option<&str>) -> Result<ListResourcesRe
 }
 
 /// The execution a resource URI names, or an error that says why there is none.
-pub(super) fn execution(app: &App, uri: &str) -> Result<(ResourceRef, Option<ExecutionView>), McpError> {
+pub(super) async fn execution(app: &App, uri: &str) -> Result<(ResourceRef, Option<ExecutionView>), McpError> {
     let resource = ResourceRef::parse(uri).ok_or_else(|| {
         McpError::resource_not_found(
             format!(
@@ -227,7 +230,7 @@ pub(super) fn execution(app: &App, uri: &str) -> Result<(ResourceRef, Option<Exe
     let Some(id) = resource.execution() else {
         return Ok((resource, None));
     };
-    let view = app.engine.find(&id).ok_or_else(|| {
+    let view = app.engine.find(&id).await.ok_or_else(|| {
         McpError::resource_not_found(
             format!(
                 "no execution {id}: it never existed on this server's state directory, or was forgotten by the \
@@ -241,7 +244,7 @@ pub(super) fn execution(app: &App, uri: &str) -> Result<(ResourceRef, Option<Exe
 }
 
 pub(super) async fn read(app: &Arc<App>, uri: &str) -> Result<ReadResourceResult, McpError> {
-    let (resource, view) = execution(app, uri)?;
+    let (resource, view) = execution(app, uri).await?;
     let text = match (resource, view) {
         (ResourceRef::Catalog, _) => {
             reply::catalog_settled(app).await;
@@ -273,7 +276,7 @@ pub(super) async fn read(app: &Arc<App>, uri: &str) -> Result<ReadResourceResult
 
 /// The newest lines that fit [`LOG_BYTES`] (at most [`LOG_LINES`]), after a note of what comes before.
 fn log_tail(app: &App, view: &ExecutionView) -> String {
-    let snap = app.engine.refresh(view).snapshot();
+    let snap = app.engine.refresh_blocking(view).snapshot();
     let mut lines = LOG_LINES;
     // A tail is read oldest first, so a byte budget would keep its oldest lines: ask for fewer lines until the
     // newest ones fit (a few rounds at most, lines being of similar sizes).

@@ -20,8 +20,8 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler,
 use serde_json::Value;
 
 use super::reply::{
-    ToolError, ToolResult, at_most, catalog, catalog_settled, find, in_range, parse_args, read_logs, reply, sent_len,
-    status_reply, wait_final, wait_of, workflow,
+    ToolError, ToolResult, at_most, catalog, catalog_settled, find, in_range, known, parse_args, read_logs, reply,
+    sent_len, status_reply, wait_final, wait_of, workflow,
 };
 use super::resources::ResourceRef;
 use super::schema::{input_schema, output_schema};
@@ -125,8 +125,8 @@ impl WorkflowServer {
         wait_final(&self.app, &ctx, &exec, wait).await;
         // A client that can follow a task gets one for an execution that is not over yet (its id is the
         // execution id); everyone else gets the status, as always.
-        if tasks::declared(&ctx) && !self.app.engine.refresh(&exec).state().is_terminal() {
-            return Ok(tasks::created(&self.app, &exec).into());
+        if tasks::declared(&ctx) && !self.app.engine.refresh(&exec).await.state().is_terminal() {
+            return Ok(tasks::created(&self.app, &exec).await.into());
         }
         status_reply(&self.app, &exec, 0, capped).await.map(Into::into)
     }
@@ -147,7 +147,7 @@ impl WorkflowServer {
         let input: GetStatusInput = parse_args("get_status", args)?;
         let (wait, capped) = wait_of(input.wait_ms);
         let tail = at_most("tail_lines", input.tail_lines, MAX_TAIL_LINES)?.unwrap_or(0);
-        let exec = find(&self.app, &input.execution_id)?;
+        let exec = find(&self.app, &input.execution_id).await?;
         wait_final(&self.app, &ctx, &exec, wait).await;
         status_reply(&self.app, &exec, tail, capped).await
     }
@@ -181,7 +181,7 @@ impl WorkflowServer {
                     .map_err(ToolError::Grep)?,
             ),
         };
-        let exec = find(&self.app, &input.execution_id)?;
+        let exec = find(&self.app, &input.execution_id).await?;
         let timestamps = input.timestamps.unwrap_or(false);
         let mut query = LogQuery {
             since_seq: input.since_seq,
@@ -268,7 +268,7 @@ impl WorkflowServer {
         let grace = at_most("grace_ms", input.grace_ms, MAX_GRACE_MS)?
             .map(Duration::from_millis)
             .unwrap_or(self.app.engine.config().grace);
-        let exec = find(&self.app, &input.execution_id)?;
+        let exec = find(&self.app, &input.execution_id).await?;
         let engine = &self.app.engine;
         waiting::reporting(&ctx, engine, &exec, engine.stop(&exec, StopReason::Cancel, grace))
             .await
@@ -296,16 +296,21 @@ impl WorkflowServer {
                     state: None,
                     limit: 0,
                 })
+                .await
                 .1
                 == 0
         {
             return Err(ToolError::UnknownWorkflow(self.app.catalog.unknown_message(w)));
         }
-        let (mut executions, total) = self.app.engine.list(&ListFilter {
-            workflow: input.workflow,
-            state: input.state,
-            limit: limit as usize,
-        });
+        let (mut executions, total) = self
+            .app
+            .engine
+            .list(&ListFilter {
+                workflow: input.workflow,
+                state: input.state,
+                limit: limit as usize,
+            })
+            .await;
         let wanted = executions.len();
         let mut used = 0;
         let fits = executions
@@ -327,7 +332,7 @@ impl WorkflowServer {
             }),
             executions,
             total,
-            retained: self.app.engine.retained(),
+            retained: self.app.engine.retained().await,
             retention: self.app.engine.retention_rule(),
         };
         reply(&out, text::executions(&out))
@@ -368,7 +373,7 @@ impl ServerHandler for WorkflowServer {
     }
 
     async fn update_task(&self, request: UpdateTaskParams, _: RequestContext<RoleServer>) -> Result<(), McpError> {
-        tasks::update(&self.app, &request.task_id)
+        tasks::update(&self.app, &request.task_id).await
     }
 
     async fn list_resources(
@@ -376,7 +381,7 @@ impl ServerHandler for WorkflowServer {
         request: Option<PaginatedRequestParams>,
         _: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        resources::page(&self.app, request.as_ref().and_then(|r| r.cursor.as_deref()))
+        resources::page(&self.app, request.as_ref().and_then(|r| r.cursor.as_deref())).await
     }
 
     async fn list_resource_templates(
@@ -409,7 +414,7 @@ impl ServerHandler for WorkflowServer {
         {
             return Ok(());
         }
-        let (resource, view) = resources::execution(&self.app, &request.uri)?;
+        let (resource, view) = resources::execution(&self.app, &request.uri).await?;
         let view = view.ok_or_else(|| {
             McpError::invalid_params(
                 format!(
@@ -445,7 +450,7 @@ impl ServerHandler for WorkflowServer {
                     ResourceRef::parse(uri).is_some_and(|r| {
                         taken.len() < MAX_SUBSCRIPTIONS
                             && !taken.contains(&r)
-                            && r.execution().is_some_and(|id| self.app.engine.find(&id).is_some())
+                            && r.execution().is_some_and(|id| known(&self.app, &id))
                             && taken.insert(r)
                     })
                 })
@@ -457,15 +462,14 @@ impl ServerHandler for WorkflowServer {
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), McpError> {
         let accepted = ctx.accepted().clone();
-        let executions = accepted
-            .resource_subscriptions
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|uri| {
-                let id = ResourceRef::parse(&uri)?.execution()?;
-                Some((uri, self.app.engine.find(&id)?))
-            })
-            .collect();
+        let mut executions = Vec::new();
+        for uri in accepted.resource_subscriptions.unwrap_or_default() {
+            if let Some(id) = ResourceRef::parse(&uri).and_then(|r| r.execution())
+                && let Some(view) = self.app.engine.find(&id).await
+            {
+                executions.push((uri, view));
+            }
+        }
         let list = accepted.resources_list_changed == Some(true);
         self.session
             .listen(

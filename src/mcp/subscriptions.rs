@@ -227,7 +227,7 @@ impl Session {
 /// What a subscriber of an execution's resources is told about, read on the calling thread (which may block on
 /// the history).
 fn seen(engine: &Engine, view: &ExecutionView) -> Seen {
-    Seen::of(&engine.status(&engine.refresh(view)))
+    Seen::of(&engine.status(&engine.refresh_blocking(view)))
 }
 
 /// Tells `notifier` about every change of the live execution behind `uri`, at most [`UPDATE_EVERY`] apart, until
@@ -361,31 +361,28 @@ fn look_at(engine: &Engine, entries: Vec<StoredEntry>, all: bool) -> (Vec<Stored
 
 /// The newest executions and their states, and how many there are: when this changes, so does the list of
 /// resources (an execution added, forgotten, or a title's state).
-fn list_seen(engine: &Engine) -> (Vec<(String, ExecutionState)>, usize) {
-    let (statuses, total) = engine.list(&ListFilter {
-        workflow: None,
-        state: None,
-        limit: LIST_WATCHED,
-    });
+async fn list_seen(engine: &Engine) -> (Vec<(String, ExecutionState)>, usize) {
+    let (statuses, total) = engine
+        .list(&ListFilter {
+            workflow: None,
+            state: None,
+            limit: LIST_WATCHED,
+        })
+        .await;
     (statuses.into_iter().map(|s| (s.execution_id, s.state)).collect(), total)
 }
 
 /// Tells `notifier` when the list of executions changes, at most [`LIST_EVERY`] apart, until `stop` fires.
 async fn watch_list(engine: Engine, notifier: Notifier, stop: CancellationToken) {
     let mut changes = engine.changes();
-    // The list is read from the history: off the async workers.
-    let look = || {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || list_seen(&engine))
-    };
-    let Ok(mut last) = look().await else { return };
+    let mut last = list_seen(&engine).await;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = changes.changed() => {}
             _ = tokio::time::sleep(LIST_LOOK) => {}
         }
-        let Ok(now) = look().await else { return };
+        let now = list_seen(&engine).await;
         if now == last {
             continue;
         }

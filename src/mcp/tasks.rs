@@ -99,9 +99,9 @@ fn inline_result(result: CallToolResult, ctx: &RequestContext<RoleServer>) -> Re
 }
 
 /// The execution a task id names, or the error that says there is none.
-fn execution(app: &App, id: &str) -> Result<ExecutionView, McpError> {
+async fn execution(app: &App, id: &str) -> Result<ExecutionView, McpError> {
     let id = task_id(id)?;
-    app.engine.find(&id).ok_or_else(|| {
+    app.engine.find(&id).await.ok_or_else(|| {
         McpError::invalid_params(
             format!(
                 "no task {id} here: no execution with that id on this server's state directory (a task of \
@@ -114,9 +114,9 @@ fn execution(app: &App, id: &str) -> Result<ExecutionView, McpError> {
 }
 
 /// `execute_workflow`'s answer to a client that declared tasks, for an execution still queued or running.
-pub(super) fn created(app: &App, view: &ExecutionView) -> CreateTaskResult {
+pub(super) async fn created(app: &App, view: &ExecutionView) -> CreateTaskResult {
     let engine = &app.engine;
-    let status = engine.status(&engine.refresh(view));
+    let Ok(status) = engine.follow(view).status().await;
     let task = task_of(&status, engine.config().retain_age).with_status_message(Summary(&status).standing());
     CreateTaskResult::new(task)
 }
@@ -124,7 +124,7 @@ pub(super) fn created(app: &App, view: &ExecutionView) -> CreateTaskResult {
 /// `tasks/get`: the task as its execution stands now, with the final result inline once it has finished.
 pub(super) async fn now(app: &Arc<App>, id: &str, ctx: &RequestContext<RoleServer>) -> Result<DetailedTask, McpError> {
     let engine = &app.engine;
-    let view = execution(app, id)?;
+    let view = execution(app, id).await?;
     let Ok(status) = engine.follow(&view).status().await;
     let task = task_of(&status, engine.config().retain_age);
     Ok(match status.state {
@@ -157,7 +157,7 @@ pub(super) async fn now(app: &Arc<App>, id: &str, ctx: &RequestContext<RoleServe
 /// `tasks/cancel`: stops the execution as cancel_execution does (SIGTERM to its tree, the grace, SIGKILL) and
 /// answers once it is final; a finished one is left as it is.
 pub(super) async fn cancel(app: &App, id: &str) -> Result<(), McpError> {
-    let view = execution(app, id)?;
+    let view = execution(app, id).await?;
     let engine = &app.engine;
     engine
         .stop(&view, StopReason::Cancel, engine.config().grace)
@@ -166,8 +166,8 @@ pub(super) async fn cancel(app: &App, id: &str) -> Result<(), McpError> {
 }
 
 /// `tasks/update`: no execution ever waits for input, so there is nothing to answer; only the id is checked.
-pub(super) fn update(app: &App, id: &str) -> Result<(), McpError> {
-    execution(app, id).map(drop)
+pub(super) async fn update(app: &App, id: &str) -> Result<(), McpError> {
+    execution(app, id).await.map(drop)
 }
 
 #[cfg(test)]
