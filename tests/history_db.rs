@@ -75,3 +75,27 @@ async fn a_read_waiting_on_a_locked_history_does_not_hold_up_other_calls() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_locked_history_is_reported_as_busy_not_as_an_unknown_execution() {
+    let dir = TestDir::new("busy-history");
+    let state_dir = dir.join("state");
+    let mut s = RawServer::builder("busy-history", json!({"workflows": [wf("ok", &["exit", "0"])]}))
+        .state_dir(&state_dir)
+        .start()
+        .await;
+    let db = state_dir.join("history.db");
+    let locks = hold_read_locks(&db);
+    // SQLite gives up after its retries; the lookup then says why it could not answer.
+    let id = uuid::Uuid::new_v4().to_string();
+    let asked = s.call("get_status", json!({"execution_id": id})).await;
+    let r = s.response(asked).await;
+    drop(locks);
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(!text.contains("no execution with id"), "{text}");
+    assert!(
+        text.contains(&db.display().to_string()) && text.contains("busy") && text.contains("try again"),
+        "{text}"
+    );
+}

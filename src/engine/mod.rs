@@ -24,6 +24,8 @@ pub use runner::Engine;
 pub use status::{Evidence, ExecutionStatus, OutputSummary};
 pub use table::ListFilter;
 pub use view::{ExecutionView, StoredExecution};
+// What a front end reports when a lookup could not read the history.
+pub use crate::store::{ReadError, error_chain};
 
 #[cfg(test)]
 mod tests;

@@ -30,7 +30,7 @@ use crate::catalog::{Invocation, WorkflowDef};
 use crate::logs::LogDir;
 use crate::proc::reaper::{is_subreaper, reap_orphans};
 use crate::runtime::Runtime;
-use crate::store::{ExecutionRecord, Store};
+use crate::store::{ExecutionRecord, ReadError, Store};
 
 /// Runs workflows and keeps their executions. Cheap to clone.
 #[derive(Clone)]
@@ -146,7 +146,12 @@ impl Engine {
             Ok(Ok(exec)) => exec,
             Ok(Err(existing)) => {
                 let id = existing.record.id;
-                return Ok(self.find(&id).await.unwrap_or(ExecutionView::Stored(existing)));
+                return Ok(self
+                    .find(&id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(ExecutionView::Stored(existing)));
             }
             Err(failed) => return Err(EngineError::from_join("recording the new execution", failed)),
         };
@@ -194,38 +199,53 @@ impl Engine {
     }
 
     /// The execution with this id: run here, or known from the history (an unfinished one whose server is gone
-    /// is marked lost on the way). The history is read on a blocking thread.
-    pub async fn find(&self, id: &Uuid) -> Option<ExecutionView> {
+    /// is marked lost on the way). The history is read on a blocking thread; `Ok(None)` when there is no such
+    /// execution, an error when the history could not say (busy, corrupt, a bad record).
+    pub async fn find(&self, id: &Uuid) -> Result<Option<ExecutionView>, ReadError> {
         if let Some(exec) = self.executor.table().get(id) {
-            return Some(ExecutionView::Live(exec));
+            return Ok(Some(ExecutionView::Live(exec)));
         }
-        self.history()?;
+        if self.history().is_none() {
+            return Ok(None);
+        }
         let (engine, id) = (self.clone(), *id);
-        blocking(move || engine.find_blocking(&id)).await.flatten()
+        blocking(move || engine.find_blocking(&id)).await.unwrap_or(Ok(None))
     }
 
     /// [`Engine::find`] on the calling thread, which may block (SQLite, lock files, `/proc`).
-    pub fn find_blocking(&self, id: &Uuid) -> Option<ExecutionView> {
+    pub fn find_blocking(&self, id: &Uuid) -> Result<Option<ExecutionView>, ReadError> {
         if let Some(exec) = self.executor.table().get(id) {
-            return Some(ExecutionView::Live(exec));
+            return Ok(Some(ExecutionView::Live(exec)));
         }
-        let history = self.history()?;
-        let mut record = history.get(id)?;
+        let Some(history) = self.history() else {
+            return Ok(None);
+        };
+        let Some(mut record) = history.try_get(id)? else {
+            return Ok(None);
+        };
         if record.unfinished() && history.owner_gone(&record.owner) {
             self.executor.records().lose(&record);
-            record = history.get(id)?;
+            match history.try_get(id)? {
+                Some(now) => record = now,
+                None => return Ok(None),
+            }
         }
-        Some(ExecutionView::Stored(Arc::new(StoredExecution {
+        Ok(Some(ExecutionView::Stored(Arc::new(StoredExecution {
             logs: LogDir::open(&history.log_path(id)),
             record,
-        })))
+        }))))
     }
 
     /// The same execution, read again (a stored record may have changed since).
     pub async fn refresh(&self, view: &ExecutionView) -> ExecutionView {
         match view {
             ExecutionView::Live(_) => view.clone(),
-            ExecutionView::Stored(_) => self.find(&view.id()).await.unwrap_or_else(|| view.clone()),
+            ExecutionView::Stored(_) => self
+                .find(&view.id())
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| view.clone()),
         }
     }
 
@@ -233,7 +253,11 @@ impl Engine {
     pub fn refresh_blocking(&self, view: &ExecutionView) -> ExecutionView {
         match view {
             ExecutionView::Live(_) => view.clone(),
-            ExecutionView::Stored(_) => self.find_blocking(&view.id()).unwrap_or_else(|| view.clone()),
+            ExecutionView::Stored(_) => self
+                .find_blocking(&view.id())
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| view.clone()),
         }
     }
 

@@ -18,6 +18,7 @@ use super::{text, waiting};
 use crate::app::App;
 use crate::catalog::WorkflowDef;
 use crate::catalog::param::ParamError;
+use crate::engine::ReadError;
 use crate::engine::{EngineError, ExecutionState, ExecutionStatus, ExecutionView};
 use crate::format::Summary;
 use crate::logs::{CompactLines, LogPage, LogQuery};
@@ -73,6 +74,9 @@ pub enum ToolError {
          restarted, or it finished long ago); list_executions shows the known ones"
     )]
     UnknownExecution(Uuid),
+    /// The history could not say (busy, corrupt, a bad record): its sentence names the file and what to do.
+    #[error("{}", crate::engine::error_chain(.0))]
+    History(#[from] ReadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// The engine's sentence on why the execution could not be stopped.
@@ -262,13 +266,13 @@ pub(super) async fn read_logs(
 
 pub(super) async fn find(app: &App, execution_id: &str) -> Result<ExecutionView, ToolError> {
     let id = Uuid::parse_str(execution_id.trim()).map_err(|_| ToolError::NotAnExecutionId(execution_id.to_owned()))?;
-    app.engine.find(&id).await.ok_or(ToolError::UnknownExecution(id))
+    app.engine.find(&id).await?.ok_or(ToolError::UnknownExecution(id))
 }
 
 /// Whether an execution with this id is known, for a caller that cannot wait (a sync trait method): the lookup
 /// may block, so on a multi-thread runtime this worker first hands its other tasks to another one.
 pub(super) fn known(app: &App, id: &Uuid) -> bool {
-    let find = || app.engine.find_blocking(id).is_some();
+    let find = || app.engine.find_blocking(id).is_ok_and(|v| v.is_some());
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(find),
         _ => find(),

@@ -230,16 +230,19 @@ pub(super) async fn execution(app: &App, uri: &str) -> Result<(ResourceRef, Opti
     let Some(id) = resource.execution() else {
         return Ok((resource, None));
     };
-    let view = app.engine.find(&id).await.ok_or_else(|| {
-        McpError::resource_not_found(
-            format!(
-                "no execution {id}: it never existed on this server's state directory, or was forgotten by the \
+    let found = app.engine.find(&id).await;
+    let view = found
+        .map_err(|e| McpError::internal_error(crate::engine::error_chain(&e), None))?
+        .ok_or_else(|| {
+            McpError::resource_not_found(
+                format!(
+                    "no execution {id}: it never existed on this server's state directory, or was forgotten by the \
                  retention rule ({}); resources/list shows the known ones",
-                app.engine.retention_rule()
-            ),
-            None,
-        )
-    })?;
+                    app.engine.retention_rule()
+                ),
+                None,
+            )
+        })?;
     Ok((resource, Some(view)))
 }
 

@@ -465,7 +465,7 @@ impl ServerHandler for WorkflowServer {
         let mut executions = Vec::new();
         for uri in accepted.resource_subscriptions.unwrap_or_default() {
             if let Some(id) = ResourceRef::parse(&uri).and_then(|r| r.execution())
-                && let Some(view) = self.app.engine.find(&id).await
+                && let Ok(Some(view)) = self.app.engine.find(&id).await
             {
                 executions.push((uri, view));
             }

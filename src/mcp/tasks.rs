@@ -101,16 +101,19 @@ fn inline_result(result: CallToolResult, ctx: &RequestContext<RoleServer>) -> Re
 /// The execution a task id names, or the error that says there is none.
 async fn execution(app: &App, id: &str) -> Result<ExecutionView, McpError> {
     let id = task_id(id)?;
-    app.engine.find(&id).await.ok_or_else(|| {
-        McpError::invalid_params(
-            format!(
-                "no task {id} here: no execution with that id on this server's state directory (a task of \
+    let found = app.engine.find(&id).await;
+    found
+        .map_err(|e| McpError::internal_error(crate::engine::error_chain(&e), None))?
+        .ok_or_else(|| {
+            McpError::invalid_params(
+                format!(
+                    "no task {id} here: no execution with that id on this server's state directory (a task of \
                  another server, or one forgotten by the retention rule: {})",
-                app.engine.retention_rule()
-            ),
-            None,
-        )
-    })
+                    app.engine.retention_rule()
+                ),
+                None,
+            )
+        })
 }
 
 /// `execute_workflow`'s answer to a client that declared tasks, for an execution still queued or running.

@@ -46,11 +46,33 @@ fn os_error_of(error: &DbError) -> String {
     }
 }
 
-/// Why a record could not be read.
+/// Why a record could not be read. Each message names the database and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
-    #[error("reading the history failed")]
-    Db(#[source] rusqlite::Error),
+    #[error(
+        "the history database {} is busy (another process holds it locked); try again in a moment",
+        .path.display()
+    )]
+    Busy {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the history database {} is corrupt; restart the server: it moves the file aside and starts a fresh one",
+        .path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("reading the history database {} failed", .path.display())]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error(transparent)]
     Record(#[from] RecordError),
 }
@@ -659,6 +681,22 @@ impl Store {
             .collect()
     }
 
+    /// A failed read, named for what it means to the reader.
+    fn read_error(&self, source: rusqlite::Error) -> ReadError {
+        let path = self.dir.history_db();
+        match source.sqlite_error_code() {
+            Some(
+                rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::FileLockingProtocolFailed,
+            ) => ReadError::Busy { path, source },
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                ReadError::Corrupt { path, source }
+            }
+            _ => ReadError::Db { path, source },
+        }
+    }
+
     /// The record of `id`: `Ok(None)` when there is none, an error when it cannot be read or does not decode.
     pub fn try_get(&self, id: &Uuid) -> Result<Option<ExecutionRecord>, ReadError> {
         let rows = Self::records(
@@ -666,7 +704,7 @@ impl Store {
             &format!("SELECT {COLUMNS} FROM executions WHERE id = ?1"),
             [id.to_string()],
         )
-        .map_err(ReadError::Db)?;
+        .map_err(|e| self.read_error(e))?;
         Ok(rows.into_iter().next().transpose()?)
     }
 
