@@ -6,7 +6,7 @@
 //! The table lock (`std::sync::Mutex`) is held for map and queue updates only, never across a wait, an await or
 //! a spawn; anything that may block runs on `spawn_blocking` or on the engine's own threads.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -47,9 +47,6 @@ pub(super) struct Executor {
     shutdown: CancellationToken,
     /// Cancelled once a shutdown has done its work (or was dropped before it could).
     shut_down: CancellationToken,
-    /// When a listing last applied retention (ms since the Unix epoch): it reads every finished record, so a
-    /// listing applies it at most once a minute (starts and ends apply it anyway).
-    listed_prune_at: AtomicI64,
 }
 
 impl Executor {
@@ -71,7 +68,6 @@ impl Executor {
             shutting_down: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             shut_down: CancellationToken::new(),
-            listed_prune_at: AtomicI64::new(0),
         }))
     }
 
@@ -107,16 +103,6 @@ impl Executor {
 
     pub(super) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// Whether a listing should apply retention now (at most once a minute); claims the turn when it should.
-    pub(super) fn listing_prune_due(&self, now_ms: i64) -> bool {
-        let last = self.listed_prune_at.load(Ordering::Relaxed);
-        now_ms - last >= 60_000
-            && self
-                .listed_prune_at
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
     }
 
     /// Builds an execution (its log with files when there is a history) and records it. `Err` is the

@@ -37,11 +37,16 @@ pub(super) fn signal_stored_tree(pid: u32, start: u64, marker: &str, sig: i32) -
     true
 }
 
-/// Writes the counters and progress of running executions to the history once a second, when they changed, and
-/// acts on the stops other server processes asked for.
+/// How often the tick applies retention (starts, ends and startup apply it too).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Writes the counters and progress of running executions to the history once a second, when they changed,
+/// acts on the stops other server processes asked for, and applies retention once a minute — on a blocking
+/// thread, never inside a read: a pass may delete many log folders.
 pub(super) async fn record_progress(executor: Arc<Executor>) {
     let mut last: std::collections::HashMap<Uuid, (u64, u64)> = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut pruned_at = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -55,6 +60,11 @@ pub(super) async fn record_progress(executor: Arc<Executor>) {
             let history = history.clone();
             blocking(move || history.stop_requests()).await.unwrap_or_default()
         };
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = tokio::time::Instant::now();
+            let executor = executor.clone();
+            drop(tokio::task::spawn_blocking(move || executor.records().prune()));
+        }
         for (id, reason) in asked {
             let exec = executor.table().get(&id);
             if let Some(exec) = exec

@@ -293,9 +293,6 @@ impl Engine {
     fn list_blocking(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
         let executor = &self.executor;
         if let Some(history) = executor.records().history() {
-            if executor.listing_prune_due(crate::store::history::now_ms()) {
-                executor.records().prune();
-            }
             let state = filter.state.map(ExecutionState::as_str);
             let (records, total) = history.list(filter.workflow.as_deref(), state, filter.limit);
             let table = executor.table();

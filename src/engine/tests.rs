@@ -196,3 +196,82 @@ fn a_stop_the_owner_has_not_carried_out_names_the_owner_and_its_pid() {
     let unknown = StopError::OwnerHasNotEnded { id, owner, pid: None };
     assert!(unknown.to_string().contains("(instance i-1, pid unknown)"), "{unknown}");
 }
+
+/// A listing only reads: retention (which may delete gigabytes of log folders) runs on the engine's own tick,
+/// never inside a read.
+#[tokio::test]
+async fn a_listing_never_applies_retention() {
+    let dir = std::env::temp_dir().join(format!("wfmcp-engine-{}-list-prune", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (store, _) = crate::store::Store::open(&dir).unwrap();
+    let store = Arc::new(store);
+    let now = crate::clock::unix_ms(std::time::SystemTime::now());
+    let rec = crate::store::ExecutionRecord {
+        id: uuid::Uuid::new_v4(),
+        workflow: "w".into(),
+        params: Default::default(),
+        argv: vec!["w".into()],
+        cwd: "/".into(),
+        idempotency_key: None,
+        state: ExecutionState::Succeeded,
+        exit_code: Some(0),
+        signal: None,
+        error: None,
+        created_at: now,
+        started_at: Some(now),
+        finished_at: Some(now),
+        pid: None,
+        pid_start: None,
+        owner: store.instance().to_string(),
+        stop_request: None,
+        output: None,
+        progress: None,
+        held_open: Vec::new(),
+        log_bytes: 0,
+        job: None,
+        params_bytes: Default::default(),
+    };
+    store.insert(&rec).unwrap();
+    let runtime = Arc::new(BlockingRuntime {
+        tree: Mutex::new(None),
+        waiter: Mutex::new(None),
+    });
+    let engine = Engine::new(
+        EngineConfig {
+            max_concurrent: 4,
+            max_queued: 10,
+            default_timeout: None,
+            grace: Duration::from_secs(5),
+            log_limits: LogLimits {
+                max_bytes: 1 << 20,
+                max_line_bytes: 1024,
+            },
+            log_bytes_total: 1 << 24,
+            // Every finished execution is past the rule: a retention pass would forget it.
+            retain_executions: 0,
+            retain_age: Duration::from_secs(3600),
+            retain_log_bytes: 1 << 30,
+            log_disk_bytes: 1 << 30,
+            base_env: ChildEnv::default(),
+            drain_grace: Duration::from_secs(2),
+        },
+        tokio::runtime::Handle::current(),
+        runtime,
+        Some(store.clone()),
+    )
+    .unwrap();
+    let (listed, total) = engine
+        .list(&ListFilter {
+            limit: 10,
+            ..ListFilter::default()
+        })
+        .await;
+    assert_eq!(
+        (listed.len(), total),
+        (1, 1),
+        "the listing forgot what it was asked to list"
+    );
+    assert_eq!(store.count(), 1);
+    store.retire();
+    let _ = std::fs::remove_dir_all(dir);
+}
