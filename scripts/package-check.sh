@@ -13,6 +13,9 @@ version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)"
 # build them a second time; the dry run checks what crates.io would say.
 cargo package --locked --no-verify
 cargo publish --dry-run --locked --no-verify
+# The .crate as crates.io would store it, unpacked where `cargo package` itself would have left it.
+rm -rf "target/package/workflow-mcp-$version"
+tar -xzf "target/package/workflow-mcp-$version.crate" -C target/package
 
 install_home="$(mktemp -d)"
 trap 'rm -rf "$install_home"' EXIT
