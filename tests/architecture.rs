@@ -98,6 +98,20 @@ fn every_module_uses_only_the_modules_below_it() {
 const FILE_ORDERS: &[(&str, &[&str])] = &[
     ("proc", &["signal", "spawn", "scan", "reaper", "env", "watchdog"]),
     (
+        "store",
+        &[
+            "db",
+            "record",
+            "error",
+            "writer",
+            "open",
+            "reads",
+            "changes",
+            "instances",
+            "retention",
+        ],
+    ),
+    (
         "logs",
         &[
             "scan", "render", "segment", "compact", "disk", "snapshot", "budget", "slots", "log", "page", "query",

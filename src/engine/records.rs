@@ -212,7 +212,7 @@ fn final_change(exec: &Execution) -> Change {
         exit_code: life.exit_code,
         signal: life.signal,
         error: life.error.clone(),
-        finished_at: life.finished_at.map_or_else(crate::store::history::now_ms, unix_ms),
+        finished_at: life.finished_at.map_or_else(crate::store::now_ms, unix_ms),
         output: status.output,
         progress: status.progress,
         held_open: life.held_open.clone(),

@@ -7,12 +7,21 @@
 //!
 //! The store knows records, not executions: the engine maps one to the other.
 
+mod changes;
 pub mod db;
-pub mod history;
+mod error;
+mod instances;
+mod open;
+mod reads;
 pub mod record;
+mod retention;
+mod writer;
 
-pub use history::{Change, PruneRules, ReadError, Store, StoreError, error_chain};
+pub use changes::Change;
+pub use error::{ReadError, StoreError, error_chain};
+pub use open::{Store, now_ms};
 pub use record::{ExecutionRecord, RecordError};
+pub use retention::PruneRules;
 
 use std::path::PathBuf;
 

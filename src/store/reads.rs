@@ -1,0 +1,347 @@
+//! The reads: one record, a listing, ids by prefix, stop requests.
+
+use rusqlite::{Connection, params};
+use uuid::Uuid;
+
+use super::error::{ReadError, error_chain};
+use super::open::{Store, lock};
+use super::record::{COLUMNS, ExecutionRecord, LISTED_COLUMNS, RecordError, UNFINISHED};
+use crate::model::StopReason;
+
+impl Store {
+    /// The ids that start with `prefix` (at most `limit`).
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Vec<Uuid> {
+        if !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Vec::new();
+        }
+        self.read(|c| {
+            let mut stmt = c.prepare("SELECT id FROM executions WHERE id LIKE ?1 || '%' LIMIT ?2")?;
+            stmt.query_map(params![prefix.to_ascii_lowercase(), limit as i64], |r| {
+                r.get::<_, String>(0)
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect()
+    }
+
+    /// This instance's running executions that another process asked to stop, with the reason.
+    pub fn stop_requests(&self) -> Vec<(Uuid, StopReason)> {
+        let owner = self.instance.to_string();
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT id, stop_request FROM executions WHERE owner = ?1 AND state IN {} \
+                 AND stop_request IS NOT NULL",
+                *UNFINISHED
+            ))?;
+            stmt.query_map([owner], |r| Ok((r.get::<_, String>(0)?, r.get::<_, StopReason>(1))))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, reason)| {
+            let reason = reason
+                .inspect_err(|e| tracing::warn!(execution = id, error = %e, "a stop request in the history is unreadable; ignored"))
+                .ok()?;
+            Some((Uuid::parse_str(&id).ok()?, reason))
+        })
+        .collect()
+    }
+
+    /// Runs a query of records: each row decoded on its own, so one bad row spoils only itself.
+    pub(super) fn records(
+        c: &Connection,
+        sql: &str,
+        params: impl rusqlite::Params,
+    ) -> rusqlite::Result<Vec<Result<ExecutionRecord, RecordError>>> {
+        let mut stmt = c.prepare_cached(sql)?;
+        let mut rows = stmt.query(params)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(ExecutionRecord::decode(row));
+        }
+        Ok(out)
+    }
+
+    /// The good records of a query; each bad one is logged with its error and left out (never shown as
+    /// something it is not).
+    pub(super) fn good(records: Vec<Result<ExecutionRecord, RecordError>>) -> Vec<ExecutionRecord> {
+        records
+            .into_iter()
+            .filter_map(|r| {
+                r.inspect_err(|e| tracing::warn!(error = %error_chain(e), "skipping a bad row of the history"))
+                    .ok()
+            })
+            .collect()
+    }
+
+    /// A failed read, named for what it means to the reader.
+    fn read_error(&self, source: rusqlite::Error) -> ReadError {
+        let path = self.dir.history_db();
+        match source.sqlite_error_code() {
+            Some(
+                rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::FileLockingProtocolFailed,
+            ) => ReadError::Busy { path, source },
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                ReadError::Corrupt { path, source }
+            }
+            _ => ReadError::Db { path, source },
+        }
+    }
+
+    /// The record of `id`: `Ok(None)` when there is none, an error when it cannot be read or does not decode.
+    pub fn try_get(&self, id: &Uuid) -> Result<Option<ExecutionRecord>, ReadError> {
+        let rows = Self::records(
+            &lock(&self.reader),
+            &format!("SELECT {COLUMNS} FROM executions WHERE id = ?1"),
+            [id.to_string()],
+        )
+        .map_err(|e| self.read_error(e))?;
+        Ok(rows.into_iter().next().transpose()?)
+    }
+
+    /// The record of `id`, or None (a read error is logged).
+    pub fn get(&self, id: &Uuid) -> Option<ExecutionRecord> {
+        self.try_get(id)
+            .inspect_err(|e| tracing::warn!(execution = %id, error = %error_chain(e), "reading the history failed"))
+            .ok()
+            .flatten()
+    }
+
+    pub fn by_key(&self, workflow: &str, key: &str) -> Option<ExecutionRecord> {
+        self.read(|c| {
+            Self::records(
+                c,
+                &format!("SELECT {COLUMNS} FROM executions WHERE workflow = ?1 AND idempotency_key = ?2"),
+                [workflow, key],
+            )
+        })
+        .and_then(|rows| Self::good(rows).into_iter().next())
+    }
+
+    /// Records matching the filters, newest first, at most `limit`, and how many match in all — as a listing
+    /// shows them: without `argv`, long string params cut (their whole lengths in `params_bytes`).
+    pub fn list(&self, workflow: Option<&str>, state: Option<&str>, limit: usize) -> (Vec<ExecutionRecord>, usize) {
+        // Only the filters given are in the query (not `?1 IS NULL OR ...`), so SQLite can use the index of
+        // each: the count reads index entries, and the page walks an index newest first.
+        let filters: Vec<(&str, &str)> = [("workflow", workflow), ("state", state)]
+            .into_iter()
+            .filter_map(|(column, value)| Some((column, value?)))
+            .collect();
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            let terms: Vec<String> = filters.iter().map(|(column, _)| format!("{column} = ?")).collect();
+            format!("WHERE {}", terms.join(" AND "))
+        };
+        let values: Vec<&str> = filters.iter().map(|(_, value)| *value).collect();
+        self.read(|c| {
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT count(*) FROM executions {filter}"))?
+                .query_row(rusqlite::params_from_iter(&values), |r| r.get(0))?;
+            let rows = Self::records(
+                c,
+                &format!(
+                    "SELECT {} FROM executions {filter} ORDER BY created_at DESC, rowid DESC LIMIT {limit}",
+                    *LISTED_COLUMNS
+                ),
+                rusqlite::params_from_iter(&values),
+            )?;
+            Ok((Self::good(rows), total as usize))
+        })
+        .unwrap_or_default()
+    }
+
+    /// How many records there are.
+    pub fn count(&self) -> usize {
+        self.read(|c| c.query_row("SELECT count(*) FROM executions", [], |r| r.get::<_, i64>(0)))
+            .unwrap_or(0) as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::super::open::now_ms;
+    use crate::model::{ExecutionState, StopReason};
+    use crate::store::{ExecutionRecord, Store, error_chain};
+
+    #[test]
+    fn a_listing_loads_long_params_cut_and_no_argv() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-listed", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let long = "ü".repeat(100_000);
+        let params = json!({"long": long, "short": "s", "n": 5, "x": 0.1, "on": true, "a.b-c": -3});
+        let rec = ExecutionRecord {
+            params: params.as_object().unwrap().clone(),
+            argv: vec!["prog".into(), "a".repeat(100_000)],
+            exit_code: Some(0),
+            ..record(&store, ExecutionState::Succeeded)
+        };
+        store.insert(&rec).unwrap();
+        let (listed, total) = store.list(None, None, 10);
+        assert_eq!(total, 1);
+        let listed = &listed[0];
+        assert!(listed.argv.is_empty(), "a listing does not load argv");
+        assert_eq!(
+            listed.params["long"].as_str().unwrap(),
+            "ü".repeat(crate::store::record::LISTED_PARAM_CHARS)
+        );
+        assert_eq!(listed.params_bytes, BTreeMap::from([("long".to_owned(), long.len())]));
+        for key in ["short", "n", "x", "on", "a.b-c"] {
+            assert_eq!(listed.params[key], params[key], "{key} is loaded as it is");
+        }
+        assert_eq!(store.get(&rec.id).unwrap(), rec, "a read of one record loads it whole");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn record(store: &Store, state: ExecutionState) -> ExecutionRecord {
+        ExecutionRecord {
+            id: Uuid::new_v4(),
+            workflow: "w".into(),
+            params: Default::default(),
+            argv: vec!["prog".into()],
+            cwd: "/".into(),
+            idempotency_key: None,
+            state,
+            exit_code: None,
+            signal: None,
+            error: None,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+            pid: None,
+            pid_start: None,
+            owner: store.instance().to_string(),
+            stop_request: None,
+            output: None,
+            progress: None,
+            held_open: Vec::new(),
+            log_bytes: 0,
+            job: None,
+            params_bytes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_row_with_an_unknown_state_is_an_error_not_lost() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-bad-state", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let (bad, good) = (
+            record(&store, ExecutionState::Running),
+            record(&store, ExecutionState::Succeeded),
+        );
+        store.insert(&bad).unwrap();
+        store.insert(&good).unwrap();
+        // Another program (or a bit flip) wrote a word that is no state.
+        let conn = crate::store::db::connect(&dir.join("history.db")).unwrap();
+        conn.execute(
+            "UPDATE executions SET state = 'bogus' WHERE id = ?1",
+            [bad.id.to_string()],
+        )
+        .unwrap();
+        let err = store.try_get(&bad.id).expect_err("a bad row is an error");
+        let text = error_chain(&err);
+        assert!(
+            text.contains(&format!("execution {}", bad.id))
+                && text.contains("column state")
+                && text.contains("\"bogus\" is not an execution state"),
+            "{text}"
+        );
+        assert!(store.get(&bad.id).is_none(), "never read as some other state");
+        let (listed, total) = store.list(None, None, 10);
+        assert_eq!(total, 2);
+        let ids: Vec<Uuid> = listed.iter().map(|r| r.id).collect();
+        assert_eq!(
+            ids,
+            vec![good.id],
+            "a listing leaves the bad row out and shows the good one"
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_row_with_unreadable_counters_is_an_error_not_empty_counters() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-bad-output", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let bad = record(&store, ExecutionState::Succeeded);
+        store.insert(&bad).unwrap();
+        let conn = crate::store::db::connect(&dir.join("history.db")).unwrap();
+        conn.execute(
+            "UPDATE executions SET output = '{\"stdout\": 5' WHERE id = ?1",
+            [bad.id.to_string()],
+        )
+        .unwrap();
+        let text = error_chain(&store.try_get(&bad.id).expect_err("a bad row is an error"));
+        assert!(text.contains("column output"), "{text}");
+        assert!(store.get(&bad.id).is_none(), "never read as empty counters");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A state directory whose database a previous version wrote (schema version 3, every JSON column as that
+    /// version wrote it) opens, is migrated, and reads back as typed values.
+    #[test]
+    fn a_history_written_by_the_previous_version_reads_as_typed_values() {
+        use crate::model::{Stream, StreamCounters};
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-old", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let id = Uuid::new_v4();
+        {
+            let old = rusqlite::Connection::open(dir.join("history.db")).unwrap();
+            for migration in [
+                include_str!("migrations/0001_history.sql"),
+                include_str!("migrations/0002_jobs.sql"),
+                include_str!("migrations/0003_list_by_state.sql"),
+            ] {
+                old.execute_batch(migration).unwrap();
+            }
+            old.execute_batch("PRAGMA application_id = 2003201379; PRAGMA user_version = 3;")
+                .unwrap();
+            old.execute(
+                "INSERT INTO executions (id, workflow, params, argv, cwd, idempotency_key, state, exit_code, signal, \
+                 error, created_at, started_at, finished_at, pid, pid_start, owner, stop_request, output, progress, \
+                 held_open, log_bytes, job) VALUES (?1, 'w', '{\"n\":5}', '[\"prog\",\"a\"]', '/', NULL, 'cancelled', \
+                 NULL, 15, 'cancelled by request', 1000, 1001, 2000, 77, 123, 'gone', 'cancel', \
+                 '{\"stdout\":{\"lines\":1,\"bytes\":2},\"stderr\":{\"lines\":2,\"bytes\":62},\"last_seq\":2,\
+                 \"last_output_at\":\"2026-12-07T19:01:11.800Z\",\"held_open\":[\"stdout\"]}', \
+                 '{\"phases_completed\":0,\"events\":0,\"malformed_events\":1}', '[\"stdout\"]', 64, \
+                 '{\"system\":\"slurm\",\"id\":\"42\",\"state\":\"RUNNING\",\"node\":\"vm\",\"dir\":\"/x\"}')",
+                [id.to_string()],
+            )
+            .unwrap();
+        }
+        let (store, _) = Store::open(&dir).unwrap();
+        let rec = store.try_get(&id).unwrap().expect("the old row");
+        assert_eq!(rec.state, ExecutionState::Cancelled);
+        assert_eq!(rec.stop_request, Some(StopReason::Cancel));
+        assert_eq!((rec.exit_code, rec.signal), (None, Some(15)));
+        assert_eq!(rec.held_open, vec![Stream::Stdout]);
+        let output = rec.output.expect("counters");
+        assert_eq!(output.stderr, StreamCounters { lines: 2, bytes: 62 });
+        assert_eq!(output.held_open, vec![Stream::Stdout]);
+        assert_eq!(rec.progress.expect("progress").malformed_events, 1);
+        let job = rec.job.expect("the job");
+        assert_eq!(
+            (job.system.as_str(), job.id.as_str(), job.node.as_deref()),
+            ("slurm", "42", Some("vm"))
+        );
+        assert_eq!((rec.created_at, rec.finished_at), (1000, Some(2000)));
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
