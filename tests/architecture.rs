@@ -148,7 +148,7 @@ const FILE_ORDERS: &[(&str, &[&str])] = &[
             "launch",
             "supervisor",
             "executor",
-            "history",
+            "shared_history",
             "runner",
         ],
     ),

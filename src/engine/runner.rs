@@ -22,7 +22,7 @@ use super::config::{EngineConfig, EngineError, StopError};
 use super::execution::{Execution, ExecutionState, StopReason};
 use super::executor::{Executor, blocking};
 use super::follow::{Follow, Reread};
-use super::history::{Reattach, reattach, record_progress, signal_stored_tree};
+use super::shared_history::{Reattach, reattach, record_progress, signal_stored_tree};
 use super::status::{ExecutionStatus, status_of_record};
 use super::table::{Admission, ListFilter};
 use super::view::{ExecutionView, StoredExecution};
