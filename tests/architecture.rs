@@ -311,3 +311,28 @@ fn the_state_directory_layout_is_written_once() {
         wrong.join("\n")
     );
 }
+
+/// Errors are typed (thiserror enums), never a bare `String`: no `Result<_, String>` outside unit tests.
+#[test]
+fn no_result_has_a_string_error() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let stringly = regex::Regex::new(r"Result<[^>]*,\s*String>").unwrap();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut wrong = Vec::new();
+    for file in files {
+        let rel = file.strip_prefix(&src).unwrap();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+        for (n, line) in code.lines().enumerate() {
+            if !line.trim_start().starts_with("//") && stringly.is_match(line) {
+                wrong.push(format!("{}:{}: {}", rel.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "errors as strings (make them thiserror enums):\n{}",
+        wrong.join("\n")
+    );
+}

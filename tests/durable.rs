@@ -507,6 +507,25 @@ async fn the_history_commands_show_and_follow_what_servers_run() {
     let history = cli(&["history"]).output().unwrap();
     let text = String::from_utf8_lossy(&history.stdout);
     assert!(text.contains(&failed) && text.contains("failed"), "{text}");
+    // An id that names nothing: one sentence on stderr, exit 1.
+    let said = |args: &[&str], sentence: String| {
+        let out = cli(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.lines().any(|l| l == sentence), "{sentence:?} in {err}");
+    };
+    let unknown = "0b5e6f0e-8c2a-4a3f-9d7e-1f2a3b4c5d6e";
+    said(
+        &["status", unknown],
+        format!("workflow-mcp: no execution {unknown} in {}", state_dir.display()),
+    );
+    said(
+        &["logs", "zzzz"],
+        format!(
+            "workflow-mcp: no execution zzzz in {}; `workflow-mcp history` lists them",
+            state_dir.display()
+        ),
+    );
     let status = cli(&["status", &failed[..8]]).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(

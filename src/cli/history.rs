@@ -2,6 +2,7 @@
 //! shell — reads it, straight from the state directory (no server needed; several may be writing to it).
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use uuid::Uuid;
@@ -12,7 +13,7 @@ use crate::format::summary::exit_code;
 use crate::format::{ProgressLine, Summary};
 use crate::logs::segment::Stream;
 use crate::logs::{LogDir, LogQuery};
-use crate::store::{ExecutionRecord, Store};
+use crate::store::{ExecutionRecord, ReadError, Store};
 
 /// The record, with an unfinished one whose server is gone shown as lost (nothing is written).
 fn as_known(store: &Store, mut rec: ExecutionRecord) -> ExecutionRecord {
@@ -30,24 +31,42 @@ fn view(store: &Store, rec: ExecutionRecord) -> ExecutionView {
     }))
 }
 
+/// Why an id names no execution a command can show.
+#[derive(Debug, thiserror::Error)]
+enum FindError {
+    #[error("no execution {id} in {}", .dir.display())]
+    Unknown { id: String, dir: PathBuf },
+    #[error("no execution {id} in {}; `workflow-mcp history` lists them", .dir.display())]
+    NoMatch { id: String, dir: PathBuf },
+    #[error("\"{id}\" names more than one execution; give more of the id")]
+    Ambiguous { id: String },
+    // The whole chain in one sentence, as the other front ends say it (so no `#[source]` to repeat).
+    #[error("{}", crate::store::error_chain(.0))]
+    Read(ReadError),
+}
+
 /// The execution an id (or a unique prefix of one) names.
-fn find(store: &Store, id: &str) -> Result<ExecutionView, String> {
+fn find(store: &Store, id: &str) -> Result<ExecutionView, FindError> {
     let ids = match Uuid::parse_str(id) {
         Ok(full) => vec![full],
         Err(_) if id.len() >= 4 => store.ids_with_prefix(id, 2),
         Err(_) => Vec::new(),
     };
+    let id = id.to_owned();
     match ids.as_slice() {
         [one] => match store.try_get(one) {
             Ok(Some(rec)) => Ok(view(store, rec)),
-            Ok(None) => Err(format!("no execution {id} in {}", store.root().display())),
-            Err(e) => Err(crate::store::error_chain(&e)),
+            Ok(None) => Err(FindError::Unknown {
+                id,
+                dir: store.root().to_owned(),
+            }),
+            Err(e) => Err(FindError::Read(e)),
         },
-        [] => Err(format!(
-            "no execution {id} in {}; `workflow-mcp history` lists them",
-            store.root().display()
-        )),
-        _ => Err(format!("\"{id}\" names more than one execution; give more of the id")),
+        [] => Err(FindError::NoMatch {
+            id,
+            dir: store.root().to_owned(),
+        }),
+        _ => Err(FindError::Ambiguous { id }),
     }
 }
 
@@ -134,9 +153,9 @@ pub fn status(store: &Store, id: &str, json: bool) -> u8 {
 struct ReadOnly<'a>(&'a Store);
 
 impl Reread for ReadOnly<'_> {
-    type Error = String;
+    type Error = FindError;
 
-    fn reread(&self, view: &ExecutionView) -> Result<ExecutionView, String> {
+    fn reread(&self, view: &ExecutionView) -> Result<ExecutionView, FindError> {
         find(self.0, &view.id().to_string())
     }
 
