@@ -4,7 +4,7 @@
 use rmcp::ClientHandler;
 use rmcp::ServiceError;
 use rmcp::model::{
-    ReadResourceRequestParams, ResourceContents, ServerNotification, SubscribeRequestParams, SubscriptionFilter,
+    PaginatedRequestParams, ReadResourceRequestParams, ResourceContents, ServerNotification, SubscribeRequestParams, SubscriptionFilter,
     UnsubscribeRequestParams,
 };
 use rmcp::service::SubscriptionEnd;
@@ -13,6 +13,9 @@ use std::path::Path;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use uuid::Uuid;
+
+use workflow_mcp::engine::ExecutionState;
+use workflow_mcp::store::{ExecutionRecord, Store};
 
 use crate::util::{
     Client, Heard, RawServer, Server, TestDir, client, path_arg, protocol_error, records, release_fifo, wf,
@@ -197,6 +200,94 @@ async fn the_list_of_resources_comes_in_pages_without_repeats() {
     for id in ids {
         assert!(seen.contains(&format!("workflow://executions/{id}").as_str()));
     }
+}
+
+/// A finished record of workflow `w` created at `created_at` (ms), as the engine would have written it.
+fn finished_record(owner: &str, created_at: i64) -> ExecutionRecord {
+    ExecutionRecord {
+        id: Uuid::new_v4(),
+        workflow: "w".into(),
+        params: Default::default(),
+        argv: vec!["true".into()],
+        cwd: "/".into(),
+        idempotency_key: None,
+        state: ExecutionState::Succeeded,
+        exit_code: Some(0),
+        signal: None,
+        error: None,
+        created_at,
+        started_at: Some(created_at + 1),
+        finished_at: Some(created_at + 2),
+        pid: None,
+        pid_start: None,
+        owner: owner.to_owned(),
+        stop_request: None,
+        output: None,
+        progress: None,
+        held_open: Vec::new(),
+        log_bytes: 0,
+        job: None,
+        params_bytes: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn every_execution_is_listed_once_newest_first_over_many_pages() {
+    // 250 stored executions (five pages), some created in the same millisecond (their order is the order they
+    // were written), and one live execution created after them.
+    let dir = TestDir::new("resource-many-pages");
+    let state_dir = dir.join("state");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut stored = Vec::new();
+    {
+        let (store, _) = Store::open(&state_dir).unwrap();
+        let owner = store.instance().to_string();
+        for i in 0..250 {
+            let rec = finished_record(&owner, now - 10_000 + (i / 3) as i64);
+            store.insert(&rec).unwrap();
+            stored.push(rec.id.to_string());
+        }
+        store.flush();
+        store.retire();
+    }
+    let s = Server::builder("resource-many-pages", json!({"workflows": [wf("w", &["out", "x"])]}))
+        .state_dir(&state_dir)
+        .start()
+        .await;
+    let live = s.start_wf("w", json!({})).await;
+    let mut expected = vec!["workflow://workflows".to_owned()];
+    for id in std::iter::once(&live).chain(stored.iter().rev()) {
+        expected.push(format!("workflow://executions/{id}"));
+        expected.push(format!("workflow://executions/{id}/logs"));
+    }
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let page = s
+            .client
+            .list_resources(Some(PaginatedRequestParams::default().with_cursor(cursor)))
+            .await
+            .unwrap();
+        pages += 1;
+        listed.extend(page.resources.into_iter().map(|r| r.uri.clone()));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 6, "251 executions at 50 a page");
+    assert_eq!(listed, expected, "each execution once, newest first");
+
+    let e = s
+        .client
+        .list_resources(Some(PaginatedRequestParams::default().with_cursor(Some("not-a-cursor".into()))))
+        .await
+        .unwrap_err();
+    assert!(format!("{e}").contains("is not one resources/list gave"), "{e}");
 }
 
 #[tokio::test]
