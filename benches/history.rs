@@ -11,6 +11,8 @@
 //!   alone (`Snapshot::from_disk`), and over MCP through the server that ran it and through another one; a grep
 //!   over the whole log read from its files vs the same lines in memory.
 //!
+//! - resources: `resources/list` walked to its last page over those 10,000 executions, keyset pages
+//!   (`Engine::page`) vs the offset pages they replaced, timed in the same run.
 //! - queue: a server with BENCH_QUEUED (6000) executions queued behind one running (limits.max_queued raised):
 //!   from closing its stdin (or SIGTERM) to its exit, and from spawning the next server on the state directory
 //!   to its `initialize` answer — after a clean exit, and after the first was SIGKILLed (its records left
@@ -955,6 +957,87 @@ async fn queue(queued: usize, runs: u64, place: &Place, report: &mut Report) {
     }
 }
 
+/// `resources/list` walked to its last page (50 executions a page) over `count` executions, server-side: the
+/// keyset pages `Engine::page` reads (each page reads its 51 records) next to the offset pages it replaced
+/// (each page re-read every record before it and one page more), timed in the same run. Returns nothing; adds
+/// a row.
+async fn resource_pages(history: &Path, count: usize, runs: u64, report: &mut Report) {
+    const PAGE: usize = 50;
+    println!("## resources/list, every page over {count} executions");
+    let (_dir, config_path) = util::write_config("bench-resource-pages", &history_config());
+    let config = workflow_mcp::catalog::config::load(&config_path).unwrap();
+    let app = App::build(&config, None, &HistoryPlace::Dir(history.to_owned())).expect("build the app");
+    let engine = &app.engine;
+    let keyset = || async {
+        let mut ids = Vec::new();
+        let mut after = None;
+        loop {
+            let mut listed = engine.page(after, PAGE + 1).await;
+            let more = listed.len() > PAGE;
+            listed.truncate(PAGE);
+            after = listed.last().map(|(k, _)| *k);
+            ids.extend(listed.into_iter().map(|(_, s)| s.execution_id));
+            if !more {
+                return ids;
+            }
+        }
+    };
+    // What resources/list did before keyset paging: read up to `offset + 2 * PAGE`, start after the last id shown.
+    let offset_pages = || async {
+        let mut ids: Vec<String> = Vec::new();
+        loop {
+            let (statuses, _) = engine
+                .list(&ListFilter {
+                    limit: ids.len() + 2 * PAGE,
+                    ..ListFilter::default()
+                })
+                .await;
+            let start = match ids.last() {
+                None => 0,
+                Some(last) => statuses
+                    .iter()
+                    .position(|s| &s.execution_id == last)
+                    .map_or(ids.len().min(statuses.len()), |p| p + 1),
+            };
+            let more = statuses.len() > start + PAGE;
+            ids.extend(statuses.into_iter().skip(start).take(PAGE).map(|s| s.execution_id));
+            if !more {
+                return ids;
+            }
+        }
+    };
+    let (mut new, mut old) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let start = Instant::now();
+        let a = keyset().await;
+        new.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        let b = offset_pages().await;
+        old.push(start.elapsed().as_secs_f64());
+        assert_eq!(a.len(), count, "every execution listed");
+        assert_eq!(a, b, "the same executions in the same order");
+    }
+    let (new, old) = (median(&new), median(&old));
+    println!(
+        "keyset: {} for {} pages; offset (before): {}; ratio {:.1}x",
+        ms(new),
+        count.div_ceil(PAGE),
+        ms(old),
+        old / new
+    );
+    drop(app);
+    report.row(
+        format!(
+            "resources/list, all {} pages over {count}, server-side (median of {runs})",
+            count.div_ceil(PAGE)
+        ),
+        format!("keyset {} ({:.1}x faster)", ms(new), old / new),
+        format!("offset pages (before) {}", ms(old)),
+        "",
+        None,
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; any other argument filters nothing here.
     let n = env_num("BENCH_LINES", 10_000_000);
@@ -981,7 +1064,7 @@ fn main() {
         if want("queue") {
             queue(queued, runs.min(3), &place, &mut report).await;
         }
-        if want("startup") || want("list") {
+        if want("startup") || want("list") || want("resources") {
             let history = place.dir("history-10k");
             let built = build_history(&history, count);
             let db = std::fs::metadata(history.join("history.db")).map_or(0, |m| m.len());
@@ -994,6 +1077,9 @@ fn main() {
             }
             if want("list") {
                 list(&history, count, &mut report).await;
+            }
+            if want("resources") {
+                resource_pages(&history, count, runs.min(5), &mut report).await;
             }
         }
     });

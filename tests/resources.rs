@@ -4,8 +4,8 @@
 use rmcp::ClientHandler;
 use rmcp::ServiceError;
 use rmcp::model::{
-    PaginatedRequestParams, ReadResourceRequestParams, ResourceContents, ServerNotification, SubscribeRequestParams, SubscriptionFilter,
-    UnsubscribeRequestParams,
+    PaginatedRequestParams, ReadResourceRequestParams, ResourceContents, ServerNotification, SubscribeRequestParams,
+    SubscriptionFilter, UnsubscribeRequestParams,
 };
 use rmcp::service::SubscriptionEnd;
 use std::path::Path;
@@ -245,8 +245,8 @@ async fn every_execution_is_listed_once_newest_first_over_many_pages() {
     {
         let (store, _) = Store::open(&state_dir).unwrap();
         let owner = store.instance().to_string();
-        for i in 0..250 {
-            let rec = finished_record(&owner, now - 10_000 + (i / 3) as i64);
+        for i in 0..250_i64 {
+            let rec = finished_record(&owner, now - 10_000 + i / 3);
             store.insert(&rec).unwrap();
             stored.push(rec.id.to_string());
         }
@@ -284,7 +284,9 @@ async fn every_execution_is_listed_once_newest_first_over_many_pages() {
 
     let e = s
         .client
-        .list_resources(Some(PaginatedRequestParams::default().with_cursor(Some("not-a-cursor".into()))))
+        .list_resources(Some(
+            PaginatedRequestParams::default().with_cursor(Some("not-a-cursor".into())),
+        ))
         .await
         .unwrap_err();
     assert!(format!("{e}").contains("is not one resources/list gave"), "{e}");

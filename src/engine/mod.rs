@@ -22,7 +22,7 @@ pub use follow::{Follow, Reread, Seen};
 pub use progress::{Progress, WorkflowEvent};
 pub use runner::Engine;
 pub use status::{Evidence, ExecutionStatus, OutputSummary};
-pub use table::ListFilter;
+pub use table::{ListFilter, PageKey};
 pub use view::{ExecutionView, StoredExecution};
 // What a front end reports when a lookup could not read the history.
 pub use crate::store::{ReadError, error_chain};

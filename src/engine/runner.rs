@@ -13,7 +13,7 @@
 //! an async worker.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -24,13 +24,13 @@ use super::executor::{Executor, blocking};
 use super::follow::{Follow, Reread};
 use super::shared_history::{Reattach, reattach, record_progress, signal_stored_tree};
 use super::status::{ExecutionStatus, status_of_record};
-use super::table::{Admission, ListFilter};
+use super::table::{Admission, ListFilter, PageKey};
 use super::view::{ExecutionView, StoredExecution};
 use crate::catalog::{Invocation, WorkflowDef};
 use crate::logs::LogDir;
 use crate::proc::reaper::{is_subreaper, reap_orphans};
 use crate::runtime::Runtime;
-use crate::store::{ExecutionRecord, ReadError, Store};
+use crate::store::{ExecutionRecord, ListKey, ReadError, Store};
 
 /// Runs workflows and keeps their executions. Cheap to clone.
 #[derive(Clone)]
@@ -295,24 +295,7 @@ impl Engine {
         if let Some(history) = executor.records().history() {
             let state = filter.state.map(ExecutionState::as_str);
             let (records, total) = history.list(filter.workflow.as_deref(), state, filter.limit);
-            let table = executor.table();
-            let live: Vec<Option<Arc<Execution>>> = records.iter().map(|r| table.get(&r.id)).collect();
-            drop(table);
-            let statuses = records
-                .iter()
-                .zip(live)
-                .map(|(rec, live)| match live {
-                    Some(exec) => self.status(&ExecutionView::Live(exec)),
-                    None if rec.unfinished() && history.owner_gone(&rec.owner) => {
-                        executor.records().lose(rec);
-                        history
-                            .get(&rec.id)
-                            .map_or_else(|| status_of_record(rec), |r| status_of_record(&r))
-                    }
-                    None => status_of_record(rec),
-                })
-                .collect();
-            return (statuses, total);
+            return (self.statuses_of(history, &records), total);
         }
         let matching = {
             let mut t = executor.table();
@@ -328,6 +311,105 @@ impl Engine {
             .map(|e| self.status(&ExecutionView::Live(e)))
             .collect();
         (statuses, total)
+    }
+
+    /// The statuses of listed records: a live one's from the table, one whose owner is gone marked lost.
+    fn statuses_of(&self, history: &Store, records: &[ExecutionRecord]) -> Vec<ExecutionStatus> {
+        let executor = &self.executor;
+        let table = executor.table();
+        let live: Vec<Option<Arc<Execution>>> = records.iter().map(|r| table.get(&r.id)).collect();
+        drop(table);
+        records
+            .iter()
+            .zip(live)
+            .map(|(rec, live)| match live {
+                Some(exec) => self.status(&ExecutionView::Live(exec)),
+                None if rec.unfinished() && history.owner_gone(&rec.owner) => {
+                    executor.records().lose(rec);
+                    history
+                        .get(&rec.id)
+                        .map_or_else(|| status_of_record(rec), |r| status_of_record(&r))
+                }
+                None => status_of_record(rec),
+            })
+            .collect()
+    }
+
+    /// Up to `limit` executions after `after` in [`Engine::list`]'s order (newest first), each with its place;
+    /// with a history, read on a blocking thread, and only those records, so walking every page reads each
+    /// once.
+    pub async fn page(&self, after: Option<PageKey>, limit: usize) -> Vec<(PageKey, ExecutionStatus)> {
+        if self.history().is_some() {
+            let engine = self.clone();
+            return blocking(move || engine.page_blocking(after, limit))
+                .await
+                .unwrap_or_default();
+        }
+        self.page_blocking(after, limit)
+    }
+
+    fn page_blocking(&self, after: Option<PageKey>, limit: usize) -> Vec<(PageKey, ExecutionStatus)> {
+        if let Some(history) = self.executor.records().history() {
+            let after = after.map(|k| ListKey {
+                created_at: k.created_at,
+                rowid: k.seq,
+            });
+            let (keys, records): (Vec<ListKey>, Vec<ExecutionRecord>) =
+                history.list_after(after, limit).into_iter().unzip();
+            let statuses = self.statuses_of(history, &records);
+            return keys
+                .into_iter()
+                .zip(&records)
+                .zip(statuses)
+                .map(|((key, rec), status)| {
+                    let key = PageKey {
+                        created_at: key.created_at,
+                        seq: key.rowid,
+                        id: rec.id,
+                    };
+                    (key, status)
+                })
+                .collect();
+        }
+        // Ephemeral: the table in memory, in its own order; after the execution the key names, or, when that
+        // one was forgotten meanwhile, after the executions created before it.
+        let matching = {
+            let mut t = self.executor.table();
+            // As in a listing: the age rule also applies while nothing starts or finishes.
+            let cfg = self.executor.config();
+            t.prune(cfg.retain_executions, cfg.retain_age, SystemTime::now());
+            t.matching(&ListFilter::default())
+        };
+        let created = |e: &Execution| {
+            e.created_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        let start = match after {
+            None => 0,
+            Some(key) => matching.iter().position(|e| e.id == key.id).map_or_else(
+                || {
+                    matching
+                        .iter()
+                        .position(|e| created(e) < key.created_at)
+                        .unwrap_or(matching.len())
+                },
+                |p| p + 1,
+            ),
+        };
+        matching
+            .into_iter()
+            .skip(start)
+            .take(limit)
+            .map(|e| {
+                let key = PageKey {
+                    created_at: created(&e),
+                    seq: 0,
+                    id: e.id,
+                };
+                (key, self.status(&ExecutionView::Live(e)))
+            })
+            .collect()
     }
 
     /// The retention rule in words, e.g. "the last 1000 finished executions, for at most 7 days, with at most

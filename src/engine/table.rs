@@ -19,6 +19,15 @@ pub struct ListFilter {
     pub limit: usize,
 }
 
+/// An execution's place in a listing, newest first (see `Engine::page`): its creation time in milliseconds
+/// since the Unix epoch, then the order the history wrote it in (0 without a history), and its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageKey {
+    pub created_at: i64,
+    pub seq: i64,
+    pub id: Uuid,
+}
+
 /// What became of an execution offered to the table.
 #[derive(Debug)]
 pub enum Admission {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::reply;
 use crate::app::App;
-use crate::engine::{ExecutionStatus, ExecutionView, ListFilter};
+use crate::engine::{ExecutionStatus, ExecutionView, PageKey};
 use crate::format::Summary;
 use crate::logs::{BudgetHit, CompactLines, LogQuery};
 
@@ -135,15 +135,18 @@ fn execution_resources(s: &ExecutionStatus) -> [McpResource; 2] {
     [status, logs]
 }
 
-/// A page cursor: how many executions came before, and the last one shown (so a page starts after it even
-/// when newer executions were added meanwhile).
-fn cursor(offset: usize, last: &str) -> String {
-    format!("{offset}:{last}")
+/// A page cursor: the place of the last execution shown (`CREATED:SEQ:ID`, see [`PageKey`]); the next page
+/// starts after it, so executions added meanwhile do not shift it, and only that page is read.
+fn cursor(key: &PageKey) -> String {
+    format!("{}:{}:{}", key.created_at, key.seq, key.id)
 }
 
-fn parse_cursor(c: &str) -> Option<(usize, &str)> {
-    let (offset, last) = c.split_once(':')?;
-    Some((offset.parse().ok()?, last))
+fn parse_cursor(c: &str) -> Option<PageKey> {
+    let mut parts = c.splitn(3, ':');
+    let created_at = parts.next()?.parse().ok()?;
+    let seq = parts.next()?.parse().ok()?;
+    let id = Uuid::parse_str(parts.next()?).ok()?;
+    Some(PageKey { created_at, seq, id })
 }
 
 pub(super) fn templates() -> ListResourceTemplatesResult {
@@ -167,37 +170,20 @@ pub(super) fn templates() -> ListResourceTemplatesResult {
 
 /// One page of resources: the catalog first, then two resources per execution, newest first.
 pub(super) async fn page(app: &App, cursor_in: Option<&str>) -> Result<ListResourcesResult, McpError> {
-    let (offset, after) = match cursor_in {
-        None => (0, None),
-        Some(c) => {
-            let (offset, last) = parse_cursor(c).ok_or_else(|| {
-                McpError::invalid_params(
-                    format!("cursor \"{c}\" is not one resources/list gave; start again without a cursor"),
-                    None,
-                )
-            })?;
-            (offset, Some(last))
-        }
+    let after = match cursor_in {
+        None => None,
+        Some(c) => Some(parse_cursor(c).ok_or_else(|| {
+            McpError::invalid_params(
+                format!("cursor \"{c}\" is not one resources/list gave; start again without a cursor"),
+                None,
+            )
+        })?),
     };
-    // Read up to a page past the cursor's place, then start after the execution it names (newer ones may
-    // have moved it down); if that one was forgotten meanwhile, at its old place.
-    let (statuses, _) = app
-        .engine
-        .list(&ListFilter {
-            workflow: None,
-            state: None,
-            limit: offset + 2 * PAGE,
-        })
-        .await;
-    let start = match after {
-        None => 0,
-        Some(last) => statuses
-            .iter()
-            .position(|s| s.execution_id == last)
-            .map_or(offset.min(statuses.len()), |p| p + 1),
-    };
-    let page: Vec<&ExecutionStatus> = statuses.iter().skip(start).take(PAGE).collect();
-    let mut resources = Vec::with_capacity(2 * page.len() + 1);
+    // One past the page says whether there is a next one.
+    let mut listed = app.engine.page(after, PAGE + 1).await;
+    let more = listed.len() > PAGE;
+    listed.truncate(PAGE);
+    let mut resources = Vec::with_capacity(2 * listed.len() + 1);
     if cursor_in.is_none() {
         resources.push(
             McpResource::new(CATALOG_URI, "workflows")
@@ -206,12 +192,10 @@ pub(super) async fn page(app: &App, cursor_in: Option<&str>) -> Result<ListResou
                 .with_mime_type("application/json"),
         );
     }
-    resources.extend(page.iter().flat_map(|s| execution_resources(s)));
+    resources.extend(listed.iter().flat_map(|(_, s)| execution_resources(s)));
     let mut result = ListResourcesResult::with_all_items(resources);
-    if statuses.len() > start + PAGE
-        && let Some(last) = page.last()
-    {
-        result.next_cursor = Some(cursor(start + page.len(), &last.execution_id));
+    if more && let Some((last, _)) = listed.last() {
+        result.next_cursor = Some(cursor(last));
     }
     Ok(result)
 }

@@ -20,7 +20,7 @@ mod writer;
 pub use changes::Change;
 pub use error::{ReadError, StoreError, error_chain};
 pub use open::{Store, now_ms};
-pub use record::{ExecutionRecord, RecordError};
+pub use record::{ExecutionRecord, ListKey, RecordError};
 pub use retention::PruneRules;
 
 use std::path::PathBuf;

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::error::{ReadError, error_chain};
 use super::open::{Store, lock};
-use super::record::{COLUMNS, ExecutionRecord, LISTED_COLUMNS, RecordError, UNFINISHED};
+use super::record::{COLUMNS, ExecutionRecord, LISTED_COLUMNS, ListKey, RecordError, UNFINISHED};
 use crate::model::StopReason;
 
 impl Store {
@@ -152,6 +152,48 @@ impl Store {
                 rusqlite::params_from_iter(&values),
             )?;
             Ok((Self::good(rows), total as usize))
+        })
+        .unwrap_or_default()
+    }
+
+    /// The `limit` records that come after `after` in listing order (newest first: by creation, then by the
+    /// order they were written), each with its own place, as a listing loads them. Reads only those rows, so
+    /// walking every page reads each record once.
+    pub fn list_after(&self, after: Option<ListKey>, limit: usize) -> Vec<(ListKey, ExecutionRecord)> {
+        // The listed columns are 0..=22 (`params_bytes` last); the rowid follows them.
+        const ROWID: usize = 23;
+        let after_filter = if after.is_some() {
+            "WHERE (created_at, rowid) < (?1, ?2)"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {}, rowid FROM executions {after_filter} ORDER BY created_at DESC, rowid DESC LIMIT {limit}",
+            *LISTED_COLUMNS
+        );
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut rows = match after {
+                Some(key) => stmt.query(params![key.created_at, key.rowid])?,
+                None => stmt.query([])?,
+            };
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let key = ListKey {
+                    created_at: row.get(10)?,
+                    rowid: row.get(ROWID)?,
+                };
+                out.push(ExecutionRecord::decode(row).map(|r| (key, r)));
+            }
+            Ok(out)
+        })
+        .map(|rows| {
+            rows.into_iter()
+                .filter_map(|r| {
+                    r.inspect_err(|e| tracing::warn!(error = %error_chain(e), "skipping a bad row of the history"))
+                        .ok()
+                })
+                .collect()
         })
         .unwrap_or_default()
     }

@@ -47,6 +47,13 @@ pub struct ExecutionRecord {
     pub params_bytes: BTreeMap<String, usize>,
 }
 
+/// A record's place in a listing (newest first): its creation time, then the order records were written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListKey {
+    pub created_at: i64,
+    pub rowid: i64,
+}
+
 pub(super) const COLUMNS: &str = "id, workflow, params, argv, cwd, idempotency_key, state, exit_code, signal, error, \
      created_at, started_at, finished_at, pid, pid_start, owner, stop_request, output, progress, held_open, log_bytes, job";
 
