@@ -17,10 +17,12 @@ cargo publish --dry-run --locked --no-verify
 rm -rf "target/package/workflow-mcp-$version"
 tar -xzf "target/package/workflow-mcp-$version.crate" -C target/package
 
-install_home="$(mktemp -d)"
-trap 'rm -rf "$install_home"' EXIT
-# A fresh CARGO_HOME: nothing of the developer's (config, registry cache, installed binaries) helps. The build
-# of its dependencies is cached between runs (and clones) in .ci/run's cache folder, else in target/install.
+# A fresh CARGO_HOME (made anew each run, kept after it: tests/project.rs runs the installed binary in a fixture
+# project): nothing of the developer's (config, registry cache, installed binaries) helps. The build of its
+# dependencies is cached between runs (and clones) in .ci/run's cache folder, else in target/install.
+install_home="$PWD/target/install-home"
+rm -rf "$install_home"
+mkdir -m 700 "$install_home"
 CARGO_HOME="$install_home" CARGO_TARGET_DIR="${WORKFLOW_MCP_CI_CACHE:-target}/install" \
   cargo install --locked --path "target/package/workflow-mcp-$version"
 installed="$install_home/bin/workflow-mcp"

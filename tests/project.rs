@@ -30,6 +30,15 @@ fn just_dir() -> Option<PathBuf> {
     found
 }
 
+/// The server a user runs in a project: the one `cargo install` put into a fresh CARGO_HOME
+/// (`$WORKFLOW_MCP_INSTALLED`, set by .ci/run after scripts/package-check.sh), else the one this build made.
+fn project_bin() -> String {
+    std::env::var("WORKFLOW_MCP_INSTALLED")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| server_bin().to_string())
+}
+
 /// A user's world: HOME and the XDG folders in a temporary folder, PATH with `just`.
 struct World {
     root: TestDir,
@@ -58,7 +67,7 @@ impl World {
 
     /// `workflow-mcp ARGS` run in `cwd`; its exit code and stdout+stderr.
     async fn cli(&self, cwd: &Path, args: &[&str]) -> (i32, String) {
-        let out = self.command(server_bin(), cwd).args(args).output().await.unwrap();
+        let out = self.command(&project_bin(), cwd).args(args).output().await.unwrap();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -74,7 +83,7 @@ impl World {
 
     /// The server started with these arguments in `cwd`.
     async fn serve_with(&self, cwd: &Path, args: &[&str]) -> Client {
-        let mut cmd = self.command(server_bin(), cwd);
+        let mut cmd = self.command(&project_bin(), cwd);
         cmd.args(args);
         let (transport, _) = TokioChildProcess::builder(cmd)
             .stderr(Stdio::from(
@@ -327,7 +336,7 @@ async fn project_names_the_folder_and_the_users_own_config_is_the_fallback() {
     );
 
     // Claude Code says where the project is in $CLAUDE_PROJECT_DIR; the working directory then does not matter.
-    let mut cmd = world.command(server_bin(), Path::new("/"));
+    let mut cmd = world.command(&project_bin(), Path::new("/"));
     cmd.env("CLAUDE_PROJECT_DIR", &start).arg("list").arg("--json");
     let out = cmd.output().await.unwrap();
     let listed: Value = serde_json::from_slice(&out.stdout).expect("list --json prints JSON");
