@@ -428,7 +428,7 @@ fn build_history(dir: &Path, count: usize) -> f64 {
         );
     }
     store.flush();
-    assert_eq!(store.count(), count);
+    assert_eq!(store.count().unwrap(), count);
     store.retire();
     start.elapsed().as_secs_f64()
 }
@@ -591,17 +591,19 @@ async fn list(history: &Path, count: usize, report: &mut Report) {
     let (prune, forgotten) = time_n(100, || store.prune(rules));
     assert!(forgotten.is_empty());
     println!("retention check alone (Store::prune, nothing to forget): {}", us(prune));
-    let (count_all, n) = time_n(100, || store.count());
+    let (count_all, n) = time_n(100, || store.count().unwrap());
     assert_eq!(n, count);
     println!("count(*) alone (Store::count, used for `retained`): {}", us(count_all));
     let mut server_side = Vec::new();
     for (name, filter, _) in &cases {
         let state = filter.state.map(ExecutionState::as_str);
-        let (q, (rows, _)) = time_n(100, || store.list(filter.workflow.as_deref(), state, filter.limit));
+        let (q, (rows, _)) = time_n(100, || {
+            store.list(filter.workflow.as_deref(), state, filter.limit).unwrap()
+        });
         let start = Instant::now();
-        let mut listed = engine.list(filter).await;
+        let mut listed = engine.list(filter).await.unwrap();
         for _ in 1..100 {
-            listed = engine.list(filter).await;
+            listed = engine.list(filter).await.unwrap();
         }
         let (t, (statuses, total)) = (start.elapsed().as_secs_f64() / 100.0, listed);
         assert_eq!(statuses.len(), rows.len());
@@ -991,7 +993,8 @@ async fn resource_pages(history: &Path, count: usize, runs: u64, report: &mut Re
                     limit: ids.len() + 2 * PAGE,
                     ..ListFilter::default()
                 })
-                .await;
+                .await
+                .unwrap();
             let start = match ids.last() {
                 None => 0,
                 Some(last) => statuses

@@ -99,3 +99,29 @@ async fn a_locked_history_is_reported_as_busy_not_as_an_unknown_execution() {
         "{text}"
     );
 }
+
+/// A listing that cannot read the history says so — never "0 of 0" for a history that holds executions.
+#[tokio::test]
+async fn a_locked_history_fails_a_listing_instead_of_listing_nothing() {
+    let dir = TestDir::new("busy-listing");
+    let state_dir = dir.join("state");
+    let mut s = RawServer::builder("busy-listing", json!({"workflows": [wf("ok", &["exit", "0"])]}))
+        .state_dir(&state_dir)
+        .start()
+        .await;
+    let ran = s
+        .call_ok("execute_workflow", json!({"workflow": "ok", "params": {}}))
+        .await;
+    s.wait_final(ran["execution_id"].as_str().unwrap()).await;
+    let db = state_dir.join("history.db");
+    let locks = hold_read_locks(&db);
+    let asked = s.call("list_executions", json!({})).await;
+    let r = s.response(asked).await;
+    drop(locks);
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains(&db.display().to_string()) && text.contains("busy") && text.contains("try again"),
+        "{text}"
+    );
+}

@@ -211,13 +211,13 @@ async fn every_way_of_stopping_ends_every_queued_execution_in_the_history() {
         let history = workflow_mcp::store::Store::open_reader(&state_dir).unwrap();
         for unfinished in ["queued", "running"] {
             assert_eq!(
-                history.list(None, Some(unfinished), 0).1,
+                history.list(None, Some(unfinished), 0).unwrap().1,
                 0,
                 "after {how}: executions left {unfinished} in the history"
             );
         }
         assert_eq!(
-            history.list(None, Some("cancelled"), 0).1,
+            history.list(None, Some("cancelled"), 0).unwrap().1,
             states.values().sum::<usize>()
         );
         // Nothing ran but the one that printed nothing: no log folder was made (none to delete at exit).

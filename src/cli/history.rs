@@ -49,7 +49,7 @@ enum FindError {
 fn find(store: &Store, id: &str) -> Result<ExecutionView, FindError> {
     let ids = match Uuid::parse_str(id) {
         Ok(full) => vec![full],
-        Err(_) if id.len() >= 4 => store.ids_with_prefix(id, 2),
+        Err(_) if id.len() >= 4 => store.ids_with_prefix(id, 2).map_err(FindError::Read)?,
         Err(_) => Vec::new(),
     };
     let id = id.to_owned();
@@ -82,7 +82,13 @@ pub fn list(store: &Store, workflow: Option<&str>, state: Option<&str>, limit: u
         );
         return 2;
     }
-    let (records, total) = store.list(workflow, state, limit);
+    let (records, total) = match store.list(workflow, state, limit) {
+        Ok(listed) => listed,
+        Err(e) => {
+            eprintln!("workflow-mcp: {}", crate::store::error_chain(&e));
+            return 1;
+        }
+    };
     let statuses: Vec<_> = records.into_iter().map(|r| view(store, r).status()).collect();
     if json {
         let out = serde_json::json!({"executions": statuses, "total": total});
@@ -220,5 +226,34 @@ pub fn logs(store: &Store, id: &str, follow: bool) -> u8 {
                 return 1;
             }
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history that cannot be read is said (on stderr, exit 1), never listed as "0 of 0".
+    #[test]
+    fn a_busy_history_fails_the_command_instead_of_showing_nothing() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-cli-{}-busy", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let readers = [Store::open_reader(&dir).unwrap(), Store::open_reader(&dir).unwrap()];
+        let locks = crate::store::hold_read_locks(&dir.join("history.db"));
+        // Both wait on the lock at once (a waiting read takes SQLite's ~10 s).
+        let (listed, found) = std::thread::scope(|s| {
+            let listed = s.spawn(|| list(&readers[0], None, None, 10, false));
+            let found = s.spawn(|| find(&readers[1], "abcd").err());
+            (listed.join().unwrap(), found.join().unwrap())
+        });
+        drop(locks);
+        assert_eq!(listed, 1, "history");
+        assert!(
+            matches!(found, Some(FindError::Read(ReadError::Busy { .. }))),
+            "a prefix is looked up, not taken for an unknown id: {found:?}"
+        );
+        drop((store, readers));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -278,24 +278,25 @@ impl Engine {
     }
 
     /// Executions matching `filter`, newest first, and how many matched in all (with a history: every server
-    /// process's, and those from before a restart, read on a blocking thread).
-    pub async fn list(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
+    /// process's, and those from before a restart, read on a blocking thread); an error when the history
+    /// cannot be read (never an empty listing in its place).
+    pub async fn list(&self, filter: &ListFilter) -> Result<(Vec<ExecutionStatus>, usize), ReadError> {
         if self.history().is_some() {
             let (engine, filter) = (self.clone(), filter.clone());
             return blocking(move || engine.list_blocking(&filter))
                 .await
-                .unwrap_or_default();
+                .unwrap_or_else(|| Ok(Default::default()));
         }
         self.list_blocking(filter)
     }
 
     /// [`Engine::list`] on the calling thread, which may block.
-    fn list_blocking(&self, filter: &ListFilter) -> (Vec<ExecutionStatus>, usize) {
+    fn list_blocking(&self, filter: &ListFilter) -> Result<(Vec<ExecutionStatus>, usize), ReadError> {
         let executor = &self.executor;
         if let Some(history) = executor.records().history() {
             let state = filter.state.map(ExecutionState::as_str);
-            let (records, total) = history.list(filter.workflow.as_deref(), state, filter.limit);
-            return (self.statuses_of(history, &records), total);
+            let (records, total) = history.list(filter.workflow.as_deref(), state, filter.limit)?;
+            return Ok((self.statuses_of(history, &records), total));
         }
         let matching = {
             let mut t = executor.table();
@@ -310,7 +311,7 @@ impl Engine {
             .take(filter.limit)
             .map(|e| self.status(&ExecutionView::Live(e)))
             .collect();
-        (statuses, total)
+        Ok((statuses, total))
     }
 
     /// The statuses of listed records: a live one's from the table, one whose owner is gone marked lost.
@@ -419,10 +420,10 @@ impl Engine {
     }
 
     /// How many executions are retained (with a history: counted on a blocking thread).
-    pub async fn retained(&self) -> usize {
+    pub async fn retained(&self) -> Result<usize, ReadError> {
         match self.history().cloned() {
-            Some(history) => blocking(move || history.count()).await.unwrap_or(0),
-            None => self.executor.table().len(),
+            Some(history) => blocking(move || history.count()).await.unwrap_or(Ok(0)),
+            None => Ok(self.executor.table().len()),
         }
     }
 

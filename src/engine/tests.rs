@@ -265,13 +265,14 @@ async fn a_listing_never_applies_retention() {
             limit: 10,
             ..ListFilter::default()
         })
-        .await;
+        .await
+        .unwrap();
     assert_eq!(
         (listed.len(), total),
         (1, 1),
         "the listing forgot what it was asked to list"
     );
-    assert_eq!(store.count(), 1);
+    assert_eq!(store.count().unwrap(), 1);
     store.retire();
     let _ = std::fs::remove_dir_all(dir);
 }

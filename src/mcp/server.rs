@@ -296,7 +296,7 @@ impl WorkflowServer {
                     state: None,
                     limit: 0,
                 })
-                .await
+                .await?
                 .1
                 == 0
         {
@@ -310,7 +310,7 @@ impl WorkflowServer {
                 state: input.state,
                 limit: limit as usize,
             })
-            .await;
+            .await?;
         let wanted = executions.len();
         let mut used = 0;
         let fits = executions
@@ -332,7 +332,7 @@ impl WorkflowServer {
             }),
             executions,
             total,
-            retained: self.app.engine.retained().await,
+            retained: self.app.engine.retained().await?,
             retention: self.app.engine.retention_rule(),
         };
         reply(&out, text::executions(&out))

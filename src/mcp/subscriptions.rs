@@ -360,29 +360,34 @@ fn look_at(engine: &Engine, entries: Vec<StoredEntry>, all: bool) -> (Vec<Stored
 }
 
 /// The newest executions and their states, and how many there are: when this changes, so does the list of
-/// resources (an execution added, forgotten, or a title's state).
-async fn list_seen(engine: &Engine) -> (Vec<(String, ExecutionState)>, usize) {
+/// resources (an execution added, forgotten, or a title's state). None when the history cannot be read: nothing
+/// is known to have changed.
+async fn list_seen(engine: &Engine) -> Option<(Vec<(String, ExecutionState)>, usize)> {
     let (statuses, total) = engine
         .list(&ListFilter {
             workflow: None,
             state: None,
             limit: LIST_WATCHED,
         })
-        .await;
-    (statuses.into_iter().map(|s| (s.execution_id, s.state)).collect(), total)
+        .await
+        .inspect_err(|e| tracing::warn!(error = %crate::engine::error_chain(e), "reading the history failed"))
+        .ok()?;
+    Some((statuses.into_iter().map(|s| (s.execution_id, s.state)).collect(), total))
 }
 
 /// Tells `notifier` when the list of executions changes, at most [`LIST_EVERY`] apart, until `stop` fires.
 async fn watch_list(engine: Engine, notifier: Notifier, stop: CancellationToken) {
     let mut changes = engine.changes();
-    let mut last = list_seen(&engine).await;
+    let mut last = list_seen(&engine).await.unwrap_or_default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = changes.changed() => {}
             _ = tokio::time::sleep(LIST_LOOK) => {}
         }
-        let now = list_seen(&engine).await;
+        let Some(now) = list_seen(&engine).await else {
+            continue;
+        };
         if now == last {
             continue;
         }

@@ -3,6 +3,7 @@
 use rusqlite::params;
 use uuid::Uuid;
 
+use super::error::error_chain;
 use super::open::{Store, now_ms};
 use super::record::{COLUMNS, ExecutionRecord, Json, UNFINISHED};
 use super::writer::Op;
@@ -81,11 +82,12 @@ impl Store {
         }));
         match result {
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-                match rec
-                    .idempotency_key
-                    .as_deref()
-                    .and_then(|k| self.by_key(&rec.workflow, k))
-                {
+                match rec.idempotency_key.as_deref().and_then(|k| {
+                    self.by_key(&rec.workflow, k)
+                        .inspect_err(|e| tracing::warn!(error = %error_chain(e), "reading the history failed"))
+                        .ok()
+                        .flatten()
+                }) {
                     Some(existing) => Err(Box::new(existing)),
                     None => {
                         tracing::warn!(error = %e, "recording an execution failed");

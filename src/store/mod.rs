@@ -20,6 +20,8 @@ mod writer;
 pub use changes::Change;
 pub use error::{ReadError, StoreError, error_chain};
 pub use open::{Store, now_ms};
+#[cfg(test)]
+pub(crate) use reads::hold_read_locks;
 pub use record::{ExecutionRecord, ListKey, RecordError};
 pub use retention::PruneRules;
 

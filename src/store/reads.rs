@@ -10,21 +10,18 @@ use crate::model::StopReason;
 
 impl Store {
     /// The ids that start with `prefix` (at most `limit`).
-    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Vec<Uuid> {
+    pub fn ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<Uuid>, ReadError> {
         if !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        self.read(|c| {
+        let ids = self.try_read(|c| {
             let mut stmt = c.prepare("SELECT id FROM executions WHERE id LIKE ?1 || '%' LIMIT ?2")?;
             stmt.query_map(params![prefix.to_ascii_lowercase(), limit as i64], |r| {
                 r.get::<_, String>(0)
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|id| Uuid::parse_str(id).ok())
-        .collect()
+        })?;
+        Ok(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect())
     }
 
     /// This instance's running executions that another process asked to stop, with the reason.
@@ -77,6 +74,11 @@ impl Store {
             .collect()
     }
 
+    /// A read whose failure the caller reports, named for what it means to the reader.
+    fn try_read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, ReadError> {
+        f(&lock(&self.reader)).map_err(|e| self.read_error(e))
+    }
+
     /// A failed read, named for what it means to the reader.
     fn read_error(&self, source: rusqlite::Error) -> ReadError {
         let path = self.dir.history_db();
@@ -112,20 +114,26 @@ impl Store {
             .flatten()
     }
 
-    pub fn by_key(&self, workflow: &str, key: &str) -> Option<ExecutionRecord> {
-        self.read(|c| {
+    /// The record started with idempotency key `key` for `workflow`, if any.
+    pub fn by_key(&self, workflow: &str, key: &str) -> Result<Option<ExecutionRecord>, ReadError> {
+        self.try_read(|c| {
             Self::records(
                 c,
                 &format!("SELECT {COLUMNS} FROM executions WHERE workflow = ?1 AND idempotency_key = ?2"),
                 [workflow, key],
             )
         })
-        .and_then(|rows| Self::good(rows).into_iter().next())
+        .map(|rows| Self::good(rows).into_iter().next())
     }
 
     /// Records matching the filters, newest first, at most `limit`, and how many match in all — as a listing
     /// shows them: without `argv`, long string params cut (their whole lengths in `params_bytes`).
-    pub fn list(&self, workflow: Option<&str>, state: Option<&str>, limit: usize) -> (Vec<ExecutionRecord>, usize) {
+    pub fn list(
+        &self,
+        workflow: Option<&str>,
+        state: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ExecutionRecord>, usize), ReadError> {
         // Only the filters given are in the query (not `?1 IS NULL OR ...`), so SQLite can use the index of
         // each: the count reads index entries, and the page walks an index newest first.
         let filters: Vec<(&str, &str)> = [("workflow", workflow), ("state", state)]
@@ -139,7 +147,7 @@ impl Store {
             format!("WHERE {}", terms.join(" AND "))
         };
         let values: Vec<&str> = filters.iter().map(|(_, value)| *value).collect();
-        self.read(|c| {
+        self.try_read(|c| {
             let total: i64 = c
                 .prepare_cached(&format!("SELECT count(*) FROM executions {filter}"))?
                 .query_row(rusqlite::params_from_iter(&values), |r| r.get(0))?;
@@ -153,7 +161,6 @@ impl Store {
             )?;
             Ok((Self::good(rows), total as usize))
         })
-        .unwrap_or_default()
     }
 
     /// The `limit` records that come after `after` in listing order (newest first: by creation, then by the
@@ -199,10 +206,41 @@ impl Store {
     }
 
     /// How many records there are.
-    pub fn count(&self) -> usize {
-        self.read(|c| c.query_row("SELECT count(*) FROM executions", [], |r| r.get::<_, i64>(0)))
-            .unwrap_or(0) as usize
+    pub fn count(&self) -> Result<usize, ReadError> {
+        self.try_read(|c| c.query_row("SELECT count(*) FROM executions", [], |r| r.get::<_, i64>(0)))
+            .map(|n| n as usize)
     }
+}
+
+/// Holds every WAL read mark of the database at `db` the way another process would (open-file-description
+/// locks conflict with SQLite's record locks even inside this process), so a read of it waits — SQLite's own
+/// retries, about 10 s — and then fails as busy. Released when the file is dropped.
+#[cfg(test)]
+pub(crate) fn hold_read_locks(db: &std::path::Path) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    // A record lock (fcntl), not flock(2).
+    use libc::{F_OFD_SETLK, flock as RecordLock};
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&shm).unwrap();
+    // SQLite's WAL index: bytes 123..128 are the five read marks a reader must lock shared.
+    let lock = RecordLock {
+        l_type: libc::F_WRLCK as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: 123,
+        l_len: 5,
+        l_pid: 0,
+    };
+    // SAFETY: F_OFD_SETLK with a valid flock struct (l_pid 0, as OFD locks require) on an open file.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), F_OFD_SETLK, &lock) };
+    assert_eq!(
+        rc,
+        0,
+        "lock {}: {}",
+        shm.to_string_lossy(),
+        std::io::Error::last_os_error()
+    );
+    file
 }
 
 #[cfg(test)]
@@ -214,7 +252,7 @@ mod tests {
 
     use super::super::open::now_ms;
     use crate::model::{ExecutionState, StopReason};
-    use crate::store::{ExecutionRecord, Store, error_chain};
+    use crate::store::{ExecutionRecord, ReadError, Store, error_chain};
 
     #[test]
     fn a_listing_loads_long_params_cut_and_no_argv() {
@@ -230,7 +268,7 @@ mod tests {
             ..record(&store, ExecutionState::Succeeded)
         };
         store.insert(&rec).unwrap();
-        let (listed, total) = store.list(None, None, 10);
+        let (listed, total) = store.list(None, None, 10).unwrap();
         assert_eq!(total, 1);
         let listed = &listed[0];
         assert!(listed.argv.is_empty(), "a listing does not load argv");
@@ -302,7 +340,7 @@ mod tests {
             "{text}"
         );
         assert!(store.get(&bad.id).is_none(), "never read as some other state");
-        let (listed, total) = store.list(None, None, 10);
+        let (listed, total) = store.list(None, None, 10).unwrap();
         assert_eq!(total, 2);
         let ids: Vec<Uuid> = listed.iter().map(|r| r.id).collect();
         assert_eq!(
@@ -383,6 +421,43 @@ mod tests {
             ("slurm", "42", Some("vm"))
         );
         assert_eq!((rec.created_at, rec.finished_at), (1000, Some(2000)));
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    /// A read that cannot be done is an error, never an empty answer ("0 of 0" for a history that holds
+    /// executions).
+    #[test]
+    fn a_busy_history_is_an_error_not_an_empty_answer() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-busy", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let rec = ExecutionRecord {
+            idempotency_key: Some("k".into()),
+            ..record(&store, ExecutionState::Succeeded)
+        };
+        store.insert(&rec).unwrap();
+        assert_eq!(store.count().unwrap(), 1);
+        // One reader each, so the four wait on the lock at once (a waiting read takes SQLite's ~10 s).
+        let readers: Vec<Store> = (0..4).map(|_| Store::open_reader(&dir).unwrap()).collect();
+        let locks = super::hold_read_locks(&dir.join("history.db"));
+        let prefix = rec.id.to_string()[..8].to_owned();
+        let errors: Vec<ReadError> = std::thread::scope(|s| {
+            let r = &readers;
+            let waits = [
+                s.spawn(|| r[0].list(None, None, 10).map(drop)),
+                s.spawn(|| r[1].count().map(drop)),
+                s.spawn(|| r[2].by_key("w", "k").map(drop)),
+                s.spawn(|| r[3].ids_with_prefix(&prefix, 2).map(drop)),
+            ];
+            waits
+                .map(|w| w.join().unwrap().expect_err("a read of a busy history"))
+                .into()
+        });
+        for e in errors {
+            assert!(matches!(e, ReadError::Busy { .. }), "{}", error_chain(&e));
+        }
+        drop(locks);
+        assert_eq!(store.list(None, None, 10).unwrap().1, 1, "read again once free");
         drop(store);
         let _ = std::fs::remove_dir_all(dir);
     }
