@@ -974,7 +974,7 @@ async fn resource_pages(history: &Path, count: usize, runs: u64, report: &mut Re
         let mut ids = Vec::new();
         let mut after = None;
         loop {
-            let mut listed = engine.page(after, PAGE + 1).await;
+            let mut listed = engine.page(after, PAGE + 1).await.unwrap();
             let more = listed.len() > PAGE;
             listed.truncate(PAGE);
             after = listed.last().map(|(k, _)| *k);

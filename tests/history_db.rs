@@ -114,14 +114,20 @@ async fn a_locked_history_fails_a_listing_instead_of_listing_nothing() {
         .await;
     s.wait_final(ran["execution_id"].as_str().unwrap()).await;
     let db = state_dir.join("history.db");
+    let busy = |text: &str| text.contains(&db.display().to_string()) && text.contains("busy");
     let locks = hold_read_locks(&db);
     let asked = s.call("list_executions", json!({})).await;
+    // resources/list too: not a page with the catalog alone.
+    s.send(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}))
+        .await;
     let r = s.response(asked).await;
+    let listed = s.response(1).await;
     drop(locks);
     assert_eq!(r["result"]["isError"], true, "{r}");
     let text = r["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(busy(text) && text.contains("try again"), "{text}");
     assert!(
-        text.contains(&db.display().to_string()) && text.contains("busy") && text.contains("try again"),
-        "{text}"
+        busy(listed["error"]["message"].as_str().unwrap_or_default()),
+        "{listed}"
     );
 }

@@ -339,26 +339,34 @@ impl Engine {
     /// Up to `limit` executions after `after` in [`Engine::list`]'s order (newest first), each with its place;
     /// with a history, read on a blocking thread, and only those records, so walking every page reads each
     /// once.
-    pub async fn page(&self, after: Option<PageKey>, limit: usize) -> Vec<(PageKey, ExecutionStatus)> {
+    pub async fn page(
+        &self,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Vec<(PageKey, ExecutionStatus)>, ReadError> {
         if self.history().is_some() {
             let engine = self.clone();
             return blocking(move || engine.page_blocking(after, limit))
                 .await
-                .unwrap_or_default();
+                .unwrap_or_else(|| Ok(Vec::new()));
         }
         self.page_blocking(after, limit)
     }
 
-    fn page_blocking(&self, after: Option<PageKey>, limit: usize) -> Vec<(PageKey, ExecutionStatus)> {
+    fn page_blocking(
+        &self,
+        after: Option<PageKey>,
+        limit: usize,
+    ) -> Result<Vec<(PageKey, ExecutionStatus)>, ReadError> {
         if let Some(history) = self.executor.records().history() {
             let after = after.map(|k| ListKey {
                 created_at: k.created_at,
                 rowid: k.seq,
             });
             let (keys, records): (Vec<ListKey>, Vec<ExecutionRecord>) =
-                history.list_after(after, limit).into_iter().unzip();
+                history.list_after(after, limit)?.into_iter().unzip();
             let statuses = self.statuses_of(history, &records);
-            return keys
+            return Ok(keys
                 .into_iter()
                 .zip(&records)
                 .zip(statuses)
@@ -370,7 +378,7 @@ impl Engine {
                     };
                     (key, status)
                 })
-                .collect();
+                .collect());
         }
         // Ephemeral: the table in memory, in its own order; after the execution the key names, or, when that
         // one was forgotten meanwhile, after the executions created before it.
@@ -398,7 +406,7 @@ impl Engine {
                 |p| p + 1,
             ),
         };
-        matching
+        Ok(matching
             .into_iter()
             .skip(start)
             .take(limit)
@@ -410,7 +418,7 @@ impl Engine {
                 };
                 (key, self.status(&ExecutionView::Live(e)))
             })
-            .collect()
+            .collect())
     }
 
     /// The retention rule in words, e.g. "the last 1000 finished executions, for at most 7 days, with at most

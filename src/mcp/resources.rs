@@ -180,7 +180,11 @@ pub(super) async fn page(app: &App, cursor_in: Option<&str>) -> Result<ListResou
         })?),
     };
     // One past the page says whether there is a next one.
-    let mut listed = app.engine.page(after, PAGE + 1).await;
+    let mut listed = app
+        .engine
+        .page(after, PAGE + 1)
+        .await
+        .map_err(|e| McpError::internal_error(crate::engine::error_chain(&e), None))?;
     let more = listed.len() > PAGE;
     listed.truncate(PAGE);
     let mut resources = Vec::with_capacity(2 * listed.len() + 1);

@@ -166,7 +166,11 @@ impl Store {
     /// The `limit` records that come after `after` in listing order (newest first: by creation, then by the
     /// order they were written), each with its own place, as a listing loads them. Reads only those rows, so
     /// walking every page reads each record once.
-    pub fn list_after(&self, after: Option<ListKey>, limit: usize) -> Vec<(ListKey, ExecutionRecord)> {
+    pub fn list_after(
+        &self,
+        after: Option<ListKey>,
+        limit: usize,
+    ) -> Result<Vec<(ListKey, ExecutionRecord)>, ReadError> {
         // The listed columns are 0..=22 (`params_bytes` last); the rowid follows them.
         const ROWID: usize = 23;
         let after_filter = if after.is_some() {
@@ -178,7 +182,7 @@ impl Store {
             "SELECT {}, rowid FROM executions {after_filter} ORDER BY created_at DESC, rowid DESC LIMIT {limit}",
             *LISTED_COLUMNS
         );
-        self.read(|c| {
+        self.try_read(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let mut rows = match after {
                 Some(key) => stmt.query(params![key.created_at, key.rowid])?,
@@ -202,7 +206,6 @@ impl Store {
                 })
                 .collect()
         })
-        .unwrap_or_default()
     }
 
     /// How many records there are.
