@@ -355,33 +355,19 @@ fn build_history(dir: &Path, count: usize) -> f64 {
         let id = Uuid::new_v4();
         store
             .insert(&ExecutionRecord {
-                id,
-                workflow: workflow.clone(),
                 params,
-                argv: vec![
-                    "/usr/bin/make".into(),
-                    "-j4".into(),
-                    format!("TARGET=x86_64-unknown-linux-gnu-{}", i % 7),
-                ],
                 cwd: "/home/dev/project".into(),
-                idempotency_key: None,
-                state: ExecutionState::Queued,
-                exit_code: None,
-                signal: None,
-                error: None,
-                created_at,
-                started_at: None,
-                finished_at: None,
-                pid: None,
-                pid_start: None,
-                owner: owner.clone(),
-                stop_request: None,
-                output: None,
-                progress: None,
-                held_open: Vec::new(),
-                log_bytes: 0,
-                job: None,
-                params_bytes: Default::default(),
+                ..ExecutionRecord::queued(
+                    id,
+                    &workflow,
+                    vec![
+                        "/usr/bin/make".into(),
+                        "-j4".into(),
+                        format!("TARGET=x86_64-unknown-linux-gnu-{}", i % 7),
+                    ],
+                    &owner,
+                    created_at,
+                )
             })
             .expect("a new record");
         store.update(

@@ -205,29 +205,11 @@ async fn the_list_of_resources_comes_in_pages_without_repeats() {
 /// A finished record of workflow `w` created at `created_at` (ms), as the engine would have written it.
 fn finished_record(owner: &str, created_at: i64) -> ExecutionRecord {
     ExecutionRecord {
-        id: Uuid::new_v4(),
-        workflow: "w".into(),
-        params: Default::default(),
-        argv: vec!["true".into()],
-        cwd: "/".into(),
-        idempotency_key: None,
         state: ExecutionState::Succeeded,
         exit_code: Some(0),
-        signal: None,
-        error: None,
-        created_at,
         started_at: Some(created_at + 1),
         finished_at: Some(created_at + 2),
-        pid: None,
-        pid_start: None,
-        owner: owner.to_owned(),
-        stop_request: None,
-        output: None,
-        progress: None,
-        held_open: Vec::new(),
-        log_bytes: 0,
-        job: None,
-        params_bytes: Default::default(),
+        ..ExecutionRecord::queued(Uuid::new_v4(), "w", vec!["true".into()], owner, created_at)
     }
 }
 

@@ -228,29 +228,8 @@ mod tests {
     fn stored(state: ExecutionState) -> ExecutionView {
         ExecutionView::Stored(Arc::new(StoredExecution {
             record: ExecutionRecord {
-                id: uuid::Uuid::new_v4(),
-                workflow: "w".into(),
-                params: Default::default(),
-                argv: vec!["w".into()],
-                cwd: "/".into(),
-                idempotency_key: None,
                 state,
-                exit_code: None,
-                signal: None,
-                error: None,
-                created_at: 0,
-                started_at: None,
-                finished_at: None,
-                pid: None,
-                pid_start: None,
-                owner: "another server".into(),
-                stop_request: None,
-                output: None,
-                progress: None,
-                held_open: Vec::new(),
-                log_bytes: 0,
-                job: None,
-                params_bytes: Default::default(),
+                ..ExecutionRecord::queued(uuid::Uuid::new_v4(), "w", vec!["w".into()], "another server", 0)
             },
             logs: LogDir::open(std::path::Path::new("/nonexistent/wfmcp-follow-test")),
         }))

@@ -207,29 +207,17 @@ async fn a_listing_never_applies_retention() {
     let store = Arc::new(store);
     let now = crate::clock::unix_ms(std::time::SystemTime::now());
     let rec = crate::store::ExecutionRecord {
-        id: uuid::Uuid::new_v4(),
-        workflow: "w".into(),
-        params: Default::default(),
-        argv: vec!["w".into()],
-        cwd: "/".into(),
-        idempotency_key: None,
         state: ExecutionState::Succeeded,
         exit_code: Some(0),
-        signal: None,
-        error: None,
-        created_at: now,
         started_at: Some(now),
         finished_at: Some(now),
-        pid: None,
-        pid_start: None,
-        owner: store.instance().to_string(),
-        stop_request: None,
-        output: None,
-        progress: None,
-        held_open: Vec::new(),
-        log_bytes: 0,
-        job: None,
-        params_bytes: Default::default(),
+        ..crate::store::ExecutionRecord::queued(
+            uuid::Uuid::new_v4(),
+            "w",
+            vec!["w".into()],
+            &store.instance().to_string(),
+            now,
+        )
     };
     store.insert(&rec).unwrap();
     let runtime = Arc::new(BlockingRuntime {

@@ -158,6 +158,36 @@ const COLUMN_NAMES: [&str; 23] = [
 ];
 
 impl ExecutionRecord {
+    /// A queued execution of `workflow` owned by `owner`, created at `created_at` (ms): nothing run, nothing
+    /// printed yet. What a test or a benchmark sets beyond that, it sets with `..ExecutionRecord::queued(..)`.
+    pub fn queued(id: Uuid, workflow: &str, argv: Vec<String>, owner: &str, created_at: i64) -> ExecutionRecord {
+        ExecutionRecord {
+            id,
+            workflow: workflow.to_owned(),
+            params: Map::new(),
+            argv,
+            cwd: "/".to_owned(),
+            idempotency_key: None,
+            state: ExecutionState::Queued,
+            exit_code: None,
+            signal: None,
+            error: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            pid: None,
+            pid_start: None,
+            owner: owner.to_owned(),
+            stop_request: None,
+            output: None,
+            progress: None,
+            held_open: Vec::new(),
+            log_bytes: 0,
+            job: None,
+            params_bytes: BTreeMap::new(),
+        }
+    }
+
     /// Whether the execution is still queued or running (as far as the record says).
     pub fn unfinished(&self) -> bool {
         !self.state.is_terminal()
