@@ -150,6 +150,7 @@ const FILE_ORDERS: &[(&str, &[&str])] = &[
             "launch",
             "supervisor",
             "executor",
+            "listing",
             "shared_history",
             "runner",
         ],

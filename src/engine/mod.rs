@@ -7,6 +7,7 @@ pub mod execution;
 mod executor;
 pub mod follow;
 mod launch;
+mod listing;
 pub mod progress;
 mod records;
 pub mod runner;

@@ -6,31 +6,33 @@
 //! - [`super::supervisor`]: one thread per execution, which waits for its exit and clears out what it left;
 //! - [`super::drain`]: two threads per execution, which move its output into its log;
 //! - [`super::executor`]: the owner of all of them, which takes each execution from start to end;
-//! - [`super::history`]: what other server processes on the history ask and leave behind.
+//! - [`super::listing`]: what listings read (a status, a listing, a page);
+//! - [`super::shared_history`]: what other server processes on the history ask and leave behind.
 //!
 //! Async tasks (tool calls, timeouts) only wait on an execution's `logs_tx`; anything that may block — a signal
 //! to a process tree, a `/proc` scan, reaping — runs on `spawn_blocking` or on the engine's own threads, never on
 //! an async worker.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::config::{EngineConfig, EngineError, StopError};
-use super::execution::{Execution, ExecutionState, StopReason};
+use super::execution::{ExecutionState, StopReason};
 use super::executor::{Executor, blocking};
 use super::follow::{Follow, Reread};
+use super::listing;
 use super::shared_history::{Reattach, reattach, record_progress, signal_stored_tree};
-use super::status::{ExecutionStatus, status_of_record};
+use super::status::ExecutionStatus;
 use super::table::{Admission, ListFilter, PageKey};
 use super::view::{ExecutionView, StoredExecution};
 use crate::catalog::{Invocation, WorkflowDef};
 use crate::logs::LogDir;
 use crate::proc::reaper::{is_subreaper, reap_orphans};
 use crate::runtime::Runtime;
-use crate::store::{ExecutionRecord, ListKey, ReadError, Store};
+use crate::store::{ExecutionRecord, ReadError, Store};
 
 /// Runs workflows and keeps their executions. Cheap to clone.
 #[derive(Clone)]
@@ -268,13 +270,7 @@ impl Engine {
 
     /// The status of an execution, with its queue position when queued here.
     pub fn status(&self, view: &ExecutionView) -> ExecutionStatus {
-        match view {
-            ExecutionView::Live(exec) => {
-                let position = self.executor.table().queue_position(&exec.id);
-                exec.status(position)
-            }
-            ExecutionView::Stored(_) => view.status(),
-        }
+        listing::status(&self.executor, view)
     }
 
     /// Executions matching `filter`, newest first, and how many matched in all (with a history: every server
@@ -283,57 +279,11 @@ impl Engine {
     pub async fn list(&self, filter: &ListFilter) -> Result<(Vec<ExecutionStatus>, usize), ReadError> {
         if self.history().is_some() {
             let (engine, filter) = (self.clone(), filter.clone());
-            return blocking(move || engine.list_blocking(&filter))
+            return blocking(move || listing::list(&engine.executor, &filter))
                 .await
                 .unwrap_or_else(|| Ok(Default::default()));
         }
-        self.list_blocking(filter)
-    }
-
-    /// [`Engine::list`] on the calling thread, which may block.
-    fn list_blocking(&self, filter: &ListFilter) -> Result<(Vec<ExecutionStatus>, usize), ReadError> {
-        let executor = &self.executor;
-        if let Some(history) = executor.records().history() {
-            let state = filter.state.map(ExecutionState::as_str);
-            let (records, total) = history.list(filter.workflow.as_deref(), state, filter.limit)?;
-            return Ok((self.statuses_of(history, &records), total));
-        }
-        let matching = {
-            let mut t = executor.table();
-            // The age rule also applies while nothing starts or finishes.
-            let cfg = executor.config();
-            t.prune(cfg.retain_executions, cfg.retain_age, SystemTime::now());
-            t.matching(filter)
-        };
-        let total = matching.len();
-        let statuses = matching
-            .into_iter()
-            .take(filter.limit)
-            .map(|e| self.status(&ExecutionView::Live(e)))
-            .collect();
-        Ok((statuses, total))
-    }
-
-    /// The statuses of listed records: a live one's from the table, one whose owner is gone marked lost.
-    fn statuses_of(&self, history: &Store, records: &[ExecutionRecord]) -> Vec<ExecutionStatus> {
-        let executor = &self.executor;
-        let table = executor.table();
-        let live: Vec<Option<Arc<Execution>>> = records.iter().map(|r| table.get(&r.id)).collect();
-        drop(table);
-        records
-            .iter()
-            .zip(live)
-            .map(|(rec, live)| match live {
-                Some(exec) => self.status(&ExecutionView::Live(exec)),
-                None if rec.unfinished() && history.owner_gone(&rec.owner) => {
-                    executor.records().lose(rec);
-                    history
-                        .get(&rec.id)
-                        .map_or_else(|| status_of_record(rec), |r| status_of_record(&r))
-                }
-                None => status_of_record(rec),
-            })
-            .collect()
+        listing::list(&self.executor, filter)
     }
 
     /// Up to `limit` executions after `after` in [`Engine::list`]'s order (newest first), each with its place;
@@ -346,79 +296,11 @@ impl Engine {
     ) -> Result<Vec<(PageKey, ExecutionStatus)>, ReadError> {
         if self.history().is_some() {
             let engine = self.clone();
-            return blocking(move || engine.page_blocking(after, limit))
+            return blocking(move || listing::page(&engine.executor, after, limit))
                 .await
                 .unwrap_or_else(|| Ok(Vec::new()));
         }
-        self.page_blocking(after, limit)
-    }
-
-    fn page_blocking(
-        &self,
-        after: Option<PageKey>,
-        limit: usize,
-    ) -> Result<Vec<(PageKey, ExecutionStatus)>, ReadError> {
-        if let Some(history) = self.executor.records().history() {
-            let after = after.map(|k| ListKey {
-                created_at: k.created_at,
-                rowid: k.seq,
-            });
-            let (keys, records): (Vec<ListKey>, Vec<ExecutionRecord>) =
-                history.list_after(after, limit)?.into_iter().unzip();
-            let statuses = self.statuses_of(history, &records);
-            return Ok(keys
-                .into_iter()
-                .zip(&records)
-                .zip(statuses)
-                .map(|((key, rec), status)| {
-                    let key = PageKey {
-                        created_at: key.created_at,
-                        seq: key.rowid,
-                        id: rec.id,
-                    };
-                    (key, status)
-                })
-                .collect());
-        }
-        // Ephemeral: the table in memory, in its own order; after the execution the key names, or, when that
-        // one was forgotten meanwhile, after the executions created before it.
-        let matching = {
-            let mut t = self.executor.table();
-            // As in a listing: the age rule also applies while nothing starts or finishes.
-            let cfg = self.executor.config();
-            t.prune(cfg.retain_executions, cfg.retain_age, SystemTime::now());
-            t.matching(&ListFilter::default())
-        };
-        let created = |e: &Execution| {
-            e.created_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64)
-        };
-        let start = match after {
-            None => 0,
-            Some(key) => matching.iter().position(|e| e.id == key.id).map_or_else(
-                || {
-                    matching
-                        .iter()
-                        .position(|e| created(e) < key.created_at)
-                        .unwrap_or(matching.len())
-                },
-                |p| p + 1,
-            ),
-        };
-        Ok(matching
-            .into_iter()
-            .skip(start)
-            .take(limit)
-            .map(|e| {
-                let key = PageKey {
-                    created_at: created(&e),
-                    seq: 0,
-                    id: e.id,
-                };
-                (key, self.status(&ExecutionView::Live(e)))
-            })
-            .collect())
+        listing::page(&self.executor, after, limit)
     }
 
     /// The retention rule in words, e.g. "the last 1000 finished executions, for at most 7 days, with at most
