@@ -122,16 +122,13 @@ impl Records {
 
     /// Records an execution's final state, then applies retention.
     pub(super) fn record_final(&self, exec: &Execution) {
+        self.changed();
         let Some(history) = &self.history else {
-            self.changed();
             return;
         };
         // Committed before anyone sees it final: the history and this process never disagree on an end.
         history.update_now(exec.id, final_change(exec));
-        // Watchers hear of the end once the retention it triggers is done, so a listing they make then never
-        // shows a forgotten execution's log folder still being deleted.
         self.prune();
-        self.changed();
     }
 
     /// Ends queued executions that never started (at shutdown): each final here, all their records in one
