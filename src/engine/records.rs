@@ -53,34 +53,22 @@ impl Records {
 impl Records {
     /// The record of a new execution.
     pub(super) fn record_of(&self, exec: &Execution) -> ExecutionRecord {
+        let owner = self
+            .history
+            .as_ref()
+            .map(|h| h.instance().to_string())
+            .unwrap_or_default();
         ExecutionRecord {
-            id: exec.id,
-            workflow: exec.workflow.name.clone(),
             params: exec.params.clone(),
-            argv: exec.launch.argv.clone(),
             cwd: exec.launch.cwd.display().to_string(),
             idempotency_key: exec.idempotency_key.clone(),
-            state: ExecutionState::Queued,
-            exit_code: None,
-            signal: None,
-            error: None,
-            created_at: unix_ms(exec.created_at),
-            started_at: None,
-            finished_at: None,
-            pid: None,
-            pid_start: None,
-            owner: self
-                .history
-                .as_ref()
-                .map(|h| h.instance().to_string())
-                .unwrap_or_default(),
-            stop_request: None,
-            output: None,
-            progress: None,
-            held_open: Vec::new(),
-            log_bytes: 0,
-            job: None,
-            params_bytes: Default::default(),
+            ..ExecutionRecord::queued(
+                exec.id,
+                &exec.workflow.name,
+                exec.launch.argv.clone(),
+                &owner,
+                unix_ms(exec.created_at),
+            )
         }
     }
 

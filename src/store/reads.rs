@@ -290,29 +290,14 @@ mod tests {
 
     fn record(store: &Store, state: ExecutionState) -> ExecutionRecord {
         ExecutionRecord {
-            id: Uuid::new_v4(),
-            workflow: "w".into(),
-            params: Default::default(),
-            argv: vec!["prog".into()],
-            cwd: "/".into(),
-            idempotency_key: None,
             state,
-            exit_code: None,
-            signal: None,
-            error: None,
-            created_at: now_ms(),
-            started_at: None,
-            finished_at: None,
-            pid: None,
-            pid_start: None,
-            owner: store.instance().to_string(),
-            stop_request: None,
-            output: None,
-            progress: None,
-            held_open: Vec::new(),
-            log_bytes: 0,
-            job: None,
-            params_bytes: BTreeMap::new(),
+            ..ExecutionRecord::queued(
+                Uuid::new_v4(),
+                "w",
+                vec!["prog".into()],
+                &store.instance().to_string(),
+                now_ms(),
+            )
         }
     }
 
