@@ -468,15 +468,9 @@ mod tests {
     }
 
     fn all_lines(snap: &Snapshot) -> Vec<(u64, String)> {
-        snap.segments
-            .iter()
-            .flat_map(|s| {
-                let seg = s.load();
-                (0..seg.len())
-                    .map(|i| seg.line(i))
-                    .map(|l| (l.seq, String::from_utf8_lossy(l.bytes).into_owned()))
-                    .collect::<Vec<_>>()
-            })
+        lines_with_stream(snap)
+            .into_iter()
+            .map(|(seq, text, _)| (seq, text))
             .collect()
     }
 
