@@ -228,10 +228,9 @@ impl Execution {
         });
     }
 
-    /// queued → failed_to_start, with the reason.
-    /// queued → failed_to_start, with the reason. `record` runs once the state is final and before anyone
-    /// waiting is woken (so whoever sees it final finds it recorded too).
-    pub fn failed_to_start(&self, error: String, record: impl FnOnce(&Execution)) {
+    /// queued → failed_to_start, with the reason. `record` is given the final lifecycle before anyone can see
+    /// it (so whoever sees it final finds it recorded too).
+    pub fn failed_to_start(&self, error: String, record: impl FnOnce(&Execution, &Lifecycle)) {
         self.finish(
             |l| {
                 l.state = ExecutionState::FailedToStart;
@@ -241,23 +240,28 @@ impl Execution {
         );
     }
 
-    fn finish(&self, f: impl FnOnce(&mut Lifecycle), record: impl FnOnce(&Execution)) -> ExecutionState {
-        let state = self.finish_unwoken(f);
-        record(self);
-        self.notify();
-        state
+    /// Makes it final: `f` decides the final lifecycle, `record` records it, and only then is it what anyone
+    /// reading the execution sees, and those waiting are woken.
+    fn finish(&self, f: impl FnOnce(&mut Lifecycle), record: impl FnOnce(&Execution, &Lifecycle)) -> ExecutionState {
+        let last = self.decide_final(f);
+        record(self, &last);
+        self.publish_final(last)
     }
 
-    /// Makes it final without waking anyone (the caller records it, then calls [`Execution::notify`]).
-    fn finish_unwoken(&self, f: impl FnOnce(&mut Lifecycle)) -> ExecutionState {
-        let state = {
-            let mut l = self.lock();
-            f(&mut l);
-            l.finished_at = Some(l.ended_at.unwrap_or_else(SystemTime::now));
-            l.tree = None;
-            l.state
-        };
+    /// The final lifecycle `f` decides, not yet visible (its log is closed: its size is part of the record).
+    fn decide_final(&self, f: impl FnOnce(&mut Lifecycle)) -> Lifecycle {
+        let mut last = self.life();
+        f(&mut last);
+        last.finished_at = Some(last.ended_at.unwrap_or_else(SystemTime::now));
+        last.tree = None;
         self.logs_buffer.mark_finished();
+        last
+    }
+
+    /// Makes a decided final lifecycle the execution's, and wakes whoever waits on it.
+    pub fn publish_final(&self, last: Lifecycle) -> ExecutionState {
+        let state = last.state;
+        self.transition(|l| *l = last);
         state
     }
 
@@ -299,29 +303,28 @@ impl Execution {
 
     /// running (or queued and stopped) → final: the state follows from the stop asked for and the exit code.
     /// (`record` as for [`Execution::failed_to_start`].)
-    pub fn settle(&self, record: impl FnOnce(&Execution)) -> ExecutionState {
+    pub fn settle(&self, record: impl FnOnce(&Execution, &Lifecycle)) -> ExecutionState {
         self.finish(|l| l.state = final_state_of(l), record)
     }
 
     /// queued → cancelled (never started): the stop and its message, then final.
-    pub fn end_unstarted(&self, reason: StopReason, message: String, record: impl FnOnce(&Execution)) {
+    pub fn end_unstarted(&self, reason: StopReason, message: String, record: impl FnOnce(&Execution, &Lifecycle)) {
         self.request_stop(reason, message);
         self.settle(record);
     }
 
-    /// As [`Execution::end_unstarted`], but nobody is woken: one of many ended together, recorded in one batch
-    /// before the caller wakes each with [`Execution::notify`]. False when it was final already.
-    pub fn end_unstarted_unwoken(&self, reason: StopReason, message: String) -> bool {
+    /// As [`Execution::end_unstarted`], but only decided: one of many ended together, recorded in one batch
+    /// before the caller publishes each with [`Execution::publish_final`]. None when it was final already.
+    pub fn decide_unstarted_end(&self, reason: StopReason, message: String) -> Option<Lifecycle> {
         if self.state().is_terminal() {
-            return false;
+            return None;
         }
-        self.finish_unwoken(|l| {
+        Some(self.decide_final(|l| {
             if l.stop.is_none() {
                 l.stop = Some(reason);
                 l.error = Some(message);
             }
             l.state = final_state_of(l);
-        });
-        true
+        }))
     }
 }

@@ -194,7 +194,8 @@ impl Executor {
                 tracing::warn!(execution = %exec.id, workflow = %exec.workflow.name, "{msg}");
                 exec.ending();
                 self.release(&exec);
-                exec.failed_to_start(msg, |e| self.records.record_final(e));
+                exec.failed_to_start(msg, |e, last| self.records.record_final(e, last));
+                self.records.changed();
                 return;
             }
         };
@@ -271,7 +272,8 @@ impl Executor {
     }
     /// Decides the final state, applies retention and wakes waiters.
     fn settle(self: &Arc<Self>, exec: &Arc<Execution>) {
-        let state = exec.settle(|e| self.records.record_final(e));
+        let state = exec.settle(|e, last| self.records.record_final(e, last));
+        self.records.changed();
         tracing::info!(execution = %exec.id, workflow = %exec.workflow.name, state = state.as_str(), "execution finished");
         let cfg = &self.config;
         self.table()
@@ -328,8 +330,13 @@ impl Executor {
         let dequeued = self.table().dequeue(&exec.id);
         if let Some(e) = dequeued {
             let executor = self.clone();
-            blocking(move || e.end_unstarted(reason, e.stop_message(reason), |e| executor.records.record_final(e)))
-                .await;
+            blocking(move || {
+                e.end_unstarted(reason, e.stop_message(reason), |e, last| {
+                    executor.records.record_final(e, last)
+                });
+                executor.records.changed();
+            })
+            .await;
             return;
         }
         let mut rx = exec.logs_tx.subscribe();

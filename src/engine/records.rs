@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::config::EngineConfig;
-use super::execution::{Execution, ExecutionState, StopReason};
+use super::execution::{Execution, ExecutionState, Lifecycle, StopReason};
 use crate::clock::unix_ms;
 use crate::proc::scan::{RecordedTree, signal_recorded_trees};
 use crate::store::{Change, ExecutionRecord, PruneRules, Store};
@@ -108,34 +108,34 @@ impl Records {
         }
     }
 
-    /// Records an execution's final state, then applies retention.
-    pub(super) fn record_final(&self, exec: &Execution) {
-        self.changed();
+    /// Records an execution's final state, then applies retention. (Its caller publishes the state, then tells
+    /// the watchers of changes: woken before, one would find it still running.)
+    pub(super) fn record_final(&self, exec: &Execution, last: &Lifecycle) {
         let Some(history) = &self.history else {
             return;
         };
         // Committed before anyone sees it final: the history and this process never disagree on an end.
-        history.update_now(exec.id, final_change(exec));
+        history.update_now(exec.id, final_change(exec, last));
         self.prune();
     }
 
-    /// Ends queued executions that never started (at shutdown): each final here, all their records in one
-    /// transaction, and only then is anyone waiting on them woken. The caller applies retention once after.
+    /// Ends queued executions that never started (at shutdown): each decided final, all their records in one
+    /// transaction, and only then is each final for anyone reading it. The caller applies retention once after.
     /// (One write and one retention pass each made 6000 of them take 13.6 s.)
     pub(super) fn end_unstarted_all(&self, queued: &[Arc<Execution>], reason: StopReason) {
-        let ended: Vec<&Arc<Execution>> = queued
+        let ended: Vec<(&Arc<Execution>, Lifecycle)> = queued
             .iter()
-            .filter(|e| e.end_unstarted_unwoken(reason, e.stop_message(reason)))
+            .filter_map(|e| Some((e, e.decide_unstarted_end(reason, e.stop_message(reason))?)))
             .collect();
         if let Some(history) = &self.history
             && !ended.is_empty()
         {
-            history.update_all_now(ended.iter().map(|e| (e.id, final_change(e))).collect());
+            history.update_all_now(ended.iter().map(|(e, last)| (e.id, final_change(e, last))).collect());
+        }
+        for (e, last) in ended {
+            e.publish_final(last);
         }
         self.changed();
-        for e in ended {
-            e.notify();
-        }
     }
 
     /// Applies the history's retention.
@@ -192,8 +192,7 @@ impl Records {
 }
 
 /// The record of an execution's end.
-fn final_change(exec: &Execution) -> Change {
-    let life = exec.life();
+fn final_change(exec: &Execution, life: &Lifecycle) -> Change {
     let status = exec.status(None);
     Change::Finished {
         state: life.state,

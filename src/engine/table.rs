@@ -291,7 +291,26 @@ mod tests {
     }
 
     fn finish(e: &Execution) {
-        e.end_unstarted(StopReason::Cancel, "test".into(), |_| {});
+        e.end_unstarted(StopReason::Cancel, "test".into(), |_, _| {});
+    }
+
+    /// Whoever sees an execution final finds it recorded: while its end is being recorded, readers (a waiter
+    /// woken by its last line, a `get_status`) still see it unfinished. (They saw it final before its record,
+    /// and so before the retention its end applies.)
+    #[test]
+    fn an_execution_is_final_to_its_readers_only_once_recorded() {
+        let e = exec(&def("a", None), None);
+        let mut seen_while_recording = None;
+        e.end_unstarted(StopReason::Cancel, "test".into(), |e, last| {
+            seen_while_recording = Some((e.state(), last.state));
+        });
+        assert_eq!(
+            seen_while_recording,
+            Some((ExecutionState::Queued, ExecutionState::Cancelled)),
+            "recorded as cancelled while still queued to readers"
+        );
+        assert_eq!(e.state(), ExecutionState::Cancelled);
+        assert!(e.life().finished_at.is_some());
     }
 
     #[test]
