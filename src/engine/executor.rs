@@ -332,7 +332,7 @@ impl Executor {
             let executor = self.clone();
             blocking(move || {
                 e.end_unstarted(reason, e.stop_message(reason), |e, last| {
-                    executor.records.record_final(e, last)
+                    executor.records.record_final(e, last);
                 });
                 executor.records.changed();
             })
