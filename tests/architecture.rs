@@ -97,7 +97,7 @@ fn every_module_uses_only_the_modules_below_it() {
 /// (`mod.rs` only declares; a module's `tests.rs` sits on top). Adding a module is one line.
 const FILE_ORDERS: &[(&str, &[&str])] = &[
     ("proc", &["signal", "spawn", "scan", "reaper", "env", "watchdog"]),
-    ("model", &["state", "job", "output", "progress"]),
+    ("model", &["state", "instance", "job", "output", "progress"]),
     ("cli", &["terminal", "args", "setup", "inspect", "history", "run"]),
     (
         "store",

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_jobs.sql"),
     include_str!("migrations/0003_list_by_state.sql"),
     include_str!("migrations/0004_instance_start.sql"),
+    include_str!("migrations/0005_instance_role.sql"),
 ];
 
 /// Why the database could not be used.
@@ -277,6 +278,27 @@ mod tests {
             .query_row("SELECT count(*) FROM instances", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 1, "reopening keeps the data");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_instance_registered_before_roles_reads_as_a_server() {
+        let dir = temp("roles");
+        let path = dir.join("history.db");
+        let conn = Connection::open(&path).unwrap();
+        for sql in &MIGRATIONS[..4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        conn.execute("INSERT INTO instances (id, pid, started_at) VALUES ('a', 1, 2)", [])
+            .unwrap();
+        drop(conn);
+        let (conn, _) = open(&path).unwrap();
+        let role: crate::model::Role = conn
+            .query_row("SELECT role FROM instances WHERE id = 'a'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(role, crate::model::Role::Server);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -13,6 +13,15 @@ use uuid::Uuid;
 
 use super::open::{Store, try_flock};
 use super::record::{COLUMNS, ExecutionRecord, UNFINISHED};
+use crate::model::Role;
+
+/// An instance as the history records it: what it is and which process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub role: Role,
+    pub pid: u32,
+}
 
 /// What one instance can tell of another.
 enum Owner {
@@ -86,6 +95,22 @@ impl Store {
         }
     }
 
+    /// The instance `id` as registered; None once its row is gone (it exited cleanly, or was forgotten) or when
+    /// it cannot be read.
+    pub fn instance_record(&self, id: &str) -> Option<Instance> {
+        let row = self.read(|c| {
+            c.query_row("SELECT pid, role FROM instances WHERE id = ?1", [id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Role>(1)?))
+            })
+            .optional()
+        })??;
+        Some(Instance {
+            id: id.to_owned(),
+            role: row.1,
+            pid: u32::try_from(row.0).ok()?,
+        })
+    }
+
     /// Whether the instance `owner` is known to be gone: only then are its executions lost. An instance that
     /// cannot be checked (its lock file unreadable, say) is not.
     pub fn owner_gone(&self, owner: &str) -> bool {
@@ -146,5 +171,38 @@ impl Store {
             }
             drop(held);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::{Instance, Role, Store};
+
+    #[test]
+    fn an_instance_is_listed_with_the_role_it_opened_as() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-roles", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (server, _) = Store::open(&dir).unwrap();
+        let (supervisor, _) = Store::open_as(&dir, Role::Supervisor).unwrap();
+        let reader = Store::open_reader(&dir).unwrap();
+        for (store, role) in [(&server, Role::Server), (&supervisor, Role::Supervisor)] {
+            let id = store.instance().to_string();
+            assert_eq!(
+                reader.instance_record(&id),
+                Some(Instance {
+                    id,
+                    role,
+                    pid: std::process::id()
+                })
+            );
+        }
+        supervisor.retire();
+        assert_eq!(
+            reader.instance_record(&supervisor.instance().to_string()),
+            None,
+            "a clean exit removes its row"
+        );
+        drop((server, supervisor, reader));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -19,11 +19,14 @@ mod writer;
 
 pub use changes::Change;
 pub use error::{ReadError, StoreError, error_chain};
+pub use instances::Instance;
 pub use open::{Store, now_ms};
 #[cfg(test)]
 pub(crate) use reads::hold_read_locks;
 pub use record::{ExecutionRecord, ListKey, RecordError};
 pub use retention::PruneRules;
+// The role an instance registers as, for the front ends (which name the store, not the model).
+pub use crate::model::Role;
 
 use std::path::PathBuf;
 

@@ -2,8 +2,8 @@
 //! alive), the writer thread every write goes through, and the reads.
 //!
 //! The state directory's layout is `crate::state_dir`'s (private: folders 0700, files 0600; a looser state
-//! directory is tightened): the database, each execution's log folder, one lock file per live server process,
-//! locked (`flock`) for as long as it lives.
+//! directory is tightened): the database, each execution's log folder, one lock file per live instance (a server,
+//! a supervisor, a command acting on the history), locked (`flock`) for as long as it lives.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::db::{self, DbError};
 use super::error::StoreError;
 use super::writer::{Op, Reply, writer_loop};
+use crate::model::Role;
 use crate::state_dir::StateDir;
 
 /// The store of this process.
@@ -88,9 +89,14 @@ fn private_dir(path: &Path) -> std::io::Result<Option<String>> {
 }
 
 impl Store {
-    /// Opens (creating what is missing) the state directory `root`, registers this process as an instance, and
-    /// starts the writer thread. Returns warnings to log (a database moved aside, a folder made private).
+    /// Opens (creating what is missing) the state directory `root`, registers this process as a server instance,
+    /// and starts the writer thread. Returns warnings to log (a database moved aside, a folder made private).
     pub fn open(root: &Path) -> Result<(Store, Vec<String>), StoreError> {
+        Self::open_as(root, Role::Server)
+    }
+
+    /// [`Store::open`] for a process of another `role` (an execution's supervisor, a command).
+    pub fn open_as(root: &Path, role: Role) -> Result<(Store, Vec<String>), StoreError> {
         let dir_err = |error| StoreError::Dir {
             path: root.to_owned(),
             error,
@@ -130,8 +136,8 @@ impl Store {
             let me_start = crate::proc::scan::process(me).map(|p| p.start_time as i64);
             writer_conn
                 .execute(
-                    "INSERT INTO instances (id, pid, started_at, pid_start) VALUES (?1, ?2, ?3, ?4)",
-                    params![instance.to_string(), me, now_ms(), me_start],
+                    "INSERT INTO instances (id, pid, started_at, pid_start, role) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![instance.to_string(), me, now_ms(), me_start, role],
                 )
                 .map_err(|source| DbError::Open {
                     path: db_path.clone(),
