@@ -103,6 +103,7 @@ fn seq_workflow(n: u64) -> (Arc<WorkflowDef>, Invocation) {
         max_concurrent: None,
         source: Source::Manifest,
         placement: Default::default(),
+        outlive_session: false,
     });
     let inv = Invocation {
         args: vec![n.to_string()],

@@ -114,11 +114,13 @@ pub fn catalog(config: &Config) -> Arc<Catalog> {
         env: ChildEnv::inherited(&config.inherit_env).into_vars(),
         timeout: Duration::from_millis(config.limits.discovery_timeout_ms),
         placement: config.default_runtime.clone(),
+        outlive_session: config.outlive_session,
     });
     let imports = (!config.import.is_empty()).then(|| ImportSettings {
         dir: config.dir.clone(),
         kinds: config.import.clone(),
         placement: config.default_runtime.clone(),
+        outlive_session: config.outlive_session,
     });
     let file = (!config.path.as_os_str().is_empty()).then(|| config.path.clone());
     Arc::new(Catalog::new(config.workflows.clone(), discovery).with_source(file, imports, config.trust_gate()))

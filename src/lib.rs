@@ -9,6 +9,8 @@
 //!   (stdio today) sit on top of it, and one ending never stops the engine.
 //! - [`app`]: the wiring both share — the catalog and the engine on the local and Slurm runtimes, built from a
 //!   config.
+//! - [`outlive`]: executions that outlive their session on this machine — the supervisor process that runs one
+//!   (this binary run again, with an engine of its own on the same state directory) and how a server starts it.
 //! - [`format`]: durations, byte sizes and the progress line, and one summary of an execution (headline,
 //!   outcome, title, standing, the exit code its end stands for), for both front ends.
 //! - [`engine`]: executions — the table (queue, slots, retention), the spawner, drain and supervisor threads,
@@ -37,7 +39,7 @@
 //! `cli`, `mcp` → `host` → `app` → `engine` → `catalog` → `runtime` → `proc`, and `engine` → `logs`, `store`
 //! (the catalog names where a workflow runs with the runtime's `Placement`), `store` → `proc` (an instance's
 //! process, by pid and start time); `model` sits under `logs`, `runtime`, `store` and `engine` and uses only `proc`
-//! (a signal's name); `format` sits under the front ends
+//! (a signal's name); `outlive` uses `engine`, `proc`, `runtime` and `store` (only `main` uses it); `format` sits under the front ends
 //! and uses only `engine`; `clock` is used by `logs`, `store`, `engine` and `mcp`; `state_dir` uses nothing and is
 //! used by `store`, `engine`, `app` and `cli`; `schemas` (used by tests) reads
 //! `catalog`, `engine` and `mcp`. `mcp` never touches processes, `engine` and `logs` never import `rmcp`, and
@@ -57,6 +59,7 @@ pub mod host;
 pub mod logs;
 pub mod mcp;
 pub mod model;
+pub mod outlive;
 pub mod proc;
 pub mod runtime;
 pub mod schemas;

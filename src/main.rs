@@ -10,6 +10,7 @@ use workflow_mcp::catalog::config;
 use workflow_mcp::cli::args::{self, Command};
 use workflow_mcp::cli::setup;
 use workflow_mcp::host::Host;
+use workflow_mcp::outlive::{self, SUPERVISE_ARG, Supervisors};
 use workflow_mcp::proc::reaper::become_subreaper;
 use workflow_mcp::proc::watchdog::{self, WATCHDOG_ARG, Watchdog};
 use workflow_mcp::store::{Store, default_state_dir};
@@ -18,6 +19,17 @@ fn main() -> ExitCode {
     // The watchdog is this binary run again (see proc::watchdog); it never parses a command line.
     if std::env::args_os().nth(1).is_some_and(|a| a == WATCHDOG_ARG) {
         watchdog::run();
+    }
+    // So is the supervisor of an execution that outlives its session (see outlive).
+    if std::env::args_os().nth(1).is_some_and(|a| a == SUPERVISE_ARG) {
+        init_tracing("info");
+        return match outlive::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("workflow-mcp supervisor: {:#}", anyhow::Error::new(e));
+                ExitCode::from(1)
+            }
+        };
     }
     let command = match args::parse(std::env::args_os().skip(1)) {
         Ok(c) => c,
@@ -79,6 +91,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let rt = tokio_runtime()?;
             rt.block_on(async {
                 let app = App::build(&config, watchdog, &place)?;
+                app.engine.detach_with(supervisors());
                 tracing::info!(
                     config = %app.catalog.config().map_or("none".into(), |p| p.display().to_string()),
                     workflows = app.catalog.all().len(),
@@ -138,6 +151,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let rt = tokio_runtime()?;
             let code = rt.block_on(async {
                 let app = App::build(&config, watchdog, &place)?;
+                app.engine.detach_with(supervisors());
                 anyhow::Ok(workflow_mcp::cli::run::run(app, &workflow, &params, params_json.as_deref()).await)
             })?;
             // The runtime may hold a blocked stdin reader; exit without waiting for it.
@@ -200,6 +214,11 @@ fn open_history(config: Option<std::path::PathBuf>, state_dir: Option<std::path:
 }
 
 /// Starts the watchdog (this binary, run again) that kills every workflow if this process dies.
+/// Supervisors of executions that outlive their session: this very binary, run again.
+fn supervisors() -> std::sync::Arc<Supervisors> {
+    std::sync::Arc::new(Supervisors::new(std::path::Path::new("/proc/self/exe")))
+}
+
 fn start_watchdog() -> Option<Watchdog> {
     match Watchdog::start(std::path::Path::new("/proc/self/exe")) {
         Ok(w) => Some(w),

@@ -25,6 +25,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             &["catalog", "engine", "logs", "proc", "runtime", "state_dir", "store"][..],
         ),
         ("host", &["app"][..]),
+        ("outlive", &["engine", "proc", "runtime", "store"][..]),
         (
             "mcp",
             &["host", "app", "catalog", "engine", "logs", "format", "clock"][..],
@@ -146,6 +147,7 @@ const FILE_ORDERS: &[(&str, &[&str])] = &[
             "drain",
             "table",
             "config",
+            "detach",
             "records",
             "launch",
             "supervisor",

@@ -6,11 +6,9 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::util::{Server, TestDir, Tmpfs, exited, records, refused_start, release_fifo, server_bin, wf, write_config};
-
-fn state(s: &Value) -> &str {
-    s["state"].as_str().unwrap()
-}
+use crate::util::{
+    Server, TestDir, Tmpfs, exited, records, refused_start, release_fifo, server_bin, state, wf, write_config,
+};
 
 fn kill9(pid: u32) {
     // SAFETY: SIGKILL to a server this test started.

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{RawServer, Server, TestDir, alive, exited, records, release_fifo, wf};
+use crate::util::{RawServer, Server, TestDir, alive, exited, records, release_fifo, state, wf};
 
 /// The pid printed by a fake workflow's `grandchild` actions.
 async fn grandchild_pid(s: &Server, id: &str) -> u32 {
@@ -13,10 +13,6 @@ async fn grandchild_pid(s: &Server, id: &str) -> u32 {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn state(st: &Value) -> &str {
-    st["state"].as_str().unwrap()
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod harness;
 mod history_db;
 mod load;
 mod logs;
+mod outlive;
 mod packaging;
 mod project;
 mod reads;

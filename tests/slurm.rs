@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{Server, TestDir, alive, exited, fake, line_texts, records, release_fifo, server_bin, write_config};
+use crate::util::{
+    Server, TestDir, alive, exited, fake, line_texts, records, release_fifo, server_bin, state, write_config,
+};
 
 /// The node is shared: one Slurm test at a time, so one test's jobs never wait behind another's.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -44,10 +46,6 @@ fn job(name: &str, actions: &[&str], extra: Value) -> Value {
         }
     }
     entry
-}
-
-fn state(s: &Value) -> &str {
-    s["state"].as_str().unwrap()
 }
 
 /// Waits (polling get_status, each call a round trip) until the status satisfies `done`.

@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::util::{RawServer, Server, TestDir, Tmpfs, alive, refused_start, wf, write_config};
-
-fn state(s: &Value) -> &str {
-    s["state"].as_str().unwrap()
-}
+use crate::util::{RawServer, Server, TestDir, Tmpfs, alive, refused_start, state, wf, write_config};
 
 /// Every path under `dir` (itself included) whose mode is not 0700 for a directory or 0600 for a file.
 fn not_private(dir: &Path) -> Vec<(PathBuf, u32)> {

@@ -201,6 +201,11 @@ pub fn parse_records(compact: &str) -> Vec<Value> {
 }
 
 /// The log lines of a compact `lines` (or `tail`, or evidence) value, notes left out.
+/// An execution's state, from a status.
+pub fn state(status: &Value) -> &str {
+    status["state"].as_str().unwrap()
+}
+
 pub fn records(lines: &Value) -> Vec<Value> {
     let compact = lines
         .as_str()

@@ -33,6 +33,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// Where workflows run unless their entry says otherwise (discovered ones included).
     pub default_runtime: Placement,
+    /// Whether executions outlive their session unless their entry says otherwise (discovered ones included).
+    pub outlive_session: bool,
     /// The kinds of task files imported from the config's folder.
     pub import: Vec<TaskKind>,
     /// How this file was chosen (`--config`, found in the project, the user's own).
@@ -67,6 +69,7 @@ impl Config {
             state_dir: None,
             warnings: Vec::new(),
             default_runtime: Placement::Local,
+            outlive_session: false,
             import: Vec::new(),
             origin: Origin::User,
         }
@@ -139,7 +142,9 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
         match workflow_from_entry(entry, &dir, file.default_runtime.as_ref().unwrap_or(&Placement::Local)) {
             Ok((def, mut warn)) => {
                 warnings.extend(warn.drain(..).map(|w| format!("{at}: {w}")));
-                workflows.push(Arc::new(def));
+                workflows.push(Arc::new(
+                    def.outliving(entry.outlive_session.unwrap_or(file.outlive_session)),
+                ));
             }
             Err(errs) => problems.extend(errs.into_iter().map(|e| format!("{at}: {e}"))),
         }
@@ -207,6 +212,7 @@ pub fn from_file(file: ConfigFile, path: PathBuf, dir: PathBuf) -> Result<Config
     }
     Ok(Config {
         default_runtime: placement_in(file.default_runtime.unwrap_or_default(), &dir),
+        outlive_session: file.outlive_session,
         state_dir: file.state_dir.map(|d| dir.join(d)),
         path,
         dir,
@@ -295,6 +301,7 @@ fn workflow_from_entry(
         max_concurrent: entry.max_concurrent,
         source: Source::Manifest,
         placement: placement_in(entry.runtime.clone().unwrap_or_else(|| default_runtime.clone()), dir),
+        outlive_session: false,
     };
     Ok((def, warnings))
 }

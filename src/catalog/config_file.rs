@@ -36,6 +36,10 @@ pub struct ConfigFile {
     /// Server-wide limits; every key has a default.
     #[serde(default)]
     pub limits: Limits,
+    /// Whether executions outlive the session that started them, for every workflow whose entry does not say
+    /// (discovered and imported ones included); see a workflow's `outlive_session`. Default false.
+    #[serde(default)]
+    pub outlive_session: bool,
     /// Where workflows run unless their entry says otherwise (discovered ones included): `{"type": "local"}`
     /// (the default) or `{"type": "slurm", ...}`.
     #[serde(default)]
@@ -75,6 +79,12 @@ pub struct WorkflowEntry {
     /// the config's `default_runtime`, else this machine.
     #[serde(default)]
     pub runtime: Option<Placement>,
+    /// Its executions go on when the session that started them ends (the client restarts, the server exits or
+    /// is killed): a local one is run by a supervisor process of its own, a Slurm job is left running; any
+    /// server on the same state directory and the CLI follow and cancel them. Default: the config's
+    /// `outlive_session`, else false (an execution ends with the server that started it).
+    #[serde(default)]
+    pub outlive_session: Option<bool>,
 }
 
 /// A typed parameter of a manifest workflow, with exactly one of `arg`, `flag`, `positional`, `env`.

@@ -30,6 +30,8 @@ pub struct DiscoverySettings {
     pub timeout: Duration,
     /// Where discovered workflows run (the config's `default_runtime`).
     pub placement: crate::runtime::Placement,
+    /// Whether their executions outlive their session (the config's `outlive_session`).
+    pub outlive_session: bool,
 }
 
 /// The outcome of one scan.
@@ -157,7 +159,10 @@ pub fn discover(settings: &DiscoverySettings, taken: &HashSet<String>) -> Discov
             .and_then(|meta| meta.into_workflow(exe, &settings.cwd))
             .map(|(def, warnings)| {
                 let placement = settings.placement.clone();
-                (WorkflowDef { placement, ..def }, warnings)
+                (
+                    WorkflowDef { placement, ..def }.outliving(settings.outlive_session),
+                    warnings,
+                )
             });
         match converted {
             Err(why) => found.problems.push(format!("skipped {}: {why}", exe.display())),

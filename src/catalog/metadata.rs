@@ -175,6 +175,7 @@ impl WorkflowMetadata {
             max_concurrent: None,
             source: Source::Discovered,
             placement: Default::default(),
+            outlive_session: false,
         };
         Ok((def, warnings))
     }

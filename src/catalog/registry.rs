@@ -18,6 +18,8 @@ pub struct ImportSettings {
     pub dir: PathBuf,
     pub kinds: Vec<TaskKind>,
     pub placement: Placement,
+    /// Whether their executions outlive their session (the config's `outlive_session`).
+    pub outlive_session: bool,
 }
 
 /// The workflows a server offers: the manifest entries, then what discovery found (replaced as a whole by each
@@ -153,7 +155,11 @@ impl Catalog {
                 for w in &got.warnings {
                     tracing::warn!("import: {w}");
                 }
-                all.extend(got.workflows.into_iter().map(Arc::new));
+                all.extend(
+                    got.workflows
+                        .into_iter()
+                        .map(|w| Arc::new(w.outliving(imports.outlive_session))),
+                );
             }
         }
         let Some(settings) = &self.discovery else {
@@ -260,6 +266,7 @@ mod tests {
             max_concurrent: None,
             source: Source::Manifest,
             placement: Default::default(),
+            outlive_session: false,
         })
     }
 

@@ -122,6 +122,7 @@ pub fn import(kind: TaskKind, dir: &Path, placement: &Placement) -> Imported {
             max_concurrent: None,
             source: Source::Manifest,
             placement: placement.clone(),
+            outlive_session: false,
         });
     }
     out

@@ -35,4 +35,20 @@ pub struct WorkflowDef {
     pub source: Source,
     /// Where it runs (this machine, or a Slurm job).
     pub placement: Placement,
+    /// Its executions go on when the session that started them ends, whatever ends it (see
+    /// [`WorkflowDef::outliving`]).
+    pub outlive_session: bool,
+}
+
+impl WorkflowDef {
+    /// Says whether its executions outlive the session that starts them: `outlive` (the workflow's or the
+    /// config's `outlive_session`) or the Slurm runtime's own `outlive_session` (the spelling it had first), kept
+    /// in step so the runtime leaves such a job running too.
+    pub fn outliving(mut self, outlive: bool) -> Self {
+        self.outlive_session = outlive || self.placement.outlives_session();
+        if self.outlive_session {
+            self.placement.keep_running();
+        }
+        self
+    }
 }

@@ -7,8 +7,8 @@ use uuid::Uuid;
 use crate::logs::LogLimits;
 use crate::proc::ChildEnv;
 
-/// How the engine behaves.
-#[derive(Clone, Debug)]
+/// How the engine behaves (handed whole to the supervisor of an execution that outlives its session).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct EngineConfig {
     pub max_concurrent: usize,
     /// Executions that may wait for a slot; past it a new one is refused.
@@ -40,9 +40,32 @@ pub enum EngineError {
          finish or cancel some with cancel_execution, or raise limits.max_queued in the config"
     )]
     QueueFull { queued: usize, cap: usize },
+    #[error(
+        "workflow \"{workflow}\" outlives its session (outlive_session), which needs a history on disk to be \
+         followed after this server exits, and this server runs --ephemeral; start it without --ephemeral, or set \
+         outlive_session to false for this workflow"
+    )]
+    OutliveNeedsHistory { workflow: String },
+    #[error(
+        "workflow \"{workflow}\" outlives its session (outlive_session), but this engine cannot start supervisor \
+         processes (it is embedded, not the workflow-mcp binary); run it from workflow-mcp, or set outlive_session \
+         to false for this workflow"
+    )]
+    CannotDetach { workflow: String },
     /// A bug: the panic itself is in the server's log.
     #[error("internal error: {task} panicked; the server's log (stderr) says where")]
     Panicked { task: &'static str },
+}
+
+/// Why a supervisor could not take over the execution handed to it.
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    #[error("a supervisor needs the history of a state directory")]
+    NoHistory,
+    #[error("execution {id} is no longer the handing server's ({recorded_by}): another instance took it over")]
+    NotTheirs { id: Uuid, recorded_by: String },
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
 }
 
 /// Why a stop did not end an execution.

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::config::EngineConfig;
+use super::detach::{Detacher, Handover};
 use super::drain::{DrainHandles, DrainSync, spawn_drain};
 use super::execution::{Execution, StopReason};
 use super::launch::{Job, Spawner};
@@ -23,7 +24,7 @@ use super::table::Table;
 use super::view::StoredExecution;
 use crate::catalog::{Invocation, WorkflowDef};
 use crate::logs::{DiskLimits, ExecutionLog, LogDir, MemoryBudget, Stream};
-use crate::runtime::{Launch, Runtime, Started, Tree};
+use crate::runtime::{Launch, Placement, Runtime, Started, Tree};
 use crate::store::Store;
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -47,6 +48,8 @@ pub(super) struct Executor {
     shutdown: CancellationToken,
     /// Cancelled once a shutdown has done its work (or was dropped before it could).
     shut_down: CancellationToken,
+    /// Starts the supervisors of executions that outlive their session (none: such executions are refused).
+    detacher: std::sync::OnceLock<Arc<dyn Detacher>>,
 }
 
 impl Executor {
@@ -68,6 +71,7 @@ impl Executor {
             shutting_down: AtomicBool::new(false),
             shutdown: CancellationToken::new(),
             shut_down: CancellationToken::new(),
+            detacher: std::sync::OnceLock::new(),
         }))
     }
 
@@ -85,6 +89,15 @@ impl Executor {
 
     pub(super) fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.runtime
+    }
+
+    pub(super) fn detacher(&self) -> Option<&Arc<dyn Detacher>> {
+        self.detacher.get()
+    }
+
+    /// Sets how supervisors of executions that outlive their session start (once; a second call is ignored).
+    pub(super) fn detach_with(&self, detacher: Arc<dyn Detacher>) {
+        let _ = self.detacher.set(detacher);
     }
 
     pub(super) fn budget(&self) -> &Arc<MemoryBudget> {
@@ -149,6 +162,40 @@ impl Executor {
             }));
         }
         Ok(exec)
+    }
+
+    /// Builds an execution handed over by the server that recorded it (see [`super::detach`]): its workflow as
+    /// far as running it needs, its log with files. Blocking (nothing is written until it starts).
+    pub(super) fn adopted(&self, h: Handover) -> Arc<Execution> {
+        let def = Arc::new(WorkflowDef {
+            name: h.workflow,
+            title: None,
+            description: String::new(),
+            command: h.argv.clone(),
+            params: Vec::new(),
+            cwd: h.cwd.clone(),
+            env: Vec::new(),
+            timeout_ms: h.timeout.map(|t| t.as_millis() as u64),
+            max_concurrent: None,
+            source: crate::catalog::Source::Manifest,
+            placement: Placement::Local,
+            outlive_session: true,
+        });
+        let launch = Launch {
+            argv: h.argv,
+            env: h.env,
+            cwd: h.cwd,
+            marker: h.id.to_string(),
+            placement: Placement::Local,
+            timeout: h.timeout,
+        };
+        let disk = self.records.history().map(|history| DiskLimits {
+            dir: LogDir::open(&history.log_path(&h.id)),
+            max_bytes: self.config.log_disk_bytes,
+        });
+        let logs = ExecutionLog::with_disk(self.config.log_limits, self.budget.clone(), disk);
+        Execution::new(h.id, def, h.params, launch, h.idempotency_key, logs)
+            .restored(crate::clock::from_unix_ms(h.created_at), None)
     }
 
     /// Forgets a prepared execution the table did not take: its record (when the history took it) and its files

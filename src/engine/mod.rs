@@ -2,6 +2,7 @@
 //! the state machine, and the progress their structured events add up to.
 
 mod config;
+pub mod detach;
 pub mod drain;
 pub mod execution;
 mod executor;
@@ -17,7 +18,8 @@ mod supervisor;
 pub mod table;
 pub mod view;
 
-pub use config::{EngineConfig, EngineError, StopError};
+pub use config::{AdoptError, EngineConfig, EngineError, StopError};
+pub use detach::{DetachError, Detacher, Handover};
 pub use execution::{Execution, ExecutionState, Lifecycle, StopReason};
 pub use follow::{Follow, Reread, Seen};
 pub use progress::{Progress, WorkflowEvent};

@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::config::{EngineConfig, EngineError, StopError};
+use super::config::{AdoptError, EngineConfig, EngineError, StopError};
+use super::detach::Handover;
 use super::execution::{ExecutionState, StopReason};
 use super::executor::{Executor, blocking};
 use super::follow::{Follow, Reread};
@@ -125,6 +126,9 @@ impl Engine {
         if executor.is_shutting_down() {
             return Err(EngineError::ShuttingDown);
         }
+        if def.outlive_session && !def.placement.outlives_session() {
+            return self.execute_detached(def, invocation, idempotency_key).await;
+        }
         let cfg = executor.config();
         {
             let t = executor.table();
@@ -187,6 +191,102 @@ impl Engine {
             );
             let _ = rx.await;
         }
+        Ok(ExecutionView::Live(exec))
+    }
+
+    /// Starts an execution that outlives its session on a supervisor process of its own (see
+    /// [`super::detach`]): recorded here, taken over and started there, and from then on this server's only as a
+    /// stored execution. A supervisor that cannot start makes it `failed_to_start`, saying why. (Not queued: a
+    /// server's slots end with it; the supervisor starts it at once.)
+    async fn execute_detached(
+        &self,
+        def: Arc<WorkflowDef>,
+        invocation: Invocation,
+        idempotency_key: Option<String>,
+    ) -> Result<ExecutionView, EngineError> {
+        let executor = &self.executor;
+        let workflow = def.name.clone();
+        let Some(history) = self.history().cloned() else {
+            return Err(EngineError::OutliveNeedsHistory { workflow });
+        };
+        let Some(detacher) = executor.detacher().cloned() else {
+            return Err(EngineError::CannotDetach { workflow });
+        };
+        let prepared = {
+            let executor = executor.clone();
+            tokio::task::spawn_blocking(move || executor.prepare(def, invocation, idempotency_key)).await
+        };
+        let exec = match prepared {
+            Ok(Ok(exec)) => exec,
+            Ok(Err(existing)) => {
+                let id = existing.record.id;
+                return Ok(self
+                    .find(&id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(ExecutionView::Stored(existing)));
+            }
+            Err(failed) => return Err(EngineError::from_join("recording the new execution", failed)),
+        };
+        let handover = Handover::of(
+            &exec,
+            history.root().to_owned(),
+            history.instance().to_string(),
+            executor.config(),
+        );
+        let id = exec.id;
+        let (executor, failed) = (executor.clone(), exec.clone());
+        let started = blocking(move || {
+            let started = detacher.detach(&handover);
+            if let Err(why) = &started {
+                tracing::warn!(execution = %failed.id, workflow = %failed.workflow.name, "{why}");
+                failed.failed_to_start(why.to_string(), |e, last| executor.records().record_final(e, last));
+                executor.records().changed();
+            }
+        })
+        .await;
+        if started.is_none() {
+            return Err(EngineError::ShuttingDown);
+        }
+        Ok(self.find(&id).await.ok().flatten().unwrap_or(ExecutionView::Live(exec)))
+    }
+
+    /// Sets how supervisors of executions that outlive their session start (the binary run again, see
+    /// [`super::detach`]). Without one, such executions are refused with a clear error.
+    pub fn detach_with(&self, detacher: Arc<dyn super::detach::Detacher>) {
+        self.executor.detach_with(detacher);
+    }
+
+    /// Runs an execution another process recorded and handed over (see [`super::detach`]): takes it over from
+    /// its recorder, and returns once it is running or failed to start.
+    pub async fn adopt(&self, handover: Handover) -> Result<ExecutionView, AdoptError> {
+        let executor = self.executor.clone();
+        let Some(history) = self.history().cloned() else {
+            return Err(AdoptError::NoHistory);
+        };
+        let (id, from) = (handover.id, handover.recorded_by.clone());
+        if blocking(move || history.claim(&id, &from)).await != Some(true) {
+            return Err(AdoptError::NotTheirs {
+                id,
+                recorded_by: handover.recorded_by,
+            });
+        }
+        let exec = blocking(move || executor.adopted(handover))
+            .await
+            .ok_or(AdoptError::ShuttingDown)?;
+        let admitted = self.executor.table().admit(exec.clone(), usize::MAX, 0);
+        if !matches!(admitted, Admission::Launch) {
+            return Err(AdoptError::ShuttingDown);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.executor.launch(
+            exec.clone(),
+            Some(Box::new(move || {
+                let _ = tx.send(());
+            })),
+        );
+        let _ = rx.await;
         Ok(ExecutionView::Live(exec))
     }
 

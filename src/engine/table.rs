@@ -252,6 +252,7 @@ mod tests {
             max_concurrent,
             source: crate::catalog::Source::Manifest,
             placement: Default::default(),
+            outlive_session: false,
         })
     }
 

@@ -97,6 +97,7 @@ fn def() -> Arc<WorkflowDef> {
         max_concurrent: None,
         source: Source::Manifest,
         placement: Default::default(),
+        outlive_session: false,
     })
 }
 

@@ -46,7 +46,7 @@ pub struct LogStats {
 }
 
 /// Per-execution limits of the log.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
 pub struct LogLimits {
     /// Memory (arena plus index) one execution may hold before its middle leaves memory.
     pub max_bytes: usize,

@@ -11,7 +11,7 @@ const ALLOWED: &[&str] = &[
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// A child's environment, built in order; a later value for a name replaces the earlier one.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChildEnv {
     vars: Vec<(String, String)>,
 }

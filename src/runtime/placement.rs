@@ -74,11 +74,21 @@ impl Placement {
         }
     }
 
-    /// Whether it is left running when the server that started it exits (another server follows it again).
+    /// Whether its runtime leaves it running when the server that started it exits, for another server to follow
+    /// again (a remote job). A local process cannot be: one that outlives its session is run by a supervisor
+    /// process of its own instead.
     pub fn outlives_session(&self) -> bool {
         match self {
             Placement::Local => false,
             Placement::Slurm(options) => options.outlive_session,
+        }
+    }
+
+    /// Leaves its remote job running when the server exits (nothing for a local process).
+    pub fn keep_running(&mut self) {
+        match self {
+            Placement::Local => {}
+            Placement::Slurm(options) => options.outlive_session = true,
         }
     }
 }

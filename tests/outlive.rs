@@ -1,0 +1,272 @@
+//! Work that outlives the client: a workflow with `outlive_session` is run by a supervisor process of its own, so it
+//! goes on when the server that started it exits however it exits, any server on the state directory follows and
+//! cancels it, and it still never outlives its own supervisor.
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+/// A manifest workflow of the fake workflow with `actions`, outliving its session.
+fn outliving(name: &str, actions: &[&str]) -> Value {
+    let mut w = wf(name, actions);
+    w["outlive_session"] = json!(true);
+    w
+}
+
+/// The pids a workflow printed as `grandchild PID` lines, once `n` of them are there.
+async fn grandchildren(s: &Server, id: &str, n: usize) -> Vec<u32> {
+    let mut all = Vec::new();
+    let mut since = 0;
+    while all.len() < n {
+        let page = s
+            .ok(
+                "get_logs",
+                json!({"execution_id": id, "grep": "^grandchild ", "wait_ms": 60000, "since_seq": since}),
+            )
+            .await;
+        since = page["next_seq"].as_u64().unwrap();
+        all.extend(
+            records(&page["lines"])
+                .iter()
+                .map(|l| l["text"].as_str().unwrap()[11..].parse::<u32>().unwrap()),
+        );
+    }
+    all
+}
+
+fn sigkill(pid: u32) {
+    // SAFETY: a signal to a process this test started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+fn leader(status: &Value) -> u32 {
+    status["pid"].as_u64().expect("a running execution has a pid") as u32
+}
+
+#[tokio::test]
+async fn a_detached_execution_outlives_a_sigkilled_server_and_another_follows_and_cancels_it() {
+    let dir = TestDir::new("outlive-kill");
+    let state_dir = dir.join("state");
+    let go = dir.fifo("go");
+    let config = json!({"workflows": [
+        outliving("keep", &["out", "ready", "grandchild", "setsid-grandchild", "wait-fifo", go.to_str().unwrap(),
+                            "out", "after the restart", "hold"]),
+        wf("attached", &["hold"]),
+    ]});
+    let a = Server::builder("outlive-kill-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let id = a.start_wf("keep", json!({})).await;
+    let attached = a.start_wf("attached", json!({})).await;
+    let tree = grandchildren(&a, &id, 2).await;
+    let detached_leader = leader(&a.ok("get_status", json!({"execution_id": id})).await);
+    let attached_leader = leader(&a.ok("get_status", json!({"execution_id": attached})).await);
+    sigkill(a.pid());
+    assert!(
+        exited(attached_leader).await,
+        "a session-scoped execution still dies with its server"
+    );
+    assert!(alive(detached_leader), "the detached workflow goes on");
+    for pid in &tree {
+        assert!(alive(*pid), "its descendant {pid} goes on");
+    }
+
+    let b = Server::builder("outlive-kill-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let st = b.ok("get_status", json!({"execution_id": id})).await;
+    assert_eq!(state(&st), "running", "{st}");
+    assert_eq!(leader(&st), detached_leader);
+    let before = b.ok("get_status", json!({"execution_id": attached})).await;
+    assert_eq!(state(&before), "lost", "the session-scoped one is lost: {before}");
+    // A line written after the restart reaches the new server's follower.
+    release_fifo(&go);
+    assert_eq!(b.wait_line(&id, "^after").await, "after the restart");
+    let lines = b.ok("get_logs", json!({"execution_id": id})).await;
+    assert!(
+        records(&lines["lines"]).iter().any(|l| l["text"] == "ready"),
+        "every line is kept, from before the restart too: {lines}"
+    );
+
+    let cancelled = b.ok("cancel_execution", json!({"execution_id": id})).await;
+    assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
+    assert!(!alive(detached_leader), "the leader is gone once cancel answers");
+    for pid in tree {
+        assert!(exited(pid).await, "descendant {pid} is gone, in the group or escaped");
+    }
+}
+
+#[tokio::test]
+async fn a_detached_execution_outlives_the_end_of_input_and_sigterm() {
+    let dir = TestDir::new("outlive-eof");
+    let state_dir = dir.join("state");
+    let config = json!({"workflows": [outliving("keep", &["out", "ready", "hold"]), wf("attached", &["hold"])]});
+    let mut leaders = Vec::new();
+    for how in ["end of input", "SIGTERM"] {
+        let s = Server::builder("outlive-eof", config.clone())
+            .state_dir(&state_dir)
+            .spawn()
+            .await;
+        let id = s.start_wf("keep", json!({})).await;
+        s.wait_line(&id, "^ready").await;
+        let detached = leader(&s.ok("get_status", json!({"execution_id": id})).await);
+        let attached = s.start_wf("attached", json!({})).await;
+        let attached_leader = leader(&s.ok("get_status", json!({"execution_id": attached})).await);
+        let pid = s.pid();
+        if how == "SIGTERM" {
+            // SAFETY: a signal to the server this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        } else {
+            s.client.cancel().await.ok();
+        }
+        assert!(exited(pid).await, "the server exits on {how}");
+        assert!(
+            !alive(attached_leader),
+            "a session-scoped execution ends with it ({how})"
+        );
+        leaders.push((id, detached));
+    }
+    let c = Server::builder("outlive-eof-c", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    for (id, pid) in leaders {
+        assert!(alive(pid), "the detached workflow outlived its server");
+        assert_eq!(state(&c.ok("get_status", json!({"execution_id": id})).await), "running");
+        let st = c.ok("cancel_execution", json!({"execution_id": id})).await;
+        assert_eq!(state(&st), "cancelled", "{st}");
+        assert!(!alive(pid));
+    }
+}
+
+#[tokio::test]
+async fn a_killed_supervisor_takes_the_whole_tree_and_the_execution_is_lost_with_its_lines() {
+    let dir = TestDir::new("outlive-owner");
+    let config =
+        json!({"workflows": [outliving("keep", &["out", "ready", "grandchild", "setsid-grandchild", "hold"])]});
+    let s = Server::builder("outlive-owner", config)
+        .state_dir(&dir.join("state"))
+        .spawn()
+        .await;
+    let id = s.start_wf("keep", json!({})).await;
+    let tree = grandchildren(&s, &id, 2).await;
+    let leader = leader(&s.ok("get_status", json!({"execution_id": id})).await);
+    // The supervisor is the leader's parent: a process of its own, not the server.
+    let supervisor = workflow_mcp::proc::scan::process(leader).expect("the leader runs").ppid;
+    assert_ne!(supervisor, s.pid(), "the server does not own it");
+    let cmdline = std::fs::read(format!("/proc/{supervisor}/cmdline")).unwrap();
+    assert!(
+        cmdline.split(|b| *b == 0).any(|a| a == b"__supervise"),
+        "{:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    sigkill(supervisor);
+    assert!(exited(leader).await, "the workflow dies with its supervisor");
+    for pid in tree {
+        assert!(
+            exited(pid).await,
+            "descendant {pid} dies with it, in the group or escaped"
+        );
+    }
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "lost", "{st}");
+    let lines = s.ok("get_logs", json!({"execution_id": id})).await;
+    assert!(
+        records(&lines["lines"]).iter().any(|l| l["text"] == "ready"),
+        "its lines up to then are kept: {lines}"
+    );
+}
+
+#[tokio::test]
+async fn a_detached_execution_times_out_without_its_server() {
+    let dir = TestDir::new("outlive-timeout");
+    let state_dir = dir.join("state");
+    let mut keep = outliving("keep", &["out", "ready", "ignore-term", "hold"]);
+    keep["timeout_ms"] = json!(500);
+    let config = json!({"limits": {"grace_ms": 200}, "workflows": [keep]});
+    let a = Server::builder("outlive-timeout-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let id = a.start_wf("keep", json!({})).await;
+    a.wait_line(&id, "^ready").await;
+    sigkill(a.pid());
+    let b = Server::builder("outlive-timeout-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let st = b.wait_final(&id).await;
+    assert_eq!(state(&st), "timed_out", "its timeout applies with no server: {st}");
+    assert_eq!(st["signal"], "SIGKILL", "TERM ignored, then KILL after the grace: {st}");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_repeated_after_a_restart_returns_the_running_detached_execution() {
+    let dir = TestDir::new("outlive-key");
+    let state_dir = dir.join("state");
+    let config = json!({"workflows": [outliving("keep", &["hold"])]});
+    let args = json!({"workflow": "keep", "idempotency_key": "deploy-42"});
+    let a = Server::builder("outlive-key-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let first = a.ok("execute_workflow", args.clone()).await;
+    sigkill(a.pid());
+    let b = Server::builder("outlive-key-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let again = b.ok("execute_workflow", args).await;
+    assert_eq!(again["execution_id"], first["execution_id"], "{again}");
+    assert_eq!(state(&again), "running");
+    b.ok("cancel_execution", json!({"execution_id": first["execution_id"]}))
+        .await;
+}
+
+#[tokio::test]
+async fn fifty_detached_executions_outlive_their_server_and_are_all_cancelled() {
+    let dir = TestDir::new("outlive-fifty");
+    let state_dir = dir.join("state");
+    let config = json!({"workflows": [outliving("keep", &["hold"])]});
+    let a = Server::builder("outlive-fifty-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..50 {
+        ids.push(a.start_wf("keep", json!({})).await);
+    }
+    let mut leaders = Vec::new();
+    for id in &ids {
+        leaders.push(leader(&a.ok("get_status", json!({"execution_id": id})).await));
+    }
+    sigkill(a.pid());
+    let b = Server::builder("outlive-fifty-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let running = b.ok("list_executions", json!({"state": "running", "limit": 100})).await;
+    assert_eq!(running["executions"].as_array().unwrap().len(), 50, "{running}");
+    for id in &ids {
+        let st = b.ok("cancel_execution", json!({"execution_id": id})).await;
+        assert_eq!(state(&st), "cancelled", "{st}");
+    }
+    for pid in leaders {
+        assert!(!alive(pid));
+    }
+}
+
+#[tokio::test]
+async fn outlive_session_without_a_history_is_refused_and_says_why() {
+    let s = Server::builder(
+        "outlive-ephemeral",
+        json!({"workflows": [outliving("keep", &["hold"])]}),
+    )
+    .ephemeral()
+    .start()
+    .await;
+    let e = s.err("execute_workflow", json!({"workflow": "keep"})).await;
+    assert!(e.contains("outlive_session") && e.contains("--ephemeral"), "{e}");
+}
