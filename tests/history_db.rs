@@ -120,8 +120,8 @@ async fn a_locked_history_fails_a_listing_instead_of_listing_nothing() {
     // resources/list too: not a page with the catalog alone.
     s.send(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/list"}))
         .await;
-    let r = s.response(asked).await;
-    let listed = s.response(1).await;
+    // Both wait on the locked history; either may be answered first.
+    let [r, listed] = <[Value; 2]>::try_from(s.responses(&[asked, 1]).await).unwrap();
     drop(locks);
     assert_eq!(r["result"]["isError"], true, "{r}");
     let text = r["result"]["content"][0]["text"].as_str().unwrap();

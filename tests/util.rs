@@ -905,6 +905,21 @@ impl RawServer {
         }
     }
 
+    /// The responses to `ids`, in that order, whichever order they come in (messages in between are skipped).
+    pub async fn responses(&mut self, ids: &[u64]) -> Vec<Value> {
+        let mut got: std::collections::HashMap<u64, Value> = std::collections::HashMap::new();
+        while ids.iter().any(|id| !got.contains_key(id)) {
+            let msg = self
+                .recv()
+                .await
+                .unwrap_or_else(|| panic!("no response to all of {ids:?}\n{}", self.stderr()));
+            if let Some(id) = msg["id"].as_u64().filter(|id| ids.contains(id)) {
+                got.insert(id, msg);
+            }
+        }
+        ids.iter().map(|id| got.remove(id).unwrap()).collect()
+    }
+
     /// Reads the next message as a client busy elsewhere does: `first` bytes of it, then nothing for `pause`,
     /// then the rest of its line.
     pub async fn recv_pausing(&mut self, first: usize, pause: Duration) -> Value {

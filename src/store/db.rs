@@ -11,6 +11,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+/// How long a statement waits for a database another process holds locked before it is an error.
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 /// "wfmc": marks the file as workflow-mcp's.
@@ -61,7 +64,7 @@ pub fn connect(path: &Path) -> rusqlite::Result<Connection> {
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // WAL: readers and the writer do not block each other; NORMAL: no fsync per commit (a crash of the machine
     // may lose the last commits, never consistency).
     conn.pragma_update(None, "journal_mode", "WAL")?;

@@ -33,6 +33,9 @@ pub struct Store {
     pub(super) pruning: Mutex<()>,
 }
 
+/// How long a repeated read waits for a history another process holds locked (see [`Store::read_briefly`]).
+const BRIEF_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub fn now_ms() -> i64 {
     crate::clock::unix_ms(SystemTime::now())
 }
@@ -243,6 +246,18 @@ impl Store {
     pub(super) fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Option<R> {
         f(&lock(&self.reader))
             .inspect_err(|e| tracing::warn!(error = %e, "reading the history failed"))
+            .ok()
+    }
+
+    /// A read the engine repeats on its own (every tick): on a history another process holds locked it gives up
+    /// after [`BRIEF_WAIT`] instead of holding the one reader connection, which every call shares, for the whole
+    /// busy timeout — the next tick reads again.
+    pub(super) fn read_briefly<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Option<R> {
+        let conn = lock(&self.reader);
+        let _ = conn.busy_timeout(BRIEF_WAIT);
+        let read = f(&conn);
+        let _ = conn.busy_timeout(super::db::BUSY_TIMEOUT);
+        read.inspect_err(|e| tracing::debug!(error = %e, "a repeated read of the history failed; the next one retries"))
             .ok()
     }
 }

@@ -27,7 +27,7 @@ impl Store {
     /// This instance's running executions that another process asked to stop, with the reason.
     pub fn stop_requests(&self) -> Vec<(Uuid, StopReason)> {
         let owner = self.instance.to_string();
-        self.read(|c| {
+        self.read_briefly(|c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT id, stop_request FROM executions WHERE owner = ?1 AND state IN {} \
                  AND stop_request IS NOT NULL",
