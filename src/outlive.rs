@@ -21,7 +21,7 @@ use crate::engine::{DetachError, Detacher, Engine, Handover};
 use crate::proc::reaper::become_subreaper;
 use crate::proc::watchdog::Watchdog;
 use crate::runtime::{LocalRuntime, Runtimes};
-use crate::store::Store;
+use crate::store::{Role, Store};
 
 /// The argument that makes the binary run as a supervisor ([`run`]).
 pub const SUPERVISE_ARG: &str = "__supervise";
@@ -162,7 +162,7 @@ pub fn run() -> Result<(), SuperviseError> {
         .build()
         .map_err(SuperviseError::Runtime)?;
     rt.block_on(async move {
-        let (store, warnings) = Store::open(&handover.state_dir)?;
+        let (store, warnings) = Store::open_as(&handover.state_dir, Role::Supervisor)?;
         for w in warnings {
             tracing::warn!("{w}");
         }
