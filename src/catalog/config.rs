@@ -425,6 +425,34 @@ mod tests {
         from_file(file, PathBuf::from("/cfg/workflows.json"), PathBuf::from("/tmp"))
     }
 
+    /// `outlive_session` is a workflow's (or the config's default); on Slurm either spelling leaves the job
+    /// running, the runtime's own as before.
+    #[test]
+    fn outlive_session_is_a_workflows_or_the_configs_and_keeps_slurms_spelling() {
+        let config = check(
+            r#"{"outlive_session": true, "workflows": [
+                {"name": "default", "command": ["x"]},
+                {"name": "attached", "command": ["x"], "outlive_session": false},
+                {"name": "job", "command": ["x"], "outlive_session": false,
+                 "runtime": {"type": "slurm", "outlive_session": true}},
+                {"name": "job2", "command": ["x"], "runtime": {"type": "slurm"}}
+            ]}"#,
+        )
+        .unwrap();
+        let by = |name: &str| config.workflows.iter().find(|w| w.name == name).unwrap();
+        assert!(by("default").outlive_session);
+        assert!(!by("attached").outlive_session);
+        assert!(by("job").outlive_session && by("job").placement.outlives_session());
+        assert!(
+            by("job2").outlive_session && by("job2").placement.outlives_session(),
+            "the workflow's setting reaches its Slurm job"
+        );
+        assert!(
+            !by("default").placement.outlives_session(),
+            "a local process is the supervisor's to keep"
+        );
+    }
+
     #[test]
     fn every_problem_is_named_with_its_entry() {
         let err = check(
