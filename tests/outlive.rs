@@ -270,3 +270,35 @@ async fn outlive_session_without_a_history_is_refused_and_says_why() {
     let e = s.err("execute_workflow", json!({"workflow": "keep"})).await;
     assert!(e.contains("outlive_session") && e.contains("--ephemeral"), "{e}");
 }
+
+#[tokio::test]
+async fn another_server_sees_a_detached_executions_progress_not_restarted_from_empty() {
+    let dir = TestDir::new("outlive-progress");
+    let state_dir = dir.join("state");
+    let config = json!({"workflows": [outliving("phases", &[
+        "event", r#"{"type":"phase_started","phase":0,"name":"build","total_phases":2}"#,
+        "event", r#"{"type":"phase_completed","phase":0}"#,
+        "event", r#"{"type":"phase_started","phase":1,"name":"test","total_phases":2}"#,
+        "out", "ready", "hold",
+    ])]});
+    let a = Server::builder("outlive-progress-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let id = a.start_wf("phases", json!({})).await;
+    a.wait_line(&id, "^ready").await;
+    sigkill(a.pid());
+    let b = Server::builder("outlive-progress-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    // The supervisor writes progress to the history once a second when it changed: wait for the first write.
+    let mut st = b.ok("get_status", json!({"execution_id": id})).await;
+    while st["progress"].is_null() {
+        st = b.ok("get_status", json!({"execution_id": id, "wait_ms": 2000})).await;
+    }
+    let progress = &st["progress"];
+    assert_eq!(progress["events"], 3, "{st}");
+    assert_eq!(progress["phase"]["name"], "test", "{st}");
+    b.ok("cancel_execution", json!({"execution_id": id})).await;
+}
