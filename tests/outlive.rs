@@ -302,3 +302,54 @@ async fn another_server_sees_a_detached_executions_progress_not_restarted_from_e
     assert_eq!(progress["phase"]["name"], "test", "{st}");
     b.ok("cancel_execution", json!({"execution_id": id})).await;
 }
+
+#[tokio::test]
+async fn a_detached_execution_outlives_its_server_binary_being_replaced_on_disk() {
+    let dir = TestDir::new("outlive-upgrade");
+    let state_dir = dir.join("state");
+    let bin = dir.join("workflow-mcp");
+    std::fs::copy(server_bin(), &bin).unwrap();
+    let go = dir.fifo("go");
+    let config = json!({"workflows": [
+        outliving("keep", &["out", "ready", "grandchild", "wait-fifo", go.to_str().unwrap(),
+                            "out", "after the upgrade", "hold"]),
+    ]});
+    let a = Server::builder("outlive-upgrade-a", config.clone())
+        .state_dir(&state_dir)
+        .program(&bin)
+        .spawn()
+        .await;
+    let id = a.start_wf("keep", json!({})).await;
+    let tree = grandchildren(&a, &id, 1).await;
+    let leader = leader(&a.ok("get_status", json!({"execution_id": id})).await);
+    let supervisor = workflow_mcp::proc::scan::process(leader).expect("the leader runs").ppid;
+    sigkill(a.pid());
+    assert!(exited(a.pid()).await);
+    // The upgrade: a new build renamed over the old file, as package managers and `cargo install` do.
+    let new = dir.join("workflow-mcp.new");
+    std::fs::copy(server_bin(), &new).unwrap();
+    std::fs::rename(&new, &bin).unwrap();
+    let exe = std::fs::read_link(format!("/proc/{supervisor}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().ends_with(" (deleted)"),
+        "the supervisor runs the replaced build: {}",
+        exe.display()
+    );
+
+    let b = Server::builder("outlive-upgrade-b", config)
+        .state_dir(&state_dir)
+        .program(&bin)
+        .spawn()
+        .await;
+    let st = b.ok("get_status", json!({"execution_id": id})).await;
+    assert_eq!(state(&st), "running", "{st}");
+    release_fifo(&go);
+    assert_eq!(b.wait_line(&id, "^after").await, "after the upgrade");
+    let cancelled = b.ok("cancel_execution", json!({"execution_id": id})).await;
+    assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
+    assert!(!alive(leader), "the leader is gone once cancel answers");
+    for pid in tree {
+        assert!(exited(pid).await, "descendant {pid} is gone");
+    }
+    assert!(exited(supervisor).await, "its supervisor exits once it is final");
+}

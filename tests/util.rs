@@ -348,6 +348,7 @@ pub struct ServerBuilder<H: ClientHandler = ()> {
     env: Vec<(String, String)>,
     handler: H,
     lifecycle: Option<ClientLifecycleMode>,
+    program: Option<PathBuf>,
 }
 
 impl Server {
@@ -359,6 +360,7 @@ impl Server {
             env: Vec::new(),
             handler: (),
             lifecycle: None,
+            program: None,
         }
     }
 
@@ -401,7 +403,14 @@ impl<H: ClientHandler> ServerBuilder<H> {
             env: self.env,
             handler,
             lifecycle: self.lifecycle,
+            program: self.program,
         }
+    }
+
+    /// The server binary run from `program` (a copy of [`server_bin`], say) instead (spawn only).
+    pub fn program(mut self, program: &Path) -> Self {
+        self.program = Some(program.to_path_buf());
+        self
     }
 
     /// A client that speaks 2026-07-28: `server/discover` instead of `initialize`, and the client's capabilities
@@ -416,8 +425,8 @@ impl<H: ClientHandler> ServerBuilder<H> {
     /// `mcp::serve` on a task of the test's own runtime, its client talking over an in-memory pipe.
     pub async fn start(self) -> Server<H> {
         assert!(
-            self.env.is_empty(),
-            "an environment belongs to a process: spawn the server to add to it"
+            self.env.is_empty() && self.program.is_none(),
+            "an environment and a program belong to a process: spawn the server for them"
         );
         capture_server_log();
         let (dir, config_path) = write_config(&self.label, &self.config);
@@ -442,7 +451,7 @@ impl<H: ClientHandler> ServerBuilder<H> {
         );
         let (dir, config_path) = write_config(&self.label, &self.config);
         let stderr = dir.join("server.stderr");
-        let mut cmd = tokio::process::Command::new(server_bin());
+        let mut cmd = tokio::process::Command::new(self.program.as_deref().unwrap_or(Path::new(server_bin())));
         cmd.arg("--config").arg(&config_path);
         match self.history {
             History::Own => cmd.arg("--state-dir").arg(dir.join("state")),
