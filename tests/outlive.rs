@@ -353,3 +353,42 @@ async fn a_detached_execution_outlives_its_server_binary_being_replaced_on_disk(
     }
     assert!(exited(supervisor).await, "its supervisor exits once it is final");
 }
+
+#[tokio::test]
+async fn two_servers_cancelling_one_detached_execution_at_once_both_answer_cancelled() {
+    let dir = TestDir::new("outlive-cancel2");
+    let state_dir = dir.join("state");
+    // TERM ignored: both cancels are still waiting out the grace when the other arrives.
+    let config = json!({"limits": {"grace_ms": 500}, "workflows": [
+        outliving("keep", &["out", "ready", "ignore-term", "grandchild", "setsid-grandchild", "hold"]),
+    ]});
+    let a = Server::builder("outlive-cancel2-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let b = Server::builder("outlive-cancel2-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let id = a.start_wf("keep", json!({})).await;
+    let tree = grandchildren(&a, &id, 2).await;
+    let leader = leader(&a.ok("get_status", json!({"execution_id": id})).await);
+    let args = json!({"execution_id": id});
+    let (from_a, from_b) = tokio::join!(
+        a.call("cancel_execution", args.clone()),
+        b.call("cancel_execution", args)
+    );
+    for (who, reply) in [("a", from_a), ("b", from_b)] {
+        assert!(!reply.is_error, "{who}: {}", reply.text);
+        assert_eq!(state(&reply.structured), "cancelled", "{who}: {}", reply.structured);
+        assert_eq!(
+            reply.structured["signal"], "SIGKILL",
+            "{who}: TERM ignored, then KILL: {}",
+            reply.structured
+        );
+    }
+    assert!(!alive(leader), "the leader is gone once both answer");
+    for pid in tree {
+        assert!(exited(pid).await, "descendant {pid} is gone");
+    }
+}
