@@ -392,3 +392,53 @@ async fn two_servers_cancelling_one_detached_execution_at_once_both_answer_cance
         assert!(exited(pid).await, "descendant {pid} is gone");
     }
 }
+
+/// Marks `dir` immutable (`chattr +i`): nothing new can be created in it, not even by root, until dropped.
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(dir: &std::path::Path) -> Immutable {
+        let done = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(done.success(), "chattr +i {} (needs root and ext4)", dir.display());
+        Immutable(dir.to_owned())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_supervisor_that_cannot_start_makes_the_execution_failed_to_start_and_says_why() {
+    let dir = TestDir::new("outlive-nostart");
+    let state_dir = dir.join("state");
+    let config = json!({"workflows": [outliving("keep", &["out", "ready", "hold"]), wf("attached", &["out", "here"])]});
+    let s = Server::builder("outlive-nostart", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    // A supervisor is an instance of its own: it needs a new lock file where the server already has its own.
+    let _frozen = Immutable::set(&state_dir.join("instances"));
+    let st = s
+        .ok("execute_workflow", json!({"workflow": "keep", "wait_ms": 60000}))
+        .await;
+    assert_eq!(state(&st), "failed_to_start", "{st}");
+    let error = st["error"].as_str().expect("it says why");
+    assert!(
+        error.contains("supervisor")
+            && error.contains(&state_dir.display().to_string())
+            && error.contains("Operation not permitted"),
+        "the supervisor's own error reaches the status: {error}"
+    );
+    let id = st["execution_id"].as_str().unwrap();
+    let again = s.ok("get_status", json!({"execution_id": id})).await;
+    assert_eq!(state(&again), "failed_to_start", "and it stays so: {again}");
+    let other = s.start_wf("attached", json!({})).await;
+    assert_eq!(state(&s.wait_final(&other).await), "succeeded", "the server goes on");
+}
