@@ -14,7 +14,7 @@ use crate::logs::LogLimits;
 use crate::proc::{ChildEnv, Watchdog};
 use crate::runtime::{LocalRuntime, Runtimes, SlurmRuntime, Spool};
 use crate::state_dir::StateDir;
-use crate::store::{Store, StoreError, default_state_dir};
+use crate::store::{Role, Store, StoreError, default_state_dir};
 
 /// Where executions and their logs are kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +104,23 @@ pub fn open_store(place: &HistoryPlace) -> Result<Option<Arc<Store>>, StoreError
             Ok(Some(Arc::new(store)))
         }
     }
+}
+
+/// The engine of a command that acts on what other processes run (`cancel`): its store registered as a command
+/// (it applies no retention), with no runtime (it starts nothing). Blocking (it opens the store); must run inside
+/// a tokio runtime.
+pub fn command_engine(dir: &std::path::Path, limits: &Limits) -> Result<Engine, AppError> {
+    let (store, warnings) = Store::open_as(dir, Role::Command)?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    Engine::new(
+        engine_config(limits, ChildEnv::inherited(&[]), true),
+        tokio::runtime::Handle::current(),
+        Arc::new(Runtimes::default()),
+        Some(Arc::new(store)),
+    )
+    .map_err(AppError::Engine)
 }
 
 /// The catalog of a loaded config (discovery not run yet).

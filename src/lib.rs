@@ -24,10 +24,10 @@
 //!   memory; with a history, segment files that are the log and memory a cache), its queries and the compact line
 //!   form readers get.
 //! - [`store`]: the durable history — executions in SQLite under a state directory shared by every server
-//!   process on it, each process an instance with a lock file.
-//! - [`model`]: the vocabulary the history and the engine share — execution ids, states and stop reasons with
-//!   their SQL mapping, exit (code or signal number, its name rendered), the remote job, the output summary and
-//!   the progress.
+//!   process on it, each process an instance with a lock file and a role (server, supervisor, command).
+//! - [`model`]: the vocabulary the history and the engine share — execution ids, states, stop reasons and
+//!   instance roles with their SQL mapping, exit (code or signal number, its name rendered), the remote job, the
+//!   output summary and the progress.
 //! - [`proc`]: process primitives that know no workflow — spawning through the child registry, the child
 //!   environment, signals, `/proc` scans, the watchdog.
 //! - [`state_dir`]: the state directory's layout (history, instances' lock files, log folders, Slurm job folders)

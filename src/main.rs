@@ -165,17 +165,16 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             workflow,
             state,
             limit,
+            running,
             json,
         } => {
             init_tracing("warn");
             let store = open_history(config, state_dir)?;
-            Ok(ExitCode::from(workflow_mcp::cli::history::list(
-                &store,
-                workflow.as_deref(),
-                state.as_deref(),
-                limit,
-                json,
-            )))
+            Ok(ExitCode::from(if running {
+                workflow_mcp::cli::history::running(&store, workflow.as_deref(), limit, json)
+            } else {
+                workflow_mcp::cli::history::list(&store, workflow.as_deref(), state.as_deref(), limit, json)
+            }))
         }
         Command::Status {
             config,
@@ -197,20 +196,38 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let store = open_history(config, state_dir)?;
             Ok(ExitCode::from(workflow_mcp::cli::history::logs(&store, &id, follow)))
         }
+        Command::Cancel { config, state_dir, id } => {
+            init_tracing("warn");
+            let config = config.map(|c| config::load(&c)).transpose()?;
+            let limits = config.as_ref().map(|c| c.limits.clone()).unwrap_or_default();
+            let store = Store::open_reader(&history_dir(config, state_dir)?)?;
+            let rt = tokio_runtime()?;
+            Ok(ExitCode::from(
+                rt.block_on(workflow_mcp::cli::cancel::cancel(store, id, limits)),
+            ))
+        }
     }
 }
 
 /// The history the read-only commands look at: --state-dir, else the config's state_dir, else the default.
 fn open_history(config: Option<std::path::PathBuf>, state_dir: Option<std::path::PathBuf>) -> anyhow::Result<Store> {
-    let state_dir = match (state_dir, config) {
-        (Some(dir), _) => Some(dir),
-        (None, Some(config)) => config::load(&config)?.state_dir,
-        (None, None) => None,
+    // The config is read only when it is what names the state directory.
+    let config = match state_dir {
+        Some(_) => None,
+        None => config.map(|c| config::load(&c)).transpose()?,
     };
-    let dir = state_dir
+    Ok(Store::open_reader(&history_dir(config, state_dir)?)?)
+}
+
+/// The state directory of the history commands: --state-dir, else the config's state_dir, else the default.
+fn history_dir(
+    config: Option<config::Config>,
+    state_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<std::path::PathBuf> {
+    state_dir
+        .or_else(|| config.and_then(|c| c.state_dir))
         .or_else(default_state_dir)
-        .ok_or_else(|| anyhow::anyhow!("no state directory: give one with --state-dir DIR"))?;
-    Ok(Store::open_reader(&dir)?)
+        .ok_or_else(|| anyhow::anyhow!("no state directory: give one with --state-dir DIR"))
 }
 
 /// Starts the watchdog (this binary, run again) that kills every workflow if this process dies.

@@ -99,7 +99,10 @@ fn every_module_uses_only_the_modules_below_it() {
 const FILE_ORDERS: &[(&str, &[&str])] = &[
     ("proc", &["signal", "spawn", "scan", "reaper", "env", "watchdog"]),
     ("model", &["state", "instance", "job", "output", "progress"]),
-    ("cli", &["terminal", "args", "setup", "inspect", "history", "run"]),
+    (
+        "cli",
+        &["terminal", "args", "setup", "inspect", "history", "cancel", "run"],
+    ),
     (
         "store",
         &[

@@ -19,6 +19,7 @@ mod packaging;
 mod project;
 mod reads;
 mod resources;
+mod running;
 mod schemas;
 mod sessions;
 mod shutdown;

@@ -1,5 +1,5 @@
 //! Command-line parsing: `workflow-mcp [serve] --config FILE`, `list`, `check`, `run NAME --param k=v`,
-//! `history`, `status ID`, `logs ID [--follow]`, `help [COMMAND]`. Options are read by `lexopt`; `--` ends them, so what follows is positional.
+//! `history [--running]`, `status ID`, `logs ID [--follow]`, `cancel ID`, `help [COMMAND]`. Options are read by `lexopt`; `--` ends them, so what follows is positional.
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -15,10 +15,12 @@ Usage:
   workflow-mcp check   --config FILE     check the config and discovery; exit 1 if anything is wrong
   workflow-mcp run NAME --config FILE [--param KEY=VALUE]...
                                          run a workflow here, streaming its output; exits with its exit code
-  workflow-mcp history                   the executions in the history, newest first
+  workflow-mcp history [--running]       the executions in the history, newest first; --running: only those
+                                         queued or running, with the process that owns each
   workflow-mcp status ID                 one execution's status
   workflow-mcp logs ID [--follow]        one execution's output; --follow waits for the end and exits with
                                          its exit code
+  workflow-mcp cancel ID                 stop an execution, whichever process on the state directory runs it
   workflow-mcp init                      write workflow-mcp.json here, importing the project's own tasks
   workflow-mcp trust [FILE]              allow a config found in the project (and its task files) to run
 
@@ -97,10 +99,17 @@ then SIGKILL) and exits 130.
 ";
 
 const HISTORY_HELP: &str = "\
-workflow-mcp history [--state-dir DIR | --config FILE] [--workflow NAME] [--state STATE] [--limit N] [--json]
+workflow-mcp history [--state-dir DIR | --config FILE] [--workflow NAME] [--state STATE | --running] [--limit N]
+                     [--json]
 
 Lists the executions in the history (what every server on this state directory ran), newest first: id,
 workflow, state, exit code or signal, duration, start time. --json prints what list_executions returns.
+
+--running lists only the queued and running ones, each with the process that owns it: `server pid N` (an MCP
+server or `workflow-mcp run`; its executions end with it) or `detached (supervisor pid N)` (an execution that
+outlives the session that started it). One whose owner is gone is shown lost (`gone (was server pid N)`): it
+is no longer running, nor can anyone reach it. With --json each execution also has `owner`: {role, pid,
+instance, alive}.
 ";
 
 const STATUS_HELP: &str = "\
@@ -118,6 +127,16 @@ Prints one execution's output from its log files, stdout lines as they are and s
 --follow keeps printing lines as they are written until the execution ends, then exits with its exit code
 (128+N for a signal, 124 for a timeout, 127 when it could not start, 1 when cancelled or lost) — a shell or an
 agent can wait on it.
+";
+
+const CANCEL_HELP: &str = "\
+workflow-mcp cancel ID [--state-dir DIR | --config FILE]
+
+Stops an execution, whichever process on the state directory runs it (a server, another session's server, the
+supervisor of a detached execution): a queued one never starts; a running one's whole process tree gets
+SIGTERM, the grace period (the config's limits.grace_ms, else 5 s) to exit, then SIGKILL. Waits until it is
+final, prints its final state and exits 0. Exits 1, saying why, when there is no such execution, when it has
+already ended, or when the history cannot be read.
 ";
 
 /// Where history is kept, as the command line says.
@@ -179,6 +198,8 @@ pub enum Command {
         workflow: Option<String>,
         state: Option<String>,
         limit: usize,
+        /// Only the unfinished executions, with their owners.
+        running: bool,
         json: bool,
     },
     Status {
@@ -192,6 +213,11 @@ pub enum Command {
         state_dir: Option<PathBuf>,
         id: String,
         follow: bool,
+    },
+    Cancel {
+        config: Option<PathBuf>,
+        state_dir: Option<PathBuf>,
+        id: String,
     },
     Init {
         project: Option<PathBuf>,
@@ -215,6 +241,7 @@ enum Named {
     History,
     Status,
     Logs,
+    Cancel,
     Init,
     Trust,
 }
@@ -229,6 +256,7 @@ impl Named {
             "history" => Some(Named::History),
             "status" => Some(Named::Status),
             "logs" => Some(Named::Logs),
+            "cancel" => Some(Named::Cancel),
             "init" => Some(Named::Init),
             "trust" => Some(Named::Trust),
             _ => None,
@@ -244,6 +272,7 @@ impl Named {
             Named::History => HISTORY_HELP,
             Named::Status => STATUS_HELP,
             Named::Logs => LOGS_HELP,
+            Named::Cancel => CANCEL_HELP,
             Named::Init => INIT_HELP,
             Named::Trust => TRUST_HELP,
         }
@@ -254,7 +283,8 @@ impl Named {
 #[derive(Debug, thiserror::Error)]
 pub enum UsageError {
     #[error(
-        "unknown command \"{}\"; the commands are serve, list, check, run, history, status, logs, init, trust and help",
+        "unknown command \"{}\"; the commands are serve, list, check, run, history, status, logs, cancel, init, trust and \
+         help",
         .0.to_string_lossy()
     )]
     UnknownCommand(OsString),
@@ -320,8 +350,12 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
     let mut params_json = None;
     let mut positional = Vec::new();
     let mut state = StateOptions::default();
-    let (mut workflow, mut state_filter, mut limit, mut follow) = (None, None, 20usize, false);
-    let reads_history = matches!(named, Some(Named::History | Named::Status | Named::Logs));
+    let (mut workflow, mut state_filter, mut limit, mut follow, mut running) = (None, None, 20usize, false, false);
+    // The commands on a state directory's history (no catalog): they take --state-dir or --config only.
+    let reads_history = matches!(
+        named,
+        Some(Named::History | Named::Status | Named::Logs | Named::Cancel)
+    );
     while let Some(arg) = parser.next()? {
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help(named.map_or(USAGE, Named::help))),
@@ -333,6 +367,7 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
             Long("ephemeral") if !reads_history => state.ephemeral = true,
             Long("workflow") if named == Some(Named::History) => workflow = Some(parser.value()?.string()?),
             Long("state") if named == Some(Named::History) => state_filter = Some(parser.value()?.string()?),
+            Long("running") if named == Some(Named::History) => running = true,
             Long("limit") if named == Some(Named::History) => {
                 let v = parser.value()?.string()?;
                 limit = v
@@ -354,6 +389,9 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
             arg => return Err(arg.unexpected()),
         }
     }
+    if running && state_filter.is_some() {
+        return Err("--running and --state exclude each other: give one".into());
+    }
     if state.ephemeral && state.state_dir.is_some() {
         return Err("--ephemeral and --state-dir exclude each other: give one".into());
     }
@@ -373,6 +411,7 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
                 workflow,
                 state: state_filter,
                 limit,
+                running,
                 json,
             },
             Some(Named::Status) => Command::Status {
@@ -380,6 +419,11 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
                 config,
                 state_dir: state.state_dir,
                 json,
+            },
+            Some(Named::Cancel) => Command::Cancel {
+                id: id(&mut positional, "cancel")?,
+                config,
+                state_dir: state.state_dir,
             },
             _ => Command::Logs {
                 id: id(&mut positional, "logs")?,
@@ -395,7 +439,7 @@ fn command(named: Option<Named>, mut parser: lexopt::Parser) -> Result<Command, 
     }
     let config = ConfigChoice { config, project };
     let command = match named.unwrap_or(Named::Serve) {
-        Named::History | Named::Status | Named::Logs => unreachable!("handled above"),
+        Named::History | Named::Status | Named::Logs | Named::Cancel => unreachable!("handled above"),
         Named::Init => Command::Init {
             project: config.project,
         },
@@ -544,6 +588,29 @@ mod tests {
                     ephemeral: true
                 }
             })
+        );
+        assert_eq!(
+            p(&["cancel", "abc", "--state-dir", "/s"]),
+            Ok(Command::Cancel {
+                config: None,
+                state_dir: Some("/s".into()),
+                id: "abc".into(),
+            })
+        );
+        assert!(p(&["cancel"]).unwrap_err().contains("cancel needs an execution id"));
+        assert!(
+            p(&["cancel", "abc", "--ephemeral"])
+                .unwrap_err()
+                .contains("unknown option \"--ephemeral\"")
+        );
+        assert!(matches!(
+            p(&["history", "--running"]),
+            Ok(Command::History { running: true, .. })
+        ));
+        assert!(
+            p(&["history", "--running", "--state", "lost"])
+                .unwrap_err()
+                .contains("--running and --state exclude each other")
         );
         assert!(p(&["status"]).unwrap_err().contains("status needs an execution id"));
         assert!(

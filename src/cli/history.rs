@@ -1,5 +1,5 @@
-//! `workflow-mcp history`, `status ID` and `logs ID [--follow]`: the history as a person — or an agent with a
-//! shell — reads it, straight from the state directory (no server needed; several may be writing to it).
+//! `workflow-mcp history [--running]`, `status ID` and `logs ID [--follow]`: the history as a person — or an agent
+//! with a shell — reads it, straight from the state directory (no server needed; several may be writing to it).
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use crate::format::summary::exit_code;
 use crate::format::{ProgressLine, Summary};
 use crate::logs::segment::Stream;
 use crate::logs::{LogDir, LogQuery};
-use crate::store::{ExecutionRecord, ReadError, Store};
+use crate::store::{ExecutionRecord, ReadError, Role, Store};
 
 /// The record, with an unfinished one whose server is gone shown as lost (nothing is written).
 fn as_known(store: &Store, mut rec: ExecutionRecord) -> ExecutionRecord {
@@ -31,9 +31,45 @@ fn view(store: &Store, rec: ExecutionRecord) -> ExecutionView {
     }))
 }
 
+/// The process that owns an unfinished execution, as `history --running` names it.
+#[derive(serde::Serialize)]
+struct Owner {
+    /// `server`, `supervisor` or `command`; None once its instance is no longer registered.
+    role: Option<&'static str>,
+    pid: Option<u32>,
+    instance: String,
+    alive: bool,
+}
+
+impl Owner {
+    fn of(store: &Store, rec: &ExecutionRecord, alive: bool) -> Owner {
+        let registered = store.instance_record(&rec.owner);
+        Owner {
+            role: registered.as_ref().map(|i| i.role.as_str()),
+            pid: registered.as_ref().map(|i| i.pid),
+            instance: rec.owner.clone(),
+            alive,
+        }
+    }
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match (self.role, self.pid) {
+            (Some(role), Some(pid)) => format!("{role} pid {pid}"),
+            _ => format!("instance {}", self.instance),
+        };
+        match (self.alive, self.role.and_then(Role::parse)) {
+            (true, Some(Role::Supervisor)) => write!(f, "detached ({what})"),
+            (true, _) => f.write_str(&what),
+            (false, _) => write!(f, "gone (was {what})"),
+        }
+    }
+}
+
 /// Why an id names no execution a command can show.
 #[derive(Debug, thiserror::Error)]
-enum FindError {
+pub(super) enum FindError {
     #[error("no execution {id} in {}", .dir.display())]
     Unknown { id: String, dir: PathBuf },
     #[error("no execution {id} in {}; `workflow-mcp history` lists them", .dir.display())]
@@ -46,7 +82,7 @@ enum FindError {
 }
 
 /// The execution an id (or a unique prefix of one) names.
-fn find(store: &Store, id: &str) -> Result<ExecutionView, FindError> {
+pub(super) fn find(store: &Store, id: &str) -> Result<ExecutionView, FindError> {
     let ids = match Uuid::parse_str(id) {
         Ok(full) => vec![full],
         Err(_) if id.len() >= 4 => store.ids_with_prefix(id, 2).map_err(FindError::Read)?,
@@ -102,14 +138,62 @@ pub fn list(store: &Store, workflow: Option<&str>, state: Option<&str>, limit: u
         store.root().display()
     );
     for s in &statuses {
-        println!(
-            "{}  {:<20} {:<15}{}  {}",
-            s.execution_id,
-            s.workflow,
-            s.state.as_str(),
-            Summary(s).row_ending(),
-            s.started_at.as_deref().unwrap_or(&s.created_at)
-        );
+        println!("{}", row(s));
+    }
+    0
+}
+
+/// One execution in a listing: id, workflow, state, how it ended, duration, start time.
+fn row(s: &crate::engine::ExecutionStatus) -> String {
+    format!(
+        "{}  {:<20} {:<15}{}  {}",
+        s.execution_id,
+        s.workflow,
+        s.state.as_str(),
+        Summary(s).row_ending(),
+        s.started_at.as_deref().unwrap_or(&s.created_at)
+    )
+}
+
+/// `history --running`: the unfinished executions, each with the process that owns it (one whose owner is gone
+/// shown lost); returns the exit code.
+pub fn running(store: &Store, workflow: Option<&str>, limit: usize, json: bool) -> u8 {
+    let (records, total) = match store.list_unfinished(workflow, limit) {
+        Ok(listed) => listed,
+        Err(e) => {
+            eprintln!("workflow-mcp: {}", crate::store::error_chain(&e));
+            return 1;
+        }
+    };
+    let listed: Vec<_> = records
+        .into_iter()
+        .map(|r| {
+            let status = view(store, r.clone()).status();
+            let owner = Owner::of(store, &r, status.state == r.state);
+            (status, owner)
+        })
+        .collect();
+    if json {
+        let executions: Vec<serde_json::Value> = listed
+            .iter()
+            .map(|(status, owner)| {
+                let mut value = serde_json::to_value(status).expect("a status is JSON");
+                value["owner"] = serde_json::to_value(owner).expect("an owner is JSON");
+                value
+            })
+            .collect();
+        let out = serde_json::json!({"executions": executions, "total": total});
+        println!("{}", serde_json::to_string_pretty(&out).expect("statuses are JSON"));
+        return 0;
+    }
+    println!(
+        "{} of {} unfinished execution(s) in {}, newest first",
+        listed.len(),
+        total,
+        store.root().display()
+    );
+    for (status, owner) in &listed {
+        println!("{}  {owner}", row(status));
     }
     0
 }
@@ -254,6 +338,43 @@ mod tests {
             "a prefix is looked up, not taken for an unknown id: {found:?}"
         );
         drop((store, readers));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// `history --running` says who owns each execution: a detached one its supervisor; one whose owner is
+    /// gone is lost, its owner named as it was.
+    #[test]
+    fn an_owner_is_named_by_its_role_and_pid_or_as_gone() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-cli-{}-owners", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (supervisor, _) = Store::open_as(&dir, Role::Supervisor).unwrap();
+        let owner = supervisor.instance().to_string();
+        let rec = ExecutionRecord {
+            state: ExecutionState::Running,
+            ..ExecutionRecord::queued(Uuid::new_v4(), "w", vec!["prog".into()], &owner, crate::store::now_ms())
+        };
+        supervisor.insert(&rec).unwrap();
+        let reader = Store::open_reader(&dir).unwrap();
+        let named = |reader: &Store| {
+            let (records, _) = reader.list_unfinished(None, 10).unwrap();
+            let status = view(reader, records[0].clone()).status();
+            (
+                status.state,
+                Owner::of(reader, &records[0], status.state == records[0].state).to_string(),
+            )
+        };
+        let pid = std::process::id();
+        assert_eq!(
+            named(&reader),
+            (ExecutionState::Running, format!("detached (supervisor pid {pid})"))
+        );
+        // Ended without a clean exit (its lock released, its row left): gone.
+        drop(supervisor);
+        assert_eq!(
+            named(&reader),
+            (ExecutionState::Lost, format!("gone (was supervisor pid {pid})"))
+        );
+        drop(reader);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

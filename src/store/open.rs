@@ -25,6 +25,8 @@ use crate::state_dir::StateDir;
 pub struct Store {
     pub(super) dir: StateDir,
     pub(super) instance: Uuid,
+    /// What this process is (a reader: a command).
+    pub(super) role: Role,
     /// Locked for as long as this process lives: others see it alive. (None for a reader.)
     _lock: Option<File>,
     pub(super) reader: Mutex<Connection>,
@@ -164,6 +166,7 @@ impl Store {
         let store = Store {
             dir: state,
             instance,
+            role,
             _lock: Some(lock_file),
             reader: Mutex::new(reader),
             writer: Mutex::new(tx),
@@ -198,6 +201,7 @@ impl Store {
         Ok(Store {
             dir: state,
             instance: Uuid::nil(),
+            role: Role::Command,
             _lock: None,
             reader: Mutex::new(reader),
             writer: Mutex::new(tx),
@@ -217,6 +221,11 @@ impl Store {
     /// This process's instance id (the owner of the executions it runs).
     pub fn instance(&self) -> Uuid {
         self.instance
+    }
+
+    /// What this process registered as.
+    pub fn role(&self) -> Role {
+        self.role
     }
 
     /// Where an execution's log files are.

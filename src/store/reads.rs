@@ -134,19 +134,38 @@ impl Store {
         state: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<ExecutionRecord>, usize), ReadError> {
+        self.list_where(workflow, state.map(|s| ("state = ?".to_owned(), Some(s))), limit)
+    }
+
+    /// [`Store::list`] of the unfinished records (queued or running).
+    pub fn list_unfinished(
+        &self,
+        workflow: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ExecutionRecord>, usize), ReadError> {
+        self.list_where(workflow, Some((format!("state IN {}", *UNFINISHED), None)), limit)
+    }
+
+    /// [`Store::list`] with the state term given as SQL (and its value, if it takes one).
+    fn list_where(
+        &self,
+        workflow: Option<&str>,
+        state: Option<(String, Option<&str>)>,
+        limit: usize,
+    ) -> Result<(Vec<ExecutionRecord>, usize), ReadError> {
         // Only the filters given are in the query (not `?1 IS NULL OR ...`), so SQLite can use the index of
         // each: the count reads index entries, and the page walks an index newest first.
-        let filters: Vec<(&str, &str)> = [("workflow", workflow), ("state", state)]
+        let terms: Vec<(String, Option<&str>)> = [workflow.map(|w| ("workflow = ?".to_owned(), Some(w))), state]
             .into_iter()
-            .filter_map(|(column, value)| Some((column, value?)))
+            .flatten()
             .collect();
-        let filter = if filters.is_empty() {
+        let filter = if terms.is_empty() {
             String::new()
         } else {
-            let terms: Vec<String> = filters.iter().map(|(column, _)| format!("{column} = ?")).collect();
+            let terms: Vec<&str> = terms.iter().map(|(term, _)| term.as_str()).collect();
             format!("WHERE {}", terms.join(" AND "))
         };
-        let values: Vec<&str> = filters.iter().map(|(_, value)| *value).collect();
+        let values: Vec<&str> = terms.iter().filter_map(|(_, value)| *value).collect();
         self.try_read(|c| {
             let total: i64 = c
                 .prepare_cached(&format!("SELECT count(*) FROM executions {filter}"))?

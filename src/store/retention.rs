@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use super::open::{Store, lock, now_ms};
 use super::record::UNFINISHED;
+use crate::model::Role;
 
 /// What retention keeps: finished executions beyond any of these are forgotten (records and log files), the
 /// oldest first. Unfinished executions are always kept.
@@ -19,8 +20,11 @@ pub struct PruneRules {
 
 impl Store {
     /// Applies retention; returns the ids forgotten (their log folders, and what is left of their job folders,
-    /// are deleted too).
+    /// are deleted too). A command never does: the rules are a server's config, which a command may not have.
     pub fn prune(&self, rules: PruneRules) -> Vec<Uuid> {
+        if self.role == Role::Command {
+            return Vec::new();
+        }
         let _one = lock(&self.pruning);
         let oldest_kept = now_ms() - rules.max_age.as_millis() as i64;
         // One aggregate first: most of the time every rule holds and nothing more is read.
