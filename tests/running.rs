@@ -126,3 +126,96 @@ async fn cancel_on_the_command_line_stops_what_a_server_runs() {
         format!("workflow-mcp: no execution {unknown} in {}", state_dir.display())
     );
 }
+
+/// A workflow entry of the fake workflow with `actions`, outliving its session.
+fn outliving(name: &str, actions: &[&str]) -> Value {
+    let mut w = wf(name, actions);
+    w["outlive_session"] = json!(true);
+    w
+}
+
+/// What runs the leader `pid`: its parent.
+fn parent(pid: u32) -> u32 {
+    workflow_mcp::proc::scan::process(pid).expect("the leader runs").ppid
+}
+
+#[tokio::test]
+async fn detached_executions_are_listed_with_their_supervisor_and_cancelled_from_the_command_line() {
+    let dir = TestDir::new("running-detached");
+    let state_dir = dir.join("state");
+    let config = json!({"workflows": [
+        outliving("keep", &["grandchild", "setsid-grandchild", "hold"]),
+    ]});
+    let s = Server::builder("running-detached", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let kept = s.start_wf("keep", json!({})).await;
+    let dropped = s.start_wf("keep", json!({})).await;
+    let mut trees = Vec::new();
+    for id in [&kept, &dropped] {
+        let mut tree = Vec::new();
+        while tree.len() < 2 {
+            let page = s
+                .ok(
+                    "get_logs",
+                    json!({"execution_id": id, "grep": "^grandchild ", "wait_ms": 60000, "since_seq": 0}),
+                )
+                .await;
+            tree = crate::util::records(&page["lines"])
+                .iter()
+                .map(|l| l["text"].as_str().unwrap()[11..].parse::<u32>().unwrap())
+                .collect();
+        }
+        let leader = s.ok("get_status", json!({"execution_id": id})).await["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        tree.push(leader);
+        trees.push((parent(leader), tree));
+    }
+    let (kept_supervisor, kept_tree) = trees[0].clone();
+    let (dropped_supervisor, dropped_tree) = trees[1].clone();
+    // Nobody's server: the executions are their supervisors' alone.
+    drop(s);
+    // SAFETY: SIGKILL to a supervisor this test's server started.
+    unsafe { libc::kill(dropped_supervisor as i32, libc::SIGKILL) };
+    for pid in dropped_tree {
+        assert!(exited(pid).await, "a killed supervisor takes its tree");
+    }
+    assert!(exited(dropped_supervisor).await);
+
+    let (code, text, err) = cli(&state_dir, &["history", "--running"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let row = |id: &str| {
+        text.lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("{id} is listed: {text}"))
+            .to_owned()
+    };
+    assert!(
+        row(&kept).contains("running") && row(&kept).ends_with(&format!("detached (supervisor pid {kept_supervisor})")),
+        "{text}"
+    );
+    assert!(
+        row(&dropped).contains("lost")
+            && row(&dropped).ends_with(&format!("gone (was supervisor pid {dropped_supervisor})")),
+        "{text}"
+    );
+
+    let (code, out, err) = cli(&state_dir, &["cancel", &kept]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with(&format!("execution {kept} (workflow \"keep\"): cancelled")),
+        "{out}"
+    );
+    for pid in kept_tree {
+        assert!(!alive(pid), "{pid} of its tree is gone once cancel answers");
+    }
+    assert!(exited(kept_supervisor).await, "its supervisor ends with it");
+    let (code, _, err) = cli(&state_dir, &["cancel", &dropped]).await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("execution {dropped} has already ended (keep lost")),
+        "an execution whose owner is gone is lost, not cancellable: {err}"
+    );
+}
