@@ -33,6 +33,12 @@ impl StateDir {
         self.root.join("history.db")
     }
 
+    /// The history's write-ahead log: every committed write appends to it (until a checkpoint moves it into the
+    /// database; the last connection to close deletes it).
+    pub fn history_wal(&self) -> PathBuf {
+        self.root.join("history.db-wal")
+    }
+
     /// The folder of the instances' lock files.
     pub fn instances(&self) -> PathBuf {
         self.root.join("instances")

@@ -97,7 +97,10 @@ fn every_module_uses_only_the_modules_below_it() {
 /// listed before it, so the files of a module form a one-way order. Every file of a listed module must be named
 /// (`mod.rs` only declares; a module's `tests.rs` sits on top). Adding a module is one line.
 const FILE_ORDERS: &[(&str, &[&str])] = &[
-    ("proc", &["signal", "spawn", "scan", "reaper", "env", "watchdog"]),
+    (
+        "proc",
+        &["signal", "spawn", "scan", "reaper", "env", "notify", "watchdog"],
+    ),
     ("model", &["state", "instance", "job", "output", "progress"]),
     (
         "cli",

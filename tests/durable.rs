@@ -243,6 +243,64 @@ async fn two_servers_on_one_state_directory_follow_and_stop_each_others_executio
     assert_eq!(total(b.ok("list_executions", json!({"workflow": "quick"})).await), 40);
 }
 
+/// A client that hears each progress notification (a wait sends its first once it is waiting).
+#[derive(Clone)]
+struct ProgressHeard(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl rmcp::ClientHandler for ProgressHeard {
+    async fn on_progress(
+        &self,
+        _: rmcp::model::ProgressNotificationParam,
+        _: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        let _ = self.0.send(());
+    }
+}
+
+/// A line one server's workflow writes wakes a follower in another server process through its log files (file
+/// change notification), not a look at the history on a timer: the follower says so in its log.
+#[tokio::test]
+async fn a_follower_in_another_server_is_woken_by_a_file_change_not_a_look() {
+    let dir = TestDir::new("woken");
+    let state_dir = dir.join("state");
+    let gate = dir.fifo("gate");
+    let config = json!({"workflows": [
+        wf("slow", &["out", "first", "wait-fifo", gate.to_str().unwrap(), "out", "second", "hold"]),
+    ]});
+    let a = Server::builder("woken-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let (heard, mut progress) = tokio::sync::mpsc::unbounded_channel();
+    let b = Server::builder("woken-b", config)
+        .state_dir(&state_dir)
+        .handler(ProgressHeard(heard))
+        .spawn()
+        .await;
+    let id = a.start_wf("slow", json!({})).await;
+    a.wait_line(&id, "^first").await;
+    while progress.try_recv().is_ok() {}
+    let token = rmcp::model::ProgressToken(rmcp::model::NumberOrString::String("follow".into()));
+    // B waits for the line after "first"; the workflow writes it once B says it is waiting.
+    let wait = b.call_with(
+        "get_logs",
+        json!({"execution_id": id, "since_seq": 1, "wait_ms": 50000}),
+        Some(rmcp::model::RequestMetaObject::with_progress_token(token)),
+    );
+    let release = async {
+        progress.recv().await.expect("B reports its wait");
+        tokio::task::spawn_blocking(move || release_fifo(&gate)).await.unwrap();
+    };
+    let (page, ()) = tokio::join!(wait, release);
+    assert!(page.text.contains("1 second"), "{}", page.text);
+    let woken = b
+        .stderr()
+        .lines()
+        .any(|l| l.contains("a file change woke the follower of a stored execution") && l.contains(&id));
+    assert!(woken, "B's follower was not woken by a file change:\n{}", b.stderr());
+    a.ok("cancel_execution", json!({"execution_id": id})).await;
+}
+
 #[tokio::test]
 async fn retention_forgets_the_oldest_finished_with_their_files_and_never_a_running_one() {
     let dir = TestDir::new("retain");

@@ -252,6 +252,10 @@ impl Reread for ReadOnly<'_> {
     fn status(&self, view: &ExecutionView) -> crate::engine::ExecutionStatus {
         view.status()
     }
+
+    fn history_files(&self) -> Vec<std::path::PathBuf> {
+        self.0.history_files().to_vec()
+    }
 }
 
 /// `logs ID [--follow]`: returns the exit code (the execution's, with --follow).

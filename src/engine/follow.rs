@@ -1,10 +1,12 @@
 //! Following an execution: the one place that says how a reader learns that an execution changed and reads it
 //! again. Run by this process, it wakes the follower through its `logs_tx` (every chunk of output, every state
-//! change); run by another server process, or finished before this one started, it is looked at in the history
-//! every [`STORED_LOOK`] (no signal reaches us from another process). Every front end follows through here: waits
-//! for an end, log long-polls, progress while waiting, task polls, subscriptions, `run` and `logs --follow`.
+//! change); run by another process, or finished before this one started, it wakes on a change to its log folder
+//! or to the history (file-change notification, `proc::notify`), with a look every [`STORED_BACKSTOP`] all the
+//! same, or every [`STORED_LOOK`] where files cannot be watched. Every front end follows through here: waits for
+//! an end, log long-polls, progress while waiting, task polls, subscriptions, `run` and `logs --follow`.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -14,23 +16,33 @@ use tokio_util::sync::CancellationToken;
 use super::execution::ExecutionState;
 use super::status::ExecutionStatus;
 use super::view::ExecutionView;
+use crate::proc::notify::Notice;
 
-/// How often an execution this process does not run is read again from the history.
+/// How often an execution this process does not run is read again where its files cannot be watched.
 pub const STORED_LOOK: Duration = Duration::from_millis(200);
+
+/// How often it is read again while its files are watched: some changes leave no file behind (an owner killed
+/// leaves its record `running` until a reader sees the owner gone).
+pub const STORED_BACKSTOP: Duration = Duration::from_secs(1);
+
+/// The least time between two wakes by file changes: a flood of output reads a stored execution again at most
+/// this often, not once per write.
+const STORED_GAP: Duration = Duration::from_millis(5);
 
 /// How a follower hears that an execution may have changed.
 pub enum Wake {
     /// Run here: its `logs_tx`, subscribed before the first read, so a change during that read still wakes.
     Live(watch::Receiver<u64>),
-    /// Known from the history: a look every [`STORED_LOOK`].
-    Stored,
+    /// Known from the history: its files watched from before the first read, a look now and then.
+    Stored(StoredWake),
 }
 
 impl Wake {
-    pub fn of(view: &ExecutionView) -> Wake {
+    /// How to follow `view`; `history` are the files a write to the history changes.
+    pub fn of(view: &ExecutionView, history: &[PathBuf]) -> Wake {
         match view {
             ExecutionView::Live(e) => Wake::Live(e.logs_tx.subscribe()),
-            ExecutionView::Stored(_) => Wake::Stored,
+            ExecutionView::Stored(s) => Wake::Stored(StoredWake::new(s.logs.path(), history, STORED_BACKSTOP)),
         }
     }
 
@@ -38,8 +50,8 @@ impl Wake {
     pub async fn changed(&mut self) -> bool {
         match self {
             Wake::Live(rx) => rx.changed().await.is_ok(),
-            Wake::Stored => {
-                tokio::time::sleep(STORED_LOOK).await;
+            Wake::Stored(s) => {
+                s.changed().await;
                 true
             }
         }
@@ -58,10 +70,110 @@ impl Wake {
                     Err(_) => return false,
                 }
             },
-            Wake::Stored => {
-                std::thread::sleep(STORED_LOOK);
+            Wake::Stored(s) => {
+                s.changed_blocking();
                 true
             }
+        }
+    }
+}
+
+/// Says once per process that files cannot be watched, and what that costs.
+fn cannot_watch(dir: &Path, error: &std::io::Error) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::warn!(
+            directory = %dir.display(),
+            error = %error,
+            "cannot watch files for changes; executions other processes run are read again every {} ms instead",
+            STORED_LOOK.as_millis()
+        );
+    });
+}
+
+/// The wake of an execution known from the history: a change to its log folder (lines written, its folder
+/// made) or to the history (its state, its progress), or the backstop's look.
+pub struct StoredWake {
+    /// None where the files cannot be watched: then a look every [`STORED_LOOK`].
+    notice: Option<Notice>,
+    backstop: Duration,
+    log: PathBuf,
+    /// When a file change last woke it.
+    woke: Option<std::time::Instant>,
+    /// Whether a file change woke it yet (said once, at debug level).
+    told: bool,
+}
+
+impl StoredWake {
+    /// Watches the log folder `log` (or, until it exists, its creation) and the `history` files, from now on.
+    pub fn new(log: &Path, history: &[PathBuf], backstop: Duration) -> StoredWake {
+        let mut notice = Notice::new();
+        let mut watched = notice.watch_folder(log).map_err(|e| (log.to_owned(), e));
+        let mut folders: Vec<(&Path, Vec<&std::ffi::OsStr>)> = Vec::new();
+        for file in history {
+            let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+                continue;
+            };
+            match folders.iter_mut().find(|(d, _)| *d == dir) {
+                Some((_, names)) => names.push(name),
+                None => folders.push((dir, vec![name])),
+            }
+        }
+        for (dir, names) in folders {
+            watched = watched.and_then(|()| notice.watch(dir, &names).map_err(|e| (dir.to_owned(), e)));
+        }
+        let notice = match watched {
+            Ok(()) => Some(notice),
+            Err((dir, e)) => {
+                cannot_watch(&dir, &e);
+                None
+            }
+        };
+        StoredWake {
+            notice,
+            backstop,
+            log: log.to_owned(),
+            woke: None,
+            told: false,
+        }
+    }
+
+    /// What comes after a file change woke it: said once; a wake too soon after the last waits out the gap.
+    fn rung(&mut self) -> Option<Duration> {
+        if !self.told {
+            self.told = true;
+            tracing::debug!(log = %self.log.display(), "a file change woke the follower of a stored execution");
+        }
+        let now = std::time::Instant::now();
+        let wait = self.woke.map(|w| (w + STORED_GAP).saturating_duration_since(now));
+        self.woke = Some(now + wait.unwrap_or_default());
+        wait.filter(|w| !w.is_zero())
+    }
+
+    async fn changed(&mut self) {
+        let Some(notice) = &mut self.notice else {
+            tokio::time::sleep(STORED_LOOK).await;
+            return;
+        };
+        tokio::select! {
+            () = notice.changed() => {
+                if let Some(gap) = self.rung() {
+                    tokio::time::sleep(gap).await;
+                }
+            }
+            () = tokio::time::sleep(self.backstop) => {}
+        }
+    }
+
+    fn changed_blocking(&mut self) {
+        let Some(notice) = &mut self.notice else {
+            std::thread::sleep(STORED_LOOK);
+            return;
+        };
+        if notice.changed_blocking(self.backstop)
+            && let Some(gap) = self.rung()
+        {
+            std::thread::sleep(gap);
         }
     }
 }
@@ -77,6 +189,10 @@ pub trait Reread: Clone {
 
     /// Its status (with a queue position where the reader knows one).
     fn status(&self, view: &ExecutionView) -> ExecutionStatus;
+
+    /// The files a write to the history changes (none without a history): a stored execution's follower
+    /// watches them.
+    fn history_files(&self) -> Vec<PathBuf>;
 }
 
 /// What a follower of an execution sees change: its state, its newest line, its place in the queue.
@@ -107,8 +223,8 @@ pub struct Follow<R: Reread> {
 impl<R: Reread> Follow<R> {
     pub fn new(reader: R, view: &ExecutionView) -> Follow<R> {
         Follow {
+            wake: Wake::of(view, &reader.history_files()),
             reader,
-            wake: Wake::of(view),
             view: view.clone(),
         }
     }
@@ -259,6 +375,10 @@ mod tests {
         fn status(&self, view: &ExecutionView) -> ExecutionStatus {
             view.status()
         }
+
+        fn history_files(&self) -> Vec<PathBuf> {
+            Vec::new()
+        }
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -280,5 +400,90 @@ mod tests {
             !history.blocked_a_worker.load(Ordering::SeqCst),
             "the history was read on the async worker"
         );
+    }
+
+    /// A folder of its own under the temporary directory.
+    fn folder(label: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("wfmcp-follow-{}-{label}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Far longer than any test waits: a follower that returns woke on a file change, not on its look.
+    const NEVER: Duration = Duration::from_secs(3600);
+    const HANG: Duration = Duration::from_secs(20);
+
+    #[tokio::test]
+    async fn a_stored_follower_wakes_on_a_new_line_without_waiting_for_its_look() {
+        let root = folder("line");
+        let log = root.join("logs").join("id");
+        std::fs::create_dir_all(&log).unwrap();
+        std::fs::write(log.join("0.log"), "first\n").unwrap();
+        let mut wake = StoredWake::new(&log, &[], NEVER);
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(log.join("0.log"))
+                .unwrap();
+            f.write_all(b"second\n").unwrap();
+        });
+        tokio::time::timeout(HANG, wake.changed())
+            .await
+            .expect("a line written by another process wakes its follower");
+        writer.join().unwrap();
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[tokio::test]
+    async fn a_stored_follower_wakes_when_its_log_folder_is_made_and_then_on_its_lines() {
+        let root = folder("made");
+        let logs = root.join("logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = logs.join("id");
+        let mut wake = StoredWake::new(&log, &[], NEVER);
+        std::fs::create_dir(&log).unwrap();
+        tokio::time::timeout(HANG, wake.changed())
+            .await
+            .expect("its folder made wakes it");
+        std::fs::write(log.join("0.log"), "first\n").unwrap();
+        tokio::time::timeout(HANG, wake.changed())
+            .await
+            .expect("a line in it wakes it");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_stored_follower_on_a_plain_thread_wakes_on_a_history_write() {
+        let root = folder("history");
+        let log = root.join("logs").join("id");
+        std::fs::create_dir_all(&log).unwrap();
+        let history = [root.join("history.db"), root.join("history.db-wal")];
+        let mut wake = StoredWake::new(&log, &history, NEVER);
+        let writer = std::thread::spawn(move || std::fs::write(root.join("history.db-wal"), "commit").unwrap());
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || {
+            wake.changed_blocking();
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(HANG)
+            .expect("a write to the history wakes a follower on a plain thread");
+        writer.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_log_folder_that_cannot_be_watched_is_still_followed_by_looking() {
+        let root = folder("unwatchable");
+        // Not a folder: inotify refuses it (ENOTDIR), as a filesystem without inotify would.
+        let log = root.join("plain");
+        std::fs::write(&log, "x").unwrap();
+        let mut wake = StoredWake::new(&log, &[], NEVER);
+        assert!(wake.notice.is_none(), "falls back to the look");
+        tokio::time::timeout(HANG, wake.changed())
+            .await
+            .expect("the look still wakes it");
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -510,6 +510,10 @@ impl Reread for Engine {
     fn status(&self, view: &ExecutionView) -> ExecutionStatus {
         Engine::status(self, view)
     }
+
+    fn history_files(&self) -> Vec<std::path::PathBuf> {
+        self.history().map(|h| h.history_files().to_vec()).unwrap_or_default()
+    }
 }
 
 /// Orphans re-parented to us that belong to no execution still have to be reaped (PID 1 may not reap):

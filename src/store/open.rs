@@ -228,6 +228,11 @@ impl Store {
         self.role
     }
 
+    /// The files every write to the history changes: a reader watches them for another process's writes.
+    pub fn history_files(&self) -> [PathBuf; 2] {
+        [self.dir.history_db(), self.dir.history_wal()]
+    }
+
     /// Where an execution's log files are.
     pub fn log_path(&self, id: &Uuid) -> PathBuf {
         self.dir.log(id)
