@@ -301,6 +301,43 @@ async fn a_follower_in_another_server_is_woken_by_a_file_change_not_a_look() {
     a.ok("cancel_execution", json!({"execution_id": id})).await;
 }
 
+/// A stop another server asks for is acted on by the owner when the history is written, not at its next tick
+/// (a queued execution has no process the asker could signal itself: only its owner can stop it).
+#[tokio::test]
+async fn an_owner_acts_on_a_stop_another_server_asks_for_when_it_is_written() {
+    let dir = TestDir::new("asked");
+    let state_dir = dir.join("state");
+    let gate = dir.fifo("gate");
+    let config = json!({"limits": {"max_concurrent": 1}, "workflows": [
+        wf("held", &["wait-fifo", gate.to_str().unwrap()]),
+        wf("quick", &["out", "q"]),
+    ]});
+    let a = Server::builder("asked-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let b = Server::builder("asked-b", config).state_dir(&state_dir).spawn().await;
+    let held = a.start_wf("held", json!({})).await;
+    let queued = a.start_wf("quick", json!({})).await;
+    assert_eq!(
+        state(&b.ok("get_status", json!({"execution_id": queued})).await),
+        "queued"
+    );
+    let cancelled = b
+        .ok("cancel_execution", json!({"execution_id": queued, "grace_ms": 2000}))
+        .await;
+    assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
+    let log = a.stderr();
+    let heard = log.lines().any(|l| {
+        l.contains("stopping an execution another process asked to stop")
+            && l.contains(&queued)
+            && l.contains("when the history was written")
+    });
+    assert!(heard, "A did not act on B's stop when it was written:\n{log}");
+    tokio::task::spawn_blocking(move || release_fifo(&gate)).await.unwrap();
+    assert_eq!(state(&a.wait_final(&held).await), "succeeded");
+}
+
 #[tokio::test]
 async fn retention_forgets_the_oldest_finished_with_their_files_and_never_a_running_one() {
     let dir = TestDir::new("retain");

@@ -91,6 +91,37 @@ fn cannot_watch(dir: &Path, error: &std::io::Error) {
     });
 }
 
+/// Watches `files` in `notice`, each folder once; the folder that cannot be watched, and why.
+fn watch_files(notice: &mut Notice, files: &[PathBuf]) -> Result<(), (PathBuf, std::io::Error)> {
+    let mut folders: Vec<(&Path, Vec<&std::ffi::OsStr>)> = Vec::new();
+    for file in files {
+        let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+            continue;
+        };
+        match folders.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, names)) => names.push(name),
+            None => folders.push((dir, vec![name])),
+        }
+    }
+    for (dir, names) in folders {
+        notice.watch(dir, &names).map_err(|e| (dir.to_owned(), e))?;
+    }
+    Ok(())
+}
+
+/// A notice rung by every write to the history (`files`, see [`Reread::history_files`]); none where they cannot
+/// be watched (said once).
+pub(super) fn history_notice(files: &[PathBuf]) -> Option<Notice> {
+    let mut notice = Notice::new();
+    match watch_files(&mut notice, files) {
+        Ok(()) => Some(notice),
+        Err((dir, e)) => {
+            cannot_watch(&dir, &e);
+            None
+        }
+    }
+}
+
 /// The wake of an execution known from the history: a change to its log folder (lines written, its folder
 /// made) or to the history (its state, its progress), or the backstop's look.
 pub struct StoredWake {
@@ -108,20 +139,10 @@ impl StoredWake {
     /// Watches the log folder `log` (or, until it exists, its creation) and the `history` files, from now on.
     pub fn new(log: &Path, history: &[PathBuf], backstop: Duration) -> StoredWake {
         let mut notice = Notice::new();
-        let mut watched = notice.watch_folder(log).map_err(|e| (log.to_owned(), e));
-        let mut folders: Vec<(&Path, Vec<&std::ffi::OsStr>)> = Vec::new();
-        for file in history {
-            let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
-                continue;
-            };
-            match folders.iter_mut().find(|(d, _)| *d == dir) {
-                Some((_, names)) => names.push(name),
-                None => folders.push((dir, vec![name])),
-            }
-        }
-        for (dir, names) in folders {
-            watched = watched.and_then(|()| notice.watch(dir, &names).map_err(|e| (dir.to_owned(), e)));
-        }
+        let watched = notice
+            .watch_folder(log)
+            .map_err(|e| (log.to_owned(), e))
+            .and_then(|()| watch_files(&mut notice, history));
         let notice = match watched {
             Ok(()) => Some(notice),
             Err((dir, e)) => {

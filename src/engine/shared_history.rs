@@ -8,9 +8,11 @@ use uuid::Uuid;
 
 use super::execution::{Execution, ExecutionState};
 use super::executor::{Executor, blocking};
+use super::follow::history_notice;
 use crate::catalog::WorkflowDef;
 use crate::clock::from_unix_ms;
 use crate::logs::{DiskLimits, ExecutionLog, LogDir};
+use crate::proc::notify::Notice;
 use crate::proc::scan::{is_same_process, signal_tree};
 use crate::proc::signal::PidFd;
 use crate::runtime::{Launch, RemoteJob};
@@ -40,39 +42,63 @@ pub(super) fn signal_stored_tree(pid: u32, start: u64, marker: &str, sig: i32) -
 /// How often the tick applies retention (starts, ends and startup apply it too).
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// Returns when `notice` rings (never without one).
+async fn rung(notice: &mut Option<Notice>) {
+    match notice {
+        Some(notice) => notice.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Writes the counters and progress of running executions to the history once a second, when they changed,
-/// acts on the stops other server processes asked for, and applies retention once a minute — on a blocking
-/// thread, never inside a read: a pass may delete many log folders.
+/// acts on the stops other processes ask for as soon as they write them to the history (and at each tick, where
+/// the history cannot be watched), and applies retention once a minute — on a blocking thread, never inside a
+/// read: a pass may delete many log folders.
 pub(super) async fn record_progress(executor: Arc<Executor>) {
     let mut last: std::collections::HashMap<Uuid, (u64, u64)> = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut pruned_at = tokio::time::Instant::now();
+    let mut written = executor
+        .records()
+        .history()
+        .and_then(|h| history_notice(&h.history_files()));
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let ticked = tokio::select! {
+            // A write heard is told as such even when the tick is due too.
+            biased;
+            () = rung(&mut written) => false,
+            _ = tick.tick() => true,
             _ = executor.shutdown_token().cancelled() => return,
-        }
+        };
         let Some(history) = executor.records().history() else {
             return;
         };
-        // Stops another server process asked for (it also signals them itself, when it can see them).
+        // Stops another process asked for (it also signals them itself, when it can see them).
         let asked = {
             let history = history.clone();
             blocking(move || history.stop_requests()).await.unwrap_or_default()
         };
-        if pruned_at.elapsed() >= PRUNE_EVERY {
-            pruned_at = tokio::time::Instant::now();
-            let executor = executor.clone();
-            drop(tokio::task::spawn_blocking(move || executor.records().prune()));
-        }
         for (id, reason) in asked {
             let exec = executor.table().get(&id);
             if let Some(exec) = exec
                 && exec.stop_reason().is_none()
             {
+                tracing::debug!(
+                    execution = %id,
+                    heard = if ticked { "at the tick" } else { "when the history was written" },
+                    "stopping an execution another process asked to stop"
+                );
                 let (executor, grace) = (executor.clone(), executor.config().grace);
                 tokio::spawn(async move { executor.stop_live(&exec, reason, grace).await });
             }
+        }
+        if !ticked {
+            continue;
+        }
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = tokio::time::Instant::now();
+            let executor = executor.clone();
+            drop(tokio::task::spawn_blocking(move || executor.records().prune()));
         }
         let running: Vec<Arc<Execution>> = executor
             .table()
