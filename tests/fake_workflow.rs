@@ -5,6 +5,8 @@
 //!   out TEXT | err TEXT        a line on stdout / stderr
 //!   lines N | err-lines N      N numbered lines ("out 0".."out N-1" / "err 0"..) on stdout / stderr
 //!   interleave N               N lines alternating stdout ("o I") and stderr ("e I"), flushed each
+//!   stamped N MS               N stdout lines "stamp K NS", flushed each, MS ms apart; NS is when the line was
+//!                              written (CLOCK_REALTIME, ns since the Unix epoch), for latency benchmarks
 //!   flood-err BYTES            BYTES of 99-char lines on stderr, as fast as possible
 //!   yes                        "y" lines on stdout until killed
 //!   long-line N                one stdout line of N bytes ('a'..'z' repeated)
@@ -160,6 +162,19 @@ fn main() {
                 err.flush().unwrap();
             }
             "lines" => numbered_lines(&mut out, "out", next(&mut i).parse().unwrap()),
+            "stamped" => {
+                let n: u64 = next(&mut i).parse().unwrap();
+                let pause = std::time::Duration::from_millis(next(&mut i).parse().unwrap());
+                for k in 0..n {
+                    std::thread::sleep(pause);
+                    let ns = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos();
+                    writeln!(out, "stamp {k} {ns}").unwrap();
+                    out.flush().unwrap();
+                }
+            }
             "err-lines" => numbered_lines(&mut err, "err", next(&mut i).parse().unwrap()),
             "interleave" => {
                 let n: u64 = next(&mut i).parse().unwrap();
