@@ -215,7 +215,22 @@ async fn detached_executions_are_listed_with_their_supervisor_and_cancelled_from
     let (code, _, err) = cli(&state_dir, &["cancel", &dropped]).await;
     assert_eq!(code, Some(1), "{err}");
     assert!(
-        err.contains(&format!("execution {dropped} has already ended (keep lost")),
+        err.contains(&format!("execution {dropped} has already ended (keep lost"))
+            && err.contains("the supervisor that ran it"),
         "an execution whose owner is gone is lost, not cancellable: {err}"
+    );
+    // A server starting on the history marks it lost in so many words.
+    let s = Server::builder("running-detached-after", json!({"workflows": []}))
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let st = s.ok("get_status", json!({"execution_id": dropped})).await;
+    assert_eq!(st["state"], "lost", "{st}");
+    assert!(
+        st["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the supervisor that ran it (instance "),
+        "{st}"
     );
 }

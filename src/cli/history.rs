@@ -19,7 +19,11 @@ use crate::store::{ExecutionRecord, ReadError, Role, Store};
 fn as_known(store: &Store, mut rec: ExecutionRecord) -> ExecutionRecord {
     if rec.unfinished() && store.owner_gone(&rec.owner) {
         rec.state = ExecutionState::Lost;
-        rec.error = Some(format!("the server that ran it (instance {}) is gone", rec.owner));
+        rec.error = Some(format!(
+            "the {} that ran it (instance {}) is gone",
+            store.owner_role(&rec.owner).as_str(),
+            rec.owner
+        ));
     }
     rec
 }

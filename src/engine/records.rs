@@ -12,7 +12,7 @@ use super::config::EngineConfig;
 use super::execution::{Execution, ExecutionState, Lifecycle, StopReason};
 use crate::clock::unix_ms;
 use crate::proc::scan::{RecordedTree, signal_recorded_trees};
-use crate::store::{Change, ExecutionRecord, PruneRules, Store};
+use crate::store::{Change, ExecutionRecord, PruneRules, Role, Store};
 
 /// The history (unless the server runs ephemeral), its retention rules, and the change signal.
 pub(super) struct Records {
@@ -170,11 +170,17 @@ impl Records {
         if !started.is_empty() {
             signal_recorded_trees(&started, libc::SIGKILL);
         }
+        // Asked once per owner: a crashed server's whole queue shares one.
+        let mut owners = std::collections::HashMap::new();
         let lost = recs
             .iter()
             .map(|rec| {
+                let role = *owners
+                    .entry(rec.owner.as_str())
+                    .or_insert_with(|| self.history.as_ref().map_or(Role::Server, |h| h.owner_role(&rec.owner)));
                 let error = format!(
-                    "the server that ran it (instance {}) ended while it {}; its output up to that moment is kept",
+                    "the {} that ran it (instance {}) ended while it {}; its output up to that moment is kept",
+                    role.as_str(),
                     rec.owner,
                     if rec.state == ExecutionState::Queued {
                         "waited"

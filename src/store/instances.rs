@@ -111,6 +111,11 @@ impl Store {
         })
     }
 
+    /// What the instance `owner` registered as; a server when that is no longer known (its row is gone).
+    pub fn owner_role(&self, owner: &str) -> Role {
+        self.instance_record(owner).map_or(Role::Server, |i| i.role)
+    }
+
     /// Whether the instance `owner` is known to be gone: only then are its executions lost. An instance that
     /// cannot be checked (its lock file unreadable, say) is not.
     pub fn owner_gone(&self, owner: &str) -> bool {
