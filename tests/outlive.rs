@@ -442,3 +442,52 @@ async fn a_supervisor_that_cannot_start_makes_the_execution_failed_to_start_and_
     let other = s.start_wf("attached", json!({})).await;
     assert_eq!(state(&s.wait_final(&other).await), "succeeded", "the server goes on");
 }
+
+#[tokio::test]
+async fn a_full_disk_keeps_a_detached_execution_going_and_every_reader_is_told() {
+    let dir = TestDir::new("outlive-enospc");
+    let state_dir = dir.join("state");
+    std::fs::create_dir_all(state_dir.join("logs")).unwrap();
+    let _tmpfs = Tmpfs::mount(&state_dir.join("logs"), "1m");
+    let config = json!({"workflows": [outliving("big", &["lines", "300000"])]});
+    let s = Server::builder("outlive-enospc", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let id = s.start_wf("big", json!({})).await;
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "succeeded", "the execution went on: {st}");
+    assert_eq!(st["output"]["stdout"]["lines"], 300_000, "every line was counted: {st}");
+    let error = st["output"]["disk_error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the status says the log could not be written: {st}"));
+    assert!(error.contains("No space left on device"), "{error}");
+    // The server reads a detached execution's lines from its files: those the full disk kept out are said to be
+    // missing, and why, never served as the end of the log.
+    let page = s.ok("get_logs", json!({"execution_id": id, "tail": 10})).await;
+    assert_eq!(page["total_lines"], 300_000, "{page}");
+    let hint = page["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("No space left on device"),
+        "the reader is told why lines are missing: {page}"
+    );
+    assert!(!hint.contains("every line has been read"), "{page}");
+    assert_eq!(
+        page["omitted"]["to_seq"], 300_000,
+        "the lines never written are omitted, counted: {page}"
+    );
+    let written = page["omitted"]["from_seq"].as_u64().unwrap();
+    let note = format!(
+        "# seq {written}-299999 omitted: {} lines evicted from memory\n",
+        300_000 - written
+    );
+    assert!(
+        page["lines"].as_str().unwrap().ends_with(&note),
+        "the page ends with a note: {page}"
+    );
+    let past = s
+        .ok("get_logs", json!({"execution_id": id, "since_seq": written}))
+        .await;
+    assert_eq!(past["omitted"]["from_seq"], written, "{past}");
+    assert_eq!(past["done"], true, "{past}");
+}

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::execution::{Execution, ExecutionState};
 use super::status::{Evidence, ExecutionStatus, evidence, status_of_record};
-use crate::logs::{LogDir, Snapshot};
+use crate::logs::{Gap, LogDir, Snapshot};
 use crate::store::ExecutionRecord;
 
 /// A stored execution: its record and its log files.
@@ -16,6 +16,12 @@ use crate::store::ExecutionRecord;
 pub struct StoredExecution {
     pub record: ExecutionRecord,
     pub logs: LogDir,
+}
+
+impl StoredExecution {
+    fn unwritten(&self) -> Option<&str> {
+        self.record.output.as_ref()?.disk_error.as_deref()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -51,7 +57,33 @@ impl ExecutionView {
     pub fn snapshot(&self) -> Snapshot {
         match self {
             ExecutionView::Live(e) => e.logs_buffer.snapshot(),
-            ExecutionView::Stored(s) => Snapshot::from_disk(&s.logs),
+            ExecutionView::Stored(s) => {
+                let mut snap = Snapshot::from_disk(&s.logs);
+                // Lines its runner counted after the disk failed never reached a file: they end the log as a gap
+                // (omitted, counted), not silently.
+                if let Some(counted) = s
+                    .unwritten()
+                    .and_then(|_| s.record.output.as_ref()?.last_seq.map(|l| l + 1))
+                    && counted > snap.next_seq
+                    && snap.gap.is_none()
+                {
+                    snap.gap = Some(Gap {
+                        from: snap.next_seq,
+                        to: counted,
+                    });
+                    snap.next_seq = counted;
+                }
+                snap
+            }
+        }
+    }
+
+    /// Why lines of an execution another process ran are missing from its files (the disk error its runner met),
+    /// if they are: a reader here can read only the files.
+    pub fn unwritten(&self) -> Option<&str> {
+        match self {
+            ExecutionView::Live(_) => None,
+            ExecutionView::Stored(s) => s.unwritten(),
         }
     }
 

@@ -34,4 +34,4 @@ pub use log::{ExecutionLog, LogLimits, LogStats, StreamCounters};
 pub use page::{BudgetHit, CompactLines, LineSink, LogLine, LogPage, Omitted};
 pub use query::{EventSelector, LogQuery, StreamSelector, last_lines};
 pub use segment::Stream;
-pub use snapshot::Snapshot;
+pub use snapshot::{Gap, Snapshot};

@@ -245,6 +245,7 @@ impl WorkflowServer {
                 page.cut_seq,
                 page.budget_hit == Some(BudgetHit::ScanBudget),
                 page.looked_back_to,
+                exec.unwritten(),
             ),
             lines: std::mem::take(&mut page.lines.text),
         };

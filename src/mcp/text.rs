@@ -82,7 +82,8 @@ pub fn status(o: &StatusOutput) -> String {
 }
 
 /// What to call after a page of logs, in one line.
-/// `scan_stopped`: the page ended at the scan budget; `looked_back_to`: a tail's look back stopped there.
+/// `scan_stopped`: the page ended at the scan budget; `looked_back_to`: a tail's look back stopped there;
+/// `unwritten`: the disk error that kept lines out of the files this server reads them from.
 pub fn logs_hint(
     next_seq: u64,
     has_more: bool,
@@ -90,6 +91,7 @@ pub fn logs_hint(
     cut_seq: Option<u64>,
     scan_stopped: bool,
     looked_back_to: Option<u64>,
+    unwritten: Option<&str>,
 ) -> String {
     let mut hint = if has_more && scan_stopped {
         format!(
@@ -100,6 +102,8 @@ pub fn logs_hint(
         )
     } else if has_more {
         format!("more lines: call get_logs with since_seq={next_seq}")
+    } else if done && unwritten.is_some() {
+        "done: every line on disk has been read and none will be added; get_status has the outcome".to_owned()
     } else if done {
         "done: every line has been read and none will be added; get_status has the outcome".to_owned()
     } else {
@@ -119,6 +123,13 @@ pub fn logs_hint(
         let _ = write!(
             hint,
             "; line {seq} was cut (+) to fit max_bytes: raise max_bytes to read it whole"
+        );
+    }
+    if let Some(error) = unwritten {
+        let _ = write!(
+            hint,
+            "; its log files could not be written ({error}): the lines after them are omitted here, as this \
+             server reads another process's execution from its files"
         );
     }
     hint
