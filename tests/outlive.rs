@@ -491,3 +491,99 @@ async fn a_full_disk_keeps_a_detached_execution_going_and_every_reader_is_told()
     assert_eq!(past["omitted"]["from_seq"], written, "{past}");
     assert_eq!(past["done"], true, "{past}");
 }
+
+async fn task_of(s: &Server<Client>, id: &str) -> Value {
+    let task = s.client.get_task(rmcp::model::GetTaskParams::new(id)).await;
+    serde_json::to_value(task.expect("tasks/get answers")).unwrap()
+}
+
+#[tokio::test]
+async fn a_detached_execution_is_a_task_another_server_polls_to_its_result_after_the_first_is_killed() {
+    use rmcp::model::{CallToolRequestParams, CallToolResponse};
+    let dir = TestDir::new("outlive-task");
+    let state_dir = dir.join("state");
+    let go = dir.fifo("go");
+    let config = json!({"workflows": [outliving("build", &["out", "started", "wait-fifo", go.to_str().unwrap(), "out", "built"])]});
+    let (a_client, _) = client(true);
+    let a = Server::builder("outlive-task-a", config.clone())
+        .state_dir(&state_dir)
+        .handler(a_client)
+        .spawn()
+        .await;
+    let params = CallToolRequestParams::new("execute_workflow")
+        .with_arguments(json!({"workflow": "build"}).as_object().unwrap().clone());
+    let task = match a.client.call_tool_once(params).await.expect("execute_workflow answers") {
+        CallToolResponse::Task(t) => serde_json::to_value(t).unwrap(),
+        other => panic!("a client that declared tasks gets a task, got {other:?}"),
+    };
+    assert_eq!(task["status"], "working", "{task}");
+    let id = task["taskId"].as_str().unwrap().to_owned();
+    a.wait_line(&id, "^started").await;
+    sigkill(a.pid());
+    let (b_client, _) = client(true);
+    let b = Server::builder("outlive-task-b", config)
+        .state_dir(&state_dir)
+        .handler(b_client)
+        .spawn()
+        .await;
+    let working = task_of(&b, &id).await;
+    assert_eq!(
+        working["status"], "working",
+        "another server knows the running task: {working}"
+    );
+    release_fifo(&go);
+    let status = b.wait_final(&id).await;
+    let done = task_of(&b, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["result"]["structuredContent"]["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["structuredContent"], status);
+}
+
+#[tokio::test]
+#[expect(
+    deprecated,
+    reason = "resources/subscribe is how sessions up to 2025-11-25 subscribe, which is what stdio clients speak"
+)]
+async fn a_subscriber_on_another_server_hears_a_detached_execution_end() {
+    use rmcp::model::{ReadResourceRequestParams, ResourceContents, SubscribeRequestParams};
+    let dir = TestDir::new("outlive-subscribe");
+    let state_dir = dir.join("state");
+    let go = dir.fifo("go");
+    let config = json!({"workflows": [outliving("build", &["out", "started", "wait-fifo", go.to_str().unwrap(), "out", "built"])]});
+    let a = Server::builder("outlive-subscribe-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let id = a.start_wf("build", json!({})).await;
+    a.wait_line(&id, "^started").await;
+    sigkill(a.pid());
+    let (watcher, mut heard) = client(false);
+    let b = Server::builder("outlive-subscribe-b", config)
+        .state_dir(&state_dir)
+        .handler(watcher)
+        .spawn()
+        .await;
+    let uri = format!("workflow://executions/{id}");
+    b.client.subscribe(SubscribeRequestParams::new(&uri)).await.unwrap();
+    release_fifo(&go);
+    loop {
+        match heard.recv().await.expect("the client is still connected") {
+            Heard::Updated(u) if u == uri => {
+                let read = b
+                    .client
+                    .read_resource(ReadResourceRequestParams::new(&uri))
+                    .await
+                    .unwrap();
+                let Some(ResourceContents::TextResourceContents { text, .. }) = read.contents.into_iter().next() else {
+                    panic!("{uri}: one text content");
+                };
+                let status: Value = serde_json::from_str(&text).unwrap();
+                if status["state"] == "succeeded" {
+                    break;
+                }
+            }
+            Heard::Updated(u) => panic!("an update for {u}, which is not subscribed"),
+            Heard::ListChanged => {}
+        }
+    }
+}
