@@ -127,6 +127,47 @@ async fn cancel_on_the_command_line_stops_what_a_server_runs() {
     );
 }
 
+/// A queued execution another process owns is cancelled from the command line without ever starting.
+#[tokio::test]
+async fn cancel_on_the_command_line_takes_a_queued_execution_off_the_queue() {
+    let dir = TestDir::new("running-queued");
+    let state_dir = dir.join("state");
+    let never = dir.fifo("never");
+    let config = json!({"limits": {"max_concurrent": 1}, "workflows": [
+        wf("held", &["out", "started", "wait-fifo", never.to_str().unwrap()]),
+    ]});
+    let s = Server::builder("running-queued", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let first = s.start_wf("held", json!({})).await;
+    s.wait_line(&first, "^started").await;
+    let waiting = s.start_wf("held", json!({})).await;
+    let (code, text, err) = cli(&state_dir, &["history", "--running"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.lines().any(|l| l.starts_with(&waiting)
+            && l.contains("queued")
+            && l.ends_with(&format!("server pid {}", s.pid()))),
+        "{text}"
+    );
+
+    let (code, out, err) = cli(&state_dir, &["cancel", &waiting]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with(&format!("execution {waiting} (workflow \"held\"): cancelled")),
+        "{out}"
+    );
+    let st = s.ok("get_status", json!({"execution_id": waiting})).await;
+    assert_eq!(st["state"], "cancelled", "{st}");
+    assert!(
+        st["started_at"].is_null() && st["pid"].is_null(),
+        "it never started: {st}"
+    );
+    let st = s.ok("get_status", json!({"execution_id": first})).await;
+    assert_eq!(st["state"], "running", "the other one goes on: {st}");
+}
+
 /// A workflow entry of the fake workflow with `actions`, outliving its session.
 fn outliving(name: &str, actions: &[&str]) -> Value {
     let mut w = wf(name, actions);

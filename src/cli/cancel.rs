@@ -28,58 +28,88 @@ fn already_ended(view: &ExecutionView) -> Option<AlreadyEnded> {
     })
 }
 
-/// `cancel ID` on the history `reader` reads: returns the exit code (0 once it is final; 1, said on stderr, when
-/// there is no such execution, it has already ended, or the history cannot be read or written).
+/// `cancel ID` on the history `reader` reads: returns the exit code (0 once it is final, its final line printed;
+/// 1, said on stderr, when there is no such execution, it has already ended, or the history cannot be read or
+/// written).
 pub async fn cancel(reader: Store, id: String, limits: Limits) -> u8 {
+    match cancelled(reader, id, limits).await {
+        Ok(headline) => {
+            println!("{headline}");
+            0
+        }
+        Err(why) => {
+            eprintln!("workflow-mcp: {why}");
+            1
+        }
+    }
+}
+
+/// Stops the execution `id` names; its final headline, or the sentence that says why not.
+async fn cancelled(reader: Store, id: String, limits: Limits) -> Result<String, String> {
     let dir: PathBuf = reader.root().to_owned();
     // Which execution, and whether anything is left to stop: the history alone says (nothing is written).
-    let found = tokio::task::spawn_blocking(move || find(&reader, &id).map_err(|e| e.to_string())).await;
-    let view = match found {
-        Ok(Ok(view)) => view,
-        Ok(Err(e)) => return said(&e),
-        Err(e) => return said(&format!("looking the execution up failed: {e}")),
-    };
+    let view = tokio::task::spawn_blocking(move || find(&reader, &id).map_err(|e| e.to_string()))
+        .await
+        .map_err(|e| format!("looking the execution up failed: {e}"))??;
     if let Some(ended) = already_ended(&view) {
-        return said(&ended.to_string());
+        return Err(ended.to_string());
     }
     // Stopping writes (the stop request; an execution whose owner is gone is marked lost): this process
     // registers as a command for as long as it acts.
-    let built =
-        tokio::task::spawn_blocking(move || crate::app::command_engine(&dir, &limits).map(|e| (e, limits))).await;
-    let (engine, limits) = match built {
-        Ok(Ok(built)) => built,
-        Ok(Err(e)) => return said(&crate::store::error_chain(&e)),
-        Err(e) => return said(&format!("opening the history failed: {e}")),
-    };
+    let grace = Duration::from_millis(limits.grace_ms);
+    let engine = tokio::task::spawn_blocking(move || crate::app::command_engine(&dir, &limits))
+        .await
+        .map_err(|e| format!("opening the history failed: {e}"))?
+        .map_err(|e| crate::store::error_chain(&e))?;
     let history = engine.history().map(Arc::clone);
-    let code = stop(&engine, view.id(), Duration::from_millis(limits.grace_ms)).await;
+    let stopped = stop(&engine, view.id(), grace).await;
     if let Some(history) = history {
         let _ = tokio::task::spawn_blocking(move || history.retire()).await;
     }
-    code
+    stopped
 }
 
-/// Stops the execution `id` through `engine` and prints its final state.
-async fn stop(engine: &crate::engine::Engine, id: uuid::Uuid, grace: Duration) -> u8 {
+/// Stops the execution `id` through `engine`; its final headline.
+async fn stop(engine: &crate::engine::Engine, id: uuid::Uuid, grace: Duration) -> Result<String, String> {
     // Read again by the engine: it may have ended since, or its owner may be gone.
-    let view = match engine.find(&id).await {
-        Ok(Some(view)) => view,
-        Ok(None) => return said(&format!("execution {id} is no longer in the history")),
-        Err(e) => return said(&crate::store::error_chain(&e)),
-    };
+    let view = engine
+        .find(&id)
+        .await
+        .map_err(|e| crate::store::error_chain(&e))?
+        .ok_or_else(|| format!("execution {id} is no longer in the history"))?;
     if let Some(ended) = already_ended(&view) {
-        return said(&ended.to_string());
+        return Err(ended.to_string());
     }
-    if let Err(e) = engine.stop(&view, StopReason::Cancel, grace).await {
-        return said(&e.to_string());
-    }
+    engine
+        .stop(&view, StopReason::Cancel, grace)
+        .await
+        .map_err(|e| e.to_string())?;
     let view = engine.refresh(&view).await;
-    println!("{}", Summary(&engine.status(&view)).headline());
-    0
+    Ok(Summary(&engine.status(&view)).headline())
 }
 
-/// Says why the command failed (one sentence on stderr) and returns its exit code.
-fn said(why: &str) -> u8 {
-    eprintln!("workflow-mcp: {why}");
-    1
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A history that cannot be read is said, never taken for an unknown execution.
+    #[test]
+    fn a_busy_history_fails_the_cancel_and_says_so() {
+        let dir = std::env::temp_dir().join(format!("wfmcp-cli-{}-cancel-busy", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::open(&dir).unwrap();
+        let reader = Store::open_reader(&dir).unwrap();
+        let locks = crate::store::hold_read_locks(&dir.join("history.db"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let id = "0b5e6f0e-8c2a-4a3f-9d7e-1f2a3b4c5d6e".to_owned();
+        let said = rt.block_on(cancelled(reader, id, Limits::default())).unwrap_err();
+        drop(locks);
+        assert!(said.contains("busy") && said.contains("history.db"), "{said}");
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
