@@ -512,6 +512,12 @@ async fn a_subscriber_hears_of_what_another_server_runs_once_per_change() {
             }
         }
     }
+    // Heard through their files, not a look on a timer.
+    let log = watcher.stderr();
+    assert!(
+        log.contains("a file change woke the watcher of executions other processes run"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

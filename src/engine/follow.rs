@@ -199,6 +199,69 @@ impl StoredWake {
     }
 }
 
+/// Wakes one watcher of many stored executions (a session's resource subscriptions, its list): a change to any
+/// of their log folders, or a write to the history.
+pub struct StoredChanges {
+    history: Vec<PathBuf>,
+    /// None until something is watched, or where files cannot be watched.
+    notice: Option<Notice>,
+    /// The log folders watched now.
+    watched: Option<Vec<PathBuf>>,
+}
+
+impl StoredChanges {
+    /// Watches nothing yet; `history` are the files a write to the history changes.
+    pub fn new(history: Vec<PathBuf>) -> StoredChanges {
+        StoredChanges {
+            history,
+            notice: None,
+            watched: None,
+        }
+    }
+
+    /// Watches the log folders of `views` (the stored ones) and the history from now on, in place of what it
+    /// watched before; the new watches start before the old ones end, so no change between is missed.
+    pub fn watch<'a>(&mut self, views: impl Iterator<Item = &'a ExecutionView>) {
+        let mut logs: Vec<PathBuf> = views
+            .filter_map(|v| match v {
+                ExecutionView::Stored(s) => Some(s.logs.path().to_owned()),
+                ExecutionView::Live(_) => None,
+            })
+            .collect();
+        logs.sort();
+        logs.dedup();
+        if self.watched.as_ref() == Some(&logs) {
+            return;
+        }
+        let mut notice = Notice::new();
+        let watched = logs
+            .iter()
+            .try_for_each(|log| notice.watch_folder(log).map_err(|e| (log.clone(), e)))
+            .and_then(|()| watch_files(&mut notice, &self.history));
+        self.notice = match watched {
+            Ok(()) => Some(notice),
+            Err((dir, e)) => {
+                cannot_watch(&dir, &e);
+                None
+            }
+        };
+        self.watched = Some(logs);
+    }
+
+    /// Whether changes are heard (else only a look sees them).
+    pub fn hears(&self) -> bool {
+        self.notice.is_some()
+    }
+
+    /// Returns when a watched file changed; never when nothing is heard.
+    pub async fn changed(&mut self) {
+        match &mut self.notice {
+            Some(notice) => notice.changed().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// Reads an execution again: the engine does, from its table or its history (and the read-only commands from
 /// the history alone). `reread` may block (a stored execution's record is read from SQLite); an async follower
 /// calls it off the async workers.

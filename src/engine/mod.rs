@@ -21,7 +21,7 @@ pub mod view;
 pub use config::{AdoptError, EngineConfig, EngineError, StopError};
 pub use detach::{DetachError, Detacher, Handover};
 pub use execution::{Execution, ExecutionState, Lifecycle, StopReason};
-pub use follow::{Follow, Reread, Seen};
+pub use follow::{Follow, Reread, STORED_BACKSTOP, Seen, StoredChanges};
 pub use progress::{Progress, WorkflowEvent};
 pub use runner::Engine;
 pub use status::{Evidence, ExecutionStatus, OutputSummary};

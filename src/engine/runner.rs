@@ -23,7 +23,7 @@ use super::config::{AdoptError, EngineConfig, EngineError, StopError};
 use super::detach::Handover;
 use super::execution::{ExecutionState, StopReason};
 use super::executor::{Executor, blocking};
-use super::follow::{Follow, Reread};
+use super::follow::{Follow, Reread, StoredChanges};
 use super::listing;
 use super::shared_history::{Reattach, reattach, record_progress, signal_stored_tree};
 use super::status::ExecutionStatus;
@@ -361,6 +361,11 @@ impl Engine {
                 .flatten()
                 .unwrap_or_else(|| view.clone()),
         }
+    }
+
+    /// A watcher of many stored executions' changes: see [`StoredChanges`].
+    pub fn stored_changes(&self) -> StoredChanges {
+        StoredChanges::new(Reread::history_files(self))
     }
 
     /// Follows an execution: see [`Follow`].

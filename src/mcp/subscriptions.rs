@@ -8,9 +8,10 @@
 //! A resource is subscribed once per session however its URI is spelled (an execution id parses in several
 //! forms): subscriptions are keyed by the resource, and one session holds at most [`MAX_SUBSCRIPTIONS`]. Nothing
 //! polls per subscription: a live execution's watcher is a small task asleep on its `logs_tx`, the list's on the
-//! engine's changes (and a look now and then); what other server processes on the state directory run (no
-//! signal reaches us) is looked at by one task per session (or `subscriptions/listen` stream), all of it in one
-//! blocking pass now and then, and only while such an execution is watched and unfinished.
+//! engine's changes and the history's writes (and a look now and then); what other server processes on the state
+//! directory run is looked at by one task per session (or `subscriptions/listen` stream), all of it in one
+//! blocking pass when their log files or the history change (and now and then), and only while such an execution
+//! is watched and unfinished.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,17 +24,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::resources::ResourceRef;
 use super::transport::Streams;
-use crate::engine::{Engine, ExecutionState, ExecutionView, ListFilter, Seen};
+use crate::engine::{Engine, ExecutionState, ExecutionView, ListFilter, STORED_BACKSTOP, Seen, StoredChanges};
 
 /// At most one `resources/updated` per resource this often (a few per second).
 pub const UPDATE_EVERY: Duration = Duration::from_millis(250);
 /// At most one `resources/list_changed` this often.
 pub const LIST_EVERY: Duration = Duration::from_secs(1);
-/// How often the executions run by other server processes are looked at (all of a session's in one pass).
+/// How often the executions run by other server processes are looked at (all of a session's in one pass) where
+/// their files cannot be watched (else a change to them brings the look forward, and one every
+/// `STORED_BACKSTOP` sees what leaves no file behind).
 const STORED_LOOK: Duration = Duration::from_millis(500);
 /// The most resources one session may subscribe to (and one `subscriptions/listen` stream accept).
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
-/// How often the list is looked at for changes no signal tells of (other server processes, retention).
+/// How often the list is looked at for changes nothing tells of (other server processes where the history cannot be
+/// watched, retention).
 const LIST_LOOK: Duration = Duration::from_secs(2);
 /// The newest executions whose states the list watcher compares (the first page of `resources/list`).
 const LIST_WATCHED: usize = 50;
@@ -270,8 +274,9 @@ struct StoredEntry {
 }
 
 /// Follows the executions other server processes run for one notifier: one task, asleep while nothing is
-/// watched, otherwise looking at all of them in one blocking pass every [`STORED_LOOK`] (their records are read
-/// from the history; no signal reaches us from another process).
+/// watched, otherwise looking at all of them in one blocking pass (their records are read from the history)
+/// when their files or the history change, and every [`STORED_BACKSTOP`] (every [`STORED_LOOK`] where files
+/// cannot be watched).
 struct StoredWatcher {
     add: tokio::sync::mpsc::UnboundedSender<StoredEntry>,
 }
@@ -301,9 +306,15 @@ async fn watch_stored(
     stop: CancellationToken,
 ) {
     let mut entries: Vec<StoredEntry> = Vec::new();
-    let mut next_look = tokio::time::Instant::now() + STORED_LOOK;
+    // Their log folders and the history, watched from before each one's first look.
+    let mut heard = engine.stored_changes();
+    let mut told = false;
+    let every = |heard: &StoredChanges| if heard.hears() { STORED_BACKSTOP } else { STORED_LOOK };
+    let mut looked = tokio::time::Instant::now();
+    let mut next_look = looked + STORED_LOOK;
     loop {
-        // New entries get their first look (the baseline) at once, and only they; all get one every STORED_LOOK.
+        // New entries get their first look (the baseline) at once, and only they; all get one at `next_look`,
+        // which a file change brings forward (to at most one look every UPDATE_EVERY).
         let new = entries.iter().any(|e| e.last.is_none());
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -313,6 +324,15 @@ async fn watch_stored(
                 while let Ok(entry) = added.try_recv() {
                     entries.push(entry);
                 }
+                heard.watch(entries.iter().map(|e| &e.view));
+                continue;
+            }
+            () = heard.changed(), if !entries.is_empty() => {
+                if !told {
+                    told = true;
+                    tracing::debug!("a file change woke the watcher of executions other processes run");
+                }
+                next_look = next_look.min(looked + UPDATE_EVERY);
                 continue;
             }
             _ = tokio::time::sleep_until(next_look), if !entries.is_empty() => {}
@@ -320,13 +340,15 @@ async fn watch_stored(
         }
         let all = tokio::time::Instant::now() >= next_look;
         if all {
-            next_look = tokio::time::Instant::now() + STORED_LOOK;
+            looked = tokio::time::Instant::now();
+            next_look = looked + every(&heard);
         }
         let engine = engine.clone();
         let Ok((kept, changed)) = tokio::task::spawn_blocking(move || look_at(&engine, entries, all)).await else {
             return;
         };
         entries = kept;
+        heard.watch(entries.iter().map(|e| &e.view));
         for uri in changed {
             if !notifier.updated(&uri).await {
                 return;
@@ -378,11 +400,15 @@ async fn list_seen(engine: &Engine) -> Option<(Vec<(String, ExecutionState)>, us
 /// Tells `notifier` when the list of executions changes, at most [`LIST_EVERY`] apart, until `stop` fires.
 async fn watch_list(engine: Engine, notifier: Notifier, stop: CancellationToken) {
     let mut changes = engine.changes();
+    // Other processes' starts and ends: the history written.
+    let mut written = engine.stored_changes();
+    written.watch(std::iter::empty());
     let mut last = list_seen(&engine).await.unwrap_or_default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = changes.changed() => {}
+            () = written.changed() => {}
             _ = tokio::time::sleep(LIST_LOOK) => {}
         }
         let Some(now) = list_seen(&engine).await else {
