@@ -302,7 +302,9 @@ async fn a_follower_in_another_server_is_woken_by_a_file_change_not_a_look() {
 }
 
 /// A stop another server asks for is acted on by the owner when the history is written, not at its next tick
-/// (a queued execution has no process the asker could signal itself: only its owner can stop it).
+/// (a queued execution has no process the asker could signal itself: only its owner can stop it). The owner's
+/// tick may still come first now and then: of three stops, at least one is heard when written (with the tick
+/// alone, none is).
 #[tokio::test]
 async fn an_owner_acts_on_a_stop_another_server_asks_for_when_it_is_written() {
     let dir = TestDir::new("asked");
@@ -318,22 +320,24 @@ async fn an_owner_acts_on_a_stop_another_server_asks_for_when_it_is_written() {
         .await;
     let b = Server::builder("asked-b", config).state_dir(&state_dir).spawn().await;
     let held = a.start_wf("held", json!({})).await;
-    let queued = a.start_wf("quick", json!({})).await;
-    assert_eq!(
-        state(&b.ok("get_status", json!({"execution_id": queued})).await),
-        "queued"
-    );
-    let cancelled = b
-        .ok("cancel_execution", json!({"execution_id": queued, "grace_ms": 2000}))
-        .await;
-    assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        queued.push(a.start_wf("quick", json!({})).await);
+    }
+    for id in &queued {
+        assert_eq!(state(&b.ok("get_status", json!({"execution_id": id})).await), "queued");
+        let cancelled = b
+            .ok("cancel_execution", json!({"execution_id": id, "grace_ms": 2000}))
+            .await;
+        assert_eq!(state(&cancelled), "cancelled", "{cancelled}");
+    }
     let log = a.stderr();
     let heard = log.lines().any(|l| {
         l.contains("stopping an execution another process asked to stop")
-            && l.contains(&queued)
+            && queued.iter().any(|id| l.contains(id.as_str()))
             && l.contains("when the history was written")
     });
-    assert!(heard, "A did not act on B's stop when it was written:\n{log}");
+    assert!(heard, "A did not act on B's stops when they were written:\n{log}");
     tokio::task::spawn_blocking(move || release_fifo(&gate)).await.unwrap();
     assert_eq!(state(&a.wait_final(&held).await), "succeeded");
 }
