@@ -586,4 +586,32 @@ async fn a_subscriber_on_another_server_hears_a_detached_execution_end() {
             Heard::ListChanged => {}
         }
     }
+
+async fn a_detached_workflows_max_concurrent_holds_across_servers_and_restarts() {
+    let dir = TestDir::new("outlive-limit");
+    let state_dir = dir.join("state");
+    let mut dev = outliving("dev-server", &["hold"]);
+    dev["max_concurrent"] = json!(1);
+    let config = json!({"workflows": [dev]});
+    let a = Server::builder("outlive-limit-a", config.clone())
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let first = a.start_wf("dev-server", json!({})).await;
+    let refused = a.err("execute_workflow", json!({"workflow": "dev-server"})).await;
+    assert!(
+        refused.contains("max_concurrent") && refused.contains(&first) && refused.contains("cancel"),
+        "{refused}"
+    );
+    sigkill(a.pid());
+    let b = Server::builder("outlive-limit-b", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let again = b.err("execute_workflow", json!({"workflow": "dev-server"})).await;
+    assert!(again.contains(&first), "another server counts it too: {again}");
+    b.ok("cancel_execution", json!({"execution_id": first})).await;
+    let second = b.start_wf("dev-server", json!({})).await;
+    assert_ne!(second, first);
+    b.ok("cancel_execution", json!({"execution_id": second})).await;
 }

@@ -52,6 +52,18 @@ pub enum EngineError {
          to false for this workflow"
     )]
     CannotDetach { workflow: String },
+    #[error(
+        "workflow \"{workflow}\" runs at most {max} at a time (max_concurrent) and {} already {}: {}; it outlives \
+         its session, so it is not queued — cancel one with cancel_execution, or wait until one ends",
+        running.len(),
+        if running.len() == 1 { "runs" } else { "run" },
+        running.iter().map(Uuid::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    WorkflowAtLimit {
+        workflow: String,
+        max: usize,
+        running: Vec<Uuid>,
+    },
     /// A bug: the panic itself is in the server's log.
     #[error("internal error: {task} panicked; the server's log (stderr) says where")]
     Panicked { task: &'static str },

@@ -25,7 +25,7 @@ use super::view::StoredExecution;
 use crate::catalog::{Invocation, WorkflowDef};
 use crate::logs::{DiskLimits, ExecutionLog, LogDir, MemoryBudget, Stream};
 use crate::runtime::{Launch, Placement, Runtime, Started, Tree};
-use crate::store::Store;
+use crate::store::{NotInserted, Store};
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -34,6 +34,14 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Runs blocking work off the async workers.
 pub(super) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
     tokio::task::spawn_blocking(f).await.ok()
+}
+
+/// Why [`Executor::prepare`] built no new execution.
+pub(super) enum NotPrepared {
+    /// Its idempotency key started this one already.
+    Existing(Arc<StoredExecution>),
+    /// Its workflow's limit is reached by these unfinished executions.
+    AtLimit(Vec<Uuid>),
 }
 
 pub(super) struct Executor {
@@ -118,14 +126,15 @@ impl Executor {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
-    /// Builds an execution (its log with files when there is a history) and records it. `Err` is the
-    /// execution an idempotency key already started, found in the history.
+    /// Builds an execution (its log with files when there is a history) and records it — unless `at_most`
+    /// executions of its workflow are unfinished in the history already (any instance's).
     pub(super) fn prepare(
         &self,
         def: Arc<WorkflowDef>,
         invocation: Invocation,
         idempotency_key: Option<String>,
-    ) -> Result<Arc<Execution>, Arc<StoredExecution>> {
+        at_most: Option<usize>,
+    ) -> Result<Arc<Execution>, NotPrepared> {
         let id = Uuid::new_v4();
         let mut argv = def.command.clone();
         argv.extend(invocation.args);
@@ -153,13 +162,16 @@ impl Executor {
         let logs = ExecutionLog::with_disk(self.config.log_limits, self.budget.clone(), disk);
         let exec = Execution::new(id, def.clone(), invocation.values, launch, idempotency_key, logs);
         if let Some(history) = history
-            && let Err(existing) = history.insert(&self.records.record_of(&exec))
+            && let Err(not) = history.insert_within(&self.records.record_of(&exec), at_most)
         {
             history.state_dir().remove_execution(&id);
-            return Err(Arc::new(StoredExecution {
-                logs: LogDir::open(&history.log_path(&existing.id)),
-                record: *existing,
-            }));
+            return Err(match not {
+                NotInserted::Existing(existing) => NotPrepared::Existing(Arc::new(StoredExecution {
+                    logs: LogDir::open(&history.log_path(&existing.id)),
+                    record: *existing,
+                })),
+                NotInserted::AtLimit(running) => NotPrepared::AtLimit(running),
+            });
         }
         Ok(exec)
     }

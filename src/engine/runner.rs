@@ -22,7 +22,7 @@ use uuid::Uuid;
 use super::config::{AdoptError, EngineConfig, EngineError, StopError};
 use super::detach::Handover;
 use super::execution::{ExecutionState, StopReason};
-use super::executor::{Executor, blocking};
+use super::executor::{Executor, NotPrepared, blocking};
 use super::follow::{Follow, Reread, StoredChanges};
 use super::listing;
 use super::shared_history::{Reattach, reattach, record_progress, signal_stored_tree};
@@ -142,15 +142,16 @@ impl Engine {
                 return Err(self.refused(refused));
             }
         }
+        let name = def.name.clone();
         let prepared = {
             let executor = executor.clone();
             let key = idempotency_key.clone();
             // Recording the execution touches the disk: not on an async worker.
-            tokio::task::spawn_blocking(move || executor.prepare(def, invocation, key)).await
+            tokio::task::spawn_blocking(move || executor.prepare(def, invocation, key, None)).await
         };
         let exec = match prepared {
             Ok(Ok(exec)) => exec,
-            Ok(Err(existing)) => {
+            Ok(Err(NotPrepared::Existing(existing))) => {
                 let id = existing.record.id;
                 return Ok(self
                     .find(&id)
@@ -158,6 +159,14 @@ impl Engine {
                     .ok()
                     .flatten()
                     .unwrap_or(ExecutionView::Stored(existing)));
+            }
+            // (The table keeps this path's limits; none is asked of the history.)
+            Ok(Err(NotPrepared::AtLimit(running))) => {
+                return Err(EngineError::WorkflowAtLimit {
+                    workflow: name,
+                    max: 0,
+                    running,
+                });
             }
             Err(failed) => return Err(EngineError::from_join("recording the new execution", failed)),
         };
@@ -212,13 +221,21 @@ impl Engine {
         let Some(detacher) = executor.detacher().cloned() else {
             return Err(EngineError::CannotDetach { workflow });
         };
+        let at_most = def.max_concurrent;
         let prepared = {
             let executor = executor.clone();
-            tokio::task::spawn_blocking(move || executor.prepare(def, invocation, idempotency_key)).await
+            tokio::task::spawn_blocking(move || executor.prepare(def, invocation, idempotency_key, at_most)).await
         };
         let exec = match prepared {
             Ok(Ok(exec)) => exec,
-            Ok(Err(existing)) => {
+            Ok(Err(NotPrepared::AtLimit(running))) => {
+                return Err(EngineError::WorkflowAtLimit {
+                    workflow,
+                    max: at_most.unwrap_or_default(),
+                    running,
+                });
+            }
+            Ok(Err(NotPrepared::Existing(existing))) => {
                 let id = existing.record.id;
                 return Ok(self
                     .find(&id)

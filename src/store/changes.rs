@@ -45,12 +45,53 @@ pub enum Change {
     },
 }
 
+/// Why a new execution was not recorded.
+#[derive(Debug)]
+pub enum NotInserted {
+    /// Its idempotency key was used already (by any instance): the execution it started.
+    Existing(Box<ExecutionRecord>),
+    /// As many executions of its workflow as it allows are unfinished (by any instance): theirs ids.
+    AtLimit(Vec<Uuid>),
+}
+
 impl Store {
     /// Records a new execution. When its idempotency key was used already (by any instance), nothing is
     /// written and the existing record is returned.
     pub fn insert(&self, rec: &ExecutionRecord) -> Result<(), Box<ExecutionRecord>> {
+        match self.insert_within(rec, None) {
+            Err(NotInserted::Existing(existing)) => Err(existing),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Store::insert`], unless `at_most` executions of its workflow are unfinished already, whichever
+    /// instances run them: counted and written in one transaction, so two servers starting one at the same
+    /// moment cannot both pass the limit.
+    pub fn insert_within(&self, rec: &ExecutionRecord, at_most: Option<usize>) -> Result<(), NotInserted> {
         let r = rec.clone();
+        let full = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = full.clone();
         let result = self.write_sync(Box::new(move |c| {
+            if let Some(at_most) = at_most {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT id FROM executions WHERE workflow = ?1 AND state IN {} ORDER BY created_at",
+                    *UNFINISHED
+                ))?;
+                let running = stmt
+                    .query_map([&r.workflow], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                // A repeated idempotency key is answered with its execution (below), at the limit or not.
+                let key_used = match &r.idempotency_key {
+                    Some(key) => c
+                        .prepare_cached("SELECT 1 FROM executions WHERE workflow = ?1 AND idempotency_key = ?2")?
+                        .exists(params![r.workflow, key])?,
+                    None => false,
+                };
+                if running.len() >= at_most && !key_used {
+                    *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(running);
+                    return Ok(());
+                }
+            }
             c.execute(
                 &format!("INSERT INTO executions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"),
                 params![
@@ -80,6 +121,11 @@ impl Store {
             )
             .map(drop)
         }));
+        if let Some(running) = full.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(NotInserted::AtLimit(
+                running.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect(),
+            ));
+        }
         match result {
             Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
                 match rec.idempotency_key.as_deref().and_then(|k| {
@@ -88,7 +134,7 @@ impl Store {
                         .ok()
                         .flatten()
                 }) {
-                    Some(existing) => Err(Box::new(existing)),
+                    Some(existing) => Err(NotInserted::Existing(Box::new(existing))),
                     None => {
                         tracing::warn!(error = %e, "recording an execution failed");
                         Ok(())

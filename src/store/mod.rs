@@ -17,7 +17,7 @@ pub mod record;
 mod retention;
 mod writer;
 
-pub use changes::Change;
+pub use changes::{Change, NotInserted};
 pub use error::{ReadError, StoreError, error_chain};
 pub use instances::Instance;
 pub use open::{Store, now_ms};
