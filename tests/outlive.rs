@@ -586,7 +586,9 @@ async fn a_subscriber_on_another_server_hears_a_detached_execution_end() {
             Heard::ListChanged => {}
         }
     }
+}
 
+#[tokio::test]
 async fn a_detached_workflows_max_concurrent_holds_across_servers_and_restarts() {
     let dir = TestDir::new("outlive-limit");
     let state_dir = dir.join("state");
