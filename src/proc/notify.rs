@@ -180,8 +180,10 @@ impl Inotify {
     fn route(&self, mut bytes: &[u8]) -> Vec<Arc<Bell>> {
         const HEAD: usize = std::mem::size_of::<libc::inotify_event>();
         let mut rung: Vec<Arc<Bell>> = Vec::new();
+        // Each bell once, however many of its folders changed (hundreds of followers may ring at once).
+        let mut seen = std::collections::HashSet::new();
         let mut ring = |bell: &Arc<Bell>| {
-            if !rung.iter().any(|b| Arc::ptr_eq(b, bell)) {
+            if seen.insert(Arc::as_ptr(bell)) {
                 rung.push(bell.clone());
             }
         };
