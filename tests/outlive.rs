@@ -617,3 +617,56 @@ async fn a_detached_workflows_max_concurrent_holds_across_servers_and_restarts()
     assert_ne!(second, first);
     b.ok("cancel_execution", json!({"execution_id": second})).await;
 }
+
+#[tokio::test]
+async fn run_follows_a_detached_execution_to_its_end_and_an_interrupt_leaves_it_running() {
+    use std::io::BufRead;
+    let dir = TestDir::new("outlive-run");
+    let state_dir = dir.join("state");
+    let go = dir.fifo("go");
+    let config = json!({"workflows": [
+        outliving("short", &["out", "one", "exit", "3"]),
+        outliving("held", &["out", "ready", "wait-fifo", go.to_str().unwrap(), "out", "done"]),
+    ]});
+    let (_config_dir, config_path) = write_config("outlive-run-config", &config);
+    let run = |workflow: &str| {
+        let mut cmd = std::process::Command::new(server_bin());
+        cmd.arg("run")
+            .arg(workflow)
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--state-dir")
+            .arg(&state_dir);
+        cmd
+    };
+    let out = run("short").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "its exit code: {stdout}");
+    assert!(stdout.contains("one"), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("outlives this command"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut held = run("held").stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(held.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // SAFETY: SIGINT to the command this test started, as Ctrl-C does.
+    unsafe { libc::kill(held.id() as i32, libc::SIGINT) };
+    held.wait().unwrap();
+    let s = Server::builder("outlive-run", config)
+        .state_dir(&state_dir)
+        .spawn()
+        .await;
+    let listed = s.ok("list_executions", json!({"workflow": "held"})).await;
+    let id = listed["executions"][0]["execution_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        state(&listed["executions"][0]),
+        "running",
+        "Ctrl-C of run leaves it running: {listed}"
+    );
+    release_fifo(&go);
+    let st = s.wait_final(&id).await;
+    assert_eq!(state(&st), "succeeded", "{st}");
+}

@@ -143,6 +143,22 @@ impl Display {
 }
 
 /// Runs the workflow and returns the process exit code.
+/// Follows an execution that outlives this command to its end, as `logs --follow` does; returns its exit code.
+async fn follow_detached(app: &App, workflow: &str, id: uuid::Uuid) -> u8 {
+    eprintln!(
+        "workflow-mcp: {workflow} outlives this command (outlive_session): Ctrl-C leaves it running; \
+         `workflow-mcp cancel {id}` stops it"
+    );
+    let code = match app.engine.history().cloned() {
+        Some(store) => tokio::task::spawn_blocking(move || super::history::logs(&store, &id.to_string(), true))
+            .await
+            .unwrap_or(1),
+        None => 1,
+    };
+    app.engine.shutdown(crate::host::SHUTDOWN_GRACE).await;
+    code
+}
+
 pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], params_json: Option<&str>) -> u8 {
     let catalog = app.catalog.clone();
     let _ = tokio::task::spawn_blocking(move || catalog.settled()).await;
@@ -172,7 +188,9 @@ pub async fn run(app: Arc<App>, workflow: &str, params: &[(String, String)], par
     };
     let exec = match app.engine.execute(def.clone(), invocation, None).await {
         Ok(ExecutionView::Live(e)) => e,
-        Ok(ExecutionView::Stored(_)) => unreachable!("without an idempotency key every execution starts here"),
+        // It outlives its session (its own supervisor runs it): followed like `logs --follow`, and left running
+        // when this command is interrupted.
+        Ok(ExecutionView::Stored(stored)) => return follow_detached(&app, &def.name, stored.record.id).await,
         Err(e) => {
             eprintln!("workflow-mcp: {e}");
             return 1;
