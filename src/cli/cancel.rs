@@ -7,25 +7,42 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::history::find;
-use crate::catalog::Limits;
-use crate::engine::{ExecutionView, StopReason};
-use crate::format::Summary;
-use crate::store::Store;
+use uuid::Uuid;
 
-/// Why there is nothing to stop.
+use super::history::{FindError, find};
+use crate::app::AppError;
+use crate::catalog::Limits;
+use crate::engine::{ExecutionView, ReadError, StopError, StopReason};
+use crate::format::Summary;
+use crate::store::{Store, error_chain};
+
+/// Why an execution was not cancelled. Each says its whole chain in one sentence (so no `#[source]` to repeat).
 #[derive(Debug, thiserror::Error)]
-#[error("execution {id} has already ended ({outcome}); there is nothing to cancel")]
-struct AlreadyEnded {
-    id: uuid::Uuid,
-    outcome: String,
+enum CancelError {
+    #[error("{0}")]
+    Find(FindError),
+    #[error("execution {id} has already ended ({outcome}); there is nothing to cancel")]
+    AlreadyEnded { id: Uuid, outcome: String },
+    #[error("execution {0} is no longer in the history")]
+    Forgotten(Uuid),
+    #[error("{}", error_chain(.0))]
+    Read(ReadError),
+    #[error("{}", error_chain(.0))]
+    Open(AppError),
+    #[error("{0}")]
+    Stop(StopError),
+    #[error("{0} failed: {1}")]
+    Panicked(&'static str, tokio::task::JoinError),
 }
 
-fn already_ended(view: &ExecutionView) -> Option<AlreadyEnded> {
-    view.state().is_terminal().then(|| AlreadyEnded {
-        id: view.id(),
-        outcome: Summary(&view.status()).outcome(),
-    })
+fn already_ended(view: &ExecutionView) -> Result<(), CancelError> {
+    match view.state().is_terminal() {
+        true => Err(CancelError::AlreadyEnded {
+            id: view.id(),
+            outcome: Summary(&view.status()).outcome(),
+        }),
+        false => Ok(()),
+    }
 }
 
 /// `cancel ID` on the history `reader` reads: returns the exit code (0 once it is final, its final line printed;
@@ -44,23 +61,22 @@ pub async fn cancel(reader: Store, id: String, limits: Limits) -> u8 {
     }
 }
 
-/// Stops the execution `id` names; its final headline, or the sentence that says why not.
-async fn cancelled(reader: Store, id: String, limits: Limits) -> Result<String, String> {
+/// Stops the execution `id` names; its final headline.
+async fn cancelled(reader: Store, id: String, limits: Limits) -> Result<String, CancelError> {
     let dir: PathBuf = reader.root().to_owned();
     // Which execution, and whether anything is left to stop: the history alone says (nothing is written).
-    let view = tokio::task::spawn_blocking(move || find(&reader, &id).map_err(|e| e.to_string()))
+    let view = tokio::task::spawn_blocking(move || find(&reader, &id))
         .await
-        .map_err(|e| format!("looking the execution up failed: {e}"))??;
-    if let Some(ended) = already_ended(&view) {
-        return Err(ended.to_string());
-    }
+        .map_err(|e| CancelError::Panicked("looking the execution up", e))?
+        .map_err(CancelError::Find)?;
+    already_ended(&view)?;
     // Stopping writes (the stop request; an execution whose owner is gone is marked lost): this process
     // registers as a command for as long as it acts.
     let grace = Duration::from_millis(limits.grace_ms);
     let engine = tokio::task::spawn_blocking(move || crate::app::command_engine(&dir, &limits))
         .await
-        .map_err(|e| format!("opening the history failed: {e}"))?
-        .map_err(|e| crate::store::error_chain(&e))?;
+        .map_err(|e| CancelError::Panicked("opening the history", e))?
+        .map_err(CancelError::Open)?;
     let history = engine.history().map(Arc::clone);
     let stopped = stop(&engine, view.id(), grace).await;
     if let Some(history) = history {
@@ -70,20 +86,18 @@ async fn cancelled(reader: Store, id: String, limits: Limits) -> Result<String, 
 }
 
 /// Stops the execution `id` through `engine`; its final headline.
-async fn stop(engine: &crate::engine::Engine, id: uuid::Uuid, grace: Duration) -> Result<String, String> {
+async fn stop(engine: &crate::engine::Engine, id: Uuid, grace: Duration) -> Result<String, CancelError> {
     // Read again by the engine: it may have ended since, or its owner may be gone.
     let view = engine
         .find(&id)
         .await
-        .map_err(|e| crate::store::error_chain(&e))?
-        .ok_or_else(|| format!("execution {id} is no longer in the history"))?;
-    if let Some(ended) = already_ended(&view) {
-        return Err(ended.to_string());
-    }
+        .map_err(CancelError::Read)?
+        .ok_or(CancelError::Forgotten(id))?;
+    already_ended(&view)?;
     engine
         .stop(&view, StopReason::Cancel, grace)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(CancelError::Stop)?;
     let view = engine.refresh(&view).await;
     Ok(Summary(&engine.status(&view)).headline())
 }
@@ -106,7 +120,10 @@ mod tests {
             .build()
             .unwrap();
         let id = "0b5e6f0e-8c2a-4a3f-9d7e-1f2a3b4c5d6e".to_owned();
-        let said = rt.block_on(cancelled(reader, id, Limits::default())).unwrap_err();
+        let said = rt
+            .block_on(cancelled(reader, id, Limits::default()))
+            .unwrap_err()
+            .to_string();
         drop(locks);
         assert!(said.contains("busy") && said.contains("history.db"), "{said}");
         drop(store);

@@ -38,8 +38,8 @@ fn view(store: &Store, rec: ExecutionRecord) -> ExecutionView {
 /// The process that owns an unfinished execution, as `history --running` names it.
 #[derive(serde::Serialize)]
 struct Owner {
-    /// `server`, `supervisor` or `command`; None once its instance is no longer registered.
-    role: Option<&'static str>,
+    /// None once its instance is no longer registered.
+    role: Option<Role>,
     pid: Option<u32>,
     instance: String,
     alive: bool,
@@ -49,7 +49,7 @@ impl Owner {
     fn of(store: &Store, rec: &ExecutionRecord, alive: bool) -> Owner {
         let registered = store.instance_record(&rec.owner);
         Owner {
-            role: registered.as_ref().map(|i| i.role.as_str()),
+            role: registered.as_ref().map(|i| i.role),
             pid: registered.as_ref().map(|i| i.pid),
             instance: rec.owner.clone(),
             alive,
@@ -60,10 +60,10 @@ impl Owner {
 impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match (self.role, self.pid) {
-            (Some(role), Some(pid)) => format!("{role} pid {pid}"),
+            (Some(role), Some(pid)) => format!("{} pid {pid}", role.as_str()),
             _ => format!("instance {}", self.instance),
         };
-        match (self.alive, self.role.and_then(Role::parse)) {
+        match (self.alive, self.role) {
             (true, Some(Role::Supervisor)) => write!(f, "detached ({what})"),
             (true, _) => f.write_str(&what),
             (false, _) => write!(f, "gone (was {what})"),

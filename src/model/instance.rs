@@ -3,7 +3,8 @@
 use super::state::UnknownWord;
 
 /// What an instance (a process with the store open) is there for: whose executions it owns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// An MCP server, or `workflow-mcp run`: owns the executions its sessions start.
     Server,
