@@ -50,6 +50,13 @@ async fn rung(notice: &mut Option<Notice>) {
     }
 }
 
+/// What woke [`record_progress`].
+enum Woke {
+    Written,
+    Changed,
+    Tick,
+}
+
 /// Writes the counters and progress of running executions to the history once a second, when they changed,
 /// acts on the stops other processes ask for as soon as they write them to the history (and at each tick, where
 /// the history cannot be watched), and applies retention once a minute — on a blocking thread, never inside a
@@ -62,13 +69,26 @@ pub(super) async fn record_progress(executor: Arc<Executor>) {
         .records()
         .history()
         .and_then(|h| history_notice(&h.history_files()));
+    let mut changes = executor.records().changes();
     loop {
-        let ticked = tokio::select! {
+        // Writes to the history are listened for only while this process runs an execution that whoever asks for
+        // its stop cannot signal itself: a queued one, or a remote job. A local process is signalled by the asker
+        // (its owner learns the reason when it ends), so listening for it would wake every process on the state
+        // directory — every detached execution's supervisor — at every write anyone makes.
+        let listen = executor.table().unfinished().iter().any(|e| e.life().pid.is_none());
+        let woke = tokio::select! {
             // A write heard is told as such even when the tick is due too.
             biased;
-            () = rung(&mut written) => false,
-            _ = tick.tick() => true,
+            () = rung(&mut written), if listen => Woke::Written,
+            Ok(()) = changes.changed() => Woke::Changed,
+            _ = tick.tick() => Woke::Tick,
             _ = executor.shutdown_token().cancelled() => return,
+        };
+        let ticked = match woke {
+            // What runs here changed: whether to listen is decided again.
+            Woke::Changed => continue,
+            Woke::Written => false,
+            Woke::Tick => true,
         };
         let Some(history) = executor.records().history() else {
             return;
