@@ -126,8 +126,9 @@ pub enum SuperviseError {
     Decode(#[source] serde_json::Error),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    /// (Not a source: its own words end with a server's way out, which does not apply here.)
+    #[error("{}; fix it (permissions, space) and start the workflow again", .0.cause())]
+    Store(crate::store::StoreError),
     #[error("cannot start the engine")]
     Engine(#[source] std::io::Error),
     #[error(transparent)]
@@ -162,7 +163,7 @@ pub fn run() -> Result<(), SuperviseError> {
         .build()
         .map_err(SuperviseError::Runtime)?;
     rt.block_on(async move {
-        let (store, warnings) = Store::open_as(&handover.state_dir, Role::Supervisor)?;
+        let (store, warnings) = Store::open_as(&handover.state_dir, Role::Supervisor).map_err(SuperviseError::Store)?;
         for w in warnings {
             tracing::warn!("{w}");
         }

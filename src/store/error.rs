@@ -21,6 +21,23 @@ pub enum StoreError {
     Db { path: PathBuf, error: DbError },
 }
 
+impl StoreError {
+    /// What went wrong, without the way out a server's start gives (for processes that cannot choose another
+    /// directory, such as an execution's supervisor).
+    pub fn cause(&self) -> String {
+        match self {
+            StoreError::Dir { path, error } => format!("cannot use the state directory {}: {error}", path.display()),
+            StoreError::Db { path, error } => {
+                format!(
+                    "cannot use the state directory {}: {error}{}",
+                    path.display(),
+                    os_error_of(error)
+                )
+            }
+        }
+    }
+}
+
 /// The OS error behind a database error SQLite names in its own words ("database or disk is full").
 fn os_error_of(error: &DbError) -> String {
     match error.sqlite_code() {
