@@ -587,22 +587,7 @@ async fn a_sigkilled_server_takes_its_workflows_with_it() {
     )
     .await;
     let id = s.start_wf("tree", json!({})).await;
-    let mut all: Vec<u32> = Vec::new();
-    let mut since = 0;
-    while all.len() < 2 {
-        let page = s
-            .ok(
-                "get_logs",
-                json!({"execution_id": id, "grep": "^grandchild ", "wait_ms": 60000, "since_seq": since}),
-            )
-            .await;
-        since = page["next_seq"].as_u64().unwrap();
-        all.extend(
-            records(&page["lines"])
-                .iter()
-                .map(|l| l["text"].as_str().unwrap()[11..].parse::<u32>().unwrap()),
-        );
-    }
+    let all = s.grandchildren(&id, 2).await;
     let leader = s.ok("get_status", json!({"execution_id": id})).await["pid"]
         .as_u64()
         .unwrap() as u32;

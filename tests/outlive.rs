@@ -13,27 +13,6 @@ fn outliving(name: &str, actions: &[&str]) -> Value {
     w
 }
 
-/// The pids a workflow printed as `grandchild PID` lines, once `n` of them are there.
-async fn grandchildren(s: &Server, id: &str, n: usize) -> Vec<u32> {
-    let mut all = Vec::new();
-    let mut since = 0;
-    while all.len() < n {
-        let page = s
-            .ok(
-                "get_logs",
-                json!({"execution_id": id, "grep": "^grandchild ", "wait_ms": 60000, "since_seq": since}),
-            )
-            .await;
-        since = page["next_seq"].as_u64().unwrap();
-        all.extend(
-            records(&page["lines"])
-                .iter()
-                .map(|l| l["text"].as_str().unwrap()[11..].parse::<u32>().unwrap()),
-        );
-    }
-    all
-}
-
 fn sigkill(pid: u32) {
     // SAFETY: a signal to a process this test started.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
@@ -59,7 +38,7 @@ async fn a_detached_execution_outlives_a_sigkilled_server_and_another_follows_an
         .await;
     let id = a.start_wf("keep", json!({})).await;
     let attached = a.start_wf("attached", json!({})).await;
-    let tree = grandchildren(&a, &id, 2).await;
+    let tree = a.grandchildren(&id, 2).await;
     let detached_leader = leader(&a.ok("get_status", json!({"execution_id": id})).await);
     let attached_leader = leader(&a.ok("get_status", json!({"execution_id": attached})).await);
     sigkill(a.pid());
@@ -151,7 +130,7 @@ async fn a_killed_supervisor_takes_the_whole_tree_and_the_execution_is_lost_with
         .spawn()
         .await;
     let id = s.start_wf("keep", json!({})).await;
-    let tree = grandchildren(&s, &id, 2).await;
+    let tree = s.grandchildren(&id, 2).await;
     let leader = leader(&s.ok("get_status", json!({"execution_id": id})).await);
     // The supervisor is the leader's parent: a process of its own, not the server.
     let supervisor = workflow_mcp::proc::scan::process(leader).expect("the leader runs").ppid;
@@ -320,7 +299,7 @@ async fn a_detached_execution_outlives_its_server_binary_being_replaced_on_disk(
         .spawn()
         .await;
     let id = a.start_wf("keep", json!({})).await;
-    let tree = grandchildren(&a, &id, 1).await;
+    let tree = a.grandchildren(&id, 1).await;
     let leader = leader(&a.ok("get_status", json!({"execution_id": id})).await);
     let supervisor = workflow_mcp::proc::scan::process(leader).expect("the leader runs").ppid;
     sigkill(a.pid());
@@ -371,7 +350,7 @@ async fn two_servers_cancelling_one_detached_execution_at_once_both_answer_cance
         .spawn()
         .await;
     let id = a.start_wf("keep", json!({})).await;
-    let tree = grandchildren(&a, &id, 2).await;
+    let tree = a.grandchildren(&id, 2).await;
     let leader = leader(&a.ok("get_status", json!({"execution_id": id})).await);
     let args = json!({"execution_id": id});
     let (from_a, from_b) = tokio::join!(

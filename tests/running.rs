@@ -195,19 +195,7 @@ async fn detached_executions_are_listed_with_their_supervisor_and_cancelled_from
     let dropped = s.start_wf("keep", json!({})).await;
     let mut trees = Vec::new();
     for id in [&kept, &dropped] {
-        let mut tree = Vec::new();
-        while tree.len() < 2 {
-            let page = s
-                .ok(
-                    "get_logs",
-                    json!({"execution_id": id, "grep": "^grandchild ", "wait_ms": 60000, "since_seq": 0}),
-                )
-                .await;
-            tree = crate::util::records(&page["lines"])
-                .iter()
-                .map(|l| l["text"].as_str().unwrap()[11..].parse::<u32>().unwrap())
-                .collect();
-        }
+        let mut tree = s.grandchildren(id, 2).await;
         let leader = s.ok("get_status", json!({"execution_id": id})).await["pid"]
             .as_u64()
             .unwrap() as u32;

@@ -622,6 +622,28 @@ impl<H: ClientHandler> Server<H> {
     }
 
     /// Starts a workflow and returns its execution id.
+    /// The pids an execution printed as `grandchild PID` lines (the fake workflow's `grandchild` actions), once
+    /// `n` of them are there.
+    pub async fn grandchildren(&self, id: &str, n: usize) -> Vec<u32> {
+        let mut all = Vec::new();
+        let mut since = 0;
+        while all.len() < n {
+            let page = self
+                .ok(
+                    "get_logs",
+                    json!({"execution_id": id, "grep": "^grandchild ", "wait_ms": 60000, "since_seq": since}),
+                )
+                .await;
+            since = page["next_seq"].as_u64().unwrap();
+            all.extend(
+                records(&page["lines"])
+                    .iter()
+                    .map(|l| l["text"].as_str().unwrap()[11..].parse::<u32>().unwrap()),
+            );
+        }
+        all
+    }
+
     pub async fn start_wf(&self, workflow: &str, params: Value) -> String {
         let s = self
             .ok("execute_workflow", json!({"workflow": workflow, "params": params}))

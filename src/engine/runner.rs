@@ -151,15 +151,7 @@ impl Engine {
         };
         let exec = match prepared {
             Ok(Ok(exec)) => exec,
-            Ok(Err(NotPrepared::Existing(existing))) => {
-                let id = existing.record.id;
-                return Ok(self
-                    .find(&id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or(ExecutionView::Stored(existing)));
-            }
+            Ok(Err(NotPrepared::Existing(existing))) => return Ok(self.as_it_stands(existing).await),
             // (The table keeps this path's limits; none is asked of the history.)
             Ok(Err(NotPrepared::AtLimit(running))) => {
                 return Err(EngineError::WorkflowAtLimit {
@@ -235,15 +227,7 @@ impl Engine {
                     running,
                 });
             }
-            Ok(Err(NotPrepared::Existing(existing))) => {
-                let id = existing.record.id;
-                return Ok(self
-                    .find(&id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .unwrap_or(ExecutionView::Stored(existing)));
-            }
+            Ok(Err(NotPrepared::Existing(existing))) => return Ok(self.as_it_stands(existing).await),
             Err(failed) => return Err(EngineError::from_join("recording the new execution", failed)),
         };
         let handover = Handover::of(
@@ -305,6 +289,16 @@ impl Engine {
         );
         let _ = rx.await;
         Ok(ExecutionView::Live(exec))
+    }
+
+    /// An execution found in the history (the one an idempotency key started), as it stands now.
+    async fn as_it_stands(&self, stored: Arc<StoredExecution>) -> ExecutionView {
+        let id = stored.record.id;
+        self.find(&id)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(ExecutionView::Stored(stored))
     }
 
     fn refused(&self, admission: Admission) -> EngineError {
