@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, mpsc};
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::SystemTime;
 
 use rusqlite::{Connection, params};
@@ -29,7 +29,7 @@ pub struct Store {
     pub(super) role: Role,
     /// Locked for as long as this process lives: others see it alive. (None for a reader.)
     _lock: Option<File>,
-    pub(super) readers: Readers,
+    pub(super) reader: Mutex<Connection>,
     writer: Mutex<mpsc::Sender<(Op, Option<Reply>)>>,
     /// One retention pass at a time: two deleting the same log folder at once can both fail half-way.
     pub(super) pruning: Mutex<()>,
@@ -37,90 +37,6 @@ pub struct Store {
 
 /// How long a repeated read waits for a history another process holds locked (see [`Store::read_briefly`]).
 const BRIEF_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
-/// How many connections reads may use at once: a read waiting on a database another process holds locked
-/// (SQLite retries for up to 10 s) leaves the others to the rest.
-const READERS: usize = 3;
-
-/// The connections reads use (WAL: they do not wait for the writer): the first opened with the store, the
-/// others when two reads would otherwise wait for one connection.
-pub(super) struct Readers {
-    path: PathBuf,
-    idle: Mutex<ReaderPool>,
-    freed: Condvar,
-}
-
-struct ReaderPool {
-    idle: Vec<Connection>,
-    opened: usize,
-}
-
-/// A connection lent to one read; back to the pool when dropped.
-pub(super) struct Reader<'a> {
-    readers: &'a Readers,
-    conn: Option<Connection>,
-}
-
-impl Readers {
-    fn new(path: PathBuf, first: Connection) -> Readers {
-        Readers {
-            path,
-            idle: Mutex::new(ReaderPool {
-                idle: vec![first],
-                opened: 1,
-            }),
-            freed: Condvar::new(),
-        }
-    }
-
-    /// An idle connection, a new one while fewer than [`READERS`] are open, or the next one freed.
-    pub(super) fn get(&self) -> Reader<'_> {
-        let mut pool = lock(&self.idle);
-        loop {
-            if let Some(conn) = pool.idle.pop() {
-                return Reader {
-                    readers: self,
-                    conn: Some(conn),
-                };
-            }
-            if pool.opened < READERS {
-                pool.opened += 1;
-                drop(pool);
-                match db::connect(&self.path) {
-                    Ok(conn) => {
-                        return Reader {
-                            readers: self,
-                            conn: Some(conn),
-                        };
-                    }
-                    Err(e) => {
-                        // The ones open serve: this read and the later ones wait for one of them.
-                        tracing::debug!(error = %e, "cannot open another connection to read the history");
-                        pool = lock(&self.idle);
-                        pool.opened = READERS;
-                    }
-                }
-            }
-            pool = self.freed.wait(pool).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-impl std::ops::Deref for Reader<'_> {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        self.conn.as_ref().expect("a lent connection")
-    }
-}
-
-impl Drop for Reader<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            lock(&self.readers.idle).idle.push(conn);
-            self.readers.freed.notify_one();
-        }
-    }
-}
 
 pub fn now_ms() -> i64 {
     crate::clock::unix_ms(SystemTime::now())
@@ -252,7 +168,7 @@ impl Store {
             instance,
             role,
             _lock: Some(lock_file),
-            readers: Readers::new(db_path, reader),
+            reader: Mutex::new(reader),
             writer: Mutex::new(tx),
             pruning: Mutex::new(()),
         };
@@ -287,7 +203,7 @@ impl Store {
             instance: Uuid::nil(),
             role: Role::Command,
             _lock: None,
-            readers: Readers::new(db_path, reader),
+            reader: Mutex::new(reader),
             writer: Mutex::new(tx),
             pruning: Mutex::new(()),
         })
@@ -342,7 +258,7 @@ impl Store {
     }
 
     pub(super) fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Option<R> {
-        f(&self.readers.get())
+        f(&lock(&self.reader))
             .inspect_err(|e| tracing::warn!(error = %e, "reading the history failed"))
             .ok()
     }
@@ -351,49 +267,11 @@ impl Store {
     /// after [`BRIEF_WAIT`] instead of holding the one reader connection, which every call shares, for the whole
     /// busy timeout — the next tick reads again.
     pub(super) fn read_briefly<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Option<R> {
-        let conn = self.readers.get();
+        let conn = lock(&self.reader);
         let _ = conn.busy_timeout(BRIEF_WAIT);
         let read = f(&conn);
         let _ = conn.busy_timeout(super::db::BUSY_TIMEOUT);
         read.inspect_err(|e| tracing::debug!(error = %e, "a repeated read of the history failed; the next one retries"))
             .ok()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use super::Store;
-
-    #[test]
-    fn a_read_that_waits_does_not_hold_up_another_read() {
-        let dir = std::env::temp_dir().join(format!("wfmcp-store-{}-readers", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (store, _) = Store::open(&dir).unwrap();
-        let (started_tx, started) = mpsc::channel();
-        let (release, release_rx) = mpsc::channel::<()>();
-        std::thread::scope(|scope| {
-            // One read stays in the database (as one waiting on a lock another process holds would).
-            let store = &store;
-            scope.spawn(move || {
-                store.read(|c| {
-                    let n: i64 = c.query_row("SELECT count(*) FROM executions", [], |r| r.get(0))?;
-                    started_tx.send(()).unwrap();
-                    release_rx.recv().ok();
-                    Ok(n)
-                })
-            });
-            started.recv().unwrap();
-            // Meanwhile another read is answered; the bound only keeps a failing test from hanging.
-            let (done_tx, done) = mpsc::channel();
-            scope.spawn(move || done_tx.send(store.count().ok()).unwrap());
-            let other = done.recv_timeout(Duration::from_secs(60));
-            release.send(()).unwrap();
-            assert_eq!(other, Ok(Some(0)), "the second read waited for the first");
-        });
-        drop(store);
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -4,7 +4,7 @@ use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::error::{ReadError, error_chain};
-use super::open::Store;
+use super::open::{Store, lock};
 use super::record::{COLUMNS, ExecutionRecord, LISTED_COLUMNS, ListKey, RecordError, UNFINISHED};
 use crate::model::StopReason;
 
@@ -76,7 +76,7 @@ impl Store {
 
     /// A read whose failure the caller reports, named for what it means to the reader.
     fn try_read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, ReadError> {
-        f(&self.readers.get()).map_err(|e| self.read_error(e))
+        f(&lock(&self.reader)).map_err(|e| self.read_error(e))
     }
 
     /// A failed read, named for what it means to the reader.
@@ -98,7 +98,7 @@ impl Store {
     /// The record of `id`: `Ok(None)` when there is none, an error when it cannot be read or does not decode.
     pub fn try_get(&self, id: &Uuid) -> Result<Option<ExecutionRecord>, ReadError> {
         let rows = Self::records(
-            &self.readers.get(),
+            &lock(&self.reader),
             &format!("SELECT {COLUMNS} FROM executions WHERE id = ?1"),
             [id.to_string()],
         )
