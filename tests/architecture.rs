@@ -158,6 +158,7 @@ const FILE_ORDERS: &[(&str, &[&str])] = &[
             "launch",
             "supervisor",
             "executor",
+            "outliving",
             "listing",
             "shared_history",
             "runner",

@@ -236,6 +236,18 @@ impl Executor {
             tracing::error!("the spawner thread is gone; an execution cannot start");
         }
     }
+    /// [`Executor::launch`], returning once it is running or failed to start.
+    pub(super) async fn launched(self: &Arc<Self>, exec: Arc<Execution>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.launch(
+            exec,
+            Some(Box::new(move || {
+                let _ = tx.send(());
+            })),
+        );
+        let _ = rx.await;
+    }
+
     /// Starts the execution through the runtime (on the spawner thread), with its drain and supervisor threads.
     fn start(self: &Arc<Self>, exec: Arc<Execution>) {
         if exec.stop_reason().is_some() {

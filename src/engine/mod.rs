@@ -9,6 +9,7 @@ mod executor;
 pub mod follow;
 mod launch;
 mod listing;
+mod outliving;
 pub mod progress;
 mod records;
 pub mod runner;

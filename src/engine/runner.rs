@@ -6,6 +6,7 @@
 //! - [`super::supervisor`]: one thread per execution, which waits for its exit and clears out what it left;
 //! - [`super::drain`]: two threads per execution, which move its output into its log;
 //! - [`super::executor`]: the owner of all of them, which takes each execution from start to end;
+//! - [`super::outliving`]: handing an execution that outlives its session to its supervisor, and adopting it there;
 //! - [`super::listing`]: what listings read (a status, a listing, a page);
 //! - [`super::shared_history`]: what other server processes on the history ask and leave behind.
 //!
@@ -25,6 +26,7 @@ use super::execution::{ExecutionState, StopReason};
 use super::executor::{Executor, NotPrepared, blocking};
 use super::follow::{Follow, Reread, StoredChanges};
 use super::listing;
+use super::outliving::{self, HandedOver};
 use super::shared_history::{Reattach, reattach, record_progress, signal_stored_tree};
 use super::status::ExecutionStatus;
 use super::table::{Admission, ListFilter, PageKey};
@@ -183,74 +185,28 @@ impl Engine {
         };
         executor.records().changed();
         if launch {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            executor.launch(
-                exec.clone(),
-                Some(Box::new(move || {
-                    let _ = tx.send(());
-                })),
-            );
-            let _ = rx.await;
+            executor.launched(exec.clone()).await;
         }
         Ok(ExecutionView::Live(exec))
     }
 
     /// Starts an execution that outlives its session on a supervisor process of its own (see
-    /// [`super::detach`]): recorded here, taken over and started there, and from then on this server's only as a
-    /// stored execution. A supervisor that cannot start makes it `failed_to_start`, saying why. (Not queued: a
-    /// server's slots end with it; the supervisor starts it at once.)
+    /// [`super::outliving`]): from then on this server's only as a stored execution.
     async fn execute_detached(
         &self,
         def: Arc<WorkflowDef>,
         invocation: Invocation,
         idempotency_key: Option<String>,
     ) -> Result<ExecutionView, EngineError> {
-        let executor = &self.executor;
-        let workflow = def.name.clone();
-        let Some(history) = self.history().cloned() else {
-            return Err(EngineError::OutliveNeedsHistory { workflow });
-        };
-        let Some(detacher) = executor.detacher().cloned() else {
-            return Err(EngineError::CannotDetach { workflow });
-        };
-        let at_most = def.max_concurrent;
-        let prepared = {
-            let executor = executor.clone();
-            tokio::task::spawn_blocking(move || executor.prepare(def, invocation, idempotency_key, at_most)).await
-        };
-        let exec = match prepared {
-            Ok(Ok(exec)) => exec,
-            Ok(Err(NotPrepared::AtLimit(running))) => {
-                return Err(EngineError::WorkflowAtLimit {
-                    workflow,
-                    max: at_most.unwrap_or_default(),
-                    running,
-                });
-            }
-            Ok(Err(NotPrepared::Existing(existing))) => return Ok(self.as_it_stands(existing).await),
-            Err(failed) => return Err(EngineError::from_join("recording the new execution", failed)),
-        };
-        let handover = Handover::of(
-            &exec,
-            history.root().to_owned(),
-            history.instance().to_string(),
-            executor.config(),
-        );
-        let id = exec.id;
-        let (executor, failed) = (executor.clone(), exec.clone());
-        let started = blocking(move || {
-            let started = detacher.detach(&handover);
-            if let Err(why) = &started {
-                tracing::warn!(execution = %failed.id, workflow = %failed.workflow.name, "{why}");
-                failed.failed_to_start(why.to_string(), |e, last| executor.records().record_final(e, last));
-                executor.records().changed();
-            }
-        })
-        .await;
-        if started.is_none() {
-            return Err(EngineError::ShuttingDown);
+        match outliving::hand_over(&self.executor, def, invocation, idempotency_key).await? {
+            HandedOver::Existing(stored) => Ok(self.as_it_stands(stored).await),
+            HandedOver::Started(exec) => Ok(self
+                .find(&exec.id)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or(ExecutionView::Live(exec))),
         }
-        Ok(self.find(&id).await.ok().flatten().unwrap_or(ExecutionView::Live(exec)))
     }
 
     /// Sets how supervisors of executions that outlive their session start (the binary run again, see
@@ -262,33 +218,9 @@ impl Engine {
     /// Runs an execution another process recorded and handed over (see [`super::detach`]): takes it over from
     /// its recorder, and returns once it is running or failed to start.
     pub async fn adopt(&self, handover: Handover) -> Result<ExecutionView, AdoptError> {
-        let executor = self.executor.clone();
-        let Some(history) = self.history().cloned() else {
-            return Err(AdoptError::NoHistory);
-        };
-        let (id, from) = (handover.id, handover.recorded_by.clone());
-        if blocking(move || history.claim(&id, &from)).await != Some(true) {
-            return Err(AdoptError::NotTheirs {
-                id,
-                recorded_by: handover.recorded_by,
-            });
-        }
-        let exec = blocking(move || executor.adopted(handover))
+        outliving::adopt(&self.executor, handover)
             .await
-            .ok_or(AdoptError::ShuttingDown)?;
-        let admitted = self.executor.table().admit(exec.clone(), usize::MAX, 0);
-        if !matches!(admitted, Admission::Launch) {
-            return Err(AdoptError::ShuttingDown);
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.executor.launch(
-            exec.clone(),
-            Some(Box::new(move || {
-                let _ = tx.send(());
-            })),
-        );
-        let _ = rx.await;
-        Ok(ExecutionView::Live(exec))
+            .map(ExecutionView::Live)
     }
 
     /// An execution found in the history (the one an idempotency key started), as it stands now.

@@ -84,6 +84,27 @@ impl Runtime for BlockingRuntime {
     }
 }
 
+/// The engine's config in these tests, keeping `retain_executions` finished executions.
+fn config(retain_executions: usize) -> EngineConfig {
+    EngineConfig {
+        max_concurrent: 4,
+        max_queued: 10,
+        default_timeout: None,
+        grace: Duration::from_secs(5),
+        log_limits: LogLimits {
+            max_bytes: 1 << 20,
+            max_line_bytes: 1024,
+        },
+        log_bytes_total: 1 << 24,
+        retain_executions,
+        retain_age: Duration::from_secs(3600),
+        retain_log_bytes: 1 << 30,
+        log_disk_bytes: 1 << 30,
+        base_env: ChildEnv::default(),
+        drain_grace: Duration::from_secs(2),
+    }
+}
+
 fn def() -> Arc<WorkflowDef> {
     Arc::new(WorkflowDef {
         name: "w".into(),
@@ -121,29 +142,7 @@ fn a_stop_never_blocks_the_async_workers_while_it_signals() {
         waiter: Mutex::new(Some(ChannelWaiter(exit_rx))),
     });
     let state = rt.block_on(async {
-        let engine = Engine::new(
-            EngineConfig {
-                max_concurrent: 4,
-                max_queued: 10,
-                default_timeout: None,
-                grace: Duration::from_secs(5),
-                log_limits: LogLimits {
-                    max_bytes: 1 << 20,
-                    max_line_bytes: 1024,
-                },
-                log_bytes_total: 1 << 24,
-                retain_executions: 10,
-                retain_age: Duration::from_secs(3600),
-                retain_log_bytes: 1 << 30,
-                log_disk_bytes: 1 << 30,
-                base_env: ChildEnv::default(),
-                drain_grace: Duration::from_secs(2),
-            },
-            tokio::runtime::Handle::current(),
-            runtime,
-            None,
-        )
-        .unwrap();
+        let engine = Engine::new(config(10), tokio::runtime::Handle::current(), runtime, None).unwrap();
         let exec = engine.execute(def(), Invocation::default(), None).await.unwrap();
         assert_eq!(exec.state(), ExecutionState::Running);
         let stopping = {
@@ -226,24 +225,8 @@ async fn a_listing_never_applies_retention() {
         waiter: Mutex::new(None),
     });
     let engine = Engine::new(
-        EngineConfig {
-            max_concurrent: 4,
-            max_queued: 10,
-            default_timeout: None,
-            grace: Duration::from_secs(5),
-            log_limits: LogLimits {
-                max_bytes: 1 << 20,
-                max_line_bytes: 1024,
-            },
-            log_bytes_total: 1 << 24,
-            // Every finished execution is past the rule: a retention pass would forget it.
-            retain_executions: 0,
-            retain_age: Duration::from_secs(3600),
-            retain_log_bytes: 1 << 30,
-            log_disk_bytes: 1 << 30,
-            base_env: ChildEnv::default(),
-            drain_grace: Duration::from_secs(2),
-        },
+        // Every finished execution is past the rule: a retention pass would forget it.
+        config(0),
         tokio::runtime::Handle::current(),
         runtime,
         Some(store.clone()),
